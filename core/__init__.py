@@ -1,0 +1,1 @@
+"""Shared plumbing with no domain logic: errors, atomic writes, typed config, provenance."""

@@ -1,0 +1,76 @@
+"""Typed config: a dataclass, filled from a YAML file and then from CLI flags.
+
+Each config dataclass documents its fields with a string right below each field
+and checks values in `__post_init__` (raising ValueError). `load_config` turns
+unknown keys and failed checks into a `UserError` that names the file and key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from core.errors import UserError
+
+T = TypeVar("T")
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} file {path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def _build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints.get(name)
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _build(hint, value, f"{where}.{name}")
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def load_config(cls: type[T], yaml_path: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None) -> T:
+    """Build `cls` from an optional YAML file, then overrides (None values are skipped).
+
+    Override keys that are not fields of `cls` are ignored, so an argparse
+    namespace can be passed whole.
+    """
+    values: dict[str, Any] = {}
+    where = cls.__name__
+    if yaml_path is not None:
+        values.update(read_yaml_mapping(yaml_path))
+        where = f"config {yaml_path}"
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, value in (overrides or {}).items():
+        if key in names and value is not None:
+            values[key] = value
+    return _build(cls, values, where)
+
+
+def config_to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,11 @@
+"""The one exception type that means "the user gave bad input"."""
+
+
+class UserError(Exception):
+    """Bad input from the user (file, field or value). `launch.py` prints the
+    message without a traceback and exits with status 2; anything else is a bug
+    and keeps its traceback."""
+
+
+class NotBuiltError(UserError):
+    """A sub-command whose capability does not exist yet."""
