@@ -1,4 +1,143 @@
-"""placeholder replaced below"""
-HELP = "demo"
-def add_arguments(parser): pass
-def run(args): return 0
+"""`demo`: the whole CausalMix pipeline on the embedded default (local Ray, tiny models, demo pools).
+
+Everything lands under `--workdir` (default ./causalmix-demo):
+  pools/demo-small/, pools/demo-large/   manifest.yaml beside its shards
+  models/proxy/, models/target/          tiny Qwen2 models (save_pretrained format)
+Each stage is skipped when its output is already complete, so a rerun resumes;
+`--until STAGE` stops after that stage.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core.atomic import atomic_write_json
+from core.config import load_config
+from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+from datapool.demo_sources import pretraining_corpus
+from datapool.pool import Pool
+from lm.tiny import build_model_family
+
+HELP = "run the pipeline end to end on the embedded default (local Ray, tiny models, demo pools)"
+POOLS = ("demo-small", "demo-large")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of `launch.py demo`."""
+
+    workdir: str = "causalmix-demo"
+    """Folder that keeps everything the demo makes."""
+    until: str | None = None
+    """Stop after this stage (None: run every stage that exists)."""
+    seed: int = 0
+    """Seed of the pools, models and sweep."""
+    tokenizer_vocab: int = 2048
+    """Vocabulary of the tiny models' byte-level BPE tokenizer."""
+
+    def __post_init__(self):
+        if self.until is not None and self.until not in STAGE_NAMES:
+            raise ValueError(f"until: unknown stage {self.until!r}; stages are {list(STAGE_NAMES)}")
+        if self.tokenizer_vocab < 300:
+            raise ValueError(f"tokenizer_vocab must be >= 300 (256 bytes + specials), got {self.tokenizer_vocab}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[DemoConfig, Path], dict]
+    done: Callable[[DemoConfig, Path], bool]
+
+
+def _pools_done(cfg: DemoConfig, work: Path) -> bool:
+    return all((work / "pools" / p / "pool.json").is_file() for p in POOLS)
+
+
+def _run_pools(cfg: DemoConfig, work: Path) -> dict:
+    spec = DemoPoolSpec(seed=cfg.seed)
+    for name in POOLS:
+        write_demo_pool(work / "pools", name, spec)
+    return {}
+
+
+def _models_done(cfg: DemoConfig, work: Path) -> bool:
+    return all((work / "models" / m / "causalmix_model.json").is_file() for m in ("proxy", "target"))
+
+
+def _run_models(cfg: DemoConfig, work: Path) -> dict:
+    build_model_family(work / "models", demo_texts_for_tokenizer(work / "pools" / "demo-small"),
+                       pretraining_corpus(random.Random(cfg.seed)), vocab_size=cfg.tokenizer_vocab,
+                       seed=cfg.seed)
+    return {}
+
+
+STAGES = (
+    Stage("pools", _run_pools, _pools_done),
+    Stage("models", _run_models, _models_done),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def _pool_sizes(work: Path) -> dict:
+    """Documents and tokens (proxy tokenizer) per domain of each demo pool; cached per pool."""
+    from transformers import AutoTokenizer
+
+    tokenizer_dir = work / "models" / "proxy"
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir)) if tokenizer_dir.is_dir() else None
+    sizes = {}
+    for name in POOLS:
+        pool = Pool.open(work / "pools" / name, build_if_needed=False)
+        cache = pool.root / "sizes.json"
+        if cache.is_file() and (tokenizer is None or "tokens" in json.loads(cache.read_text())["arithmetic"]):
+            sizes[name] = json.loads(cache.read_text())
+            continue
+        per_domain = {}
+        for domain in pool.domains:
+            entry = {"docs": pool.n_docs(domain), "shards": len(pool.shards(domain))}
+            if tokenizer is not None:
+                frame = pool.read(domain)
+                texts = (frame["prompt"] + frame["response"]).tolist()
+                entry["tokens"] = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+            per_domain[domain] = entry
+        atomic_write_json(cache, per_domain)
+        sizes[name] = per_domain
+    return sizes
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default=None, help="YAML file with DemoConfig fields")
+    parser.add_argument("--workdir", default=None, help="folder for everything the demo makes "
+                        "(default: causalmix-demo)")
+    parser.add_argument("--until", default=None, choices=STAGE_NAMES, help="stop after this stage")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+
+
+def run(args) -> int:
+    cfg = load_config(DemoConfig, args.config, vars(args))
+    work = Path(cfg.workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    for stage in STAGES:
+        if stage.done(cfg, work):
+            print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
+            timings[stage.name] = "reused"
+        else:
+            print(f"[demo] {stage.name}: running", file=sys.stderr)
+            start = time.perf_counter()
+            stage.run(cfg, work)
+            timings[stage.name] = round(time.perf_counter() - start, 1)
+        if stage.name == cfg.until:
+            break
+    summary = {"workdir": str(work), "stage_seconds": timings, "pools": _pool_sizes(work)}
+    not_built = [n for n in ("featurize", "sweep", "fit", "recommend", "validate", "report")
+                 if n not in STAGE_NAMES]
+    if cfg.until is None and not_built:
+        summary["not_built_yet"] = not_built
+    atomic_write_json(work / "demo_summary.json", summary)
+    print(json.dumps(summary))
+    return 0

@@ -1,4 +1,38 @@
-"""placeholder replaced below"""
-HELP = "pool"
-def add_arguments(parser): pass
-def run(args): return 0
+"""`pool build MANIFEST [--out DIR]` and `pool info DIR`: materialise and inspect pools."""
+from __future__ import annotations
+
+import json
+
+from datapool.build import build_pool
+from datapool.pool import Pool
+
+HELP = "build a pool manifest into Parquet shards (`pool build`), or describe a built pool (`pool info`)"
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="pool_action", metavar="ACTION", required=True)
+    build = sub.add_parser("build", help="materialise MANIFEST as Parquet shards with stable doc_ids")
+    build.add_argument("manifest", help="pool manifest YAML (see datapool/manifest.py)")
+    build.add_argument("--out", default=None, help="output folder (default: the manifest's folder)")
+    info = sub.add_parser("info", help="print a built pool's domains, shards and dev sets as JSON")
+    info.add_argument("pool", help="built pool folder or its manifest")
+
+
+def describe(pool: Pool) -> dict:
+    return {
+        "name": pool.name,
+        "root": str(pool.root),
+        "domains": {d: {"n_docs": pool.n_docs(d), "n_chars": pool.n_chars(d),
+                        "n_shards": len(pool.shards(d))} for d in pool.domains},
+        "dev": {d: {"metric": dev.metric, "n_docs": dev.n_docs} for d, dev in pool.dev_sets().items()},
+    }
+
+
+def run(args) -> int:
+    if args.pool_action == "build":
+        out = build_pool(args.manifest, args.out)
+        pool = Pool.open(out)
+        print(json.dumps(describe(pool)))
+        return 0
+    print(json.dumps(describe(Pool.open(args.pool, build_if_needed=False)), indent=2))
+    return 0

@@ -40,7 +40,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def atomic_write_parquet(path: str | os.PathLike, table: pa.Table | "pandas.DataFrame",

@@ -1,0 +1,196 @@
+"""Materialise a pool manifest as Parquet shards with stable content-hash `doc_id`s.
+
+Layout of a built pool directory:
+  manifest.yaml                     the manifest it was built from
+  shards/<domain>/shard-NNNNN.parquet   doc_id, domain, prompt, response, is_text, source
+  dev/<domain>.parquet              held-out dev set (when the manifest gives one)
+  pool.json                         index: shards, counts, dev metrics, provenance
+
+Shards never mix source files, so a source file's quality stays visible in its
+shards. `pool.json` is written last: a directory without it is not a pool.
+"""
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.errors import UserError
+from core.provenance import provenance, sha256_file
+from datapool.manifest import PoolManifest, SourceSpec, load_manifest
+
+POOL_INDEX = "pool.json"
+DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
+
+
+def doc_id(domain: str, prompt: str, response: str, is_text: bool, occurrence: int) -> str:
+    """Content hash; `occurrence` separates exact duplicates within a domain."""
+    key = "\x1f".join([domain, str(int(is_text)), prompt, response, str(occurrence)])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+
+
+def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{where}: {path} line {lineno} is not valid JSON: {exc}") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{where}: {path} line {lineno} is not a JSON object")
+            missing = [c for c in needed if c not in obj]
+            if missing:
+                raise UserError(f"{where}.columns: {path} line {lineno} has no column(s) {missing}")
+            rows.append({c: obj[c] for c in needed})
+    return pd.DataFrame(rows, columns=needed)
+
+
+def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise UserError(f"{where}: cannot read Parquet file {path}: {exc}") from None
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise UserError(f"{where}.columns: {path} has no column(s) {missing} (it has {names})")
+    return pq.read_table(path, columns=needed).to_pandas()
+
+
+def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]:
+    pattern = source.path if os.path.isabs(source.path) else str(base_dir / source.path)
+    if not globlib.has_magic(pattern):
+        if not Path(pattern).is_file():
+            raise UserError(f"{where}.path: file not found: {pattern}")
+        return [Path(pattern)]
+    files = sorted(Path(p) for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
+    if not files:
+        raise UserError(f"{where}.path: glob matched no files: {pattern}")
+    return files
+
+
+def _normalise(frame: pd.DataFrame, source: SourceSpec, origin: str) -> pd.DataFrame:
+    def text(col: str) -> pd.Series:
+        return frame[source.columns[col]].map(lambda v: "" if v is None or v != v else str(v))
+
+    if source.is_text:
+        out = pd.DataFrame({"prompt": "", "response": text("text"), "is_text": True}, index=frame.index)
+    else:
+        out = pd.DataFrame({"prompt": text("prompt"), "response": text("response"),
+                            "is_text": False}, index=frame.index)
+    out["source"] = origin
+    return out.reset_index(drop=True)
+
+
+def read_source(source: SourceSpec, base_dir: Path, where: str) -> list[pd.DataFrame]:
+    """One normalised frame (prompt, response, is_text, source) per source file or dataset."""
+    needed = list(source.columns.values())
+    if source.hf is not None:
+        import datasets
+
+        hf = source.hf
+        try:
+            ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"),
+                                       data_files=hf.get("data_files"))
+        except Exception as exc:  # datasets raises many types (offline, missing config, ...)
+            raise UserError(f"{where}.hf: cannot load dataset {hf['name']!r}: {exc}") from None
+        missing = [c for c in needed if c not in ds.column_names]
+        if missing:
+            raise UserError(f"{where}.columns: dataset {hf['name']!r} has no column(s) {missing} "
+                            f"(it has {ds.column_names})")
+        return [_normalise(ds.select_columns(needed).to_pandas(), source, f"hf:{hf['name']}")]
+    frames = []
+    for path in _resolve_files(source, base_dir, where):
+        fmt = source.format or ("parquet" if path.suffix == ".parquet" else "jsonl")
+        reader = _read_parquet if fmt == "parquet" else _read_jsonl
+        rel = os.path.relpath(path, base_dir)
+        frames.append(_normalise(reader(path, needed, where), source, rel))
+    return frames
+
+
+def _assign_doc_ids(frame: pd.DataFrame, domain: str, seen: Counter) -> pd.Series:
+    ids = []
+    for prompt, response, is_text in zip(frame["prompt"], frame["response"], frame["is_text"]):
+        key = (prompt, response, bool(is_text))
+        ids.append(doc_id(domain, prompt, response, bool(is_text), seen[key]))
+        seen[key] += 1
+    return pd.Series(ids, index=frame.index)
+
+
+def _shard_domain(manifest: PoolManifest, domain, tmp: Path) -> list[dict]:
+    where = f"manifest: domain {domain.name!r}"
+    seen: Counter = Counter()
+    shards = []
+    for j, source in enumerate(domain.sources):
+        for frame in read_source(source, manifest.base_dir, f"{where}: sources[{j}]"):
+            frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, seen))
+            frame.insert(1, "domain", domain.name)
+            for start in range(0, len(frame), manifest.shard_size):
+                part = frame.iloc[start:start + manifest.shard_size][DOC_COLUMNS]
+                rel = f"shards/{domain.name}/shard-{len(shards):05d}.parquet"
+                atomic_write_parquet(tmp / rel, part)
+                shards.append({"path": rel, "n_docs": len(part), "source": part["source"].iloc[0],
+                               "n_chars": int((part["prompt"].str.len() + part["response"].str.len()).sum())})
+    if not shards:
+        raise UserError(f"{where}: sources hold no documents (the domain is empty)")
+    return shards
+
+
+def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
+    if domain.dev is None:
+        return None
+    where = f"manifest: domain {domain.name!r}: dev"
+    frames = read_source(domain.dev, manifest.base_dir, where)
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise UserError(f"{where}: the dev set is empty")
+    frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, Counter()))
+    frame.insert(1, "domain", domain.name)
+    rel = f"dev/{domain.name}.parquet"
+    atomic_write_parquet(tmp / rel, frame[DOC_COLUMNS])
+    return {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
+
+
+def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Build the pool of `manifest_path` into `out_dir` (default: the manifest's folder)."""
+    manifest_path = Path(manifest_path)
+    manifest = load_manifest(manifest_path)
+    out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pool-build.", dir=out_dir))
+    try:
+        index = {"name": manifest.name, "shard_size": manifest.shard_size, "domains": {}}
+        for domain in manifest.domains:
+            shards = _shard_domain(manifest, domain, tmp)
+            index["domains"][domain.name] = {
+                "n_docs": sum(s["n_docs"] for s in shards),
+                "n_chars": sum(s["n_chars"] for s in shards),
+                "shards": shards,
+                "dev": _build_dev(manifest, domain, tmp),
+            }
+        index["manifest_sha256"] = sha256_file(manifest_path)
+        index["provenance"] = provenance(None, manifest=manifest_path.name)
+        (out_dir / POOL_INDEX).unlink(missing_ok=True)
+        for part in ("shards", "dev"):
+            target = out_dir / part
+            if target.exists():
+                shutil.rmtree(target)
+            if (tmp / part).exists():
+                os.replace(tmp / part, target)
+        if manifest_path.resolve().parent != out_dir.resolve():
+            atomic_write_text(out_dir / "manifest.yaml", manifest_path.read_text(encoding="utf-8"))
+        atomic_write_json(out_dir / POOL_INDEX, index)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,156 @@
+"""The two deterministic demo pools: `demo-small` (the proxy pool) and `demo-large`
+(about 8x larger, with a shifted quality profile per domain).
+
+Each shard of each domain gets its own noise rate: that share of its samples is
+corrupted (characters replaced), truncated, word-shuffled, mismatched (another
+sample's answer) or an exact duplicate. demo-small's shard rates span the whole
+range 0..`max_noise` so that proxy runs drawing different shards see different data
+states; demo-large's rates cluster around a per-domain centre, so its pool
+covariates differ from demo-small's while staying inside the range proxy runs cover.
+The true rate of every shard is written to `demo_profile.json` beside the manifest.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from core.atomic import atomic_directory, atomic_write_json, atomic_write_text
+from datapool.build import build_pool
+from datapool.demo_sources import DOMAINS, clean_sample
+
+NOISE_KINDS = ("corrupt", "truncate", "shuffle", "mismatch", "duplicate")
+_JUNK = "~#@%&*^$|\\{}[]<>0123456789qxzjkvw"
+
+
+@dataclass(frozen=True)
+class DemoPoolSpec:
+    """Sizes and quality profile of the demo pools."""
+
+    seed: int = 0
+    """Seed of every random choice; same seed -> same documents and doc_ids."""
+    small_shards: int = 8
+    """Shards per domain in demo-small."""
+    small_docs_per_shard: int = 100
+    """Documents per shard in demo-small."""
+    large_shards: int = 16
+    """Shards per domain in demo-large."""
+    large_docs_per_shard: int = 400
+    """Documents per shard in demo-large (16 x 400 = 8 x (8 x 100))."""
+    dev_docs: int = 64
+    """Held-out dev documents per domain (clean, from held-out material)."""
+    max_noise: float = 0.6
+    """Highest noise rate of any shard."""
+    large_noise_centre: dict = field(default_factory=lambda: {
+        "arithmetic": 0.08, "code": 0.45, "docs_qa": 0.3, "dialog": 0.15})
+    """demo-large: mean noise rate per domain (its shards spread +-0.08 around it)."""
+
+    def __post_init__(self):
+        for name in ("small_shards", "small_docs_per_shard", "large_shards", "large_docs_per_shard", "dev_docs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.max_noise <= 1.0:
+            raise ValueError(f"max_noise must lie in [0, 1], got {self.max_noise}")
+        missing = set(DOMAINS) - set(self.large_noise_centre)
+        if missing:
+            raise ValueError(f"large_noise_centre lacks domains {sorted(missing)}")
+
+
+def _corrupt(text: str, rng: random.Random, rate: float = 0.2) -> str:
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        if not ch.isspace() and rng.random() < rate:
+            chars[i] = rng.choice(_JUNK)
+    return "".join(chars)
+
+
+def _noisy(sample: dict, kind: str, rng: random.Random, domain: str, previous: list[dict]) -> dict:
+    response = sample["response"]
+    if kind == "duplicate" and previous:
+        return dict(rng.choice(previous))
+    if kind == "truncate":
+        response = response[: max(1, int(len(response) * rng.uniform(0.2, 0.5)))]
+    elif kind == "shuffle":
+        words = response.split(" ")
+        rng.shuffle(words)
+        response = " ".join(words)
+    elif kind == "mismatch":
+        response = clean_sample(domain, rng)["response"]
+    else:
+        response = _corrupt(response, rng)
+    return {"prompt": sample["prompt"], "response": response}
+
+
+def shard_samples(domain: str, n_docs: int, noise_rate: float, rng: random.Random) -> list[dict]:
+    samples: list[dict] = []
+    for _ in range(n_docs):
+        sample = clean_sample(domain, rng)
+        if rng.random() < noise_rate:
+            sample = _noisy(sample, rng.choice(NOISE_KINDS), rng, domain, samples)
+        samples.append(sample)
+    return samples
+
+
+def noise_profile(spec: DemoPoolSpec, pool: str, domain: str) -> list[float]:
+    rng = np.random.default_rng([spec.seed, DOMAINS.index(domain), 0 if pool == "demo-small" else 1])
+    if pool == "demo-small":
+        rates = np.linspace(0.0, spec.max_noise, spec.small_shards)
+        return [float(r) for r in rng.permutation(rates)]
+    centre = spec.large_noise_centre[domain]
+    rates = np.clip(centre + rng.uniform(-0.08, 0.08, spec.large_shards), 0.0, spec.max_noise)
+    return [round(float(r), 4) for r in rates]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _dev_rows(domain: str, spec: DemoPoolSpec) -> list[dict]:
+    rng = random.Random(f"{spec.seed}-dev-{domain}")
+    return [clean_sample(domain, rng, split="dev") for _ in range(spec.dev_docs)]
+
+
+def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Path:
+    """Write sources, manifest and shards of `pool` under `pools_dir/pool` atomically."""
+    if pool not in ("demo-small", "demo-large"):
+        raise ValueError(f"unknown demo pool {pool!r}")
+    shards, per_shard = ((spec.small_shards, spec.small_docs_per_shard) if pool == "demo-small"
+                         else (spec.large_shards, spec.large_docs_per_shard))
+    target = Path(pools_dir) / pool
+    with atomic_directory(target) as tmp:
+        profile = {}
+        for domain in DOMAINS:
+            rates = noise_profile(spec, pool, domain)
+            profile[domain] = rates
+            for k, rate in enumerate(rates):
+                rng = random.Random(f"{spec.seed}-{pool}-{domain}-{k}")
+                _write_jsonl(tmp / "sources" / domain / f"part-{k:04d}.jsonl",
+                             shard_samples(domain, per_shard, rate, rng))
+            _write_jsonl(tmp / "sources" / "dev" / f"{domain}.jsonl", _dev_rows(domain, spec))
+        manifest = {
+            "name": pool,
+            "shard_size": per_shard,
+            "domains": [{
+                "name": d,
+                "sources": [{"path": f"sources/{d}/*.jsonl", "columns": {"prompt": "prompt", "response": "response"}}],
+                "dev": {"path": f"sources/dev/{d}.jsonl", "metric": "exact_match" if d == "arithmetic" else "nll"},
+            } for d in DOMAINS],
+        }
+        atomic_write_text(tmp / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))
+        atomic_write_json(tmp / "demo_profile.json", {"pool": pool, "noise_rate_per_shard": profile,
+                                                      "spec": spec.__dict__})
+        build_pool(tmp / "manifest.yaml")
+    return target
+
+
+def demo_texts_for_tokenizer(pool_dir: str | Path) -> list[str]:
+    """Every prompt and response of a built demo pool (tokenizer training material)."""
+    from datapool.pool import Pool
+
+    frame = Pool.open(pool_dir).read()
+    return [t for pair in zip(frame["prompt"], frame["response"]) for t in pair]

@@ -1,0 +1,88 @@
+"""Reading a built pool: its domains, shards and dev sets."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import UserError
+from core.provenance import sha256_file
+from datapool.build import POOL_INDEX, build_pool
+
+
+@dataclass(frozen=True)
+class Shard:
+    domain: str
+    path: Path
+    n_docs: int
+    n_chars: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.domain}/{self.path.stem}"
+
+
+@dataclass(frozen=True)
+class DevSet:
+    domain: str
+    path: Path
+    metric: str
+    n_docs: int
+
+
+class Pool:
+    """A built pool directory (see `datapool.build`)."""
+
+    def __init__(self, root: Path, index: dict):
+        self.root = root
+        self.index = index
+        self.name: str = index["name"]
+        self.domains: list[str] = list(index["domains"])
+
+    @classmethod
+    def open(cls, path: str | Path, *, build_if_needed: bool = True) -> "Pool":
+        """Open a pool directory, or a manifest file (built first when needed or stale)."""
+        path = Path(path)
+        if path.is_file():
+            index_path = path.parent / POOL_INDEX
+            stale = (not index_path.is_file()
+                     or json.loads(index_path.read_text()).get("manifest_sha256") != sha256_file(path))
+            if stale:
+                if not build_if_needed:
+                    raise UserError(f"pool of manifest {path} is not built; run `launch.py pool build {path}`")
+                build_pool(path)
+            path = path.parent
+        index_path = path / POOL_INDEX
+        if not index_path.is_file():
+            raise UserError(f"{path} is not a built pool (no {POOL_INDEX}); give a manifest or run "
+                            "`launch.py pool build MANIFEST`")
+        return cls(path, json.loads(index_path.read_text()))
+
+    def shards(self, domain: str | None = None) -> list[Shard]:
+        domains = [domain] if domain else self.domains
+        out = []
+        for d in domains:
+            if d not in self.index["domains"]:
+                raise UserError(f"pool {self.name!r} has no domain {d!r} (it has {self.domains})")
+            out += [Shard(d, self.root / s["path"], s["n_docs"], s["n_chars"])
+                    for s in self.index["domains"][d]["shards"]]
+        return out
+
+    def dev_sets(self) -> dict[str, DevSet]:
+        out = {}
+        for d, info in self.index["domains"].items():
+            if info.get("dev"):
+                dev = info["dev"]
+                out[d] = DevSet(d, self.root / dev["path"], dev["metric"], dev["n_docs"])
+        return out
+
+    def n_docs(self, domain: str | None = None) -> int:
+        return sum(s.n_docs for s in self.shards(domain))
+
+    def n_chars(self, domain: str) -> int:
+        return self.index["domains"][domain]["n_chars"]
+
+    def read(self, domain: str | None = None) -> pd.DataFrame:
+        return pd.concat([pd.read_parquet(s.path) for s in self.shards(domain)], ignore_index=True)

@@ -1,0 +1,72 @@
+"""How a prompt/response document becomes tokens, shared by the featurizer and proxy SFT.
+
+With a chat template (Qwen2.5 and the tiny models have one) the prompt is the
+user turn and the response the assistant turn, ended by the template's end of
+turn. Without one, the documented fallback is
+`"### Prompt:\\n{prompt}\\n\\n### Response:\\n{response}{eos}"`.
+Plain-text rows (`is_text`) are the text alone, scored on every token after
+the first. Prompt and response are tokenized apart so the boundary between
+context and scored tokens is exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FALLBACK_PROMPT = "### Prompt:\n{prompt}\n\n### Response:\n"
+
+
+@dataclass(frozen=True)
+class EncodedDoc:
+    input_ids: list[int]
+    response_start: int
+    """Index of the first scored token; tokens before it are context only."""
+    truncated: bool
+    """True when the document was cut to fit the model's context."""
+
+    @property
+    def n_response_tokens(self) -> int:
+        return len(self.input_ids) - self.response_start
+
+
+def _end_of_turn(tokenizer) -> str:
+    if tokenizer.chat_template and "<|im_end|>" in tokenizer.get_vocab():
+        return "<|im_end|>"
+    return tokenizer.eos_token or ""
+
+
+def prompt_text(tokenizer, prompt: str) -> str:
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                             tokenize=False, add_generation_prompt=True)
+    return FALLBACK_PROMPT.format(prompt=prompt)
+
+
+def encode_document(tokenizer, prompt: str, response: str, *, is_text: bool = False,
+                    max_length: int) -> EncodedDoc:
+    """Tokens of one document, cut to `max_length` (prompt cut from the left, at most
+    half the window, then the response from the right); at least one scored token."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2, got {max_length}")
+    if is_text:
+        ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        if not ids:
+            ids = [tokenizer.eos_token_id]
+        bos = tokenizer.eos_token_id if len(ids) == 1 else None
+        if bos is not None:
+            ids = [bos, *ids]
+        truncated = len(ids) > max_length
+        return EncodedDoc(ids[:max_length], 1, truncated)
+    p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    r_ids = tokenizer(response + _end_of_turn(tokenizer), add_special_tokens=False)["input_ids"]
+    if not r_ids:
+        r_ids = [tokenizer.eos_token_id]
+    truncated = False
+    if len(p_ids) + len(r_ids) > max_length:
+        truncated = True
+        keep_prompt = min(len(p_ids), max(1, max_length // 2), max_length - 1)
+        p_ids = p_ids[len(p_ids) - keep_prompt:]
+        r_ids = r_ids[: max_length - len(p_ids)]
+    if not p_ids:
+        p_ids = [tokenizer.eos_token_id]
+        r_ids = r_ids[: max_length - 1]
+    return EncodedDoc(p_ids + r_ids, len(p_ids), truncated)
