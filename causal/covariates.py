@@ -1,0 +1,79 @@
+"""Data-state covariates: per-domain means of per-document features.
+
+Column `x.<domain>.<feature>` is the mean of `feature` over the documents of
+`domain`: all of a pool's documents (a pool's covariates, from its features file
+alone), or the documents a proxy run drew (that run's covariates).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+
+DEFAULT_FEATURES = ("normalized_loss", "writing_style", "hes")
+"""The paper's three data-state features."""
+
+
+def covariate_name(domain: str, feature: str) -> str:
+    return f"x.{domain}.{feature}"
+
+
+def covariate_names(domains: Iterable[str], features: Iterable[str] = DEFAULT_FEATURES) -> list[str]:
+    features = list(features)
+    return [covariate_name(d, f) for d in domains for f in features]
+
+
+def _check_columns(features: pd.DataFrame, feature_names: Iterable[str], where: str) -> None:
+    missing = [c for c in ("doc_id", "domain", *feature_names) if c not in features.columns]
+    if missing:
+        raise UserError(f"{where}: features table lacks column(s) {missing}")
+
+
+def pool_covariates(features: pd.DataFrame, domains: Iterable[str],
+                    feature_names: Iterable[str] = DEFAULT_FEATURES, *,
+                    where: str = "features") -> dict[str, float]:
+    """Mean of each feature per domain over every document of the table."""
+    feature_names = list(feature_names)
+    _check_columns(features, feature_names, where)
+    means = features.groupby("domain", sort=False)[feature_names].mean()
+    out = {}
+    for domain in domains:
+        if domain not in means.index:
+            raise UserError(f"{where}: no documents of domain {domain!r} "
+                            f"(domains present: {sorted(means.index)})")
+        for feature in feature_names:
+            out[covariate_name(domain, feature)] = float(means.at[domain, feature])
+    return out
+
+
+def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: Iterable[str],
+                      feature_names: Iterable[str] = DEFAULT_FEATURES, *,
+                      fallback: Mapping[str, float] | None = None,
+                      where: str = "features") -> dict[str, float]:
+    """Covariates of a proxy run's sample (the documents it drew, duplicates counted).
+
+    A domain the run drew nothing from takes its value from `fallback` (for
+    example the means of the shards that run could draw from), else NaN.
+    """
+    feature_names = list(feature_names)
+    _check_columns(features, feature_names, where)
+    indexed = features.set_index("doc_id")
+    doc_ids = list(doc_ids)
+    unknown = [d for d in doc_ids if d not in indexed.index]
+    if unknown:
+        raise UserError(f"{where}: {len(unknown)} drawn doc_id(s) have no features, e.g. {unknown[:3]}; "
+                        "featurize the pool first")
+    drawn = indexed.loc[doc_ids].reset_index()
+    means = drawn.groupby("domain", sort=False)[feature_names].mean()
+    out = {}
+    for domain in domains:
+        for feature in feature_names:
+            name = covariate_name(domain, feature)
+            if domain in means.index:
+                out[name] = float(means.at[domain, feature])
+            else:
+                out[name] = float(fallback[name]) if fallback and name in fallback else float(np.nan)
+    return out
