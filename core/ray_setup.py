@@ -29,7 +29,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local" starts a fresh instance; without it Ray would join whatever cluster
+        # another process on this machine left in /tmp/ray/ray_current_cluster.
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return ray
 
 
