@@ -7,7 +7,9 @@ among 15 log-spaced values from 0.1 to 5 (small s: a few domains dominate;
 large s: close to the prior). A draw is rejected when a domain's weight exceeds
 min(15 * its token share, 1) ("no domain used more than 15 epochs"); weights
 under 2e-4 are zeroed and the rest rounded to multiples of 2e-4; near-identical
-mixtures (L1 distance <= 1e-5) are dropped. Those are the defaults here.
+mixtures are dropped (RegMix: L1 distance <= 1e-5 after a lexsort; here: equal after rounding
+each weight to a 1e-5 grid, which is O(n) and so usable for 100K candidates). Those are the
+defaults here.
 Unlike RegMix we renormalise after rounding, so every mixture sums to 1 exactly
 as the runs table requires.
 """
@@ -62,7 +64,7 @@ class DirichletMixtureSampler:
         min_weight: weights below it are set to 0 (and, with `round_to_min_weight`, the rest
             rounded to multiples of it) before renormalising.
         concentration_min/max, n_concentrations: the log-spaced grid of concentration scales.
-        dedup_tol: mixtures within this L1 distance of an earlier one are dropped.
+        dedup_tol: mixtures equal to an earlier one after rounding to this grid are dropped.
         max_draws: give up (UserError) after this many raw draws without enough mixtures.
         """
         self.prior = _as_array(prior, "prior")
@@ -92,7 +94,7 @@ class DirichletMixtureSampler:
         self.upper_bound = (np.ones_like(self.prior) if max_ratio is None
                             else np.minimum(self.usage_prior * max_ratio, 1.0))
         self._rng = np.random.default_rng(seed)
-        self._seen = np.empty((0, self.prior.size))
+        self._seen: set[bytes] = set()
 
     @classmethod
     def from_token_counts(cls, counts, *, temperature: float = 0.5, **kwargs):
@@ -124,9 +126,8 @@ class DirichletMixtureSampler:
                 w = w / w.sum(axis=1, keepdims=True)
         return w
 
-    def _is_new(self, w: np.ndarray, kept: list[np.ndarray]) -> bool:
-        pool = self._seen if not kept else np.vstack([self._seen, *kept])
-        return pool.size == 0 or np.abs(pool - w).sum(axis=1).min() > self.dedup_tol
+    def _key(self, w: np.ndarray) -> bytes:
+        return np.round(w / self.dedup_tol).astype(np.int64).tobytes()
 
     def sample(self, n: int) -> np.ndarray:
         """`n` new distinct mixtures, shape (n, K), rows summing to 1."""
@@ -135,17 +136,19 @@ class DirichletMixtureSampler:
         kept: list[np.ndarray] = []
         drawn = 0
         while len(kept) < n:
-            batch = max(64, 4 * (n - len(kept)))
+            batch = max(64, int(1.5 * (n - len(kept))))
             drawn += batch
             for w in self._draw(batch):
-                if len(kept) < n and self._is_new(w, kept):
+                key = self._key(w)
+                if key not in self._seen:
+                    self._seen.add(key)
                     kept.append(w)
+                    if len(kept) == n:
+                        break
             if len(kept) < n and drawn >= self.max_draws:
                 raise UserError(f"Dirichlet sampler found only {len(kept)} of {n} distinct mixtures "
                                 f"in {drawn} draws; loosen max_ratio ({self.max_ratio}) or dedup_tol")
-        out = np.array(kept).reshape(n, self.n_domains)
-        self._seen = np.vstack([self._seen, out])
-        return out
+        return np.array(kept).reshape(n, self.n_domains)
 
     def sample_dicts(self, n: int) -> list[dict[str, float]]:
         """Like `sample`, as {domain: weight} (needs `domains`)."""
