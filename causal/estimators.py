@@ -22,6 +22,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator
 
 from causal.featurizers import MixtureFeaturizer
+from causal.forest_inference import grf_point_and_cov
 from core.errors import UserError
 
 _CACHE_SIZE = 1024
@@ -146,11 +147,15 @@ class _DMLMixin:
         return X if X.shape[1] else np.zeros((len(X), 1))
 
     def _predict(self, T, X):
-        Xd = self._dml_X(X)
+        # candidate scoring repeats one pool's covariates many times: evaluate each X once
+        Xu, inverse = np.unique(X, axis=0, return_inverse=True)
+        inverse = np.ravel(inverse)
+        Xd = self._dml_X(Xu)
         ey = np.mean([np.ravel(m.predict(Xd)) for m in self.dml_.models_y[0]], axis=0)
         et = np.mean([np.reshape(m.predict(Xd), (len(Xd), -1)) for m in self.dml_.models_t[0]], axis=0)
-        theta = self._theta_rows(X)
-        return ey + np.einsum("ij,ij->i", theta, self.featurizer_.transform(T) - et)
+        theta = self._theta_rows(Xu)
+        phi = self.featurizer_.transform(T)
+        return ey[inverse] + np.einsum("ij,ij->i", theta[inverse], phi - et[inverse])
 
 
 class CausalForestEstimator(_DMLMixin, MixtureEstimator):
@@ -186,9 +191,7 @@ class CausalForestEstimator(_DMLMixin, MixtureEstimator):
         return np.reshape(self.dml_.const_marginal_effect(self._dml_X(X)), (len(X), -1))
 
     def _theta_cov(self, x):
-        point, var = self.dml_.model_final_.predict_and_var(self._dml_X(x))
-        p = point.size
-        return point.reshape(p), var.reshape(p, p)
+        return grf_point_and_cov(self.dml_.model_final_.estimators_[0], self._dml_X(x))
 
 
 class _LinearFinalMixin:
@@ -230,20 +233,13 @@ class LinearDMLEstimator(_LinearFinalMixin, _DMLMixin, MixtureEstimator):
             self.dml_.fit(y, T, X=X if X.shape[1] else None)
 
     def _dml_X(self, X):
-        return X
-
-    def _predict(self, T, X):
-        if X.shape[1] == 0:
-            ones = np.zeros((len(X), 1))
-            ey = np.mean([np.ravel(m.predict(ones)) for m in self.dml_.models_y[0]], axis=0)
-            et = np.mean([np.reshape(m.predict(ones), (len(X), -1)) for m in self.dml_.models_t[0]],
-                         axis=0)
-            return ey + (self.featurizer_.transform(T) - et) @ self._theta_rows(X)[0]
-        return super()._predict(T, X)
+        return X if X.shape[1] else np.zeros((len(X), 1))
 
     def _theta_rows(self, X):
-        theta = self.dml_.const_marginal_effect(X if X.shape[1] else None)
-        return np.broadcast_to(np.reshape(theta, (-1, theta.shape[-1])), (len(X), theta.shape[-1]))
+        if X.shape[1] == 0:
+            theta = self.dml_.const_marginal_effect(None)
+            return np.repeat(np.reshape(theta, (1, -1)), len(X), axis=0)
+        return np.reshape(self.dml_.const_marginal_effect(X), (len(X), -1))
 
     def _theta_cov(self, x):
         final = self.dml_.model_final_
