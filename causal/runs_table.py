@@ -162,6 +162,5 @@ def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: s
     out["status"] = "ok"
     out["source"] = Path(mixtures_csv).name
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # RegMix rounds weights to 3 decimals; renormalised below
-        validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})")
-    return out
+        warnings.simplefilter("ignore")  # RegMix rounds weights to 3 decimals: renormalised here
+        return validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})").frame
