@@ -22,7 +22,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator
 
 from causal.featurizers import AUTO_CANDIDATES, MixtureFeaturizer, select_featurizer
-from causal.forest_inference import grf_point_and_cov
+from causal.forest_inference import grf_point_and_cov, grf_projection_var
 from core.errors import UserError
 
 _CACHE_SIZE = 1024
@@ -82,6 +82,11 @@ class MixtureEstimator(BaseEstimator):
         """theta(x) (p,) and its covariance (p, p) in phi space."""
         raise NotImplementedError
 
+    def _theta_var_fn(self, x: np.ndarray):
+        """theta(x) and a function D (m, p) -> Var(D @ theta) (m,); default from the covariance."""
+        theta, cov = self._theta_cov(x)
+        return theta, lambda D: np.einsum("ij,jk,ik->i", D, cov, D)
+
     def _predict(self, T, X) -> np.ndarray:
         raise NotImplementedError
 
@@ -137,13 +142,13 @@ class MixtureEstimator(BaseEstimator):
         W, X = self._check_inputs(mixtures, covariates, n=True)
         return self._predict(self._coords(W), X)
 
-    def _cached_theta_cov(self, x: np.ndarray):
+    def _cached_theta(self, x: np.ndarray):
         cache = self.__dict__.setdefault("_cache", OrderedDict())
         key = np.asarray(x, dtype=float).tobytes()
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        value = self._theta_cov(np.asarray(x, dtype=float).reshape(1, -1))
+        value = self._theta_var_fn(np.asarray(x, dtype=float).reshape(1, -1))
         cache[key] = value
         if len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
@@ -152,17 +157,17 @@ class MixtureEstimator(BaseEstimator):
     def gain_interval(self, x, T0, T1, *, alpha: float = 0.1):
         """Effect of moving from mixtures T0 to T1 (rows, on the simplex) at covariates x:
         point, lower and upper (1 - alpha) normal bounds, each (m,)."""
-        theta, cov = self._cached_theta_cov(x)
+        theta, var_fn = self._cached_theta(x)
         d = (self.featurizer_.transform(self._coords(np.atleast_2d(T1)))
              - self.featurizer_.transform(self._coords(np.atleast_2d(T0))))
         point = d @ theta
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, cov, d), 0.0))
+        se = np.sqrt(np.maximum(var_fn(d), 0.0))
         z = norm.ppf(1 - alpha / 2)
         return point, point - z * se, point + z * se
 
     def marginal_returns(self, x, at) -> np.ndarray:
         """(K,) derivative of y along e_j - e_ref at mixture `at`; 0 for the reference domain."""
-        theta, _ = self._cached_theta_cov(x)
+        theta, _ = self._cached_theta(x)
         jac = self.featurizer_.jac(self._coords(np.atleast_2d(at)))[0]
         coords = jac @ theta
         return np.insert(coords, self.reference_index_, 0.0)
@@ -227,6 +232,9 @@ class CausalForestEstimator(_DMLMixin, MixtureEstimator):
 
     def _theta_cov(self, x):
         return grf_point_and_cov(self.dml_.model_final_.estimators_[0], self._dml_X(x))
+
+    def _theta_var_fn(self, x):
+        return grf_projection_var(self.dml_.model_final_.estimators_[0], self._dml_X(x))
 
 
 class _LinearFinalMixin:
