@@ -21,12 +21,14 @@ EPS = 0.01
 class StructuralModel:
     def __init__(self, *, n_domains: int = 4, gamma: float = 1.0, slope: float = 1.0, lean: float = 1.0,
                  noise: float = 0.05, seed: int = 0):
+        """Defaults: 4 domains whose returns at the log's average state fall from 1.5 to 0.8,
+        while at the target pool's state the third domain is worth most."""
         self.k = n_domains
         self.gamma, self.slope, self.lean, self.noise = gamma, slope, lean, noise
         self.rng = np.random.default_rng(seed)
-        self.base = np.linspace(1.0, 0.4, n_domains)
+        self.base = np.linspace(1.5, 0.8, n_domains)
         self.domains = [f"d{j}" for j in range(n_domains)]
-        self.target_state = np.array([-1.5, 0.2, 1.6, -0.5, 0.5, 0.0][:n_domains])
+        self.target_state = np.resize(np.array([-1.0, 0.3, 1.0, -0.3]), n_domains)
 
     def theta(self, s: np.ndarray) -> np.ndarray:
         return self.base + self.slope * s
