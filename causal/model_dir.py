@@ -122,12 +122,14 @@ class FittedMixtureModel:
             "created_utc": self.description.get("provenance", {}).get("created_utc"),
         }
 
-    def predict(self, mixtures: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+    def predict(self, mixtures: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        """Predicted y per row; `covariates` (n, C) in `covariate_names` order (None if C = 0)."""
         W = np.asarray(mixtures, dtype=float)
-        X = np.asarray(covariates, dtype=float)
         if W.ndim != 2 or W.shape[1] != len(self.domains):
             raise UserError(f"predict: mixtures must have shape (n, {len(self.domains)}), got {W.shape}")
-        X = X.reshape(len(W), -1) if X.size or not self.covariate_names else X
+        X = np.zeros((len(W), 0)) if covariates is None else np.asarray(covariates, dtype=float)
+        if X.ndim == 1 and len(self.covariate_names) and X.size == len(self.covariate_names) * len(W):
+            X = X.reshape(len(W), -1)
         if X.ndim != 2 or X.shape != (len(W), len(self.covariate_names)):
             raise UserError(f"predict: covariates must have shape ({len(W)}, {len(self.covariate_names)}), "
                             f"got {X.shape}")
