@@ -36,6 +36,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _featurizer_choice(estimator) -> dict:
+    """Which phi(T) the fit used and, if chosen by CV, the CV errors of the candidates."""
+    return {"kind": getattr(estimator, "featurizer_kind_", None),
+            "cv_mse": getattr(estimator, "featurizer_cv_mse_", {})}
+
+
 def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
@@ -114,6 +120,7 @@ class FittedMixtureModel:
             "estimator": {"name": self.estimator_name,
                           "params": json.loads(_json_bytes(self.estimator.get_params()))},
             "reference_domain": self.domains[self.estimator.reference_index_],
+            "treatment_featurizer": _featurizer_choice(self.estimator),
             "fitted_on": {"n_runs": self.n_runs,
                           "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
                           "covariate_ranges": self.covariate_ranges,
@@ -187,6 +194,7 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
                       "class": type(model.estimator).__name__,
                       "params": json.loads(_json_bytes(model.estimator.get_params()))},
         "reference_domain": model.domains[model.estimator.reference_index_],
+        "treatment_featurizer": _featurizer_choice(model.estimator),
         "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
                       "covariate_ranges": model.covariate_ranges,
                       "mixture_mean": model.mixture_mean.tolist()},

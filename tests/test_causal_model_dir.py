@@ -42,6 +42,8 @@ def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
     assert info["fitted_on"]["n_runs"] == 160 and info["fitted_on"]["runs_table_sha256"] == "f" * 64
     assert set(info["fitted_on"]["covariate_ranges"]) == set(table.covariate_names)
     assert info["versions"]["econml"].startswith("0.17")
+    assert info["treatment_featurizer"]["kind"] in ("log", "log-only")
+    assert set(info["treatment_featurizer"]["cv_mse"]) <= {"log", "log-only"}
     described = json.loads((out / "model.json").read_text())
     assert described["provenance"]["config"]["n_estimators"] == 40
     W, X = table.mixtures()[:7], table.covariates()[:7]
