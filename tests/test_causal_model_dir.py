@@ -90,6 +90,8 @@ def test_recommend_contract_and_policies(forest_dir, table):
         assert r["interval"][0] <= r["expected_gain"] <= r["interval"][1]
         assert r["policy"] == policy and r["model_version"] == model.version
         assert all(s["in_range"] for s in r["support"].values()) and r["extrapolated"] == []
+        assert r["mixture_beyond_runs"] == [d for d in model.domains if r["mixture"][d] > model.mixture_max[
+            model.domains.index(d)] + 1e-9]
         json.dumps(r)
     top = model.recommend(cov, policy="top-k", n_candidates=2000, top_k=32)
     assert top["policy"] == "top-k"
