@@ -284,7 +284,8 @@ class LinearDMLEstimator(_LinearFinalMixin, _DMLMixin, MixtureEstimator):
             self.dml_.fit(y, T, X=X if X.shape[1] else None)
 
     def _dml_X(self, X):
-        return X if X.shape[1] else np.zeros((len(X), 1))
+        # fitted with X=None, econml trains the nuisances on a column of ones
+        return X if X.shape[1] else np.ones((len(X), 1))
 
     def _theta_rows(self, X):
         if X.shape[1] == 0:
