@@ -1,0 +1,103 @@
+"""Treatment featurizers: map the K-1 mixture coordinates to phi(T), with an analytic jacobian.
+
+The DML final stage is linear in phi(T): Y = g(X) + theta(X) . phi(T) + noise, so
+phi sets how the return of a domain bends with its weight. Measured on RegMix's
+released runs (target Pile-CC, 512 train / 256 held-out, zero covariates,
+CausalForestDML; docs/causal.md), Spearman of predicted vs actual y:
+linear 0.904, log (eps=0.01) 0.987; a ridge fit of [w, log(w+eps)] peaks near
+eps=0.01 (1e-3: 0.983, 0.03: 0.984, 0.1: 0.976) and [w, sqrt w] gives 0.987.
+"log" is the default: diminishing returns of a domain's weight are the typical
+shape of data-mixture laws, and it stays finite (with a finite slope) at weight 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt")
+# "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
+AUTO_CANDIDATES = ("log", "log-only")
+
+
+class MixtureFeaturizer(TransformerMixin, BaseEstimator):
+    """phi(T) for T the mixture without its reference domain (column 0 of the full mixture
+    is rebuilt as 1 - sum T).
+
+    kind="linear": T.  kind="log": [T, log(w + eps) for all K domains].
+    kind="log-only": log(w + eps) for all K domains (K features: no linear part).
+    kind="sqrt": [T, sqrt(w + eps) for all K domains].
+    """
+
+    def __init__(self, *, kind: str = "log", eps: float = 0.01):
+        self.kind = kind
+        self.eps = eps
+
+    def fit(self, T, y=None):
+        if self.kind not in TREATMENT_FEATURIZERS:
+            raise ValueError(f"unknown treatment featurizer {self.kind!r}; choose from {TREATMENT_FEATURIZERS}")
+        self.n_features_in_ = np.asarray(T).shape[1]
+        return self
+
+    def _full(self, T: np.ndarray) -> np.ndarray:
+        T = np.asarray(T, dtype=float)
+        return np.clip(np.hstack([1.0 - T.sum(axis=1, keepdims=True), T]), 0.0, None)
+
+    def transform(self, T):
+        T = np.atleast_2d(np.asarray(T, dtype=float))
+        if self.kind == "linear":
+            return T
+        w = self._full(T)
+        curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
+        return curve if self.kind == "log-only" else np.hstack([T, curve])
+
+    def jac(self, T, epsilon=None):
+        """d phi / d T, shape (n, d_t, d_phi) as econml expects."""
+        T = np.atleast_2d(np.asarray(T, dtype=float))
+        n, d = T.shape
+        eye = np.broadcast_to(np.eye(d), (n, d, d))
+        if self.kind == "linear":
+            return eye.copy()
+        w = self._full(T)
+        slope = 0.5 / np.sqrt(w + self.eps) if self.kind == "sqrt" else 1.0 / (w + self.eps)
+        # d w_0 / d T_i = -1, d w_j / d T_i = [i == j-1]
+        curve = np.zeros((n, d, d + 1))
+        curve[:, :, 0] = -slope[:, [0]]
+        curve[:, np.arange(d), np.arange(1, d + 1)] = slope[:, 1:]
+        return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
+
+
+def _interaction_design(phi: np.ndarray, X: np.ndarray) -> np.ndarray:
+    x1 = np.hstack([np.ones((len(X), 1)), X])
+    return np.hstack([x1, (phi[:, :, None] * x1[:, None, :]).reshape(len(phi), -1)])
+
+
+def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates=("log", "log-only"),
+                      eps: float = 0.01, folds: int = 5, seed: int = 0) -> tuple[str, dict[str, float]]:
+    """Pick the treatment featurizer whose final form y ~ [1, X] + phi(T) x [1, X] predicts held-out
+    runs best (k-fold CV mean squared error of a lightly ridged least-squares fit).
+
+    A richer phi can fit curvature (RegMix's Pile-CC loss: "log" wins) but its linear and log
+    parts are near-collinear when the logged mixtures are dense, which inflates the variance of
+    every DML stage; CV on the outcome arbitrates. Candidates with more parameters than a
+    training fold has runs are skipped.
+    """
+    n = len(y)
+    order = np.random.default_rng(seed).permutation(n)
+    scores: dict[str, float] = {}
+    for kind in candidates:
+        design = _interaction_design(MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T), X)
+        if design.shape[1] >= n * (folds - 1) / folds:
+            continue
+        errors = []
+        for k in range(folds):
+            test = order[k::folds]
+            train = np.setdiff1d(order, test)
+            A, b = design[train], y[train]
+            scale = np.maximum(A.std(axis=0), 1e-12)
+            coef = np.linalg.solve((A / scale).T @ (A / scale) + 1e-6 * len(train) * np.eye(A.shape[1]),
+                                   (A / scale).T @ b) / scale
+            errors.append(np.mean((design[test] @ coef - y[test]) ** 2))
+        scores[kind] = float(np.mean(errors))
+    if not scores:
+        return candidates[-1], scores
+    return min(scores, key=scores.get), scores
