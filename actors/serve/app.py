@@ -93,14 +93,11 @@ class ModelSlot:
     def current(self) -> LoadedModel | None:
         return self._current
 
-    def load(self, model_dir: str, expected_version: str | None = None) -> LoadedModel:
+    def load(self, model_dir: str) -> LoadedModel:
         loader = self._loader
         if loader is None:
             from causal.model_dir import load_model_dir as loader
         model = loader(model_dir)
-        if expected_version is not None and str(model.version) != str(expected_version):
-            raise UserError(f"model directory {model_dir} holds version {model.version}, "
-                            f"but version {expected_version} was asked for")
         info = to_builtin(model.info())
         loaded = LoadedModel(model=model, model_dir=str(model_dir), info=info,
                              probe=probe_covariates(info, list(model.covariate_names)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,19 @@ APP_NAME = "causalmix"
 DEPLOYMENT_NAME = "Recommender"
 IMPORT_PATH = "actors.serve.deployment:app_builder"
 
+logger = logging.getLogger("ray.serve")
+
 
 class ModelRef(BaseModel):
-    """The deployment's `user_config`: which model directory to answer from. Changing
-    `version` (what the model directory records) makes Serve call `reconfigure` even
-    when the path stays the same, e.g. after a refit wrote over it."""
+    """The deployment's `user_config`: which model directory to answer from.
+
+    `version` is the version the deployer found there. Changing it makes Serve call
+    `reconfigure` even when the path stays the same (a refit replaced the directory).
+    A replica serves what the directory holds when it loads; if a refit replaced it
+    in between, the replica says so in its log and every answer carries the version
+    it came from. Point `model_dir` at a directory that is never rewritten to pin a
+    version strictly.
+    """
 
     model_config = ConfigDict(extra="forbid")
     model_dir: str
@@ -67,7 +76,10 @@ class Recommender:
         """Load the model named by `user_config` off the event loop, check that it answers,
         then swap it in; requests keep being served (by the old model) meanwhile."""
         ref = ModelRef.model_validate(user_config)
-        loaded = await asyncio.to_thread(self._slot.load, ref.model_dir, ref.version)
+        loaded = await asyncio.to_thread(self._slot.load, ref.model_dir)
+        if ref.version is not None and loaded.version != ref.version:
+            logger.warning("model directory %s now holds version %s, not %s as deployed; "
+                           "serving %s", ref.model_dir, loaded.version, ref.version, loaded.version)
         self._slot.install(loaded)
 
     async def check_health(self) -> None:
@@ -102,7 +114,7 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     "Request bodies larger than this get 422."
     version: str | None = None
-    "Model version the replicas must find in `model` (None: whatever is there)."
+    "Version found in `model` when deploying; a new one makes the replicas reload `model`."
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
