@@ -72,8 +72,7 @@ class LoadedModel:
 
     def answer_probe(self) -> dict:
         """Recommend for the probe pool; raises unless the answer is a finite mixture."""
-        result = self.model.recommend(self.probe, policy="analytic",
-                                      trust_radius=schemas.DEFAULT_TRUST_RADIUS, reference="equal")
+        result = self.model.recommend(self.probe, policy="analytic", reference="equal")
         weights = np.asarray(list(result["mixture"].values()), dtype=float)
         if weights.shape != (len(self.model.domains),) or not np.all(np.isfinite(weights)):
             raise RuntimeError(f"model {self.version} from {self.model_dir} answered the health "
@@ -203,8 +202,9 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         model = loaded.model
         _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
         try:
+            options = {} if request.trust_radius is None else {"trust_radius": request.trust_radius}
             result = model.recommend(request.covariate_values(), policy=request.policy,
-                                     trust_radius=request.trust_radius, reference=request.reference)
+                                     reference=request.reference, **options)
         except UserError as exc:
             _reject([error(("body",), str(exc))])
         return RecommendResponse.model_validate(to_builtin(result))

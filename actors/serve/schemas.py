@@ -13,9 +13,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-# The trust radius is an L1 distance on the simplex, whose diameter is 2.
+# No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
 MAX_TRUST_RADIUS = 2.0
-DEFAULT_TRUST_RADIUS = 0.3
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
 MAX_PREDICT_ROWS = 10_000
@@ -39,9 +38,10 @@ class RecommendRequest(_Strict):
         description="Alternative to `covariates`: per-domain feature means of the pool, "
                     "`{domain: {feature: mean}}`, mapped to covariates `x.<domain>.<feature>`.")
     policy: Literal["analytic", "search"] = "analytic"
-    trust_radius: FiniteFloat = Field(
-        default=DEFAULT_TRUST_RADIUS, gt=0.0, le=MAX_TRUST_RADIUS,
-        description="Largest L1 distance of the recommended mixture from the reference.")
+    trust_radius: FiniteFloat | None = Field(
+        default=None, gt=0.0, le=MAX_TRUST_RADIUS,
+        description="Largest distance of the recommended mixture from the reference "
+                    "(default: the model's).")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
 
@@ -63,6 +63,9 @@ class RecommendRequest(_Strict):
 
 
 class RecommendResponse(BaseModel):
+    """The model's recommendation, as `launch.py recommend` prints it."""
+
+    model_config = ConfigDict(extra="allow")
     mixture: dict[str, float]
     expected_gain: float
     interval: list[float] = Field(min_length=2, max_length=2)
