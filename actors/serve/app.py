@@ -168,7 +168,8 @@ class _BodyLimit:
 def _plain_errors(errors) -> list[dict]:
     """Validation errors without the offending input (it may be huge, or NaN, which JSON
     cannot carry)."""
-    return [error(e.get("loc", ()), e.get("msg", ""), e.get("type", "value_error"))
+    return [error([part for part in e.get("loc", ()) if part not in schemas.UNION_TAGS],
+                  e.get("msg", ""), e.get("type", "value_error"))
             for e in list(errors)[:MAX_REPORTED_ERRORS]]
 
 

@@ -9,9 +9,10 @@ No Ray here.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag,
+                      model_validator)
 
 # No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
 MAX_TRUST_RADIUS = 2.0
@@ -74,7 +75,20 @@ class RecommendResponse(BaseModel):
     support: dict[str, Any] = Field(default_factory=dict)
 
 
-Row = list[FiniteFloat] | Weights
+# Rows are lists (in the model's order) or {name: value}. The callable discriminator makes
+# pydantic check only the form that was sent; its tags are taken out of error locations.
+VALUES_TAG, BY_NAME_TAG = "<values>", "<by-name>"
+UNION_TAGS = frozenset({VALUES_TAG, BY_NAME_TAG})
+
+
+def _form(value) -> str:
+    return BY_NAME_TAG if isinstance(value, Mapping) else VALUES_TAG
+
+
+Row = Annotated[Union[Annotated[list[FiniteFloat], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+                Discriminator(_form)]
+Rows = Annotated[Union[Annotated[list[Row], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+                 Discriminator(_form)]
 
 
 class PredictRequest(_Strict):
@@ -84,7 +98,7 @@ class PredictRequest(_Strict):
         min_length=1, max_length=MAX_PREDICT_ROWS,
         description="One mixture per row: a list in the order of GET /v1/model `domains`, "
                     "or {domain: weight}; each sums to 1.")
-    covariates: list[Row] | Weights | None = Field(
+    covariates: Rows | None = Field(
         default=None,
         description="One covariate row per mixture (list in `covariate_names` order or a "
                     "mapping), or a single mapping used for every row.")
