@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -103,20 +104,41 @@ def measure(name: str, url: str, bodies: list[bytes], warmup: int, concurrency: 
     return figures
 
 
-def fit_demo_model(out_dir: Path) -> Path:
+def fit_demo_model(out_dir: Path, estimator: str) -> Path:
     from tests.serve_model import fit_synthetic_model_dir
 
-    return fit_synthetic_model_dir(out_dir)
+    return fit_synthetic_model_dir(out_dir, estimator=estimator)
+
+
+def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
+    """Median time of the model's own `recommend`, in this process: the floor under both servers."""
+    from causal.model_dir import load_model_dir
+
+    model = load_model_dir(model_dir)
+    times = []
+    for body in bodies[:200]:
+        covariates = json.loads(body)["covariates"]
+        start = time.perf_counter()
+        model.recommend(covariates, policy="analytic")
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: fit one on synthetic runs)")
+    parser.add_argument("--estimator", default="causal-forest",
+                        help="estimator of the model fitted when --model is not given")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--replica-cpus", type=float, default=1.0)
+    parser.add_argument("--throughput-optimized", action="store_true",
+                        help="start Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's documented "
+                             "low-overhead request path)")
     args = parser.parse_args(argv)
+    if args.throughput_optimized:
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
 
     import httpx
     from ray import serve
@@ -125,14 +147,15 @@ def main(argv=None) -> int:
     from core.ray_setup import init_ray
 
     with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp:
-        model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model")
+        model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model", args.estimator)
         bare_port, serve_port = free_port(), free_port()
         bare = multiprocessing.get_context("spawn").Process(
             target=_run_bare, args=(str(model_dir), bare_port), daemon=True)
         bare.start()
         try:
-            init_ray(num_cpus=2, object_store_memory=256 * 1024**2, log_to_driver=False)
-            apply(ServeSettings(model=str(model_dir), port=serve_port,
+            # "local": a Ray of its own, never a cluster someone else started on this machine.
+            init_ray(address="local", num_cpus=2, object_store_memory=256 * 1024**2, log_to_driver=False)
+            apply(ServeSettings(model=str(model_dir), port=serve_port, access_log=False,
                                 replica_cpus=args.replica_cpus))
             bare_url, serve_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{serve_port}"
             wait_healthy(bare_url)
@@ -142,6 +165,8 @@ def main(argv=None) -> int:
             print(f"model {info['version']} ({info.get('estimator')}), {len(info['domains'])} domains, "
                   f"{len(info['covariate_names'])} covariates; {args.requests} requests at "
                   f"concurrency {args.concurrency}", file=sys.stderr)
+            model_ms = model_latency_ms(model_dir, bodies)
+            print(f"model alone: recommend p50 {model_ms:.2f} ms", file=sys.stderr)
             base = measure("bare", bare_url, bodies, args.warmup, args.concurrency)
             served = measure("serve", serve_url, bodies, args.warmup, args.concurrency)
         finally:
@@ -149,6 +174,8 @@ def main(argv=None) -> int:
             bare.terminate()
             bare.join(10)
     print(f"RESULT serve requests={args.requests} concurrency={args.concurrency} "
+          f"estimator={info['estimator']['name']} throughput_optimized={int(args.throughput_optimized)} "
+          f"model_p50_ms={model_ms:.2f} "
           f"serve_p50_ms={served['p50_ms']:.2f} serve_p99_ms={served['p99_ms']:.2f} "
           f"serve_rps={served['rps']:.0f} bare_p50_ms={base['p50_ms']:.2f} "
           f"bare_p99_ms={base['p99_ms']:.2f} bare_rps={base['rps']:.0f} "

@@ -42,6 +42,8 @@ def add_arguments(parser) -> None:
                         help="requests one replica works on at once [32]")
     parser.add_argument("--max-body-bytes", type=int, default=None,
                         help="larger request bodies get 422 [1048576]")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
+                        help="do not log every request")
     parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
                         help="look for a new model version in --model this often (0: never)")
     parser.add_argument("--address", default=None,

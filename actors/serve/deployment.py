@@ -113,6 +113,8 @@ class ServeSettings:
     "With `autoscale`: ongoing requests per replica that Serve scales to."
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     "Request bodies larger than this get 422."
+    access_log: bool = True
+    "Log every request (method, path, status, latency) in the proxy and replica logs."
     version: str | None = None
     "Version found in `model` when deploying; a new one makes the replicas reload `model`."
 
@@ -159,6 +161,7 @@ class ServeSettings:
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
                 "args": AppArgs(max_body_bytes=self.max_body_bytes).model_dump(),
+                "logging_config": {"enable_access_log": self.access_log},
                 "deployments": [self.deployment_options()],
             }],
         }
