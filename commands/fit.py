@@ -1,12 +1,49 @@
-"""`fit`: fit a causal model (CausalForestDML by default) on a runs table (not built yet: issue #5)."""
-from core.errors import NotBuiltError
+"""`fit`: fit a causal model (CausalForestDML by default) on a runs table into a model directory."""
+from __future__ import annotations
 
-HELP = "fit a causal model (CausalForestDML by default) on a runs table [not built yet: issue #5]"
+import json
+import sys
+import time
+
+from causal.fitting import ESTIMATORS, FitConfig, fit_runs_table
+from causal.model_dir import FittedMixtureModel, save_model_dir
+from causal.runs_table import read_runs_table
+from core.config import load_config
+from core.warn import warnings_to_stderr
+
+HELP = "fit a causal model (CausalForestDML by default) on a runs table"
 
 
 def add_arguments(parser) -> None:
-    parser.description = "fit a causal model (CausalForestDML by default) on a runs table. This sub-command is not built yet (issue #5)."
+    parser.add_argument("--runs", required=True, help="runs table (Parquet or CSV)")
+    parser.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default=None,
+                        help="estimator (default causal-forest)")
+    parser.add_argument("--seed", type=int, default=None, help="random state (default 0)")
+    parser.add_argument("--config", default=None, help="YAML with FitConfig fields (see causal/fitting.py)")
+    parser.add_argument("--treatment-featurizer", dest="treatment_featurizer", default=None,
+                        choices=["linear", "log", "sqrt"], help="phi(T) of the DML final stage (default log)")
+    parser.add_argument("--reference-domain", dest="reference_domain", default=None,
+                        help="domain the treatment coordinates are measured against")
 
 
 def run(args) -> int:
-    raise NotBuiltError("'fit' is not built yet (issue #5); nothing was done")
+    with warnings_to_stderr():
+        return _run(args)
+
+
+def _run(args) -> int:
+    config = load_config(FitConfig, args.config, vars(args))
+    table = read_runs_table(args.runs)
+    print(f"fitting {config.estimator} on {table.n_runs} runs x {len(table.domains)} domains x "
+          f"{len(table.covariate_names)} covariates", file=sys.stderr)
+    start = time.perf_counter()
+    estimator = fit_runs_table(table, config)
+    fit_s = time.perf_counter() - start
+    model = FittedMixtureModel.from_runs_table(estimator, config.estimator, table)
+    out = save_model_dir(model, args.out, runs_table_sha256=table.sha256, config=config)
+    print(json.dumps({"model_dir": str(out), "model_version": model.version,
+                      "estimator": config.estimator, "n_runs": table.n_runs,
+                      "domains": table.domains, "covariate_names": table.covariate_names,
+                      "fit_s": round(fit_s, 3)}))
+    return 0

@@ -1,12 +1,38 @@
-"""`import-regmix`: import RegMix's released CSVs into the runs table (not built yet: issue #5)."""
-from core.errors import NotBuiltError
+"""`import-regmix`: map RegMix's released mixture + loss CSVs into the runs table (y = -loss)."""
+from __future__ import annotations
 
-HELP = "import RegMix's released CSVs into the runs table [not built yet: issue #5]"
+import json
+
+from causal.runs_table import import_regmix
+from core.atomic import atomic_write_parquet
+from core.errors import UserError
+from core.warn import warnings_to_stderr
+from core.provenance import provenance, sha256_file
+
+HELP = "import RegMix's released proxy-run CSVs as a runs table"
 
 
 def add_arguments(parser) -> None:
-    parser.description = "import RegMix's released CSVs into the runs table. This sub-command is not built yet (issue #5)."
+    parser.add_argument("--mixtures", required=True, help="RegMix *_mixture_*.csv")
+    parser.add_argument("--losses", required=True, help="RegMix *_loss_*.csv")
+    parser.add_argument("--target", required=True,
+                        help="loss column giving y = -loss (e.g. pile_cc), or 'mean' of all loss columns")
+    parser.add_argument("--out", required=True, help="runs table to write (.parquet)")
 
 
 def run(args) -> int:
-    raise NotBuiltError("'import-regmix' is not built yet (issue #5); nothing was done")
+    with warnings_to_stderr():
+        return _run(args)
+
+
+def _run(args) -> int:
+    if not args.out.endswith(".parquet"):
+        raise UserError(f"--out {args.out}: write the runs table as .parquet")
+    frame = import_regmix(args.mixtures, args.losses, target=args.target)
+    meta = provenance({"mixtures": args.mixtures, "losses": args.losses, "target": args.target},
+                      inputs_sha256={args.mixtures: sha256_file(args.mixtures),
+                                     args.losses: sha256_file(args.losses)})
+    atomic_write_parquet(args.out, frame, metadata={"causalmix": json.dumps(meta, default=str)})
+    domains = [c[4:] for c in frame.columns if c.startswith("mix.")]
+    print(json.dumps({"out": args.out, "n_runs": len(frame), "domains": domains, "target": args.target}))
+    return 0

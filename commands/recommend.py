@@ -1,12 +1,76 @@
-"""`recommend`: recommend a mixture for a pool from a fitted model (not built yet: issue #5)."""
-from core.errors import NotBuiltError
+"""`recommend`: recommend a mixture for a pool from a fitted model (one JSON object on the last line)."""
+from __future__ import annotations
 
-HELP = "recommend a mixture for a pool from a fitted model [not built yet: issue #5]"
+import json
+import sys
+from pathlib import Path
+
+from causal.covariates import pool_covariates
+from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
+from causal.policy import POLICIES
+from causal.runs_table import read_frame
+from core.errors import UserError
+from core.warn import warnings_to_stderr
+
+HELP = "recommend a mixture for a pool from a fitted model"
 
 
 def add_arguments(parser) -> None:
-    parser.description = "recommend a mixture for a pool from a fitted model. This sub-command is not built yet (issue #5)."
+    parser.add_argument("--model", required=True, help="model directory written by `fit`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--covariates", help="JSON file: {covariate name: value}")
+    source.add_argument("--pool-features", dest="pool_features",
+                        help="per-document features Parquet of the pool (covariates = per-domain means)")
+    parser.add_argument("--policy", choices=POLICIES, default="analytic",
+                        help="analytic (CausalMix-A), search (CausalMix-S) or top-k (RegMix's policy)")
+    parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=DEFAULT_TRUST_RADIUS,
+                        help="L2 radius of the trust region around the reference mixture")
+    parser.add_argument("--reference", default="equal", help="'equal' or a JSON file {domain: weight}")
+    parser.add_argument("--alpha", type=float, default=0.1, help="interval level is 1 - alpha")
+    parser.add_argument("--top-k", dest="top_k", type=int, default=None,
+                        help="search: average the top k candidates (default 1); top-k: 128")
+    parser.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
+
+
+def _read_json(path: str, what: str):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} file {p} is not valid JSON: {exc}") from None
+
+
+def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
+    features = read_frame(path, "pool features")
+    if not path.lower().endswith(".parquet"):
+        raise UserError(f"pool features {path}: expected a Parquet file")
+    computed = pool_covariates(features, where=f"pool features {path}")
+    missing = [n for n in names if n not in computed]
+    if missing:
+        raise UserError(f"pool features {path} do not give the model's covariates: missing {missing}; "
+                        f"the file gives {sorted(computed)}")
+    return {n: computed[n] for n in names}
 
 
 def run(args) -> int:
-    raise NotBuiltError("'recommend' is not built yet (issue #5); nothing was done")
+    with warnings_to_stderr():
+        return _run(args)
+
+
+def _run(args) -> int:
+    model = load_model_dir(args.model)
+    if args.covariates:
+        covariates = _read_json(args.covariates, "covariates")
+    else:
+        covariates = covariates_from_features(args.pool_features, model.covariate_names)
+    reference = "equal" if args.reference == "equal" else _read_json(args.reference, "reference mixture")
+    result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
+                             reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed)
+    for name in result["extrapolated"]:
+        s = result["support"][name]
+        print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "
+              f"[{s['min']:.6g}, {s['max']:.6g}]; the estimate there is an extrapolation", file=sys.stderr)
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,82 @@
+"""Fit configuration and the estimator registry (`fit --estimator NAME`)."""
+from __future__ import annotations
+
+import dataclasses
+
+from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
+from causal.featurizers import TREATMENT_FEATURIZERS
+from causal.regmix import RegMixEstimator
+from causal.runs_table import RunsTable
+from core.errors import UserError
+
+ESTIMATORS = {
+    "causal-forest": CausalForestEstimator,
+    "linear-dml": LinearDMLEstimator,
+    "regression": RegressionEstimator,
+    "regmix": RegMixEstimator,
+}
+
+
+@dataclasses.dataclass
+class FitConfig:
+    estimator: str = "causal-forest"
+    """causal-forest (CausalForestDML, default), linear-dml, regression (no orthogonalisation),
+    or regmix (the RegMix LightGBM baseline)."""
+    seed: int = 0
+    """Random state of the estimator (forest, cross-fitting folds, LightGBM)."""
+    treatment_featurizer: str = "log"
+    """phi(T) for the DML final stage: linear, log ([T, log(w+eps)]) or sqrt; see docs/causal.md."""
+    featurizer_eps: float = 0.01
+    """eps of the log / sqrt treatment featurizer."""
+    reference_domain: str | None = None
+    """Domain whose weight the K-1 treatment coordinates are measured against; default: the
+    domain with the largest mean weight in the runs table."""
+    cv: int = 3
+    """Cross-fitting folds of the DML nuisance models."""
+    n_estimators: int = 200
+    """Trees of the causal forest (a multiple of 4), or boosting rounds for regmix (default 1000)."""
+    nuisance_model: str = "auto"
+    """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (econml picks linear vs random forest by CV),
+    'linear', 'forest' or 'gbf'."""
+
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
+        if self.treatment_featurizer not in TREATMENT_FEATURIZERS:
+            raise ValueError(f"treatment_featurizer must be one of {TREATMENT_FEATURIZERS}, "
+                             f"got {self.treatment_featurizer!r}")
+        if not self.featurizer_eps > 0:
+            raise ValueError(f"featurizer_eps must be > 0, got {self.featurizer_eps}")
+        if self.cv < 2:
+            raise ValueError(f"cv must be >= 2, got {self.cv}")
+        if self.n_estimators < 4:
+            raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
+        if self.nuisance_model not in ("auto", "linear", "forest", "gbf"):
+            raise ValueError(f"nuisance_model must be auto, linear, forest or gbf, got {self.nuisance_model!r}")
+
+
+def make_estimator(config: FitConfig, domains: list[str]):
+    ref = None
+    if config.reference_domain is not None:
+        if config.reference_domain not in domains:
+            raise UserError(f"reference_domain {config.reference_domain!r} is not a domain of the runs "
+                            f"table: {domains}")
+        ref = domains.index(config.reference_domain)
+    common = dict(reference_domain=ref, random_state=config.seed)
+    dml = dict(treatment_featurizer=config.treatment_featurizer, featurizer_eps=config.featurizer_eps)
+    if config.estimator == "causal-forest":
+        return CausalForestEstimator(**common, **dml, model_y=config.nuisance_model,
+                                     model_t=config.nuisance_model, cv=config.cv,
+                                     n_estimators=4 * (config.n_estimators // 4))
+    if config.estimator == "linear-dml":
+        return LinearDMLEstimator(**common, **dml, model_y=config.nuisance_model,
+                                  model_t=config.nuisance_model, cv=config.cv)
+    if config.estimator == "regression":
+        return RegressionEstimator(**common, **dml)
+    rounds = config.n_estimators if config.n_estimators != FitConfig.n_estimators else 1000
+    return RegMixEstimator(**common, n_estimators=rounds)
+
+
+def fit_runs_table(table: RunsTable, config: FitConfig):
+    estimator = make_estimator(config, table.domains)
+    return estimator.fit(table.mixtures(), table.covariates(), table.y)

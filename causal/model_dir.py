@@ -1,0 +1,240 @@
+"""Self-describing, checksummed model directories and the `FittedMixtureModel` API.
+
+Layout of a model directory:
+  model.json       what the model is: domains, covariate names, estimator + parameters,
+                   fitted_on (n_runs, runs table sha256, covariate ranges), config, versions
+  estimator.pkl    the fitted estimator (pickle)
+  checksums.json   sha256 of every other file; its own sha256 is the model version
+
+`load_model_dir` verifies every checksum before anything is unpickled. A pickle runs code
+when loaded, so load only model directories you trust: the checksum catches corruption and
+accidental edits, not a forger who rewrites checksums.json too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from causal.policy import POLICIES, analytic_policy, search_policy, top_k_policy
+from core.atomic import atomic_directory
+from core.errors import UserError
+from core.provenance import provenance
+from mixture_space import equal_mixture, validate_mixtures
+
+FORMAT = "causalmix-model/1"
+MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"
+DEFAULT_TRUST_RADIUS = 0.1
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+class FittedMixtureModel:
+    """A fitted estimator plus what it was fitted on; the object `fit` saves and every
+    consumer (CLI, Serve, fit actor) loads."""
+
+    def __init__(self, *, estimator, estimator_name: str, domains: list[str],
+                 covariate_names: list[str], covariate_ranges: Mapping[str, list[float]],
+                 n_runs: int, mixture_mean: np.ndarray, description: dict | None = None,
+                 version: str | None = None):
+        self.estimator = estimator
+        self.estimator_name = estimator_name
+        self.domains = list(domains)
+        self.covariate_names = list(covariate_names)
+        self.covariate_ranges = {k: [float(a), float(b)] for k, (a, b) in covariate_ranges.items()}
+        self.n_runs = int(n_runs)
+        self.mixture_mean = np.asarray(mixture_mean, dtype=float)
+        self.description = description or {}
+        self.version = version or "unsaved-" + _sha(pickle.dumps(estimator))[:16]
+
+    @classmethod
+    def from_runs_table(cls, estimator, estimator_name: str, table) -> "FittedMixtureModel":
+        return cls(estimator=estimator, estimator_name=estimator_name, domains=table.domains,
+                   covariate_names=table.covariate_names, covariate_ranges=table.covariate_ranges(),
+                   n_runs=table.n_runs, mixture_mean=table.mixtures().mean(axis=0))
+
+    # ---- inputs
+    def covariate_vector(self, covariates: Mapping[str, float], where: str = "covariates") -> np.ndarray:
+        if not isinstance(covariates, Mapping):
+            raise UserError(f"{where}: expected an object of {{name: number}}, got {type(covariates).__name__}")
+        missing = [c for c in self.covariate_names if c not in covariates]
+        extra = sorted(set(covariates) - set(self.covariate_names))
+        if missing or extra:
+            raise UserError(f"{where} do not match the model's: missing {missing}, extra {extra}")
+        try:
+            x = np.array([float(covariates[c]) for c in self.covariate_names], dtype=float)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: every covariate must be a number") from None
+        if not np.all(np.isfinite(x)):
+            bad = [c for c, v in zip(self.covariate_names, x) if not np.isfinite(v)]
+            raise UserError(f"{where}: non-finite values for {bad}")
+        return x
+
+    def reference_vector(self, reference: str | Mapping[str, float]) -> np.ndarray:
+        if isinstance(reference, str):
+            if reference != "equal":
+                raise UserError(f"reference must be 'equal' or {{domain: weight}}, got {reference!r}")
+            return equal_mixture(len(self.domains))
+        missing = [d for d in self.domains if d not in reference]
+        extra = sorted(set(reference) - set(self.domains))
+        if missing or extra:
+            raise UserError(f"reference mixture does not match the model's domains: missing {missing}, "
+                            f"extra {extra}")
+        try:
+            w = np.array([[float(reference[d]) for d in self.domains]])
+        except (TypeError, ValueError):
+            raise UserError("reference mixture: every weight must be a number") from None
+        return validate_mixtures(w, domains=self.domains, where="reference mixture")[0]
+
+    def support(self, x: np.ndarray) -> dict:
+        out = {}
+        for name, value in zip(self.covariate_names, x):
+            lo, hi = self.covariate_ranges[name]
+            out[name] = {"value": float(value), "min": lo, "max": hi, "in_range": bool(lo <= value <= hi)}
+        return out
+
+    # ---- API
+    def info(self) -> dict:
+        return {
+            "format": FORMAT,
+            "model_version": self.version,
+            "domains": self.domains,
+            "covariate_names": self.covariate_names,
+            "estimator": {"name": self.estimator_name,
+                          "params": json.loads(_json_bytes(self.estimator.get_params()))},
+            "reference_domain": self.domains[self.estimator.reference_index_],
+            "fitted_on": {"n_runs": self.n_runs,
+                          "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
+                          "covariate_ranges": self.covariate_ranges,
+                          "mixture_mean": dict(zip(self.domains, self.mixture_mean.tolist()))},
+            "versions": self.description.get("provenance", {}).get("versions"),
+            "created_utc": self.description.get("provenance", {}).get("created_utc"),
+        }
+
+    def predict(self, mixtures: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+        W = np.asarray(mixtures, dtype=float)
+        X = np.asarray(covariates, dtype=float)
+        if W.ndim != 2 or W.shape[1] != len(self.domains):
+            raise UserError(f"predict: mixtures must have shape (n, {len(self.domains)}), got {W.shape}")
+        X = X.reshape(len(W), -1) if X.size or not self.covariate_names else X
+        if X.ndim != 2 or X.shape != (len(W), len(self.covariate_names)):
+            raise UserError(f"predict: covariates must have shape ({len(W)}, {len(self.covariate_names)}), "
+                            f"got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise UserError("predict: non-finite covariates")
+        W = validate_mixtures(W, domains=self.domains, where="predict mixtures")
+        return self.estimator.predict(W, X)
+
+    def recommend(self, covariates: Mapping[str, float], *, policy: str = "analytic",
+                  trust_radius: float = DEFAULT_TRUST_RADIUS,
+                  reference: str | Mapping[str, float] = "equal", alpha: float = 0.1,
+                  n_candidates: int | None = None, top_k: int | None = None, seed: int = 0) -> dict:
+        """The CLI contract's JSON object for a pool with these covariates."""
+        if policy not in POLICIES:
+            raise UserError(f"unknown policy {policy!r}; choose from {POLICIES}")
+        if not (isinstance(trust_radius, (int, float)) and np.isfinite(trust_radius) and trust_radius > 0):
+            raise UserError(f"trust radius must be a positive number, got {trust_radius!r}")
+        if not 0 < alpha < 1:
+            raise UserError(f"alpha must be in (0, 1), got {alpha}")
+        x = self.covariate_vector(covariates)
+        ref = self.reference_vector(reference)
+        if policy == "analytic":
+            result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha)
+        elif policy == "search":
+            result = search_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
+                                   n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed)
+        else:
+            result = top_k_policy(self.estimator, x, ref, prior=self.mixture_mean, alpha=alpha,
+                                  n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed)
+        support = self.support(x)
+        return {
+            "mixture": {d: float(w) for d, w in zip(self.domains, result.mixture)},
+            "expected_gain": result.expected_gain,
+            "interval": [result.interval[0], result.interval[1]],
+            "alpha": alpha,
+            "policy": result.policy,
+            "trust_radius": float(trust_radius) if policy != "top-k" else None,
+            "reference": {d: float(w) for d, w in zip(self.domains, ref)},
+            "model_version": self.version,
+            "support": support,
+            "extrapolated": [name for name, s in support.items() if not s["in_range"]],
+        }
+
+
+def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str | None,
+                   config) -> Path:
+    """Write `model` as a model directory, atomically; sets and returns model.version too."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    description = {
+        "format": FORMAT,
+        "domains": model.domains,
+        "covariate_names": model.covariate_names,
+        "estimator": {"name": model.estimator_name,
+                      "class": type(model.estimator).__name__,
+                      "params": json.loads(_json_bytes(model.estimator.get_params()))},
+        "reference_domain": model.domains[model.estimator.reference_index_],
+        "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
+                      "covariate_ranges": model.covariate_ranges,
+                      "mixture_mean": model.mixture_mean.tolist()},
+        "provenance": provenance(config),
+    }
+    files = {MODEL_JSON: _json_bytes(description),
+             ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
+    checksums = _json_bytes({"algorithm": "sha256", "files": {n: _sha(b) for n, b in files.items()}})
+    with atomic_directory(out_dir) as tmp:
+        for name, data in {**files, CHECKSUMS: checksums}.items():
+            (tmp / name).write_bytes(data)
+    model.description = description
+    model.version = _sha(checksums)[:16]
+    return Path(out_dir)
+
+
+def load_model_dir(path) -> FittedMixtureModel:
+    """Load a model directory; every file's checksum is verified before unpickling."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"model directory not found: {path}")
+    sums_path = path / CHECKSUMS
+    if not sums_path.is_file():
+        raise UserError(f"model directory {path}: missing {CHECKSUMS}")
+    raw = sums_path.read_bytes()
+    try:
+        listed = json.loads(raw)["files"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"model directory {path}: {sums_path} is not a valid checksum file") from None
+    for name in (MODEL_JSON, ESTIMATOR_PKL):
+        if name not in listed:
+            raise UserError(f"model directory {path}: {CHECKSUMS} does not list {name}")
+    contents = {}
+    for name, digest in listed.items():
+        file = path / name
+        if not file.is_file() or Path(name).name != name:
+            raise UserError(f"model directory {path}: missing file {file}")
+        contents[name] = file.read_bytes()
+        if _sha(contents[name]) != digest:
+            raise UserError(f"model directory {path}: checksum mismatch for {file} (file changed or "
+                            "corrupt); refusing to load it")
+    description = json.loads(contents[MODEL_JSON])
+    if description.get("format") != FORMAT:
+        raise UserError(f"{path / MODEL_JSON}: unsupported format {description.get('format')!r} "
+                        f"(expected {FORMAT})")
+    estimator = pickle.loads(contents[ESTIMATOR_PKL])
+    fitted = description["fitted_on"]
+    return FittedMixtureModel(estimator=estimator, estimator_name=description["estimator"]["name"],
+                              domains=description["domains"],
+                              covariate_names=description["covariate_names"],
+                              covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
+                              mixture_mean=np.array(fitted["mixture_mean"]), description=description,
+                              version=_sha(raw)[:16])

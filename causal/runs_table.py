@@ -1,0 +1,166 @@
+"""The runs table (DESIGN.md): one row per finished proxy run.
+
+Columns: `run_id`, `mix.<domain>` (>= 0, sum 1), `x.<name>` covariates (zero or more),
+`metric.<name>`, `y` (higher is better), provenance (`seed`, `model`, `tokens`, `wall_s`,
+`status`). Unknown columns are kept and ignored. Parquet or CSV on input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+from core.provenance import sha256_file
+from mixture_space.simplex import validate_mixtures
+
+MIX, COV, METRIC = "mix.", "x.", "metric."
+
+
+@dataclasses.dataclass
+class RunsTable:
+    frame: pd.DataFrame
+    domains: list[str]
+    covariate_names: list[str]
+    source: str = "<memory>"
+    sha256: str | None = None
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.frame)
+
+    def mixtures(self) -> np.ndarray:
+        return self.frame[[MIX + d for d in self.domains]].to_numpy(dtype=float)
+
+    def covariates(self) -> np.ndarray:
+        return self.frame[self.covariate_names].to_numpy(dtype=float).reshape(len(self.frame), -1)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame["y"].to_numpy(dtype=float)
+
+    def covariate_ranges(self) -> dict[str, list[float]]:
+        return {c: [float(self.frame[c].min()), float(self.frame[c].max())] for c in self.covariate_names}
+
+
+def _rows(frame: pd.DataFrame, mask) -> str:
+    ids = frame.loc[np.asarray(mask), "run_id"].astype(str).tolist()
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+def validate_runs_frame(frame: pd.DataFrame, *, where: str = "runs table",
+                        require_y: bool = True) -> RunsTable:
+    """Check a runs frame, renormalise mixtures within tolerance, and name its parts."""
+    frame = frame.copy()
+    if "run_id" not in frame.columns:
+        raise UserError(f"{where}: missing column 'run_id'")
+    frame["run_id"] = frame["run_id"].astype(str)
+    dup = frame["run_id"].duplicated()
+    if dup.any():
+        raise UserError(f"{where}: duplicate run_id values: {sorted(set(frame.loc[dup, 'run_id']))[:5]}")
+    domains = [c[len(MIX):] for c in frame.columns if c.startswith(MIX)]
+    if len(domains) < 2:
+        raise UserError(f"{where}: need at least 2 'mix.<domain>' columns, found {domains}")
+    covariates = [c for c in frame.columns if c.startswith(COV)]
+    for col in [MIX + d for d in domains] + covariates + (["y"] if require_y else []):
+        if col not in frame.columns:
+            raise UserError(f"{where}: missing column {col!r}")
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        bad = numeric.isna() & frame[col].notna()
+        if bad.any():
+            raise UserError(f"{where}: column {col!r} is not numeric in rows {_rows(frame, bad)}")
+        frame[col] = numeric.astype(float)
+        nonfinite = ~np.isfinite(frame[col].to_numpy())
+        if nonfinite.any():
+            what = "outcome" if col == "y" else "value"
+            raise UserError(f"{where}: non-finite {what} in column {col!r}, rows {_rows(frame, nonfinite)}")
+    if len(frame) == 0:
+        raise UserError(f"{where}: no runs")
+    mix_cols = [MIX + d for d in domains]
+    frame[mix_cols] = validate_mixtures(frame[mix_cols].to_numpy(), domains=domains,
+                                        row_ids=frame["run_id"].tolist(), where=where)
+    return RunsTable(frame=frame.reset_index(drop=True), domains=domains, covariate_names=covariates)
+
+
+def read_frame(path: str | Path, what: str = "runs table") -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise UserError(f"{what} {path} could not be read: {exc}") from None
+    raise UserError(f"{what} {path}: expected a .parquet or .csv file")
+
+
+def read_runs_table(path: str | Path, *, require_y: bool = True) -> RunsTable:
+    path = Path(path)
+    table = validate_runs_frame(read_frame(path), where=f"runs table {path}", require_y=require_y)
+    table.source = str(path)
+    table.sha256 = sha256_file(path)
+    return table
+
+
+def runs_from_rows(rows: Sequence[dict], *, where: str = "run rows") -> RunsTable:
+    if not rows:
+        raise UserError(f"{where}: no rows")
+    return validate_runs_frame(pd.DataFrame(list(rows)), where=where)
+
+
+# ---- RegMix's released CSVs ------------------------------------------------------------
+
+_REGMIX_MIX_PREFIX = re.compile(r"^(train_)?(the_pile_)?")
+_REGMIX_METRIC = re.compile(r"^metric/(the_pile_)?")
+
+
+def _short_metric(col: str) -> str:
+    return _REGMIX_METRIC.sub("", col)
+
+
+def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: str = "pile_cc") -> pd.DataFrame:
+    """Map RegMix's `*_mixture_*.csv` + `*_loss_*.csv` into a runs table frame.
+
+    `target`: a loss column (full name like `metric/the_pile_pile_cc_val_loss`, or short as
+    `pile_cc_val_loss` / `pile_cc`), or `mean` for the mean of all loss columns; y = -loss.
+    """
+    mixes = read_frame(mixtures_csv, "RegMix mixtures CSV")
+    losses = read_frame(losses_csv, "RegMix losses CSV")
+    for name, frame, path in (("mixtures", mixes, mixtures_csv), ("losses", losses, losses_csv)):
+        if "index" not in frame.columns:
+            raise UserError(f"RegMix {name} CSV {path}: missing the 'index' column")
+    missing = sorted(set(mixes["index"]) ^ set(losses["index"]))
+    if missing:
+        raise UserError(f"RegMix CSVs {mixtures_csv} and {losses_csv} disagree on run indices, "
+                        f"e.g. {missing[:5]}")
+    merged = mixes.merge(losses, on="index", validate="one_to_one")
+    out = pd.DataFrame({"run_id": [f"regmix-{i}" for i in merged["index"]]})
+    for col in mixes.columns.drop("index"):
+        out[MIX + _REGMIX_MIX_PREFIX.sub("", col)] = merged[col].astype(float)
+    loss_cols = [c for c in losses.columns if c != "index"]
+    metrics = {}
+    for col in loss_cols:
+        metrics[_short_metric(col)] = merged[col].astype(float)
+        out[METRIC + _short_metric(col)] = metrics[_short_metric(col)]
+    if target == "mean":
+        out["y"] = -pd.DataFrame(metrics).mean(axis=1)
+    else:
+        matches = [s for s in metrics if target in (s, s.removesuffix("_val_loss"))
+                   or target in loss_cols and _short_metric(target) == s]
+        if len(matches) != 1:
+            raise UserError(f"--target {target!r} is not one of the loss columns of {losses_csv}: "
+                            f"{sorted(s.removesuffix('_val_loss') for s in metrics)} (or 'mean')")
+        out["y"] = -metrics[matches[0]]
+    out["model"] = "regmix-tinyllama-1M"
+    out["status"] = "ok"
+    out["source"] = Path(mixtures_csv).name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RegMix rounds weights to 3 decimals: renormalised here
+        return validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})").frame
