@@ -83,9 +83,11 @@ def test_recommend_matches_the_model_loaded_locally(service, model_dirs):
     via_features = client.post("/v1/recommend", json={"pool_features": features, "trust_radius": 0.2})
     assert via_features.json()["mixture"] == pytest.approx(body["mixture"])
     reference = {"chat": 0.4, "code": 0.2, "math": 0.2, "web": 0.2}
-    searched = client.post("/v1/recommend", json={"covariates": POOL, "policy": "search",
-                                                  "reference": reference})
-    assert searched.status_code == 200 and sum(searched.json()["mixture"].values()) == pytest.approx(1.0)
+    searched = client.post("/v1/recommend", json={"covariates": POOL, "policy": "search", "alpha": 0.2,
+                                                  "reference": reference, "top_k": 4, "seed": 3})
+    assert searched.status_code == 200, searched.text
+    assert searched.json() == local.recommend(POOL, policy="search", alpha=0.2, reference=reference,
+                                              top_k=4, seed=3)
 
 
 def test_predict_matches_the_model_loaded_locally(service, model_dirs):
@@ -128,6 +130,9 @@ BAD_REQUESTS = {
     "trust radius too large": ("/v1/recommend", {**GOOD, "trust_radius": 5}, ["body", "trust_radius"],
                                "less than or equal to 2"),
     "unknown policy": ("/v1/recommend", {**GOOD, "policy": "greedy"}, ["body", "policy"], "analytic"),
+    "alpha out of range": ("/v1/recommend", {**GOOD, "alpha": 1.5}, ["body", "alpha"], "less than 1"),
+    "top_k too large": ("/v1/recommend", {**GOOD, "policy": "search", "top_k": 10**6}, ["body", "top_k"],
+                        "less than or equal to 1024"),
     "unknown field": ("/v1/recommend", {**GOOD, "pol1cy": "search"}, ["body", "pol1cy"], "not permitted"),
     "string covariate": ("/v1/recommend", {"covariates": {**POOL, COVS[0]: "high"}},
                          ["body", "covariates", COVS[0]], "number"),

@@ -203,9 +203,8 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         model = loaded.model
         _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
         try:
-            options = {} if request.trust_radius is None else {"trust_radius": request.trust_radius}
             result = model.recommend(request.covariate_values(), policy=request.policy,
-                                     reference=request.reference, **options)
+                                     reference=request.reference, **request.policy_options())
         except UserError as exc:
             _reject([error(("body",), str(exc))])
         return RecommendResponse.model_validate(to_builtin(result))

@@ -46,7 +46,8 @@ def recommend_via_endpoint(url: str, request_dict: dict, *, timeout_s: float = 3
     "policy", "model_version", "support"} (the same object `recommend` prints locally).
 
     `request_dict` holds `covariates` ({name: value}) or `pool_features`
-    ({domain: {feature: mean}}), and optionally `policy`, `trust_radius`, `reference`.
+    ({domain: {feature: mean}}), and optionally `policy`, `trust_radius`, `reference`
+    ({domain: weight} or "equal"), `alpha`, `top_k`, `seed`.
     """
     if not isinstance(request_dict, dict):
         raise UserError(f"a recommend request must be a JSON object, got {type(request_dict).__name__}")
@@ -54,3 +55,8 @@ def recommend_via_endpoint(url: str, request_dict: dict, *, timeout_s: float = 3
         return call(url, "/v1/recommend", request_dict, timeout_s=timeout_s)
     except ValueError as exc:  # json.dumps refuses NaN and infinity before anything is sent
         raise UserError(f"the recommend request holds a non-finite number: {exc}") from None
+
+
+def model_info_via_endpoint(url: str, *, timeout_s: float = 30.0) -> dict:
+    """GET /v1/model: domains, covariate names, estimator, version, what it was fitted on."""
+    return call(url, "/v1/model", timeout_s=timeout_s)

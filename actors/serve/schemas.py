@@ -19,6 +19,7 @@ MAX_TRUST_RADIUS = 2.0
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
 MAX_PREDICT_ROWS = 10_000
+MAX_TOP_K = 1024
 
 Weights = dict[str, FiniteFloat]
 
@@ -38,13 +39,26 @@ class RecommendRequest(_Strict):
         default=None,
         description="Alternative to `covariates`: per-domain feature means of the pool, "
                     "`{domain: {feature: mean}}`, mapped to covariates `x.<domain>.<feature>`.")
-    policy: Literal["analytic", "search"] = "analytic"
+    policy: Literal["analytic", "search", "top-k"] = Field(
+        default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
+                                        "(RegMix's policy, no trust region).")
     trust_radius: FiniteFloat | None = Field(
         default=None, gt=0.0, le=MAX_TRUST_RADIUS,
         description="Largest distance of the recommended mixture from the reference "
                     "(default: the model's).")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
+    alpha: FiniteFloat | None = Field(default=None, gt=0.0, lt=1.0,
+                                      description="The interval's level is 1 - alpha (default: the model's).")
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
+                              description="search/top-k: average the best k candidates.")
+    seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
+
+    def policy_options(self) -> dict[str, Any]:
+        """The keyword arguments of `FittedMixtureModel.recommend` that the request sets."""
+        options = {"trust_radius": self.trust_radius, "alpha": self.alpha, "top_k": self.top_k,
+                   "seed": self.seed}
+        return {k: v for k, v in options.items() if v is not None}
 
     @model_validator(mode="after")
     def _one_pool_description(self):
