@@ -2,14 +2,11 @@
 with `x.*` covariates, fitted by `launch.py fit` (the same code users run)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
 DOMAINS = ("chat", "code", "math", "web")
 
 
@@ -31,14 +28,16 @@ def synthetic_runs(n_runs: int = 160, seed: int = 0) -> pd.DataFrame:
 
 
 def fit_synthetic_model_dir(out_dir: Path, *, estimator: str = "causal-forest", n_runs: int = 160,
-                            seed: int = 0, timeout_s: float = 300) -> Path:
+                            seed: int = 0) -> Path:
+    """Write the synthetic runs table beside `out_dir` and run `launch.py fit` on it (in this
+    process, through the CLI's own entry point)."""
+    from launch import main
+
     out_dir = Path(out_dir)
     runs = out_dir.parent / f"{out_dir.name}.runs.parquet"
     runs.parent.mkdir(parents=True, exist_ok=True)
     synthetic_runs(n_runs, seed).to_parquet(runs, index=False)
-    done = subprocess.run([sys.executable, str(REPO / "launch.py"), "fit", "--runs", str(runs),
-                           "--out", str(out_dir), "--estimator", estimator],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
-    if done.returncode != 0:
-        raise RuntimeError(f"launch.py fit failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    status = main(["fit", "--runs", str(runs), "--out", str(out_dir), "--estimator", estimator])
+    if status != 0:
+        raise RuntimeError(f"launch.py fit --runs {runs} --out {out_dir} exited with {status}")
     return out_dir

@@ -10,7 +10,6 @@ import json
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -37,11 +36,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve_models")
-    with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(
-            lambda seed: fit_synthetic_model_dir(root / f"model{seed}", estimator="linear-dml", seed=seed),
-            [0, 1])
-    return first, second
+    return tuple(fit_synthetic_model_dir(root / f"model{seed}", estimator="linear-dml", seed=seed)
+                 for seed in (0, 1))
 
 
 @pytest.fixture(scope="module")
