@@ -47,7 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
                         help="look for a new model version in --model this often (0: never)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster to deploy on (default: RAY_ADDRESS, else a local Ray)")
+                        help="Ray cluster to deploy on ('auto': the one `ray start` began here; "
+                             "default: RAY_ADDRESS, else a new local Ray)")
     parser.add_argument("--detach", action="store_true",
                         help="with --address: deploy, print the URL and exit, leaving it running")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
@@ -83,8 +84,10 @@ def run(args) -> int:
     from actors.serve.deployment import apply
     from core.ray_setup import check_resources, init_ray
 
-    local = not (args.address or os.environ.get("RAY_ADDRESS"))
-    init_ray(address=args.address, **({"object_store_memory": 256 * 1024**2} if local else {}))
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    local = not address
+    # "local": a Ray of our own, not whatever cluster some other process started on this machine.
+    init_ray(address=address or "local", **({"object_store_memory": 256 * 1024**2} if local else {}))
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
     try:
         apply(settings)
