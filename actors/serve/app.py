@@ -42,19 +42,11 @@ def to_builtin(value: Any) -> Any:
 
 
 def probe_covariates(info: dict, covariate_names: list[str]) -> dict[str, float]:
-    """A pool inside what the model was fitted on: the middle of each covariate's range,
-    or 0 where `info()` gives no range."""
-    ranges = (info.get("fitted_on") or {}).get("covariate_ranges") or info.get("covariate_ranges") or {}
-    probe = {}
-    for name in covariate_names:
-        bounds = ranges.get(name)
-        if isinstance(bounds, dict):
-            bounds = [bounds.get("min"), bounds.get("max")]
-        try:
-            probe[name] = float(np.mean([float(b) for b in bounds]))
-        except (TypeError, ValueError):
-            probe[name] = 0.0
-    return probe
+    """A pool inside what the model was fitted on: the middle of each covariate's fitted range
+    (`info()["fitted_on"]["covariate_ranges"]`, {name: [min, max]}), 0 where none is given."""
+    ranges = (info.get("fitted_on") or {}).get("covariate_ranges") or {}
+    return {name: (float(ranges[name][0]) + float(ranges[name][1])) / 2 if name in ranges else 0.0
+            for name in covariate_names}
 
 
 @dataclasses.dataclass(frozen=True)
