@@ -87,20 +87,21 @@ async def _load(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[f
                 latencies.append(time.perf_counter() - start)
                 failures += response.status_code != 200
 
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-    return latencies, wall, failures
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return latencies, wall, failures, cpu
 
 
 def measure(name: str, url: str, bodies: list[bytes], warmup: int, concurrency: int) -> dict:
     asyncio.run(_load(url, bodies[:warmup], concurrency))
-    latencies, wall, failures = asyncio.run(_load(url, bodies, concurrency))
+    latencies, wall, failures, client_cpu = asyncio.run(_load(url, bodies, concurrency))
     ms = sorted(x * 1000 for x in latencies)
     figures = {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
                "rps": len(ms) / wall, "failures": failures}
     print(f"{name:>5}: p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms  "
-          f"{figures['rps']:.0f} req/s  failures {failures}/{len(ms)}", file=sys.stderr)
+          f"{figures['rps']:.0f} req/s  failures {failures}/{len(ms)}  "
+          f"(load generator used {100 * client_cpu / wall:.0f}% of a core)", file=sys.stderr)
     return figures
 
 
