@@ -8,8 +8,8 @@ All share one interface (keyword-only init, fitted state ends in `_`, `fit` retu
   marginal_returns(x (C,), at (K,)) -> (K,)  d y / d w_j along "move mass from the reference"
 
 `causal-forest` (default): econml CausalForestDML, honest forest, cross-fitted nuisances chosen
-by CV among econml's 'auto' candidates (linear and random forest); `linear-dml`: econml
-LinearDML (theta linear in X); `regression`: the same linear-in-X final form fit by one plain
+by CV among linear, polynomial and random-forest candidates; `linear-dml`:
+econml LinearDML (theta linear in X); `regression`: the same linear-in-X final form fit by one plain
 regression, no orthogonalisation (the ablation). The RegMix baseline lives in causal/regmix.py.
 """
 from __future__ import annotations
@@ -21,11 +21,38 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.base import BaseEstimator
 
-from causal.featurizers import MixtureFeaturizer
-from causal.forest_inference import grf_point_and_cov
+from causal.featurizers import AUTO_CANDIDATES, MixtureFeaturizer, select_featurizer
+from causal.forest_inference import grf_point_and_cov, grf_projection_var
 from core.errors import UserError
 
 _CACHE_SIZE = 1024
+# Nuisance models: "auto" lets econml choose by cross-validated score among a lasso, a
+# degree-2 polynomial ridge and a random forest. The polynomial matters: E[phi(T)|X] of
+# Dirichlet-drawn mixtures is smooth in X, and a forest's error there attenuates the DML
+# estimate (measured: docs/causal.md). econml's own "poly" (degrees 1-3, lasso) is ~10x slower
+# with 15 covariates.
+NUISANCE_MODELS = ("auto", "linear", "poly", "forest")
+
+
+def _poly_ridge():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    return make_pipeline(PolynomialFeatures(2, include_bias=False), StandardScaler(),
+                         RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+def _selector(name: str, n_covariates: int):
+    """The econml model spec for nuisance `name`. Without covariates every nuisance is a
+    constant, so selection would only cost time."""
+    if name not in NUISANCE_MODELS:
+        raise UserError(f"unknown nuisance model {name!r}; choose from {NUISANCE_MODELS}")
+    if n_covariates == 0:
+        return "linear"
+    if name == "auto":
+        return ["linear", _poly_ridge(), "forest"]
+    return _poly_ridge() if name == "poly" else name
 
 
 def _cross(phi: np.ndarray, x1: np.ndarray) -> np.ndarray:
@@ -40,7 +67,7 @@ def _with_intercept(X: np.ndarray) -> np.ndarray:
 class MixtureEstimator(BaseEstimator):
     """Shared input checks, reference-domain coordinates and interval arithmetic."""
 
-    def __init__(self, *, treatment_featurizer: str = "log", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
                  reference_domain: int | None = None, random_state: int = 0):
         self.treatment_featurizer = treatment_featurizer
         self.featurizer_eps = featurizer_eps
@@ -55,17 +82,23 @@ class MixtureEstimator(BaseEstimator):
         """theta(x) (p,) and its covariance (p, p) in phi space."""
         raise NotImplementedError
 
+    def _theta_var_fn(self, x: np.ndarray):
+        """theta(x) and a function D (m, p) -> Var(D @ theta) (m,); default from the covariance."""
+        theta, cov = self._theta_cov(x)
+        return theta, lambda D: np.einsum("ij,jk,ik->i", D, cov, D)
+
     def _predict(self, T, X) -> np.ndarray:
         raise NotImplementedError
 
     # -- shared
-    def min_runs(self, n_domains: int, n_covariates: int) -> int:
+    def min_runs(self, n_domains: int, n_covariates: int, kind: str | None = None) -> int:
         """Cross-fitting halves the data; each half must identify a linear final stage in phi."""
-        p = self._phi(n_domains)
-        return 2 * (p + n_covariates + 1)
+        return 2 * (self._phi(n_domains, kind) + n_covariates + 1)
 
-    def _phi(self, n_domains: int) -> int:
-        return n_domains - 1 if self.treatment_featurizer == "linear" else 2 * n_domains - 1
+    def _phi(self, n_domains: int, kind: str | None = None) -> int:
+        """Treatment features for `kind` (default: the configured one; "auto": its smallest)."""
+        kind = kind or self.treatment_featurizer
+        return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains}.get(kind, 2 * n_domains - 1)
 
     def _coords(self, mixtures: np.ndarray) -> np.ndarray:
         return np.delete(np.asarray(mixtures, dtype=float), self.reference_index_, axis=1)
@@ -92,7 +125,13 @@ class MixtureEstimator(BaseEstimator):
         self.n_covariates_ = X.shape[1]
         self.reference_index_ = (int(np.argmax(W.mean(axis=0))) if self.reference_domain is None
                                  else int(self.reference_domain))
-        self.featurizer_ = MixtureFeaturizer(kind=self.treatment_featurizer,
+        self.featurizer_kind_, self.featurizer_cv_mse_ = self.treatment_featurizer, {}
+        if self.treatment_featurizer == "auto":
+            fits = [k for k in AUTO_CANDIDATES if self.min_runs(W.shape[1], X.shape[1], k) <= len(y)]
+            self.featurizer_kind_, self.featurizer_cv_mse_ = select_featurizer(
+                self._coords(W), X, y, candidates=fits, eps=self.featurizer_eps,
+                seed=self.random_state)
+        self.featurizer_ = MixtureFeaturizer(kind=self.featurizer_kind_,
                                              eps=self.featurizer_eps).fit(self._coords(W))
         self.n_runs_ = len(y)
         self._cache = OrderedDict()
@@ -103,13 +142,13 @@ class MixtureEstimator(BaseEstimator):
         W, X = self._check_inputs(mixtures, covariates, n=True)
         return self._predict(self._coords(W), X)
 
-    def _cached_theta_cov(self, x: np.ndarray):
+    def _cached_theta(self, x: np.ndarray):
         cache = self.__dict__.setdefault("_cache", OrderedDict())
         key = np.asarray(x, dtype=float).tobytes()
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        value = self._theta_cov(np.asarray(x, dtype=float).reshape(1, -1))
+        value = self._theta_var_fn(np.asarray(x, dtype=float).reshape(1, -1))
         cache[key] = value
         if len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
@@ -118,17 +157,17 @@ class MixtureEstimator(BaseEstimator):
     def gain_interval(self, x, T0, T1, *, alpha: float = 0.1):
         """Effect of moving from mixtures T0 to T1 (rows, on the simplex) at covariates x:
         point, lower and upper (1 - alpha) normal bounds, each (m,)."""
-        theta, cov = self._cached_theta_cov(x)
+        theta, var_fn = self._cached_theta(x)
         d = (self.featurizer_.transform(self._coords(np.atleast_2d(T1)))
              - self.featurizer_.transform(self._coords(np.atleast_2d(T0))))
         point = d @ theta
-        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, cov, d), 0.0))
+        se = np.sqrt(np.maximum(var_fn(d), 0.0))
         z = norm.ppf(1 - alpha / 2)
         return point, point - z * se, point + z * se
 
     def marginal_returns(self, x, at) -> np.ndarray:
         """(K,) derivative of y along e_j - e_ref at mixture `at`; 0 for the reference domain."""
-        theta, _ = self._cached_theta_cov(x)
+        theta, _ = self._cached_theta(x)
         jac = self.featurizer_.jac(self._coords(np.atleast_2d(at)))[0]
         coords = jac @ theta
         return np.insert(coords, self.reference_index_, 0.0)
@@ -161,9 +200,9 @@ class _DMLMixin:
 class CausalForestEstimator(_DMLMixin, MixtureEstimator):
     """econml CausalForestDML over the K-1 mixture coordinates; theta(X) is an honest forest."""
 
-    def __init__(self, *, treatment_featurizer: str = "log", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
                  reference_domain: int | None = None, random_state: int = 0,
-                 model_y="auto", model_t="auto", cv: int = 3, n_estimators: int = 200,
+                 model_y: str = "auto", model_t: str = "auto", cv: int = 3, n_estimators: int = 200,
                  min_samples_leaf: int = 5, max_samples: float = 0.45, n_jobs: int = 1):
         super().__init__(treatment_featurizer=treatment_featurizer, featurizer_eps=featurizer_eps,
                          reference_domain=reference_domain, random_state=random_state)
@@ -179,7 +218,8 @@ class CausalForestEstimator(_DMLMixin, MixtureEstimator):
         from econml.dml import CausalForestDML
 
         self.dml_ = CausalForestDML(
-            model_y=self.model_y, model_t=self.model_t, treatment_featurizer=self.featurizer_,
+            model_y=_selector(self.model_y, X.shape[1]), model_t=_selector(self.model_t, X.shape[1]),
+            treatment_featurizer=self.featurizer_,
             cv=self.cv, n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
             max_samples=self.max_samples, honest=True, inference=True, n_jobs=self.n_jobs,
             random_state=self.random_state)
@@ -192,6 +232,9 @@ class CausalForestEstimator(_DMLMixin, MixtureEstimator):
 
     def _theta_cov(self, x):
         return grf_point_and_cov(self.dml_.model_final_.estimators_[0], self._dml_X(x))
+
+    def _theta_var_fn(self, x):
+        return grf_projection_var(self.dml_.model_final_.estimators_[0], self._dml_X(x))
 
 
 class _LinearFinalMixin:
@@ -210,22 +253,23 @@ class _LinearFinalMixin:
 class LinearDMLEstimator(_LinearFinalMixin, _DMLMixin, MixtureEstimator):
     """econml LinearDML: theta linear in the covariates, cross-fitted nuisances chosen by CV."""
 
-    def __init__(self, *, treatment_featurizer: str = "log", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
                  reference_domain: int | None = None, random_state: int = 0,
-                 model_y="auto", model_t="auto", cv: int = 3):
+                 model_y: str = "auto", model_t: str = "auto", cv: int = 3):
         super().__init__(treatment_featurizer=treatment_featurizer, featurizer_eps=featurizer_eps,
                          reference_domain=reference_domain, random_state=random_state)
         self.model_y = model_y
         self.model_t = model_t
         self.cv = cv
 
-    def min_runs(self, n_domains, n_covariates):
-        return 2 * (self._phi(n_domains) * (n_covariates + 1) + 1)
+    def min_runs(self, n_domains, n_covariates, kind=None):
+        return 2 * (self._phi(n_domains, kind) * (n_covariates + 1) + 1)
 
     def _fit(self, T, X, y):
         from econml.dml import LinearDML
 
-        self.dml_ = LinearDML(model_y=self.model_y, model_t=self.model_t,
+        self.dml_ = LinearDML(model_y=_selector(self.model_y, X.shape[1]),
+                              model_t=_selector(self.model_t, X.shape[1]),
                               treatment_featurizer=self.featurizer_, cv=self.cv,
                               random_state=self.random_state)
         with warnings.catch_warnings():
@@ -250,8 +294,8 @@ class RegressionEstimator(_LinearFinalMixin, MixtureEstimator):
     """The no-orthogonalisation ablation: one OLS of Y on [1, X, phi(T) x [1, X]] (the
     linear-dml final form, without residualising Y and phi(T) on X first)."""
 
-    def min_runs(self, n_domains, n_covariates):
-        return self._phi(n_domains) * (n_covariates + 1) + n_covariates + 2
+    def min_runs(self, n_domains, n_covariates, kind=None):
+        return self._phi(n_domains, kind) * (n_covariates + 1) + n_covariates + 2
 
     def _design(self, T, X):
         return np.hstack([_with_intercept(X), _cross(self.featurizer_.transform(T), _with_intercept(X))])

@@ -24,8 +24,9 @@ class FitConfig:
     or regmix (the RegMix LightGBM baseline)."""
     seed: int = 0
     """Random state of the estimator (forest, cross-fitting folds, LightGBM)."""
-    treatment_featurizer: str = "log"
-    """phi(T) for the DML final stage: linear, log ([T, log(w+eps)]) or sqrt; see docs/causal.md."""
+    treatment_featurizer: str = "auto"
+    """phi(T) for the final stage: auto (log or log-only, chosen by CV), linear, log
+    ([T, log(w+eps)]), log-only (log(w+eps)) or sqrt; see docs/causal.md."""
     featurizer_eps: float = 0.01
     """eps of the log / sqrt treatment featurizer."""
     reference_domain: str | None = None
@@ -36,14 +37,14 @@ class FitConfig:
     n_estimators: int = 200
     """Trees of the causal forest (a multiple of 4), or boosting rounds for regmix (default 1000)."""
     nuisance_model: str = "auto"
-    """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (econml picks linear vs random forest by CV),
-    'linear', 'forest' or 'gbf'."""
+    """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (chosen by CV among linear, poly, forest),
+    or one of 'linear', 'poly', 'forest'."""
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
-        if self.treatment_featurizer not in TREATMENT_FEATURIZERS:
-            raise ValueError(f"treatment_featurizer must be one of {TREATMENT_FEATURIZERS}, "
+        if self.treatment_featurizer not in (*TREATMENT_FEATURIZERS, "auto"):
+            raise ValueError(f"treatment_featurizer must be auto or one of {TREATMENT_FEATURIZERS}, "
                              f"got {self.treatment_featurizer!r}")
         if not self.featurizer_eps > 0:
             raise ValueError(f"featurizer_eps must be > 0, got {self.featurizer_eps}")
@@ -51,8 +52,8 @@ class FitConfig:
             raise ValueError(f"cv must be >= 2, got {self.cv}")
         if self.n_estimators < 4:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
-        if self.nuisance_model not in ("auto", "linear", "forest", "gbf"):
-            raise ValueError(f"nuisance_model must be auto, linear, forest or gbf, got {self.nuisance_model!r}")
+        if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
+            raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
 
 
 def make_estimator(config: FitConfig, domains: list[str]):
@@ -63,14 +64,15 @@ def make_estimator(config: FitConfig, domains: list[str]):
                             f"table: {domains}")
         ref = domains.index(config.reference_domain)
     common = dict(reference_domain=ref, random_state=config.seed)
+    nuisance = config.nuisance_model
     dml = dict(treatment_featurizer=config.treatment_featurizer, featurizer_eps=config.featurizer_eps)
     if config.estimator == "causal-forest":
-        return CausalForestEstimator(**common, **dml, model_y=config.nuisance_model,
-                                     model_t=config.nuisance_model, cv=config.cv,
+        return CausalForestEstimator(**common, **dml, model_y=nuisance,
+                                     model_t=nuisance, cv=config.cv,
                                      n_estimators=4 * (config.n_estimators // 4))
     if config.estimator == "linear-dml":
-        return LinearDMLEstimator(**common, **dml, model_y=config.nuisance_model,
-                                  model_t=config.nuisance_model, cv=config.cv)
+        return LinearDMLEstimator(**common, **dml, model_y=nuisance,
+                                  model_t=nuisance, cv=config.cv)
     if config.estimator == "regression":
         return RegressionEstimator(**common, **dml)
     rounds = config.n_estimators if config.n_estimators != FitConfig.n_estimators else 1000

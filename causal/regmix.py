@@ -1,6 +1,7 @@
 """The RegMix baseline as released (Liu et al. 2024, sail-sg/regmix): a LightGBM regressor of
-the outcome on the mixture (here also on the covariates, if any), with RegMix's released
-hyper-parameters (1000 boosting rounds, learning rate 0.01, seed 42 style). RegMix's own
+the outcome on the mixture alone (covariates are accepted and ignored: RegMix has no notion of
+the pool's state, which is exactly what CausalMix adds), with RegMix's released
+hyper-parameters (1000 boosting rounds, learning rate 0.01). RegMix's own
 policy (100K prior candidates, mean of the top 128 by predicted y) is `policy.top_k_policy`.
 
 Gain intervals come from bootstrap refits (the spread of the bagged models' predicted gain);
@@ -24,7 +25,7 @@ class RegMixEstimator(MixtureEstimator):
         self.n_bootstrap = n_bootstrap
         self.n_jobs = n_jobs
 
-    def min_runs(self, n_domains, n_covariates):
+    def min_runs(self, n_domains, n_covariates, kind=None):
         return 10
 
     def _model(self, seed):
@@ -35,7 +36,7 @@ class RegMixEstimator(MixtureEstimator):
                                  n_jobs=self.n_jobs, verbose=-1)
 
     def _features(self, W, X):
-        return np.hstack([W, X])
+        return W
 
     def _fit(self, T, X, y):
         W = self._full(T)

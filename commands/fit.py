@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random state (default 0)")
     parser.add_argument("--config", default=None, help="YAML with FitConfig fields (see causal/fitting.py)")
     parser.add_argument("--treatment-featurizer", dest="treatment_featurizer", default=None,
-                        choices=["linear", "log", "sqrt"], help="phi(T) of the DML final stage (default log)")
+                        choices=["auto", "linear", "log", "log-only", "sqrt"],
+                        help="phi(T) of the final stage (default auto: chosen by CV)")
     parser.add_argument("--reference-domain", dest="reference_domain", default=None,
                         help="domain the treatment coordinates are measured against")
 

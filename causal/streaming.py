@@ -1,0 +1,191 @@
+"""Refit-as-runs-land: the pure logic behind actors/fit_actor.py (threads, no Ray).
+
+`PolicyTracker` collects run rows, refits every `refit_every` new rows in a background
+thread (or on demand), and publishes versioned policy snapshots: the estimated return of each
+domain at the target pool's covariates with intervals, and the mixture recommended by both
+trust-region policies. Readers get the newest snapshot without waiting for a fit in flight.
+Snapshots are appended to RUN_DIR/policy.jsonl.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from causal.fitting import FitConfig, fit_runs_table
+from causal.model_dir import DEFAULT_TRUST_RADIUS, FittedMixtureModel, save_model_dir
+from causal.runs_table import RunsTable, runs_from_rows
+from core.errors import UserError
+
+RETURN_STEP = 0.05
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame.reindex(sorted(frame.columns), axis=1), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
+
+
+def domain_returns(model: FittedMixtureModel, covariates: Mapping[str, float], reference,
+                   *, step: float = RETURN_STEP, alpha: float = 0.1) -> dict:
+    """Per domain: gain per unit weight of moving `step` of the mass toward that domain
+    (proportionally from all others), with its interval."""
+    x = model.covariate_vector(covariates)
+    ref = model.reference_vector(reference)
+    k = len(model.domains)
+    T1 = (1 - step) * ref[None, :] + step * np.eye(k)
+    g, lo, hi = model.estimator.gain_interval(x, np.repeat(ref[None, :], k, axis=0), T1, alpha=alpha)
+    return {d: {"estimate": float(g[j] / step), "interval": [float(lo[j] / step), float(hi[j] / step)]}
+            for j, d in enumerate(model.domains)}
+
+
+class PolicyTracker:
+    def __init__(self, *, config: FitConfig | None = None, run_dir: str | os.PathLike | None = None,
+                 target_covariates: Mapping[str, float] | None = None, refit_every: int = 16,
+                 trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True):
+        """
+        config: estimator settings (FitConfig). run_dir: where policy.jsonl goes (None: nowhere).
+        target_covariates: the target pool's covariates; None: the mean covariates of the runs.
+        refit_every: refit after this many new rows. background: fit in a thread (add_runs returns
+        at once) or inline.
+        """
+        if refit_every < 1:
+            raise UserError(f"refit_every must be >= 1, got {refit_every}")
+        self.config = config or FitConfig()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.target_covariates = dict(target_covariates) if target_covariates is not None else None
+        self.refit_every = refit_every
+        self.trust_radius = trust_radius
+        self.reference = reference
+        self.background = background
+        self._rows: list[dict] = []
+        self._rows_at_fit = 0
+        self._lock = threading.Lock()          # rows, snapshot, model
+        self._fit_lock = threading.Lock()      # one fit at a time
+        self._thread: threading.Thread | None = None
+        self._snapshot: dict | None = None
+        self._model: FittedMixtureModel | None = None
+        self._table: RunsTable | None = None
+        self.last_error: str | None = None
+
+    # ---- writers
+    def add_runs(self, rows: list[dict]) -> int:
+        rows = [dict(r) for r in rows]
+        runs_from_rows(rows, where="added run rows")  # reject bad rows before they join the log
+        with self._lock:
+            self._rows.extend(rows)
+            n, due = len(self._rows), len(self._rows) - self._rows_at_fit >= self.refit_every
+        if due:
+            self._start_fit()
+        return n
+
+    def refit(self, *, wait: bool = True) -> dict | None:
+        if wait:
+            self.wait()
+            self._fit_once()
+            return self.latest_snapshot()
+        self._start_fit()
+        return None
+
+    def wait(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"refit still running after {timeout} s")
+
+    def _start_fit(self) -> None:
+        if not self.background:
+            self._fit_once()
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return  # the running fit's loop picks up the new rows
+            self._thread = threading.Thread(target=self._fit_loop, name="policy-refit", daemon=True)
+            self._thread.start()
+
+    def _fit_loop(self) -> None:
+        while True:
+            self._fit_once()
+            with self._lock:
+                if len(self._rows) - self._rows_at_fit < self.refit_every:
+                    return
+
+    def _fit_once(self) -> None:
+        with self._fit_lock:
+            with self._lock:
+                rows = list(self._rows)
+            try:
+                table = runs_from_rows(rows, where="fit actor runs")
+                table.sha256 = frame_sha256(table.frame)
+                start = time.perf_counter()
+                estimator = fit_runs_table(table, self.config)
+                model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
+                snapshot = self._make_snapshot(model, table, time.perf_counter() - start)
+            except UserError as exc:  # e.g. too few runs yet: keep the previous snapshot
+                with self._lock:
+                    self._rows_at_fit = len(rows)
+                    self.last_error = str(exc)
+                return
+            with self._lock:
+                self._rows_at_fit = len(rows)
+                self._model, self._table, self._snapshot = model, table, snapshot
+                self.last_error = None
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.run_dir / "policy.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(snapshot) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+
+    def _make_snapshot(self, model: FittedMixtureModel, table: RunsTable, fit_s: float) -> dict:
+        if self.target_covariates is not None:
+            covariates = self.target_covariates
+        else:
+            covariates = dict(zip(table.covariate_names, table.covariates().mean(axis=0).tolist()))
+        policies = {p: model.recommend(covariates, policy=p, trust_radius=self.trust_radius,
+                                       reference=self.reference) for p in ("analytic", "search")}
+        previous = self._snapshot["version"] if self._snapshot else 0
+        return {
+            "version": previous + 1,
+            "n_runs": table.n_runs,
+            "estimator": model.estimator_name,
+            "model_version": model.version,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "fit_s": round(fit_s, 3),
+            "target_covariates": covariates,
+            "returns": domain_returns(model, covariates, self.reference),
+            "policies": policies,
+        }
+
+    # ---- readers
+    def latest_snapshot(self) -> dict | None:
+        with self._lock:
+            return self._snapshot
+
+    def n_runs(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def write_model_dir(self, out: str | os.PathLike) -> str:
+        """Fit on every row received (if any arrived since the last fit) and save the model."""
+        self.wait()
+        with self._lock:
+            stale = self._model is None or len(self._rows) != self._rows_at_fit
+        if stale:
+            self._fit_once()
+        with self._lock:
+            model, table = self._model, self._table
+        if model is None:
+            raise UserError(f"no model to write: {self.last_error or 'no runs were added'}")
+        save_model_dir(model, out, runs_table_sha256=table.sha256,
+                       config=dataclasses.asdict(self.config))
+        return str(out)

@@ -1,0 +1,114 @@
+"""Estimators: recovery on a known model, zero covariates, input checks, featurizers, inference."""
+import numpy as np
+import pytest
+
+from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
+from causal.featurizers import MixtureFeaturizer, select_featurizer
+from causal.forest_inference import grf_point_and_cov
+from causal.regmix import RegMixEstimator
+from core.errors import UserError
+
+
+def _data(n=300, k=3, c=2, seed=0, noise=0.02):
+    """y = x0 + sum_j (b_j + x1 * [j == 1]) log(w_j + 0.01) + noise (no confounding)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, c))
+    W = rng.dirichlet(np.full(k, 0.7), n)
+    theta = np.tile(np.linspace(1.0, 0.3, k), (n, 1))
+    theta[:, 1] += 0.5 * X[:, 1]
+    y = X[:, 0] + (theta * np.log(W + 0.01)).sum(axis=1) + noise * rng.normal(size=n)
+    return W, X, y
+
+
+def _true_gain(x, w0, w1, k=3):
+    theta = np.linspace(1.0, 0.3, k)
+    theta[1] += 0.5 * x[1]
+    return float((theta * (np.log(w1 + 0.01) - np.log(w0 + 0.01))).sum())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CausalForestEstimator(n_estimators=80, treatment_featurizer="log-only", random_state=1,
+                                  model_y="poly", model_t="poly"),
+    lambda: LinearDMLEstimator(treatment_featurizer="log-only", random_state=1, model_y="poly", model_t="poly"),
+    lambda: RegressionEstimator(treatment_featurizer="log-only"),
+])
+def test_dml_estimators_recover_gain_with_interval(make):
+    W, X, y = _data()
+    est = make().fit(W, X, y)
+    assert est.fit(W, X, y) is est and est.n_runs_ == 300
+    x = np.array([0.0, 1.0])
+    w0, w1 = np.full(3, 1 / 3), np.array([0.2, 0.6, 0.2])
+    g, lo, hi = est.gain_interval(x, w0[None], w1[None], alpha=0.1)
+    truth = _true_gain(x, w0, w1)
+    assert lo[0] <= g[0] <= hi[0]
+    assert abs(g[0] - truth) < 0.35 * abs(truth) + 0.05, (g, truth)
+    r = est.marginal_returns(x, w0)
+    assert r[est.reference_index_] == 0 and np.argmax(r) == 1
+    pred = est.predict(W[:50], X[:50])
+    assert np.corrcoef(pred, y[:50])[0, 1] > 0.9
+
+
+def test_forest_gain_interval_matches_econml_effect_interval():
+    W, X, y = _data(n=200)
+    est = CausalForestEstimator(n_estimators=40, treatment_featurizer="log", random_state=0,
+                                model_y="linear", model_t="linear").fit(W, X, y)
+    x = X[:1]
+    T0, T1 = np.array([[0.5, 0.3, 0.2]]), np.array([[0.2, 0.5, 0.3]])
+    point, lo, hi = est.gain_interval(x[0], T0, T1, alpha=0.1)
+    coords = lambda w: np.delete(w, est.reference_index_, axis=1)  # noqa: E731
+    ref_point = est.dml_.effect(x, T0=coords(T0), T1=coords(T1))
+    ref_lo, ref_hi = est.dml_.effect_interval(x, T0=coords(T0), T1=coords(T1), alpha=0.1)
+    assert np.allclose([point[0], lo[0], hi[0]], [ref_point[0], ref_lo[0], ref_hi[0]], atol=1e-8)
+    theta, cov = grf_point_and_cov(est.dml_.model_final_.estimators_[0], x)
+    ref_theta, ref_var = est.dml_.model_final_.predict_and_var(x)
+    assert np.allclose(theta, ref_theta.ravel()) and np.allclose(cov, ref_var.reshape(cov.shape))
+
+
+@pytest.mark.parametrize("make", [lambda: CausalForestEstimator(n_estimators=40),
+                                  LinearDMLEstimator, RegressionEstimator, lambda: RegMixEstimator(n_estimators=50)])
+def test_zero_covariates_work(make):
+    W, _, y = _data(n=200)
+    X0 = np.zeros((200, 0))
+    est = make().fit(W, X0, y)
+    assert est.predict(W[:5], X0[:5]).shape == (5,)
+    g, lo, hi = est.gain_interval(np.zeros(0), W[:3], W[3:6])
+    assert g.shape == (3,) and np.all(lo <= hi)
+
+
+def test_too_few_runs_rejected_with_numbers():
+    W, X, y = _data(n=20, k=4, c=3)
+    with pytest.raises(UserError, match=r"needs at least \d+ runs for 4 domains .* the runs table has 20"):
+        CausalForestEstimator(treatment_featurizer="log").fit(W, X, y)
+
+
+def test_mismatched_inputs_rejected():
+    W, X, y = _data(n=100)
+    with pytest.raises(UserError, match="100 mixtures but 99 outcomes"):
+        RegressionEstimator().fit(W, X, y[:99])
+    est = RegressionEstimator().fit(W, X, y)
+    with pytest.raises(UserError, match="expects 3 mixture columns and 2 covariates"):
+        est.predict(W[:, :2], X[:, :1])
+
+
+@pytest.mark.parametrize("kind", ["linear", "log", "log-only", "sqrt"])
+def test_featurizer_jacobian_matches_finite_differences(kind):
+    f = MixtureFeaturizer(kind=kind).fit(np.zeros((1, 3)))
+    T = np.array([[0.2, 0.3, 0.1], [0.05, 0.5, 0.25]])
+    jac = f.jac(T)
+    h = 1e-6
+    for i in range(3):
+        step = np.zeros(3)
+        step[i] = h
+        numeric = (f.transform(T + step) - f.transform(T - step)) / (2 * h)
+        assert np.allclose(jac[:, i, :], numeric, atol=1e-4)
+
+
+def test_featurizer_selection_prefers_the_true_form():
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.full(3, 0.5), 400)
+    T = W[:, 1:]
+    X = np.zeros((400, 0))
+    y_log = np.log(W + 0.01) @ np.array([1.0, 0.5, -0.2]) + 0.01 * rng.normal(size=400)
+    y_curvy = y_log + 3.0 * W[:, 1]
+    assert select_featurizer(T, X, y_log)[0] == "log-only"
+    assert select_featurizer(T, X, y_curvy)[0] == "log"

@@ -1,0 +1,132 @@
+"""Model directory (checksums before unpickling) and the FittedMixtureModel API."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from causal.fitting import FitConfig, fit_runs_table
+from causal.model_dir import FittedMixtureModel, load_model_dir, save_model_dir
+from causal.runs_table import validate_runs_frame
+from core.errors import UserError
+from mixture_space import simplex_distance
+from structural import StructuralModel
+
+
+@pytest.fixture(scope="module")
+def table():
+    return validate_runs_frame(StructuralModel(n_domains=3, seed=3).runs(160))
+
+
+@pytest.fixture(scope="module")
+def forest_dir(table, tmp_path_factory):
+    config = FitConfig(estimator="causal-forest", n_estimators=40, nuisance_model="linear")
+    model = FittedMixtureModel.from_runs_table(fit_runs_table(table, config), "causal-forest", table)
+    out = save_model_dir(model, tmp_path_factory.mktemp("m") / "model", runs_table_sha256="f" * 64,
+                         config=config)
+    return out, model
+
+
+def _cov(table, shift=0.0):
+    return {c: float(table.frame[c].mean() + shift) for c in table.covariate_names}
+
+
+def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
+    out, model = forest_dir
+    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "estimator.pkl", "model.json"]
+    loaded = load_model_dir(out)
+    assert loaded.version == model.version and len(loaded.version) == 16
+    assert loaded.domains == ["d0", "d1", "d2"] and loaded.covariate_names == table.covariate_names
+    info = loaded.info()
+    assert info["estimator"]["name"] == "causal-forest" and info["estimator"]["params"]["n_estimators"] == 40
+    assert info["fitted_on"]["n_runs"] == 160 and info["fitted_on"]["runs_table_sha256"] == "f" * 64
+    assert set(info["fitted_on"]["covariate_ranges"]) == set(table.covariate_names)
+    assert info["versions"]["econml"].startswith("0.17")
+    described = json.loads((out / "model.json").read_text())
+    assert described["provenance"]["config"]["n_estimators"] == 40
+    W, X = table.mixtures()[:7], table.covariates()[:7]
+    assert np.allclose(loaded.predict(W, X), model.predict(W, X))
+
+
+def test_tampered_or_missing_file_is_refused_before_unpickling(forest_dir, tmp_path):
+    import shutil
+
+    out, _ = forest_dir
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ("the tampered pickle was loaded",))
+
+    (bad / "estimator.pkl").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(UserError, match=r"checksum mismatch for .*estimator.pkl"):
+        load_model_dir(bad)
+    shutil.copytree(out, tmp_path / "edited")
+    text = (tmp_path / "edited" / "model.json").read_text().replace('"d0"', '"zz"')
+    (tmp_path / "edited" / "model.json").write_text(text)
+    with pytest.raises(UserError, match=r"checksum mismatch for .*model.json"):
+        load_model_dir(tmp_path / "edited")
+    shutil.copytree(out, tmp_path / "gone")
+    (tmp_path / "gone" / "estimator.pkl").unlink()
+    with pytest.raises(UserError, match=r"missing file .*estimator.pkl"):
+        load_model_dir(tmp_path / "gone")
+    with pytest.raises(UserError, match="not found"):
+        load_model_dir(tmp_path / "nowhere")
+
+
+def test_recommend_contract_and_policies(forest_dir, table):
+    out, _ = forest_dir
+    model = load_model_dir(out)
+    cov = _cov(table)
+    for policy in ("analytic", "search"):
+        r = model.recommend(cov, policy=policy, trust_radius=0.15)
+        assert set(r) >= {"mixture", "expected_gain", "interval", "policy", "model_version", "support"}
+        w = np.array([r["mixture"][d] for d in model.domains])
+        assert np.isclose(w.sum(), 1) and (w >= 0).all()
+        assert simplex_distance(w, np.full(3, 1 / 3))[0] <= 0.15 + 1e-9
+        assert r["interval"][0] <= r["expected_gain"] <= r["interval"][1]
+        assert r["policy"] == policy and r["model_version"] == model.version
+        assert all(s["in_range"] for s in r["support"].values()) and r["extrapolated"] == []
+        json.dumps(r)
+    top = model.recommend(cov, policy="top-k", n_candidates=2000, top_k=32)
+    assert top["policy"] == "top-k"
+    ref = {"d0": 0.6, "d1": 0.3, "d2": 0.1}
+    r = model.recommend(cov, reference=ref, trust_radius=0.05)
+    w = np.array([r["mixture"][d] for d in model.domains])
+    assert simplex_distance(w, np.array([0.6, 0.3, 0.1]))[0] <= 0.05 + 1e-9
+
+
+def test_recommend_rejects_bad_covariates_and_reports_support(forest_dir, table):
+    model = load_model_dir(forest_dir[0])
+    cov = _cov(table)
+    first = table.covariate_names[0]
+    broken = {k: v for k, v in cov.items() if k != first}
+    broken["x.unknown"] = 1.0
+    with pytest.raises(UserError, match=rf"missing \['{first}'\], extra \['x.unknown'\]"):
+        model.recommend(broken)
+    with pytest.raises(UserError, match="must be a number"):
+        model.recommend({**cov, first: "high"})
+    with pytest.raises(UserError, match="missing \\['d2'\\]"):
+        model.recommend(cov, reference={"d0": 0.5, "d1": 0.5})
+    with pytest.raises(UserError, match="trust radius"):
+        model.recommend(cov, trust_radius=-1)
+    far = dict(cov)
+    far[first] = 1e3
+    r = model.recommend(far)
+    assert r["extrapolated"] == [first] and r["support"][first]["in_range"] is False
+
+
+def test_analytic_recommend_reuses_the_per_covariate_cache(forest_dir, table):
+    """The second call at the same covariates does no forest traversal (speed itself is
+    measured in benchmarks/bench_recommend.py)."""
+    model = load_model_dir(forest_dir[0])
+    cov = _cov(table, shift=0.01)
+    model.recommend(cov)
+    calls = []
+    original = model.estimator._theta_var_fn
+    model.estimator._theta_var_fn = lambda x: calls.append(1) or original(x)
+    model.recommend(cov)
+    assert calls == []
+    model.recommend(_cov(table, shift=0.02))
+    assert calls == [1]
