@@ -36,8 +36,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve_models")
-    return tuple(fit_synthetic_model_dir(root / f"model{seed}", estimator="linear-dml", seed=seed)
-                 for seed in (0, 1))
+    # The default estimator to serve, and a fast one (another seed's runs) to reload to.
+    return (fit_synthetic_model_dir(root / "forest", estimator="causal-forest", seed=0),
+            fit_synthetic_model_dir(root / "regression", estimator="regression", seed=1))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_model_endpoint_describes_the_fitted_model(service, model_dirs):
     body = client.get("/v1/model").json()
     assert body["domains"] == list(DOMAINS) and body["covariate_names"] == COVS
     assert body["version"] == local.version and body["model_dir"] == str(model_dirs[0].resolve())
-    assert body["estimator"]["name"] == "linear-dml"
+    assert body["estimator"]["name"] == "causal-forest"
     assert body["fitted_on"]["n_runs"] == 160
     assert client.get("/healthz").json() == {"status": "ok", "model_version": local.version}
 
