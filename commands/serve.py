@@ -129,6 +129,10 @@ def _reload_if_new(settings, model_dir: Path, stamp):
         return stamp
     if loaded.version != settings.version:
         settings.version = loaded.version
-        apply(settings)
+        try:
+            apply(settings)
+        except UserError as exc:
+            print(f"reloading {model_dir} (version {loaded.version}) failed: {exc}", file=sys.stderr)
+            return stamp
         print(f"now serving model {loaded.version}", file=sys.stderr)
     return stamp
