@@ -69,7 +69,9 @@ def run(args) -> int:
     from actors.serve.deployment import ServeSettings
 
     settings = load_config(ServeSettings, None, vars(args))
-    if args.detach and not (args.address or os.environ.get("RAY_ADDRESS")):
+    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
+    local = address == "local"
+    if args.detach and local:
         raise UserError("--detach needs a Ray cluster (--address or RAY_ADDRESS): a local Ray "
                         "ends with this process")
     if args.watch < 0:
@@ -84,10 +86,8 @@ def run(args) -> int:
     from actors.serve.deployment import apply
     from core.ray_setup import check_resources, init_ray
 
-    address = args.address or os.environ.get("RAY_ADDRESS")
-    local = not address
     # "local": a Ray of our own, not whatever cluster some other process started on this machine.
-    init_ray(address=address or "local", **({"object_store_memory": 256 * 1024**2} if local else {}))
+    init_ray(address=address, **({"object_store_memory": 256 * 1024**2} if local else {}))
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
     try:
         apply(settings)

@@ -148,3 +148,16 @@ def test_serve_config_file_is_a_valid_serve_deploy_config():
     (deployment,) = app.deployments
     assert deployment.name == DEPLOYMENT_NAME
     ModelRef.model_validate(deployment.user_config)
+
+
+def test_serve_command_rejects_bad_input_before_starting_ray(tmp_path, capsys):
+    from launch import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--detach"]) == 2
+    assert "--detach needs a Ray cluster" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--autoscale", "4:2"]) == 2
+    assert "autoscale" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", str(tmp_path), "--replicas", "2", "--autoscale", "1:3"])
