@@ -33,10 +33,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run_bare(model_dir: str, port: int) -> None:
+def _run_bare(model_dir: str, port: int, niceness: int) -> None:
     import uvicorn
 
     from actors.serve.app import ModelSlot, build_app
+
+    os.nice(niceness - os.nice(0))
 
     slot = ModelSlot()
     slot.install(slot.load(model_dir))
@@ -157,6 +159,8 @@ def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
 
 
 def main(argv=None) -> int:
+    from actors.serve.deployment import ServeSettings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: fit one on synthetic runs)")
     parser.add_argument("--estimator", default="causal-forest",
@@ -165,30 +169,38 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--replica-cpus", type=float, default=1.0)
+    parser.add_argument("--max-ongoing-requests", type=int, default=ServeSettings.max_ongoing_requests,
+                        help="per replica, as `serve --max-ongoing-requests`")
+    parser.add_argument("--niceness", type=int, default=15,
+                        help="scheduling niceness of both servers: Ray starts its workers (Serve's "
+                             "proxy and replicas) at RAY_worker_niceness, 15 by default, so the bare "
+                             "server gets the same, or else a busy machine starves only Serve")
     parser.add_argument("--throughput-optimized", action="store_true",
                         help="start Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's documented "
                              "low-overhead request path)")
     args = parser.parse_args(argv)
     if args.throughput_optimized:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    os.environ["RAY_worker_niceness"] = str(args.niceness)
 
     import httpx
     from ray import serve
 
-    from actors.serve.deployment import ServeSettings, apply
+    from actors.serve.deployment import apply
     from core.ray_setup import init_ray
 
     with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp:
         model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model", args.estimator)
         bare_port, serve_port = free_port(), free_port()
         bare = multiprocessing.get_context("spawn").Process(
-            target=_run_bare, args=(str(model_dir), bare_port), daemon=True)
+            target=_run_bare, args=(str(model_dir), bare_port, args.niceness), daemon=True)
         bare.start()
         try:
             # "local": a Ray of its own, never a cluster someone else started on this machine.
             init_ray(address="local", num_cpus=2, object_store_memory=256 * 1024**2, log_to_driver=False)
             apply(ServeSettings(model=str(model_dir), port=serve_port, access_log=False,
-                                replica_cpus=args.replica_cpus))
+                                replica_cpus=args.replica_cpus,
+                                max_ongoing_requests=args.max_ongoing_requests))
             bare_url, serve_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{serve_port}"
             wait_healthy(bare_url)
             wait_healthy(serve_url)
@@ -207,6 +219,7 @@ def main(argv=None) -> int:
             bare.join(10)
     print(f"RESULT serve requests={args.requests} concurrency={args.concurrency} "
           f"estimator={info['estimator']['name']} throughput_optimized={int(args.throughput_optimized)} "
+          f"niceness={args.niceness} "
           f"model_p50_ms={model_ms:.2f} "
           f"serve_p50_ms={served['p50_ms']:.2f} serve_p99_ms={served['p99_ms']:.2f} "
           f"serve_rps={served['rps']:.0f} bare_p50_ms={base['p50_ms']:.2f} "
