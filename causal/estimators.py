@@ -14,6 +14,7 @@ regression, no orthogonalisation (the ablation). The RegMix baseline lives in ca
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -40,7 +41,7 @@ def _poly_ridge():
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
     return make_pipeline(PolynomialFeatures(2, include_bias=False), StandardScaler(),
-                         RidgeCV(alphas=np.logspace(-3, 3, 13)))
+                         RidgeCV(alphas=np.logspace(-2, 4, 7)))
 
 
 def _selector(name: str, n_covariates: int):
@@ -143,15 +144,20 @@ class MixtureEstimator(BaseEstimator):
         return self._predict(self._coords(W), X)
 
     def _cached_theta(self, x: np.ndarray):
+        """theta(x) and its variance function, memoised per covariate vector (LRU); safe to
+        call from several threads (a Serve replica)."""
         cache = self.__dict__.setdefault("_cache", OrderedDict())
+        lock = self.__dict__.setdefault("_cache_lock", threading.Lock())
         key = np.asarray(x, dtype=float).tobytes()
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
         value = self._theta_var_fn(np.asarray(x, dtype=float).reshape(1, -1))
-        cache[key] = value
-        if len(cache) > _CACHE_SIZE:
-            cache.popitem(last=False)
+        with lock:
+            cache[key] = value
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
         return value
 
     def gain_interval(self, x, T0, T1, *, alpha: float = 0.1):
@@ -175,6 +181,7 @@ class MixtureEstimator(BaseEstimator):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_cache", None)
+        state.pop("_cache_lock", None)
         return state
 
 
@@ -277,7 +284,8 @@ class LinearDMLEstimator(_LinearFinalMixin, _DMLMixin, MixtureEstimator):
             self.dml_.fit(y, T, X=X if X.shape[1] else None)
 
     def _dml_X(self, X):
-        return X if X.shape[1] else np.zeros((len(X), 1))
+        # fitted with X=None, econml trains the nuisances on a column of ones
+        return X if X.shape[1] else np.ones((len(X), 1))
 
     def _theta_rows(self, X):
         if X.shape[1] == 0:

@@ -36,6 +36,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _featurizer_choice(estimator) -> dict:
+    """Which phi(T) the fit used and, if chosen by CV, the CV errors of the candidates."""
+    return {"kind": getattr(estimator, "featurizer_kind_", None),
+            "cv_mse": getattr(estimator, "featurizer_cv_mse_", {})}
+
+
 def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
@@ -46,7 +52,8 @@ class FittedMixtureModel:
 
     def __init__(self, *, estimator, estimator_name: str, domains: list[str],
                  covariate_names: list[str], covariate_ranges: Mapping[str, list[float]],
-                 n_runs: int, mixture_mean: np.ndarray, description: dict | None = None,
+                 n_runs: int, mixture_mean: np.ndarray, mixture_max: np.ndarray | None = None,
+                 description: dict | None = None,
                  version: str | None = None):
         self.estimator = estimator
         self.estimator_name = estimator_name
@@ -55,6 +62,8 @@ class FittedMixtureModel:
         self.covariate_ranges = {k: [float(a), float(b)] for k, (a, b) in covariate_ranges.items()}
         self.n_runs = int(n_runs)
         self.mixture_mean = np.asarray(mixture_mean, dtype=float)
+        self.mixture_max = (np.ones_like(self.mixture_mean) if mixture_max is None
+                            else np.asarray(mixture_max, dtype=float))
         self.description = description or {}
         self.version = version or "unsaved-" + _sha(pickle.dumps(estimator))[:16]
 
@@ -62,7 +71,8 @@ class FittedMixtureModel:
     def from_runs_table(cls, estimator, estimator_name: str, table) -> "FittedMixtureModel":
         return cls(estimator=estimator, estimator_name=estimator_name, domains=table.domains,
                    covariate_names=table.covariate_names, covariate_ranges=table.covariate_ranges(),
-                   n_runs=table.n_runs, mixture_mean=table.mixtures().mean(axis=0))
+                   n_runs=table.n_runs, mixture_mean=table.mixtures().mean(axis=0),
+                   mixture_max=table.mixtures().max(axis=0))
 
     # ---- inputs
     def covariate_vector(self, covariates: Mapping[str, float], where: str = "covariates") -> np.ndarray:
@@ -114,20 +124,24 @@ class FittedMixtureModel:
             "estimator": {"name": self.estimator_name,
                           "params": json.loads(_json_bytes(self.estimator.get_params()))},
             "reference_domain": self.domains[self.estimator.reference_index_],
+            "treatment_featurizer": _featurizer_choice(self.estimator),
             "fitted_on": {"n_runs": self.n_runs,
                           "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
                           "covariate_ranges": self.covariate_ranges,
-                          "mixture_mean": dict(zip(self.domains, self.mixture_mean.tolist()))},
+                          "mixture_mean": dict(zip(self.domains, self.mixture_mean.tolist())),
+                          "mixture_max": dict(zip(self.domains, self.mixture_max.tolist()))},
             "versions": self.description.get("provenance", {}).get("versions"),
             "created_utc": self.description.get("provenance", {}).get("created_utc"),
         }
 
-    def predict(self, mixtures: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+    def predict(self, mixtures: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        """Predicted y per row; `covariates` (n, C) in `covariate_names` order (None if C = 0)."""
         W = np.asarray(mixtures, dtype=float)
-        X = np.asarray(covariates, dtype=float)
         if W.ndim != 2 or W.shape[1] != len(self.domains):
             raise UserError(f"predict: mixtures must have shape (n, {len(self.domains)}), got {W.shape}")
-        X = X.reshape(len(W), -1) if X.size or not self.covariate_names else X
+        X = np.zeros((len(W), 0)) if covariates is None else np.asarray(covariates, dtype=float)
+        if X.ndim == 1 and len(self.covariate_names) and X.size == len(self.covariate_names) * len(W):
+            X = X.reshape(len(W), -1)
         if X.ndim != 2 or X.shape != (len(W), len(self.covariate_names)):
             raise UserError(f"predict: covariates must have shape ({len(W)}, {len(self.covariate_names)}), "
                             f"got {X.shape}")
@@ -169,6 +183,9 @@ class FittedMixtureModel:
             "model_version": self.version,
             "support": support,
             "extrapolated": [name for name, s in support.items() if not s["in_range"]],
+            # domains given more weight than any logged run had: the gain there is extrapolated too
+            "mixture_beyond_runs": [d for d, w, top in zip(self.domains, result.mixture, self.mixture_max)
+                                    if w > top + 1e-9],
         }
 
 
@@ -185,9 +202,11 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
                       "class": type(model.estimator).__name__,
                       "params": json.loads(_json_bytes(model.estimator.get_params()))},
         "reference_domain": model.domains[model.estimator.reference_index_],
+        "treatment_featurizer": _featurizer_choice(model.estimator),
         "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
                       "covariate_ranges": model.covariate_ranges,
-                      "mixture_mean": model.mixture_mean.tolist()},
+                      "mixture_mean": model.mixture_mean.tolist(),
+                      "mixture_max": model.mixture_max.tolist()},
         "provenance": provenance(config),
     }
     files = {MODEL_JSON: _json_bytes(description),
@@ -236,5 +255,6 @@ def load_model_dir(path) -> FittedMixtureModel:
                               domains=description["domains"],
                               covariate_names=description["covariate_names"],
                               covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
-                              mixture_mean=np.array(fitted["mixture_mean"]), description=description,
+                              mixture_mean=np.array(fitted["mixture_mean"]),
+                              mixture_max=np.array(fitted["mixture_max"]), description=description,
                               version=_sha(raw)[:16])

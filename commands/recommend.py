@@ -72,5 +72,8 @@ def _run(args) -> int:
         s = result["support"][name]
         print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "
               f"[{s['min']:.6g}, {s['max']:.6g}]; the estimate there is an extrapolation", file=sys.stderr)
+    if result["mixture_beyond_runs"]:
+        print(f"warning: the mixture gives {result['mixture_beyond_runs']} more weight than any run in the "
+              "log had; the expected gain there is an extrapolation", file=sys.stderr)
     print(json.dumps(result))
     return 0

@@ -22,7 +22,7 @@ def fitted(tmp_path_factory):
     frame = StructuralModel(n_domains=3, seed=5).runs(150)
     frame = frame.rename(columns={f"x.d{j}.quality": f"x.d{j}.normalized_loss" for j in range(3)})
     frame.to_parquet(root / "runs.parquet")
-    (root / "fit.yaml").write_text("nuisance_model: linear\ncv: 2\n")
+    (root / "fit.yaml").write_text("nuisance_model: poly\ncv: 2\n")
     code = launch.main(["fit", "--runs", str(root / "runs.parquet"), "--out", str(root / "model"),
                         "--estimator", "linear-dml", "--seed", "1", "--config", str(root / "fit.yaml")])
     assert code == 0

@@ -42,6 +42,8 @@ def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
     assert info["fitted_on"]["n_runs"] == 160 and info["fitted_on"]["runs_table_sha256"] == "f" * 64
     assert set(info["fitted_on"]["covariate_ranges"]) == set(table.covariate_names)
     assert info["versions"]["econml"].startswith("0.17")
+    assert info["treatment_featurizer"]["kind"] in ("log", "log-only")
+    assert set(info["treatment_featurizer"]["cv_mse"]) <= {"log", "log-only"}
     described = json.loads((out / "model.json").read_text())
     assert described["provenance"]["config"]["n_estimators"] == 40
     W, X = table.mixtures()[:7], table.covariates()[:7]
@@ -88,6 +90,8 @@ def test_recommend_contract_and_policies(forest_dir, table):
         assert r["interval"][0] <= r["expected_gain"] <= r["interval"][1]
         assert r["policy"] == policy and r["model_version"] == model.version
         assert all(s["in_range"] for s in r["support"].values()) and r["extrapolated"] == []
+        assert r["mixture_beyond_runs"] == [d for d in model.domains if r["mixture"][d] > model.mixture_max[
+            model.domains.index(d)] + 1e-9]
         json.dumps(r)
     top = model.recommend(cov, policy="top-k", n_candidates=2000, top_k=32)
     assert top["policy"] == "top-k"
