@@ -166,9 +166,6 @@ class ServeSettings:
             }],
         }
 
-    def replicas_needed(self) -> int:
-        return self.autoscale[0] if self.autoscale else self.replicas
-
 
 def apply(settings: ServeSettings, *, timeout_s: float = 120.0) -> None:
     """Start Serve on the connected Ray cluster if needed and deploy (or update) the app.
@@ -200,7 +197,7 @@ def wait_until_running(*, timeout_s: float, settle_s: float = 0.5) -> None:
             return
         if status == "DEPLOY_FAILED" or time.monotonic() > deadline:
             details = {name: (d.status, d.message) for name, d in (app.deployments.items() if app else [])}
-            raise UserError(f"Serve application {APP_NAME!r} is {status} after {timeout_s:.0f} s "
+            raise UserError(f"Serve application {APP_NAME!r} is {status} (waited up to {timeout_s:.0f} s) "
                             f"(deployments: {details}); see the replica logs under the Ray session's "
                             "logs/serve folder")
         time.sleep(0.25)
