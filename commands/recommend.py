@@ -16,7 +16,9 @@ HELP = "recommend a mixture for a pool from a fitted model"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model directory written by `fit`")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="model directory written by `fit`")
+    target.add_argument("--endpoint", help="URL of a running `launch.py serve` (e.g. http://127.0.0.1:8000)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--covariates", help="JSON file: {covariate name: value}")
     source.add_argument("--pool-features", dest="pool_features",
@@ -63,14 +65,22 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    model = load_model_dir(args.model)
-    if args.covariates:
-        covariates = _read_json(args.covariates, "covariates")
-    else:
-        covariates = covariates_from_features(args.pool_features, model.covariate_names)
     reference = "equal" if args.reference == "equal" else _read_json(args.reference, "reference mixture")
-    result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
-                             reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed)
+    if args.endpoint:
+        from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
+
+        names = None if args.covariates else model_info_via_endpoint(args.endpoint)["covariate_names"]
+        covariates = (_read_json(args.covariates, "covariates") if args.covariates
+                      else covariates_from_features(args.pool_features, names))
+        result = recommend_via_endpoint(args.endpoint, {
+            "covariates": covariates, "policy": args.policy, "trust_radius": args.trust_radius,
+            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed})
+    else:
+        model = load_model_dir(args.model)
+        covariates = (_read_json(args.covariates, "covariates") if args.covariates
+                      else covariates_from_features(args.pool_features, model.covariate_names))
+        result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
+                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed)
     for name in result["extrapolated"]:
         s = result["support"][name]
         print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "

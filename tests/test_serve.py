@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+import launch
 from actors.serve.client import recommend_via_endpoint
 from actors.serve.deployment import APP_NAME, ServeSettings, apply
 from causal.model_dir import load_model_dir
@@ -202,6 +203,20 @@ def test_endpoint_client(service):
     with pytest.raises(UserError, match="cannot reach"):
         recommend_via_endpoint(f"http://127.0.0.1:{_free_port()}", {"covariates": POOL})
 
+
+
+def test_recommend_cli_as_a_client_of_the_service(service, model_dirs, tmp_path, capsys):
+    _, settings = service
+    url = f"http://127.0.0.1:{settings.port}"
+    cov = tmp_path / "cov.json"
+    cov.write_text(json.dumps(POOL))
+    assert launch.main(["recommend", "--endpoint", url, "--covariates", str(cov), "--trust-radius", "0.2"]) == 0
+    remote = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert launch.main(["recommend", "--model", str(model_dirs[0]), "--covariates", str(cov),
+                        "--trust-radius", "0.2"]) == 0
+    local = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert remote["mixture"] == pytest.approx(local["mixture"])
+    assert remote["model_version"] == local["model_version"]
 
 def _replica_actors() -> set[str]:
     import ray
