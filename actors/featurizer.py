@@ -26,6 +26,7 @@ import pandas as pd
 from causal.doc_features import ScoredDoc, score_documents
 from causal.style import style_row
 from core.errors import UserError
+from core.ray_setup import check_resources
 
 READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
 PREPARE_CPUS = 0.5
@@ -124,7 +125,9 @@ def resolve_pool_size(concurrency: int | None, device: str, cpus_per_actor: floa
     if device.startswith("cuda"):
         if not gpus:
             raise UserError(f"device {device!r} asked for, but the Ray cluster has no GPU")
+        check_resources({"CPU": cpus_per_actor, "GPU": 1}, "a featurizer actor")
         return (concurrency or gpus), device
+    check_resources({"CPU": cpus_per_actor}, "a featurizer actor")
     spare = int((cpus - 1) // cpus_per_actor)
     if spare < 1:
         raise UserError(f"the featurizer needs {cpus_per_actor} CPU(s) per actor plus 1 CPU for "
@@ -139,8 +142,10 @@ class FeaturizerPool:
     """The featurizer actors of one run: placement, fan-out and per-shard collection."""
 
     def __init__(self, model: str, *, max_length: int, batch_tokens: int,
-                 concurrency: int | None = None, device: str = "auto", cpus_per_actor: float = 1):
+                 concurrency: int | None = None, device: str = "auto", cpus_per_actor: float = 1,
+                 actor_start_timeout_s: float = 600):
         self.model = model
+        self.actor_start_timeout_s = actor_start_timeout_s
         self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.cpus_per_actor = cpus_per_actor
@@ -151,6 +156,7 @@ class FeaturizerPool:
 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        ctx.wait_for_min_actors_s = self.actor_start_timeout_s
         # One shard per read task and per block: batches never mix or split shards.
         dataset = ray.data.from_items([{"path": _path_key(str(j.path))} for j in jobs],
                                       override_num_blocks=len(jobs))
@@ -166,6 +172,17 @@ class FeaturizerPool:
                                    "cpu_threads": max(1, int(self.cpus_per_actor))},
             num_cpus=self.cpus_per_actor, num_gpus=1 if on_gpu else 0)
 
+    def _batches(self, jobs: Sequence[ShardJob]) -> Iterator[pd.DataFrame]:
+        import ray
+
+        try:
+            yield from self._dataset(jobs).iter_batches(batch_size=None, batch_format="pandas")
+        except ray.exceptions.GetTimeoutError:
+            need = {"CPU": self.cpus_per_actor, "GPU": 1 if self.device.startswith("cuda") else 0}
+            raise UserError(f"no featurizer actor ({need} each) started within "
+                            f"{self.actor_start_timeout_s:g} s; the cluster lacks the resources "
+                            "(see `ray status`)") from None
+
     def featurize(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[ShardJob, pd.DataFrame]]:
         """Yield (shard, its feature rows) as each shard completes, in completion order."""
         from tqdm import tqdm
@@ -177,7 +194,7 @@ class FeaturizerPool:
         counts: dict[str, int] = defaultdict(int)
         total = sum(j.n_docs for j in jobs)
         with tqdm(total=total, unit="doc", desc="featurize", file=sys.stderr) as bar:
-            for batch in self._dataset(jobs).iter_batches(batch_size=None, batch_format="pandas"):
+            for batch in self._batches(jobs):
                 for path, rows in batch.groupby("path", sort=False):
                     job = by_path[path]
                     pending[path].append(rows.drop(columns=["path"]))

@@ -50,10 +50,28 @@ def naive_features(model, tokenizer, frame, max_length: int):
     return rows, tokens
 
 
+def _subset_pool(pool, root: Path, n: int):
+    import json
+    import shutil
+
+    from datapool.pool import Pool
+
+    index = json.loads(json.dumps(pool.index))
+    for domain, info in index["domains"].items():
+        info["shards"] = info["shards"][:n]
+        for shard in info["shards"]:
+            (root / shard["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(pool.root / shard["path"], root / shard["path"])
+    (root / "pool.json").write_text(json.dumps(index))
+    return Pool.open(root)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="causalmix-demo", help="demo work directory")
     parser.add_argument("--pool", default="demo-small", help="pool under WORKDIR/pools")
+    parser.add_argument("--shards-per-domain", type=int, default=None,
+                        help="featurize only the first N shards of each domain (default: all)")
     parser.add_argument("--batch-tokens", type=int, default=8192)
     args = parser.parse_args()
 
@@ -72,6 +90,10 @@ def main() -> int:
         sys.exit(f"no demo artifacts under {work}; run `python launch.py demo --until models "
                  f"--workdir {work}` first")
     pool = Pool.open(pool_dir)
+    if args.shards_per_domain:
+        # a pool directory holding only the first shards of each domain
+        pool_dir = Path(tempfile.mkdtemp(prefix="bench-pool-")) / args.pool
+        pool = _subset_pool(pool, pool_dir, args.shards_per_domain)
     domains = pool.domains
     frame = pool.read()
 

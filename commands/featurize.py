@@ -50,6 +50,8 @@ class FeaturizeConfig:
     """Context length documents are truncated to (default: the model's)."""
     address: str | None = None
     """Ray cluster address (default: RAY_ADDRESS, else a local Ray)."""
+    actor_start_timeout_s: float = 600.0
+    """Fail, naming the resources needed, when no featurizer actor has started by then."""
 
     def __post_init__(self):
         for name in ("pool", "model", "out"):
@@ -63,6 +65,8 @@ class FeaturizeConfig:
             raise ValueError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.actor_start_timeout_s <= 0:
+            raise ValueError(f"actor_start_timeout_s must be > 0, got {self.actor_start_timeout_s}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
         if self.domains is not None:
@@ -157,7 +161,8 @@ def featurize(cfg: FeaturizeConfig) -> dict:
         init_ray(cfg.address)
         workers = FeaturizerPool(model, max_length=max_length, batch_tokens=cfg.batch_tokens,
                                  concurrency=cfg.concurrency, device=cfg.device,
-                                 cpus_per_actor=cfg.cpus_per_actor)
+                                 cpus_per_actor=cfg.cpus_per_actor,
+                                 actor_start_timeout_s=cfg.actor_start_timeout_s)
         print(f"[featurize] {workers.size} actor(s) on {workers.device}", file=sys.stderr)
         keys = {shard.path: (out_path, key) for shard, out_path, key, _ in shards}
         for job, rows in workers.featurize(jobs):
