@@ -99,6 +99,8 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
 
     local = Path(cfg.model)
     model = str(local.resolve()) if local.exists() else cfg.model
+    if not local.exists() and cfg.model.startswith(("/", ".", "~")):
+        raise UserError(f"model directory {cfg.model} does not exist")
     if local.exists() and not (local / "config.json").is_file():
         raise UserError(f"model directory {local} has no config.json (not a saved model)")
     try:
