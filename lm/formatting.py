@@ -29,7 +29,9 @@ class EncodedDoc:
 
 
 def _end_of_turn(tokenizer) -> str:
-    if tokenizer.chat_template and "<|im_end|>" in tokenizer.get_vocab():
+    # one token lookup, not get_vocab(): that builds the whole vocabulary dict per call
+    if tokenizer.chat_template and tokenizer.convert_tokens_to_ids("<|im_end|>") not in (
+            None, tokenizer.unk_token_id):
         return "<|im_end|>"
     return tokenizer.eos_token or ""
 

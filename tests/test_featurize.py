@@ -1,0 +1,135 @@
+"""The featurize pipeline end to end on the tiny pool, on 2 CPUs: output, resume, errors."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import commands.featurize as featurize_cmd
+from causal.covariates import pool_covariates
+from causal.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
+from causal.features_io import FEATURE_COLUMNS, MANIFEST, load_features
+from commands.featurize import FeaturizeConfig, featurize
+from core.errors import UserError
+from datapool.pool import Pool
+
+
+def config(tiny_env, out, **kw) -> FeaturizeConfig:
+    return FeaturizeConfig(pool=str(tiny_env.pool_small), model=str(tiny_env.proxy_model),
+                           out=str(out), batch_tokens=2048, **kw)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_env, ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features") / "demo-small"
+    return out, featurize(config(tiny_env, out))
+
+
+@pytest.mark.ray
+def test_pipeline_end_to_end_on_two_cpus(full_run, tiny_env):
+    from lm.formatting import encode_document
+    from lm.loading import load_causal_lm, load_tokenizer
+
+    out, record = full_run
+    pool = Pool.open(tiny_env.pool_small)
+    docs = pool.read()
+    frame = load_features(out)
+    assert list(frame.columns) == list(FEATURE_COLUMNS)
+    assert sorted(frame["doc_id"]) == sorted(docs["doc_id"]) and frame["doc_id"].is_unique
+    assert frame.attrs["feature_version"] == FEATURE_VERSION == record["feature_version"]
+    assert frame.attrs["model"] == str(tiny_env.proxy_model.resolve())
+    assert not frame.drop(columns=["doc_id", "domain"]).isna().any().any()
+    assert record["shards_computed"] == len(pool.shards())
+
+    model = load_causal_lm(str(tiny_env.proxy_model), device="cpu")
+    tokenizer = load_tokenizer(str(tiny_env.proxy_model))
+    sample = docs.groupby("domain").head(2).merge(frame, on=["doc_id", "domain"])
+    for row in sample.itertuples():
+        enc = encode_document(tokenizer, row.prompt, row.response, is_text=row.is_text, max_length=512)
+        alone = score_documents(model, [ScoredDoc(enc.input_ids, enc.response_start)])
+        assert row.n_tokens == alone.n_tokens[0] and row.truncated == enc.truncated
+        assert row.normalized_loss == pytest.approx(alone.normalized_loss[0], rel=1e-5)
+        assert row.hes == pytest.approx(alone.hes[0], rel=1e-5)
+
+    covariates = pool_covariates(frame, pool.domains)
+    assert len(covariates) == 3 * len(pool.domains) and all(np.isfinite(list(covariates.values())))
+
+
+@pytest.mark.ray
+def test_killed_run_resumes_to_identical_output(full_run, tiny_env, tmp_path, monkeypatch):
+    full_out, _ = full_run
+    out = tmp_path / "features"
+    cfg = config(tiny_env, out, domains=("dialog",))
+    written = []
+    real_write = featurize_cmd.write_feature_shard
+
+    def write_then_die(path, frame, key):
+        if len(written) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        written.append(path)
+        return real_write(path, frame, key)
+
+    monkeypatch.setattr(featurize_cmd, "write_feature_shard", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        featurize(cfg)
+    monkeypatch.undo()
+    assert not (out / MANIFEST).exists()
+    assert sorted(out.glob("shards/*/*.parquet")) == sorted(written)
+    with pytest.raises(UserError, match="not a complete features directory"):
+        load_features(out)
+
+    record = featurize(cfg)
+    assert record["shards_computed"] == 4 - 2
+    for path in out.glob("shards/*/*.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(path),
+                                      pd.read_parquet(full_out / path.relative_to(out)), check_exact=True)
+    assert featurize(cfg)["shards_computed"] == 0
+    frame = load_features(out)
+    assert frame["doc_id"].is_unique and set(frame["domain"]) == {"dialog"}
+    with pytest.raises(UserError, match="has no domain"):
+        load_features(out, domains=["arithmetic"])
+
+
+def test_model_that_does_not_load_is_a_user_error(tiny_env, tmp_path):
+    from launch import main
+
+    out = tmp_path / "out"
+    assert main(["featurize", "--pool", str(tiny_env.pool_small), "--model",
+                 str(tmp_path / "no-such-model"), "--out", str(out)]) == 2
+    (tmp_path / "empty-model").mkdir()
+    with pytest.raises(UserError, match="no config.json"):
+        featurize(FeaturizeConfig(pool=str(tiny_env.pool_small), model=str(tmp_path / "empty-model"),
+                                  out=str(out)))
+    assert not out.exists()
+
+
+def test_domain_the_pool_lacks_is_a_user_error(tiny_env, tmp_path):
+    with pytest.raises(UserError, match=r"has no domain\(s\) \['poetry'\]"):
+        featurize(config(tiny_env, tmp_path / "out", domains=("code", "poetry")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_shard_is_a_user_error(tiny_env, tmp_path):
+    pool_dir = tmp_path / "pool"
+    shutil.copytree(tiny_env.pool_small, pool_dir)
+    shard = Pool.open(pool_dir).shards("dialog")[1].path
+    pq.write_table(pa.Table.from_pandas(pd.read_parquet(shard).head(0), preserve_index=False), shard)
+    cfg = FeaturizeConfig(pool=str(pool_dir), model=str(tiny_env.proxy_model), out=str(tmp_path / "out"))
+    with pytest.raises(UserError, match=f"shard {shard} of domain 'dialog' is empty"):
+        featurize(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+def test_actor_pool_leaves_a_cpu_for_the_readers(ray_local):
+    from actors.featurizer import resolve_pool_size
+
+    assert resolve_pool_size(None, "cpu", 1) == (1, "cpu")
+    with pytest.raises(UserError, match="would leave no CPU"):
+        resolve_pool_size(2, "cpu", 1)
+    with pytest.raises(UserError, match="no GPU"):
+        resolve_pool_size(None, "cuda", 1)
