@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--covariates", help="JSON file: {covariate name: value}")
     source.add_argument("--pool-features", dest="pool_features",
-                        help="per-document features Parquet of the pool (covariates = per-domain means)")
+                        help="the pool's per-document features: a `featurize` output folder or a Parquet "
+                        "file (covariates = per-domain means)")
     parser.add_argument("--policy", choices=POLICIES, default="analytic",
                         help="analytic (CausalMix-A), search (CausalMix-S) or top-k (RegMix's policy)")
     parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=DEFAULT_TRUST_RADIUS,
@@ -45,9 +46,14 @@ def _read_json(path: str, what: str):
 
 
 def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
-    features = read_frame(path, "pool features")
-    if not path.lower().endswith(".parquet"):
-        raise UserError(f"pool features {path}: expected a Parquet file")
+    if Path(path).is_dir():
+        from causal.features_io import load_features
+
+        features = load_features(path)
+    else:
+        if not path.lower().endswith(".parquet"):
+            raise UserError(f"pool features {path}: expected a Parquet file or a `featurize` output folder")
+        features = read_frame(path, "pool features")
     # Covariate names are x.<domain>.<feature>; domain names hold no dots, features may.
     wanted = list(dict.fromkeys(n.split(".", 2)[2] for n in names))
     computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), wanted,
