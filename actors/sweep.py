@@ -193,7 +193,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress bar replaces Tune's tables
-    local = not (cfg.address or os.environ.get("RAY_ADDRESS"))
+    local = (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
     init_ray(cfg.address, **({"object_store_memory": 512 * 1024**2} if local else {}))
     gpus = cfg.gpus_per_trial
     if gpus is None:
@@ -207,8 +207,13 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     data = SweepData(shards={name: ray.put(frame) for name, frame in inputs.shards.items()},
                      dev_sets=ray.put(inputs.dev_sets), features=ray.put(inputs.features),
                      feature_names=cfg.feature_names)
+    finished = {}
+    if cfg.resume and (out / RUNS_FILE).is_file():
+        finished = {run_id: json.dumps(row, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+                    for run_id, row in RunsTableWriter(out / RUNS_FILE).rows.items()}
     run_fn = tune.with_resources(
-        tune.with_parameters(trainable, data=data, proxy=proxy, **(trainable_kwargs or {})),
+        tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
+                             **(trainable_kwargs or {})),
         {"CPU": cfg.cpus_per_trial, "GPU": gpus})
     if cfg.adaptive > 0:
         _start_fit_actor(cfg, inputs)
@@ -224,7 +229,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
             run_fn,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
                                         max_concurrent_trials=cfg.max_concurrent or None,
-                                        reuse_actors=False, trial_name_creator=trial_name,
+                                        reuse_actors=True, trial_name_creator=trial_name,
                                         trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(out), verbose=0,

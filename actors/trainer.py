@@ -40,12 +40,20 @@ def spec_from_config(config: dict) -> RunSpec:
 
 
 def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
+                finished: dict[str, str] | None = None,
                 on_step: Callable[[int, float], None] | None = None) -> None:
+    """Run one proxy run and report its row. `finished` ({run_id: row JSON}, from a resumed
+    sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
+    Tune had not marked finished when the sweep was interrupted."""
     import ray
     import transformers
     from ray import tune
 
     transformers.utils.logging.disable_progress_bar()
+    if finished and config["run_id"] in finished:
+        row = json.loads(finished[config["run_id"]])
+        tune.report({"y": row["y"], ROW_KEY: finished[config["run_id"]]})
+        return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     frames = ray.get([data.shards[n] for n in names])
