@@ -72,6 +72,8 @@ class SweepConfig:
     """Share of runs drawn around the fit actor's current recommendation (0: none)."""
     adaptive_radius: float = 0.2
     """L2 trust radius of adaptive draws around the recommendation."""
+    adaptive_refit_every: int = 4
+    """The fit actor refits after this many new runs (adaptive mode)."""
     cover: tuple[str, ...] = ()
     """Features of pools the fitted model will be asked about; sweep.json reports whether the
     runs' covariates span their pool covariates."""
@@ -97,6 +99,8 @@ class SweepConfig:
             raise ValueError(f"adaptive must lie in [0, 1], got {self.adaptive}")
         if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
             raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if self.adaptive_refit_every < 1:
+            raise ValueError(f"adaptive_refit_every must be >= 1, got {self.adaptive_refit_every}")
         if self.max_concurrent < 0 or self.max_failures < 0:
             raise ValueError("max_concurrent and max_failures must be >= 0")
         if not self.feature_names:
@@ -106,7 +110,7 @@ class SweepConfig:
 
     # Fields that define the sweep: a resume must not change them.
     IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
-                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius")
+                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius", "adaptive_refit_every")
 
 
 def trial_name(trial) -> str:
@@ -139,15 +143,24 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
                            adaptive_radius=cfg.adaptive_radius, snapshot_source=snapshots)
 
 
-def _start_fit_actor(cfg: SweepConfig, inputs: SweepInputs) -> None:
-    """The named fit actor the searcher polls in adaptive mode (reused when it exists)."""
+def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> None:
+    """The named fit actor the searcher polls in adaptive mode (an existing one is reused).
+    It recommends for the first `cover` pool, else for the runs' mean covariates."""
+    import ray
+
+    try:
+        ray.get_actor(FIT_ACTOR_NAME)
+        return
+    except ValueError:
+        pass
     try:
         from actors.fit_actor import FitActor
     except ImportError:
         raise UserError("--adaptive needs the fit actor (actors/fit_actor.py, issue #5), "
                         "which this checkout lacks") from None
-    FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True, lifetime=None).remote(
-        run_dir=cfg.out, features=cfg.features)
+    target = next(iter(targets.values()), None)
+    FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True).remote(
+        run_dir=cfg.out, target_covariates=target, refit_every=cfg.adaptive_refit_every)
 
 
 def _check_resume(cfg: SweepConfig, out: Path) -> None:
@@ -216,7 +229,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
                              **(trainable_kwargs or {})),
         {"CPU": cfg.cpus_per_trial, "GPU": gpus})
     if cfg.adaptive > 0:
-        _start_fit_actor(cfg, inputs)
+        _start_fit_actor(cfg, targets)
     searcher = build_searcher(cfg, inputs)
     if cfg.resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,

@@ -110,10 +110,9 @@ class SweepProgress(Callback):
             actor = ray.get_actor(self.fit_actor, namespace=self.namespace)
         except ValueError:
             return
-        # Fire and forget: the fit actor refits in its own time; the searcher reads its
-        # snapshots without waiting.
+        # Fire and forget: the fit actor refits in the background every few rows; the
+        # searcher reads its snapshots without waiting.
         actor.add_runs.remote([row])
-        actor.refit.remote()
 
     def on_experiment_end(self, trials, **info) -> None:
         if self._bar is not None:

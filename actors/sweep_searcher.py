@@ -29,17 +29,16 @@ from mixture_space.trust_region import trust_region_candidates
 SnapshotSource = Callable[[], "dict | None"]
 
 
-def recommended_mixture(snapshot: dict | None, domains: list[str]) -> np.ndarray | None:
+def recommended_mixture(snapshot: dict | None, domains: list[str],
+                        policies: tuple[str, ...] = ("search", "analytic")) -> np.ndarray | None:
     """The recommendation of a fit-actor snapshot as weights in `domains` order, or None.
 
-    Accepts `{"mixture": {domain: w}}` (the recommend contract) or a list of them under
-    `recommendations`, taking the first."""
+    Reads `snapshot["policies"][p]["mixture"]` for the first policy p present (the fit
+    actor's snapshot, causal/streaming.py), else a top-level `mixture` (recommend's output)."""
     if not snapshot:
         return None
-    mixture = snapshot.get("mixture")
-    if mixture is None and snapshot.get("recommendations"):
-        first = snapshot["recommendations"][0]
-        mixture = first.get("mixture", first) if isinstance(first, dict) else None
+    found = [snapshot["policies"][p] for p in policies if p in (snapshot.get("policies") or {})]
+    mixture = found[0].get("mixture") if found else snapshot.get("mixture")
     if not isinstance(mixture, dict) or set(mixture) != set(domains):
         return None
     w = np.array([float(mixture[d]) for d in domains])
@@ -83,7 +82,7 @@ class MixtureSearcher(Searcher):
                 weights = trust_region_candidates(centre, self.adaptive_radius, 2,
                                                   seed=int(rng.integers(1 << 31)))[1]
                 sampler = "adaptive"
-                extra = {"adaptive_snapshot": str(snapshot.get("version", snapshot.get("n_runs", "")))}
+                extra = {"adaptive_snapshot": int(snapshot.get("version", 0))}
         weights = np.clip(weights, 0.0, None)
         weights = weights / weights.sum()
         state = self.state_sampler.state(index)
