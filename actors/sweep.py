@@ -83,6 +83,10 @@ class SweepConfig:
     """GPUs per trial; None: 1 when the cluster has GPUs, else 0."""
     max_concurrent: int = 0
     """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
+    max_pending: int = 0
+    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now)).
+    Pending trials are what an autoscaler sees; Tune's default for a custom Searcher is 1,
+    which would start one trial at a time."""
     max_failures: int = 2
     """Retries of a trial whose actor, node or code failed."""
     address: str | None = None
@@ -101,8 +105,8 @@ class SweepConfig:
             raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.adaptive_refit_every < 1:
             raise ValueError(f"adaptive_refit_every must be >= 1, got {self.adaptive_refit_every}")
-        if self.max_concurrent < 0 or self.max_failures < 0:
-            raise ValueError("max_concurrent and max_failures must be >= 0")
+        if self.max_concurrent < 0 or self.max_failures < 0 or self.max_pending < 0:
+            raise ValueError("max_concurrent, max_pending and max_failures must be >= 0")
         if not self.feature_names:
             raise ValueError("feature_names must name at least one feature")
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
@@ -212,6 +216,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
+    slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
+             else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(cfg.max_pending or max(16, int(2 * slots)))
     proxy = cfg.proxy
     if gpus == 0 and not proxy.threads:
         proxy = dataclasses.replace(proxy, threads=max(1, int(cfg.cpus_per_trial)))

@@ -4,8 +4,10 @@ wall time against the ideal ceil(N / slots) x work.
 
 The synthetic trial sleeps `--work` seconds (fixed work that does not compete for this
 shared machine's CPUs) and reports a row computed from its mixture. Slots = the local Ray's
-CPUs / 1 CPU per trial. Timed: the whole `run_sweep` call after Ray has started (input
-loading, Tuner set-up and teardown included).
+CPUs / 1 CPU per trial. `ratio`: the whole `run_sweep` call after Ray has started (input
+loading, Tuner set-up, the first trial actor's start and teardown included) / ideal.
+`steady_ratio`: first trial start to last trial end / ideal (the per-trial scheduling and
+runs-table overhead without the one-time start-up, which dominates on a loaded machine).
 
     python benchmarks/bench_sweep.py --trials 16 --work 4
 Ends with `RESULT sweep ...` (ratio = wall / ideal; target <= 1.15).
@@ -28,11 +30,13 @@ def synthetic_trial(config, *, data, proxy, finished=None, work_s: float = 1.0):
 
     from ray import tune
 
+    began = time.time()
     time.sleep(work_s)
     mixture = config["mixture"]
     row = {"run_id": config["run_id"], **{f"mix.{d}": w for d, w in mixture.items()},
            "y": -sum((w - 1 / len(mixture)) ** 2 for w in mixture.values()), "status": "ok",
-           "seed": config["seed"], "model": "synthetic", "tokens": 0, "wall_s": work_s}
+           "seed": config["seed"], "model": "synthetic", "tokens": 0, "wall_s": work_s,
+           "began": began, "ended": time.time()}
     tune.report({"y": row["y"], "run_row": json.dumps(row)})
 
 
@@ -74,16 +78,22 @@ def main() -> int:
         try:
             cfg = SweepConfig(pool=str(pool_dir), features=str(features), out=str(root / "run"),
                               runs=args.trials, proxy=ProxyConfig(model="synthetic"), progress=False)
-            start = time.perf_counter()
+            start = time.time()
             summary = run_sweep(cfg, trainable=synthetic_trial, trainable_kwargs={"work_s": args.work})
-            wall = time.perf_counter() - start
+            wall = time.time() - start
+            import pandas as pd
+
+            rows = pd.read_parquet(root / "run" / "runs.parquet")
         finally:
             ray.shutdown()
     assert summary["runs_done"] == args.trials, summary
     ideal = math.ceil(args.trials / args.cpus) * args.work
+    startup = rows["began"].min() - start
+    steady = rows["ended"].max() - rows["began"].min()
     print(f"RESULT sweep trials={args.trials} slots={args.cpus} work_s={args.work} wall_s={wall:.1f} "
-          f"ideal_s={ideal:.1f} ratio={wall / ideal:.3f} overhead_per_trial_s="
-          f"{(wall - ideal) * args.cpus / args.trials:.2f}")
+          f"ideal_s={ideal:.1f} ratio={wall / ideal:.3f} startup_s={startup:.1f} "
+          f"steady_ratio={steady / ideal:.3f} scheduling_overhead_per_trial_s="
+          f"{(steady - ideal) * args.cpus / args.trials:.2f}")
     return 0
 
 
