@@ -79,7 +79,7 @@ def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: 
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=batch_docs,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
-            lr_scheduler_type="cosine", warmup_ratio=cfg.warmup_ratio, num_train_epochs=1,
+            lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio, num_train_epochs=1,
             weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, logging_strategy="no",
             save_strategy="no", report_to=[], use_cpu=device == "cpu", bf16=device != "cpu",
             dataloader_num_workers=0, disable_tqdm=True, seed=0)
@@ -104,10 +104,17 @@ def main() -> int:
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     args = parser.parse_args()
 
+    import importlib.util
+
     import torch
     import transformers
 
     from lm.loading import pick_device
+
+    if importlib.util.find_spec("accelerate") is None:
+        print("bench_sft needs `accelerate` for its baseline (transformers.Trainer requires it); "
+              "pip install 'accelerate>=1.1.0'", file=sys.stderr)
+        return 2
     from proxy.config import ProxyConfig
 
     transformers.utils.logging.disable_progress_bar()
