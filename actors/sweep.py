@@ -74,6 +74,9 @@ class SweepConfig:
     """L2 trust radius of adaptive draws around the recommendation."""
     adaptive_refit_every: int = 4
     """The fit actor refits after this many new runs (adaptive mode)."""
+    adaptive_fit: dict = field(default_factory=dict)
+    """FitConfig fields of the fit actor (causal/fitting.py), e.g. {estimator: linear-dml};
+    empty: its defaults (the causal forest, which needs a few dozen runs before a first fit)."""
     cover: tuple[str, ...] = ()
     """Features of pools the fitted model will be asked about; sweep.json reports whether the
     runs' covariates span their pool covariates."""
@@ -114,7 +117,7 @@ class SweepConfig:
 
     # Fields that define the sweep: a resume must not change them.
     IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
-                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius", "adaptive_refit_every")
+                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius", "adaptive_refit_every", "adaptive_fit")
 
 
 def trial_name(trial) -> str:
@@ -164,7 +167,8 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> 
                         "which this checkout lacks") from None
     target = next(iter(targets.values()), None)
     FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True).remote(
-        run_dir=cfg.out, target_covariates=target, refit_every=cfg.adaptive_refit_every)
+        config=dict(cfg.adaptive_fit) or None, run_dir=cfg.out, target_covariates=target,
+        refit_every=cfg.adaptive_refit_every)
 
 
 def _check_resume(cfg: SweepConfig, out: Path) -> None:
