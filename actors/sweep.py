@@ -87,7 +87,8 @@ class SweepConfig:
     max_concurrent: int = 0
     """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
     max_pending: int = 0
-    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now)).
+    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now);
+    adaptive mode: the slots).
     Pending trials are what an autoscaler sees; Tune's default for a custom Searcher is 1,
     which would start one trial at a time."""
     max_failures: int = 2
@@ -117,7 +118,8 @@ class SweepConfig:
 
     # Fields that define the sweep: a resume must not change them.
     IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
-                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius", "adaptive_refit_every", "adaptive_fit")
+                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius",
+                "adaptive_refit_every", "adaptive_fit")
 
 
 def trial_name(trial) -> str:
@@ -222,7 +224,10 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
     slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
              else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(cfg.max_pending or max(16, int(2 * slots)))
+    # Adaptive proposals are made when a trial is created, so fewer wait there: each then
+    # sees a snapshot at most one wave of trials old.
+    auto_pending = max(1, int(slots)) if cfg.adaptive > 0 else max(16, int(2 * slots))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(cfg.max_pending or auto_pending)
     proxy = cfg.proxy
     if gpus == 0 and not proxy.threads:
         proxy = dataclasses.replace(proxy, threads=max(1, int(cfg.cpus_per_trial)))
