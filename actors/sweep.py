@@ -40,6 +40,7 @@ RUNS_FILE = "runs.parquet"
 CONFIG_FILE = "sweep_config.yaml"
 SUMMARY_FILE = "sweep.json"
 FIT_ACTOR_NAME = "causalmix-fit"
+FIT_ACTOR_START_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -168,9 +169,15 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> 
         raise UserError("--adaptive needs the fit actor (actors/fit_actor.py, issue #5), "
                         "which this checkout lacks") from None
     target = next(iter(targets.values()), None)
-    FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True).remote(
+    actor = FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True).remote(
         config=dict(cfg.adaptive_fit) or None, run_dir=cfg.out, target_covariates=target,
         refit_every=cfg.adaptive_refit_every)
+    # Wait until it holds its CPU: started lazily, it would queue behind the trials forever.
+    try:
+        ray.get(actor.status.remote(), timeout=FIT_ACTOR_START_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        raise UserError(f"the fit actor did not start within {FIT_ACTOR_START_TIMEOUT_S} s; "
+                        "adaptive mode needs 1 free CPU for it besides the trials") from None
 
 
 def _check_resume(cfg: SweepConfig, out: Path) -> None:
