@@ -180,6 +180,15 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> 
                         "adaptive mode needs 1 free CPU for it besides the trials") from None
 
 
+def _fit_actor_status() -> dict | None:
+    import ray
+
+    try:
+        return ray.get(ray.get_actor(FIT_ACTOR_NAME).status.remote(), timeout=30)
+    except (ValueError, ray.exceptions.RayError) as exc:
+        return {"error": str(exc)[:300]}
+
+
 def _check_resume(cfg: SweepConfig, out: Path) -> None:
     saved_path = out / CONFIG_FILE
     if not saved_path.is_file():
@@ -297,5 +306,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         prior=dict(zip(inputs.pool.domains, map(float, searcher.mixture_prior))),
         coverage=coverage(run_covs, targets) if targets and run_covs else {},
         runs_file=str(out / RUNS_FILE))
+    if cfg.adaptive > 0:
+        summary["fit_actor"] = _fit_actor_status()
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
