@@ -153,14 +153,15 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
                            adaptive_radius=cfg.adaptive_radius, snapshot_source=snapshots)
 
 
-def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> None:
+def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
     """The named fit actor the searcher polls in adaptive mode (an existing one is reused).
-    It recommends for the first `cover` pool, else for the runs' mean covariates."""
+    It recommends for the first `cover` pool, else for the runs' mean covariates. The caller
+    keeps the returned handle for the sweep's duration: Ray collects a named, non-detached
+    actor once no handle to it is left."""
     import ray
 
     try:
-        ray.get_actor(FIT_ACTOR_NAME)
-        return
+        return ray.get_actor(FIT_ACTOR_NAME)
     except ValueError:
         pass
     try:
@@ -178,6 +179,7 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]) -> 
     except ray.exceptions.GetTimeoutError:
         raise UserError(f"the fit actor did not start within {FIT_ACTOR_START_TIMEOUT_S} s; "
                         "adaptive mode needs 1 free CPU for it besides the trials") from None
+    return actor
 
 
 def _fit_actor_status() -> dict | None:
@@ -260,8 +262,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
                              **(trainable_kwargs or {})),
         {"CPU": cfg.cpus_per_trial, "GPU": gpus})
-    if cfg.adaptive > 0:
-        _start_fit_actor(cfg, targets)
+    fit_actor = _start_fit_actor(cfg, targets) if cfg.adaptive > 0 else None
     searcher = build_searcher(cfg, inputs)
     if cfg.resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
@@ -306,7 +307,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         prior=dict(zip(inputs.pool.domains, map(float, searcher.mixture_prior))),
         coverage=coverage(run_covs, targets) if targets and run_covs else {},
         runs_file=str(out / RUNS_FILE))
-    if cfg.adaptive > 0:
+    if fit_actor is not None:
         summary["fit_actor"] = _fit_actor_status()
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary
