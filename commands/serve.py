@@ -1,12 +1,129 @@
-"""`serve`: serve the recommender as a Ray Serve deployment (not built yet: issue #6)."""
-from core.errors import NotBuiltError
+"""`serve`: serve the recommender over HTTP from a Ray Serve deployment.
 
-HELP = "serve the recommender as a Ray Serve deployment [not built yet: issue #6]"
+The model directory is checked here first (it loads and answers a probe), so a
+bad directory fails before Ray starts. With `--watch S`, the directory is looked
+at every S seconds; when a refit has replaced it, the new version is checked and
+then handed to the running replicas through the deployment's `reconfigure`
+(requests in flight finish on the old model). See docs/serve.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.config import load_config
+from core.errors import UserError
+
+HELP = "serve the recommender as a Ray Serve deployment (HTTP on loopback by default)"
+
+
+def _min_max(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX (two integers), got {text!r}") from None
+    return low, high
 
 
 def add_arguments(parser) -> None:
-    parser.description = "serve the recommender as a Ray Serve deployment. This sub-command is not built yet (issue #6)."
+    parser.add_argument("--model", required=True, help="model directory written by `fit`")
+    parser.add_argument("--host", default=None, help="address to listen on [127.0.0.1]")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port [8000]")
+    scaling = parser.add_mutually_exclusive_group()
+    scaling.add_argument("--replicas", type=int, default=None, help="fixed number of replicas [1]")
+    scaling.add_argument("--autoscale", type=_min_max, default=None, metavar="MIN:MAX",
+                         help="let Serve scale between MIN and MAX replicas")
+    parser.add_argument("--replica-cpus", type=float, default=None, help="CPUs per replica [0.5]")
+    parser.add_argument("--max-ongoing-requests", type=int, default=None,
+                        help="requests one replica works on at once [32]")
+    parser.add_argument("--max-body-bytes", type=int, default=None,
+                        help="larger request bodies get 422 [1048576]")
+    parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
+                        help="look for a new model version in --model this often (0: never)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to deploy on (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--detach", action="store_true",
+                        help="with --address: deploy, print the URL and exit, leaving it running")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop serving after this long (default: until Ctrl-C)")
+
+
+def _dir_stamp(path: Path) -> tuple[int, int] | None:
+    """Changes when the directory is replaced or written into (what a refit does)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def run(args) -> int:
-    raise NotBuiltError("'serve' is not built yet (issue #6); nothing was done")
+    from actors.serve.app import ModelSlot
+    from actors.serve.deployment import ServeSettings
+
+    settings = load_config(ServeSettings, None, vars(args))
+    if args.detach and not (args.address or os.environ.get("RAY_ADDRESS")):
+        raise UserError("--detach needs a Ray cluster (--address or RAY_ADDRESS): a local Ray "
+                        "ends with this process")
+    if args.watch < 0:
+        raise UserError(f"--watch must be >= 0 seconds, got {args.watch}")
+    model_dir = Path(settings.model).resolve()
+    stamp = _dir_stamp(model_dir)
+    loaded = ModelSlot().load(str(model_dir))
+    settings.model, settings.version = str(model_dir), loaded.version
+
+    from ray import serve
+
+    from actors.serve.deployment import apply
+    from core.ray_setup import check_resources, init_ray
+
+    local = not (args.address or os.environ.get("RAY_ADDRESS"))
+    init_ray(address=args.address, **({"object_store_memory": 256 * 1024**2} if local else {}))
+    check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
+    try:
+        apply(settings)
+    except BaseException:
+        if local:
+            serve.shutdown()
+        raise
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"serving model {loaded.version} from {model_dir} at {url} (API docs at {url}/docs)",
+          file=sys.stderr)
+    print(json.dumps({"url": url, "model_version": loaded.version, "model_dir": str(model_dir)}),
+          flush=True)
+    if args.detach:
+        return 0
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    poll_s = args.watch or 1.0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
+            if args.watch and _dir_stamp(model_dir) != stamp:
+                stamp = _reload_if_new(settings, model_dir, _dir_stamp(model_dir))
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        serve.shutdown()
+    return 0
+
+
+def _reload_if_new(settings, model_dir: Path, stamp):
+    """Check the model now in `model_dir` and, when its version is new, deploy it; a bad
+    directory is reported and the running model keeps serving."""
+    from actors.serve.app import ModelSlot
+    from actors.serve.deployment import apply
+
+    try:
+        loaded = ModelSlot().load(str(model_dir))
+    except Exception as exc:  # a refit may be half-way or broken: keep the running model
+        print(f"not reloading {model_dir}: {exc}", file=sys.stderr)
+        return stamp
+    if loaded.version != settings.version:
+        settings.version = loaded.version
+        apply(settings)
+        print(f"now serving model {loaded.version}", file=sys.stderr)
+    return stamp

@@ -1,0 +1,206 @@
+"""Request and response models of the recommender service, and the checks that need the model.
+
+Shape checks (types, finite numbers, ranges, lengths) live in the pydantic models;
+checks against the loaded model (known domains and covariates) live in
+`model_errors_*`, which return FastAPI-style error dicts so that every bad request
+gets the same 422 body: `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`.
+No Ray here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Mapping, Sequence, Union
+
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag,
+                      model_validator)
+
+# No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
+MAX_TRUST_RADIUS = 2.0
+# Mixture weights and a reference must sum to 1 within this tolerance.
+SUM_TOLERANCE = 1e-6
+MAX_PREDICT_ROWS = 10_000
+
+Weights = dict[str, FiniteFloat]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(_Strict):
+    """A pool described by its covariates (or per-domain feature means), and the policy to use."""
+
+    covariates: Weights | None = Field(
+        default=None,
+        description="Pool covariates by name, as in GET /v1/model `covariate_names` "
+                    "(e.g. `x.code.normalized_loss`).")
+    pool_features: dict[str, dict[str, FiniteFloat]] | None = Field(
+        default=None,
+        description="Alternative to `covariates`: per-domain feature means of the pool, "
+                    "`{domain: {feature: mean}}`, mapped to covariates `x.<domain>.<feature>`.")
+    policy: Literal["analytic", "search"] = "analytic"
+    trust_radius: FiniteFloat | None = Field(
+        default=None, gt=0.0, le=MAX_TRUST_RADIUS,
+        description="Largest distance of the recommended mixture from the reference "
+                    "(default: the model's).")
+    reference: Literal["equal"] | Weights = Field(
+        default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
+
+    @model_validator(mode="after")
+    def _one_pool_description(self):
+        if self.covariates is not None and self.pool_features is not None:
+            raise ValueError("give either `covariates` or `pool_features`, not both")
+        return self
+
+    def covariate_values(self) -> dict[str, float]:
+        if self.pool_features is not None:
+            return {f"x.{domain}.{feature}": value
+                    for domain, features in self.pool_features.items()
+                    for feature, value in features.items()}
+        return dict(self.covariates or {})
+
+    def covariate_loc(self) -> tuple[str, ...]:
+        return ("body", "pool_features" if self.pool_features is not None else "covariates")
+
+
+class RecommendResponse(BaseModel):
+    """The model's recommendation, as `launch.py recommend` prints it."""
+
+    model_config = ConfigDict(extra="allow")
+    mixture: dict[str, float]
+    expected_gain: float
+    interval: list[float] = Field(min_length=2, max_length=2)
+    policy: str
+    model_version: str
+    support: dict[str, Any] = Field(default_factory=dict)
+
+
+# Rows are lists (in the model's order) or {name: value}. The callable discriminator makes
+# pydantic check only the form that was sent; its tags are taken out of error locations.
+VALUES_TAG, BY_NAME_TAG = "<values>", "<by-name>"
+UNION_TAGS = frozenset({VALUES_TAG, BY_NAME_TAG})
+
+
+def _form(value) -> str:
+    return BY_NAME_TAG if isinstance(value, Mapping) else VALUES_TAG
+
+
+Row = Annotated[Union[Annotated[list[FiniteFloat], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+                Discriminator(_form)]
+Rows = Annotated[Union[Annotated[list[Row], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+                 Discriminator(_form)]
+
+
+class PredictRequest(_Strict):
+    """Mixtures (and the covariates they are evaluated at) to predict the outcome `y` for."""
+
+    mixtures: list[Row] = Field(
+        min_length=1, max_length=MAX_PREDICT_ROWS,
+        description="One mixture per row: a list in the order of GET /v1/model `domains`, "
+                    "or {domain: weight}; each sums to 1.")
+    covariates: Rows | None = Field(
+        default=None,
+        description="One covariate row per mixture (list in `covariate_names` order or a "
+                    "mapping), or a single mapping used for every row.")
+
+
+class PredictResponse(BaseModel):
+    y: list[float]
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    """What GET /v1/model returns: the fitted model's own description (`info()`), plus where
+    the service loaded it from."""
+
+    model_config = ConfigDict(extra="allow")
+    domains: list[str]
+    covariate_names: list[str]
+    estimator: Any = None
+    version: str
+    model_dir: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+
+
+def error(loc: Sequence, msg: str, kind: str = "value_error") -> dict:
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+def name_errors(given: Sequence[str], expected: Sequence[str], loc: Sequence, what: str) -> list[dict]:
+    """Unknown and missing names, each as one error that lists them all."""
+    given_set, expected_set = set(given), set(expected)
+    errors = []
+    unknown = [n for n in given if n not in expected_set]
+    missing = [n for n in expected if n not in given_set]
+    if unknown:
+        errors.append(error(loc, f"unknown {what}: {unknown}; the model knows {list(expected)}",
+                            f"unknown_{what.replace(' ', '_')}"))
+    if missing:
+        errors.append(error(loc, f"missing {what}: {missing}", f"missing_{what.replace(' ', '_')}"))
+    return errors
+
+
+def weight_errors(weights: Sequence[float], loc: Sequence) -> list[dict]:
+    if any(w < 0 for w in weights):
+        return [error(loc, f"weights must be >= 0, got {list(weights)}")]
+    total = math.fsum(weights)
+    if abs(total - 1.0) > SUM_TOLERANCE * max(1, len(weights)):
+        return [error(loc, f"weights must sum to 1, they sum to {total!r}")]
+    return []
+
+
+def model_errors_recommend(request: RecommendRequest, domains: Sequence[str],
+                           covariate_names: Sequence[str]) -> list[dict]:
+    errors = name_errors(list(request.covariate_values()), covariate_names,
+                         request.covariate_loc(), "covariates")
+    if isinstance(request.reference, dict):
+        loc = ("body", "reference")
+        ref_errors = name_errors(list(request.reference), domains, loc, "domains")
+        errors += ref_errors or weight_errors(list(request.reference.values()), loc)
+    return errors
+
+
+def _row_values(row: Row, names: Sequence[str], loc: tuple, what: str) -> tuple[list[float], list[dict]]:
+    if isinstance(row, Mapping):
+        errors = name_errors(list(row), names, loc, what)
+        return ([] if errors else [float(row[n]) for n in names]), errors
+    if len(row) != len(names):
+        return [], [error(loc, f"expected {len(names)} {what} values (in the order {list(names)}), "
+                               f"got {len(row)}", "wrong_length")]
+    return [float(v) for v in row], []
+
+
+def predict_matrices(request: PredictRequest, domains: Sequence[str],
+                     covariate_names: Sequence[str]) -> tuple[list[list[float]], list[list[float]], list[dict]]:
+    """Row-major mixture and covariate matrices in the model's column order, and any errors."""
+    errors: list[dict] = []
+    mixtures: list[list[float]] = []
+    for i, row in enumerate(request.mixtures):
+        loc = ("body", "mixtures", i)
+        values, row_errors = _row_values(row, domains, loc, "domains")
+        row_errors = row_errors or weight_errors(values, loc)
+        errors += row_errors
+        mixtures.append(values)
+    n = len(request.mixtures)
+    covs = request.covariates
+    if covs is None:
+        covs = {}
+    if isinstance(covs, Mapping):
+        values, cov_errors = _row_values(covs, covariate_names, ("body", "covariates"), "covariates")
+        errors += cov_errors
+        return mixtures, [values] * n, errors
+    if len(covs) != n:
+        errors.append(error(("body", "covariates"),
+                            f"expected one covariate row per mixture ({n}), got {len(covs)}",
+                            "wrong_length"))
+        return mixtures, [], errors
+    rows = []
+    for i, row in enumerate(covs):
+        values, row_errors = _row_values(row, covariate_names, ("body", "covariates", i), "covariates")
+        errors += row_errors
+        rows.append(values)
+    return mixtures, rows, errors
