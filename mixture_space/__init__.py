@@ -1,0 +1,13 @@
+"""The mixture simplex: projection and checks, Dirichlet sampling (RegMix recipe), trust regions.
+
+Pure numpy; no Ray. Public API:
+`project_to_simplex`, `validate_mixtures`, `DirichletMixtureSampler`,
+`prior_from_token_counts`, `trust_region_candidates`, `step_to_radius`.
+"""
+from mixture_space.dirichlet import DirichletMixtureSampler, prior_from_token_counts
+from mixture_space.simplex import equal_mixture, project_to_simplex, validate_mixtures
+from mixture_space.trust_region import simplex_distance, step_to_radius, trust_region_candidates
+
+__all__ = ["DirichletMixtureSampler", "prior_from_token_counts", "equal_mixture",
+           "project_to_simplex", "validate_mixtures", "simplex_distance", "step_to_radius",
+           "trust_region_candidates"]

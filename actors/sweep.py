@@ -1,0 +1,260 @@
+"""The sweep driver: many proxy SFT runs as Ray Tune trials, proposed by `MixtureSearcher`.
+
+Placement: each trial asks for `gpus_per_trial` GPUs (default: 1 when the cluster has GPUs,
+else 0) and `cpus_per_trial` CPUs; Tune starts as many as the cluster fits at any moment
+(`max_concurrent` 0 = no cap), so nodes an autoscaler adds are used without a restart.
+Failures: a trial whose actor or node dies is retried `max_failures` times with the same
+run (same run_id, mixture, state, seed). Resume: the Tune experiment lives in RUN_DIR/tune;
+`resume=True` restores it (searcher state included), skips finished runs, restarts
+unfinished and errored ones, and proposes only the runs never proposed.
+Outputs in RUN_DIR: runs.parquet (one row per finished run_id), sweep_config.yaml (for
+--resume), sweep.json (provenance, state-sampler settings, prior, coverage, status).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from actors.sweep_inputs import SweepInputs, load_sweep_inputs
+from actors.sweep_progress import RunsTableWriter, SweepProgress
+from actors.sweep_searcher import ActorSnapshots, MixtureSearcher
+from actors.trainer import ROW_KEY, SweepData, proxy_trial
+from causal.covariates import DEFAULT_FEATURES, pool_covariates
+from core.atomic import atomic_write_json, atomic_write_text
+from core.errors import UserError
+from core.provenance import provenance
+from mixture_space.dirichlet import DirichletMixtureSampler
+from mixture_space.state import DataStateSampler, StateSamplerConfig, coverage
+from proxy.config import ProxyConfig
+
+TUNE_DIR = "tune"
+RUNS_FILE = "runs.parquet"
+CONFIG_FILE = "sweep_config.yaml"
+SUMMARY_FILE = "sweep.json"
+FIT_ACTOR_NAME = "causalmix-fit"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Settings of `launch.py sweep`."""
+
+    pool: str = ""
+    """Pool directory (or its manifest) the proxy runs draw from."""
+    features: str = ""
+    """Per-document features of that pool (`launch.py featurize` output dir, or a .parquet)."""
+    out: str = ""
+    """RUN_DIR: runs.parquet, the Tune experiment and the sweep's records."""
+    runs: int = 24
+    """Proxy runs to attempt (paper: 512)."""
+    seed: int = 0
+    """Seed of the mixtures, data states and per-run training seeds."""
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    """Per-run SFT settings; `model` is the proxy base model (`--model`)."""
+    state: StateSamplerConfig = field(default_factory=StateSamplerConfig)
+    """Data-state sampler settings (its seed is replaced by the sweep seed)."""
+    feature_names: tuple[str, ...] = DEFAULT_FEATURES
+    """Document features averaged into the runs' covariates x.<domain>.<feature>."""
+    prior: dict | None = None
+    """Dirichlet prior {domain: weight}; None: the pool's token shares ** prior_temperature."""
+    prior_temperature: float = 0.5
+    """Exponent on the token shares (RegMix: 0.5)."""
+    max_ratio: float = 15.0
+    """Reject mixtures giving a domain more than max_ratio x its token share (RegMix: 15)."""
+    adaptive: float = 0.0
+    """Share of runs drawn around the fit actor's current recommendation (0: none)."""
+    adaptive_radius: float = 0.2
+    """L2 trust radius of adaptive draws around the recommendation."""
+    cover: tuple[str, ...] = ()
+    """Features of pools the fitted model will be asked about; sweep.json reports whether the
+    runs' covariates span their pool covariates."""
+    cpus_per_trial: float = 1.0
+    """CPUs per trial (torch threads follow)."""
+    gpus_per_trial: float | None = None
+    """GPUs per trial; None: 1 when the cluster has GPUs, else 0."""
+    max_concurrent: int = 0
+    """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
+    max_failures: int = 2
+    """Retries of a trial whose actor, node or code failed."""
+    address: str | None = None
+    """Ray address (None: RAY_ADDRESS or a local Ray)."""
+    resume: bool = False
+    """Restore the interrupted sweep in `out` and run only what is missing."""
+    progress: bool = True
+    """Progress bar on stderr."""
+
+    def __post_init__(self):
+        if self.runs < 1:
+            raise ValueError(f"runs must be >= 1, got {self.runs}")
+        if not 0.0 <= self.adaptive <= 1.0:
+            raise ValueError(f"adaptive must lie in [0, 1], got {self.adaptive}")
+        if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
+            raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if self.max_concurrent < 0 or self.max_failures < 0:
+            raise ValueError("max_concurrent and max_failures must be >= 0")
+        if not self.feature_names:
+            raise ValueError("feature_names must name at least one feature")
+        object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        object.__setattr__(self, "cover", tuple(self.cover))
+
+    # Fields that define the sweep: a resume must not change them.
+    IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
+                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius")
+
+
+def trial_name(trial) -> str:
+    return str(trial.config.get("run_id", trial.trial_id))
+
+
+def config_yaml(cfg: SweepConfig) -> str:
+    data = dataclasses.asdict(cfg)
+    data["feature_names"], data["cover"] = list(cfg.feature_names), list(cfg.cover)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
+    domains = inputs.pool.domains
+    if cfg.prior is not None:
+        if set(cfg.prior) != set(domains):
+            raise UserError(f"prior names domains {sorted(cfg.prior)}, the pool has {sorted(domains)}")
+        prior = np.array([float(cfg.prior[d]) for d in domains])
+        sampler = DirichletMixtureSampler(prior=prior, max_ratio=cfg.max_ratio, domains=domains,
+                                          seed=cfg.seed)
+    else:
+        sampler = DirichletMixtureSampler.from_token_counts(
+            {d: inputs.domain_tokens[d] for d in domains}, temperature=cfg.prior_temperature,
+            max_ratio=cfg.max_ratio, seed=cfg.seed)
+    states = DataStateSampler(inputs.shard_names, config=dataclasses.replace(cfg.state, seed=cfg.seed),
+                              shard_means=inputs.shard_means)
+    snapshots = ActorSnapshots(FIT_ACTOR_NAME) if cfg.adaptive > 0 else None
+    return MixtureSearcher(domains=domains, mixture_sampler=sampler, state_sampler=states,
+                           n_runs=cfg.runs, seed=cfg.seed, adaptive_fraction=cfg.adaptive,
+                           adaptive_radius=cfg.adaptive_radius, snapshot_source=snapshots)
+
+
+def _start_fit_actor(cfg: SweepConfig, inputs: SweepInputs) -> None:
+    """The named fit actor the searcher polls in adaptive mode (reused when it exists)."""
+    try:
+        from actors.fit_actor import FitActor
+    except ImportError:
+        raise UserError("--adaptive needs the fit actor (actors/fit_actor.py, issue #5), "
+                        "which this checkout lacks") from None
+    FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True, lifetime=None).remote(
+        run_dir=cfg.out, features=cfg.features)
+
+
+def _check_resume(cfg: SweepConfig, out: Path) -> None:
+    saved_path = out / CONFIG_FILE
+    if not saved_path.is_file():
+        raise UserError(f"--resume: {out} holds no sweep ({CONFIG_FILE} missing); run without --resume")
+    saved = yaml.safe_load(saved_path.read_text())
+    now = yaml.safe_load(config_yaml(cfg))
+    changed = [k for k in SweepConfig.IDENTITY if saved.get(k) != now.get(k)]
+    if changed:
+        raise UserError(f"--resume: {', '.join(changed)} differ from the sweep saved in {saved_path}; "
+                        "resume with the same settings or start a new --out")
+
+
+def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_kwargs: dict | None = None,
+              callbacks: list | None = None) -> dict:
+    """Run (or resume) the sweep; returns the summary also written to RUN_DIR/sweep.json."""
+    import ray
+    from ray import tune
+
+    from core.ray_setup import check_resources, init_ray
+
+    if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
+        raise UserError("sweep needs --pool, --features, --model and --out")
+    out = Path(cfg.out).resolve()
+    tune_dir = out / TUNE_DIR
+    if cfg.resume:
+        _check_resume(cfg, out)
+        if not tune.Tuner.can_restore(str(tune_dir)):
+            raise UserError(f"--resume: no restorable Tune experiment in {tune_dir}")
+    elif (out / CONFIG_FILE).exists() or tune_dir.exists():
+        raise UserError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    start = time.perf_counter()
+    inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
+    targets = {}
+    for path in cfg.cover:
+        from actors.sweep_inputs import read_features
+
+        targets[path] = pool_covariates(read_features(path), inputs.pool.domains, cfg.feature_names,
+                                        where=f"features {path}")
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress bar replaces Tune's tables
+    local = not (cfg.address or os.environ.get("RAY_ADDRESS"))
+    init_ray(cfg.address, **({"object_store_memory": 512 * 1024**2} if local else {}))
+    gpus = cfg.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
+    proxy = cfg.proxy
+    if gpus == 0 and not proxy.threads:
+        proxy = dataclasses.replace(proxy, threads=max(1, int(cfg.cpus_per_trial)))
+    if gpus == 0 and proxy.device == "auto":
+        proxy = dataclasses.replace(proxy, device="cpu")
+    data = SweepData(shards={name: ray.put(frame) for name, frame in inputs.shards.items()},
+                     dev_sets=ray.put(inputs.dev_sets), features=ray.put(inputs.features),
+                     feature_names=cfg.feature_names)
+    run_fn = tune.with_resources(
+        tune.with_parameters(trainable, data=data, proxy=proxy, **(trainable_kwargs or {})),
+        {"CPU": cfg.cpus_per_trial, "GPU": gpus})
+    if cfg.adaptive > 0:
+        _start_fit_actor(cfg, inputs)
+    searcher = build_searcher(cfg, inputs)
+    if cfg.resume:
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
+                                   restart_errored=True)
+    else:
+        progress = SweepProgress(str(out / RUNS_FILE), cfg.runs,
+                                 fit_actor=FIT_ACTOR_NAME if cfg.adaptive > 0 else None,
+                                 show=cfg.progress)
+        tuner = tune.Tuner(
+            run_fn,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
+                                        max_concurrent_trials=cfg.max_concurrent or None,
+                                        reuse_actors=False, trial_name_creator=trial_name,
+                                        trial_dirname_creator=trial_name),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=str(out), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                callbacks=[progress, *(callbacks or [])]))
+    results = tuner.fit()
+    writer = RunsTableWriter(out / RUNS_FILE)
+    errors = []
+    for result in results:
+        row_json = (result.metrics or {}).get(ROW_KEY)
+        if row_json:
+            row = json.loads(row_json)
+            if row["run_id"] not in writer.rows:
+                writer.rows[row["run_id"]] = row
+        elif result.error is not None:
+            errors.append({"run_id": (result.config or {}).get("run_id"), "error": str(result.error)[:500]})
+    if writer.rows:
+        writer.write()
+    frame = writer.frame()
+    run_covs = frame[[c for c in frame.columns if c.startswith("x.")]].to_dict("records") if len(frame) else []
+    interrupted = len(writer.rows) + len(errors) < cfg.runs
+    summary = provenance(
+        cfg, status="interrupted" if interrupted else ("ok" if not errors else "finished_with_errors"),
+        runs_done=len(writer.rows), runs_total=cfg.runs, errors=errors,
+        wall_s=round(time.perf_counter() - start, 1),
+        best_y=None if frame.empty else float(frame["y"].max()),
+        best_run=None if frame.empty else str(frame.loc[frame["y"].idxmax(), "run_id"]),
+        gpus_per_trial=gpus, state_sampler=searcher.state_sampler.settings(),
+        prior=dict(zip(inputs.pool.domains, map(float, searcher.mixture_prior))),
+        coverage=coverage(run_covs, targets) if targets and run_covs else {},
+        runs_file=str(out / RUNS_FILE))
+    atomic_write_json(out / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,101 @@
+"""What a sweep reads before it starts: the pool's shards and dev sets, the per-document
+features, each shard's feature means (for the state sampler) and the token counts per
+domain (for the Dirichlet prior). Pure pandas; no Ray."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from causal.covariates import covariate_name
+from core.errors import UserError
+from datapool.pool import Pool
+
+SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
+
+
+def read_features(path: str | Path) -> pd.DataFrame:
+    """A features directory written by `launch.py featurize`, or one Parquet file with the
+    same columns (doc_id, domain, feature columns...)."""
+    path = Path(path)
+    if path.is_dir():
+        from causal.features_io import load_features
+
+        return load_features(path)
+    if path.is_file() and path.suffix == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
+            raise UserError(f"features file {path} could not be read: {exc}") from None
+    raise UserError(f"features not found: {path} (give the directory `launch.py featurize` "
+                    "wrote, or a .parquet file)")
+
+
+@dataclass
+class SweepInputs:
+    pool: Pool
+    shards: dict[str, pd.DataFrame]
+    """{shard name: its documents (SHARD_COLUMNS)}."""
+    shard_names: dict[str, list[str]]
+    """{domain: shard names in pool order}."""
+    dev_sets: dict[str, tuple[str, pd.DataFrame]]
+    features: pd.DataFrame
+    """doc_id, domain and the feature columns, pool documents only."""
+    feature_names: tuple[str, ...]
+    shard_means: dict[str, np.ndarray]
+    """{domain: (n_shards, n_features)} feature means per shard."""
+    shard_covariates: dict[str, dict[str, float]]
+    """{shard name: {covariate name: mean over the shard}}."""
+    shard_docs: dict[str, int]
+    domain_tokens: dict[str, float]
+    """Tokens per domain (features' n_tokens; characters / 4 without it): the prior's base."""
+
+
+def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
+                      feature_names: Sequence[str]) -> SweepInputs:
+    pool = Pool.open(pool_path)
+    feature_names = tuple(feature_names)
+    features = read_features(features_path)
+    missing = [c for c in ("doc_id", "domain", *feature_names) if c not in features.columns]
+    if missing:
+        raise UserError(f"features {features_path} lack column(s) {missing}")
+    keep = ["doc_id", "domain", *feature_names] + (["n_tokens"] if "n_tokens" in features else [])
+    features = features[keep].assign(doc_id=features["doc_id"].astype(str))
+    by_id = features.drop_duplicates("doc_id").set_index("doc_id")
+    shards, shard_names, shard_means, shard_covariates, shard_docs = {}, {}, {}, {}, {}
+    tokens = {}
+    for domain in pool.domains:
+        shard_names[domain] = []
+        rows = []
+        for shard in pool.shards(domain):
+            frame = pd.read_parquet(shard.path)
+            frame = frame.assign(doc_id=frame["doc_id"].astype(str))
+            if "is_text" not in frame:
+                frame["is_text"] = False
+            lacking = ~frame["doc_id"].isin(by_id.index)
+            if lacking.any():
+                raise UserError(f"features {features_path} have no row for {int(lacking.sum())} of the "
+                                f"{len(frame)} documents of shard {shard.path}, e.g. "
+                                f"{frame['doc_id'][lacking].iloc[:3].tolist()}; featurize this pool")
+            shards[shard.name] = frame[SHARD_COLUMNS].reset_index(drop=True)
+            shard_names[domain].append(shard.name)
+            feats = by_id.loc[frame["doc_id"], list(feature_names)]
+            means = feats.mean().to_numpy(dtype=float)
+            rows.append(means)
+            shard_covariates[shard.name] = {covariate_name(domain, f): float(v)
+                                            for f, v in zip(feature_names, means)}
+            shard_docs[shard.name] = len(frame)
+            tokens[domain] = tokens.get(domain, 0.0) + (
+                float(by_id.loc[frame["doc_id"], "n_tokens"].sum()) if "n_tokens" in by_id
+                else float((frame["prompt"].str.len() + frame["response"].str.len()).sum()) / 4)
+        shard_means[domain] = np.vstack(rows)
+    dev_sets = {d: (ds.metric, pd.read_parquet(ds.path)) for d, ds in pool.dev_sets().items()}
+    if not dev_sets:
+        raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
+    pool_ids = {i for frame in shards.values() for i in frame["doc_id"]}
+    features = features[features["doc_id"].isin(pool_ids)].reset_index(drop=True)
+    return SweepInputs(pool, shards, shard_names, dev_sets, features, feature_names, shard_means,
+                       shard_covariates, shard_docs, tokens)

@@ -1,0 +1,70 @@
+"""Settings of one proxy SFT run (model, budget, optimiser, packing, dev suite)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """One proxy SFT run; the same settings for every run of a sweep."""
+
+    model: str = ""
+    """Base model: a local `save_pretrained` directory or a hub id such as Qwen/Qwen2.5-0.5B."""
+    budget: int = 400
+    """Training budget per run, in `budget_unit` (paper: 100000 samples)."""
+    budget_unit: str = "samples"
+    """'samples' (documents drawn, exact per-domain counts) or 'tokens' (per-domain token quotas)."""
+    max_length: int = 512
+    """Longest document in tokens (longer ones are cut) and the length of a packed row."""
+    rows_per_micro_batch: int = 2
+    """Packed rows per forward/backward pass."""
+    grad_accum: int = 2
+    """Micro-batches per optimiser step."""
+    learning_rate: float = 1e-3
+    """Peak AdamW learning rate (Qwen2.5-0.5B full SFT: about 1e-5)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.1
+    """Share of the optimiser steps with linear warmup; cosine decay to zero after it."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0: off)."""
+    epochs: int = 1
+    """Passes over the drawn sample."""
+    device: str = "auto"
+    """'auto' (CUDA when visible), 'cpu' or 'cuda[:N]'."""
+    dtype: str = "auto"
+    """'auto': bf16 autocast on GPU, fp32 on CPU; or 'float32' / 'bfloat16'."""
+    attention: str = "auto"
+    """'auto': flash_attention_2 (varlen) on GPU when installed, else SDPA with a block-diagonal mask."""
+    eval_batch_rows: int = 8
+    """Packed rows per forward pass of the dev NLL."""
+    em_max_new_tokens: int = 64
+    """Greedy tokens generated per exact-match dev prompt."""
+    em_batch_size: int = 32
+    """Prompts per generation batch."""
+    dev_limit: int = 0
+    """Dev documents per task (0: all of them)."""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)."""
+
+    def __post_init__(self):
+        if self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if self.budget_unit not in ("samples", "tokens"):
+            raise ValueError(f"budget_unit must be 'samples' or 'tokens', got {self.budget_unit!r}")
+        for name in ("max_length", "rows_per_micro_batch", "grad_accum", "epochs",
+                     "eval_batch_rows", "em_max_new_tokens", "em_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be >= 8, got {self.max_length}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
+            raise ValueError(f"attention must be auto, sdpa, flash_attention_2 or eager, got {self.attention!r}")
+        if self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("dev_limit, threads, weight_decay and max_grad_norm must be >= 0")

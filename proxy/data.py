@@ -1,0 +1,91 @@
+"""Drawing a proxy run's training sample: exact per-domain counts from the mixture,
+documents from the run's data state (its shards), tokenised by `encode_document`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+from lm.formatting import EncodedDoc, encode_document
+from mixture_space.state import DataState
+
+
+def domain_counts(mixture: Mapping[str, float], total: int) -> dict[str, int]:
+    """Integer counts summing to `total` exactly, proportional to `mixture` (largest remainder;
+    ties go to the earlier domain)."""
+    weights = np.array(list(mixture.values()), dtype=float)
+    if weights.size == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+        raise UserError(f"mixture must have finite weights >= 0, not all zero, got {dict(mixture)}")
+    exact = weights / weights.sum() * total
+    counts = np.floor(exact).astype(int)
+    remainder = exact - counts
+    for j in sorted(range(len(counts)), key=lambda j: (-remainder[j], j))[: total - counts.sum()]:
+        counts[j] += 1
+    return dict(zip(mixture, (int(c) for c in counts)))
+
+
+@dataclass
+class TrainingSample:
+    docs: list[EncodedDoc]
+    doc_ids: list[str]
+    domains: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+    """Documents drawn per domain."""
+    tokens: dict[str, int] = field(default_factory=dict)
+    """Tokens drawn per domain."""
+    passes: dict[str, float] = field(default_factory=dict)
+    """Documents drawn / documents available per domain (> 1: the sub-pool was repeated)."""
+
+
+def _state_frame(shards: Mapping[str, pd.DataFrame], names, domain: str) -> pd.DataFrame:
+    missing = [n for n in names if n not in shards]
+    if missing:
+        raise UserError(f"data state of domain {domain!r} names unknown shard(s) {missing}")
+    frame = pd.concat([shards[n] for n in names], ignore_index=True)
+    if frame.empty:
+        raise UserError(f"data state of domain {domain!r} ({list(names)}) holds no documents")
+    return frame
+
+
+def _cycled_order(n: int, rng: np.random.Generator):
+    """Indices of a fresh permutation per pass: without replacement until the sub-pool runs out."""
+    while True:
+        yield from rng.permutation(n)
+
+
+def draw_sample(shards: Mapping[str, pd.DataFrame], state: DataState, mixture: Mapping[str, float],
+                *, budget: int, budget_unit: str, tokenizer, max_length: int,
+                rng: np.random.Generator) -> TrainingSample:
+    """Documents for one run. 'samples': `domain_counts(mixture, budget)` documents per domain.
+    'tokens': each domain draws documents until its token quota (weight x budget) is reached.
+    A domain's documents are drawn without replacement from its state's shards, in
+    fresh passes when the quota exceeds them."""
+    unknown = set(mixture) - set(state)
+    if unknown:
+        raise UserError(f"mixture domains {sorted(unknown)} have no data state")
+    quotas = domain_counts(mixture, budget)
+    sample = TrainingSample([], [], [])
+    for domain, quota in quotas.items():
+        sample.counts[domain] = sample.tokens[domain] = 0
+        if quota == 0:
+            sample.passes[domain] = 0.0
+            continue
+        frame = _state_frame(shards, state[domain], domain)
+        prompts, responses = frame["prompt"].tolist(), frame["response"].tolist()
+        is_text = frame["is_text"].tolist() if "is_text" in frame else [False] * len(frame)
+        doc_ids = frame["doc_id"].astype(str).tolist()
+        order = _cycled_order(len(frame), rng)
+        while (sample.counts[domain] if budget_unit == "samples" else sample.tokens[domain]) < quota:
+            i = next(order)
+            doc = encode_document(tokenizer, prompts[i], responses[i], is_text=bool(is_text[i]),
+                                  max_length=max_length)
+            sample.docs.append(doc)
+            sample.doc_ids.append(doc_ids[i])
+            sample.domains.append(domain)
+            sample.counts[domain] += 1
+            sample.tokens[domain] += len(doc.input_ids)
+        sample.passes[domain] = sample.counts[domain] / len(frame)
+    return sample

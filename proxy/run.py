@@ -1,0 +1,116 @@
+"""One proxy run, end to end: a pure function of (config, mixture, data state, seed) and the
+pool's data, returning one runs-table row (DESIGN.md)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from causal.covariates import DEFAULT_FEATURES, sample_covariates
+from lm.loading import load_causal_lm, load_tokenizer, pick_device
+from mixture_space.state import DataState
+from proxy.config import ProxyConfig
+from proxy.data import draw_sample
+from proxy.evaluate import dev_suite, outcome
+from proxy.packing import pack_documents
+from proxy.train import train_packed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What varies between the runs of a sweep."""
+
+    run_id: str
+    mixture: dict[str, float]
+    state: DataState
+    seed: int
+    sampler: str = "dirichlet"
+    """Which sampler proposed the mixture ('dirichlet', 'adaptive', ...)."""
+    extra: dict = field(default_factory=dict)
+    """Columns copied into the row as they are (e.g. the proposal's settings)."""
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_for_training(cfg: ProxyConfig, device: str):
+    """fp32 weights (bf16 autocast on GPU); flash_attention_2 when asked for or, with
+    'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask."""
+    import importlib.util
+
+    model = load_causal_lm(cfg.model, device=device,
+                           dtype="bfloat16" if cfg.dtype == "bfloat16" and device == "cpu" else "float32")
+    want = cfg.attention
+    if want == "auto":
+        flash = device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
+        want = "flash_attention_2" if flash else "sdpa"
+    if want != "sdpa":
+        model.set_attn_implementation(want)
+    return model
+
+
+def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], state: DataState,
+                   domains: Sequence[str], feature_names: Sequence[str]) -> dict[str, float]:
+    """Covariates of `domains` (those the run drew nothing from): the means over the
+    documents of their state's shards, i.e. the data state the run would have drawn from."""
+    ids = [i for d in domains for n in state[d] for i in shards[n]["doc_id"].astype(str)]
+    if not ids:
+        return {}
+    return sample_covariates(features, ids, domains, feature_names, where="features (state fallback)")
+
+
+def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFrame],
+              dev_sets: Mapping[str, tuple[str, pd.DataFrame]], features: pd.DataFrame,
+              feature_names: Sequence[str] = DEFAULT_FEATURES,
+              on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Train `cfg.model` on the run's sample, evaluate the dev suite, return the row.
+
+    shards: {shard name: frame with doc_id, prompt, response, is_text} (at least the state's).
+    dev_sets: {domain: (metric kind, dev frame)}.
+    features: per-document features (doc_id, domain, feature_names...).
+    """
+    import torch
+
+    start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(spec.seed)
+    rng = np.random.default_rng(spec.seed)
+    device = pick_device(cfg.device)
+    tokenizer = load_tokenizer(cfg.model)
+    sample = draw_sample(shards, spec.state, spec.mixture, budget=cfg.budget,
+                         budget_unit=cfg.budget_unit, tokenizer=tokenizer,
+                         max_length=cfg.max_length, rng=rng)
+    packed = pack_documents(sample.docs, cfg.max_length, tokenizer.pad_token_id, rng=rng)
+    model = load_for_training(cfg, device)
+    stats = train_packed(model, packed, cfg, device=device, rng=rng, on_step=on_step)
+    metrics = dev_suite(model, tokenizer, dev_sets, cfg, device)
+    domains = list(spec.mixture)
+    covariates = sample_covariates(
+        features, sample.doc_ids, domains, feature_names,
+        fallback=state_fallback(features, shards, spec.state,
+                                [d for d in domains if sample.counts[d] == 0], feature_names))
+    row = {"run_id": spec.run_id}
+    row.update({f"mix.{d}": float(w) for d, w in spec.mixture.items()})
+    row.update(covariates)
+    row.update(metrics)
+    row["y"] = outcome(metrics)
+    row.update({
+        "seed": int(spec.seed), "model": cfg.model, "tokens": int(stats.tokens),
+        "wall_s": round(time.perf_counter() - start, 3), "status": "ok", "sampler": spec.sampler,
+        "steps": stats.steps, "train_loss_first": stats.first_loss, "train_loss_last": stats.last_loss,
+        "train_tokens_per_s": round(stats.tokens_per_s, 1), "device": device,
+    })
+    row.update({f"docs.{d}": int(n) for d, n in sample.counts.items()})
+    row.update({f"state.{d}": ",".join(names) for d, names in spec.state.items()})
+    row.update(spec.extra)
+    return row
