@@ -1,0 +1,193 @@
+"""The featurizer actor pool: Ray Data batch inference over a pool's Parquet shards.
+
+  read_parquet (CPU tasks)  ->  prepare_documents (fused into the read tasks:
+  tokens via lm.formatting.encode_document, style statistics)  ->  map_batches(
+  FeaturizerActor, ActorPoolStrategy): the reference model, loaded once per actor
+  (one GPU each on a cluster, bf16 + SDPA; CPU here), scores token-budget,
+  length-sorted batches  ->  the driver, which hands back each shard once all
+  its documents have arrived.
+
+The math lives in `causal.doc_features` and `causal.style`; this module only
+places it. Batches are formed within one source shard, so a shard's values do
+not depend on which other shards run beside it (a resumed run reproduces an
+uninterrupted one).
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from causal.doc_features import ScoredDoc, score_documents
+from causal.style import style_row
+from core.errors import UserError
+
+READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
+PREPARE_CPUS = 0.5
+"""CPUs per read-and-tokenize task (one shard each). Differing from the actors' request keeps Ray
+Data from fusing this stage into the actors, so tokenizing overlaps scoring."""
+_TOKENIZERS: dict = {}
+
+
+def _tokenizer(model: str):
+    """One tokenizer per worker process and model (read tasks reuse their worker)."""
+    from lm.loading import load_tokenizer
+
+    if model not in _TOKENIZERS:
+        _TOKENIZERS[model] = load_tokenizer(model)
+    return _TOKENIZERS[model]
+
+
+def _path_key(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def prepare_documents(frame: pd.DataFrame, *, path: str, model: str, max_length: int) -> pd.DataFrame:
+    """Token ids, scored span, truncation flag and style columns of one shard's rows."""
+    from lm.formatting import encode_document
+
+    tokenizer = _tokenizer(model)
+    rows = []
+    for doc_id, domain, prompt, response, is_text in zip(
+            frame["doc_id"], frame["domain"], frame["prompt"], frame["response"], frame["is_text"]):
+        response = response or ""
+        encoded = encode_document(tokenizer, prompt or "", response, is_text=bool(is_text),
+                                  max_length=max_length)
+        rows.append({"doc_id": doc_id, "domain": domain, "path": path,
+                     "input_ids": np.asarray(encoded.input_ids, dtype=np.int64),
+                     "response_start": encoded.response_start, "truncated": encoded.truncated,
+                     **style_row(response)})
+    return pd.DataFrame(rows)
+
+
+def read_and_prepare(batch: dict, *, model: str, max_length: int) -> pd.DataFrame:
+    """Read-side task: whole shards in, one block of prepared rows per shard out."""
+    import pyarrow.parquet as pq
+
+    return pd.concat([prepare_documents(pq.read_table(path, columns=READ_COLUMNS).to_pandas(),
+                                        path=str(path), model=model, max_length=max_length)
+                      for path in batch["path"]], ignore_index=True)
+
+
+class FeaturizerActor:
+    """Holds the reference model; scores every document of the shards in a batch."""
+
+    def __init__(self, model: str, device: str, batch_tokens: int, cpu_threads: int):
+        import torch
+
+        from lm.loading import load_causal_lm
+
+        if device == "cpu":
+            torch.set_num_threads(cpu_threads)
+        self.model = load_causal_lm(model, device=device)
+        self.pad_id = int(self.model.config.pad_token_id or 0)
+        self.batch_tokens = batch_tokens
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for _, shard_rows in batch.groupby("path", sort=True):
+            shard_rows = shard_rows.sort_values("doc_id", kind="stable")
+            docs = [ScoredDoc(ids, int(start)) for ids, start in
+                    zip(shard_rows["input_ids"], shard_rows["response_start"])]
+            features = score_documents(self.model, docs, batch_tokens=self.batch_tokens,
+                                       pad_id=self.pad_id)
+            out.append(shard_rows.drop(columns=["input_ids", "response_start"]).assign(
+                n_tokens=features.n_tokens, normalized_loss=features.normalized_loss,
+                hes=features.hes))
+        return pd.concat(out, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    path: Path
+    n_docs: int
+    name: str
+
+
+def resolve_pool_size(concurrency: int | None, device: str, cpus_per_actor: float) -> tuple[int, str]:
+    """Actors to run and the device they use, from the cluster's resources unless given.
+
+    On CPU-only clusters one CPU stays free of actors, else the actor pool takes
+    every CPU and the read tasks feeding it can never be scheduled (Ray Data hangs).
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 0)
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    if device.startswith("cuda"):
+        if not gpus:
+            raise UserError(f"device {device!r} asked for, but the Ray cluster has no GPU")
+        return (concurrency or gpus), device
+    spare = int((cpus - 1) // cpus_per_actor)
+    if spare < 1:
+        raise UserError(f"the featurizer needs {cpus_per_actor} CPU(s) per actor plus 1 CPU for "
+                        f"reading shards, but the Ray cluster has {cpus:g} CPU(s)")
+    if concurrency is not None and concurrency > spare:
+        raise UserError(f"--concurrency {concurrency} x {cpus_per_actor} CPU(s) would leave no CPU "
+                        f"for the read tasks of the {cpus:g}-CPU cluster; use at most {spare}")
+    return (concurrency or spare), device
+
+
+class FeaturizerPool:
+    """The featurizer actors of one run: placement, fan-out and per-shard collection."""
+
+    def __init__(self, model: str, *, max_length: int, batch_tokens: int,
+                 concurrency: int | None = None, device: str = "auto", cpus_per_actor: float = 1):
+        self.model = model
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.cpus_per_actor = cpus_per_actor
+        self.size, self.device = resolve_pool_size(concurrency, device, cpus_per_actor)
+
+    def _dataset(self, jobs: Sequence[ShardJob]):
+        import ray
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        # One shard per read task and per block: batches never mix or split shards.
+        dataset = ray.data.from_items([{"path": _path_key(str(j.path))} for j in jobs],
+                                      override_num_blocks=len(jobs))
+        dataset = dataset.map_batches(read_and_prepare, batch_size=1, batch_format="numpy",
+                                      fn_kwargs={"model": self.model, "max_length": self.max_length},
+                                      num_cpus=PREPARE_CPUS)
+        on_gpu = self.device.startswith("cuda")
+        return dataset.map_batches(
+            FeaturizerActor, batch_size=None, batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.size),
+            fn_constructor_kwargs={"model": self.model, "device": self.device,
+                                   "batch_tokens": self.batch_tokens,
+                                   "cpu_threads": max(1, int(self.cpus_per_actor))},
+            num_cpus=self.cpus_per_actor, num_gpus=1 if on_gpu else 0)
+
+    def featurize(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[ShardJob, pd.DataFrame]]:
+        """Yield (shard, its feature rows) as each shard completes, in completion order."""
+        from tqdm import tqdm
+
+        if not jobs:
+            return
+        by_path = {_path_key(str(j.path)): j for j in jobs}
+        pending: dict[str, list[pd.DataFrame]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
+        total = sum(j.n_docs for j in jobs)
+        with tqdm(total=total, unit="doc", desc="featurize", file=sys.stderr) as bar:
+            for batch in self._dataset(jobs).iter_batches(batch_size=None, batch_format="pandas"):
+                for path, rows in batch.groupby("path", sort=False):
+                    job = by_path[path]
+                    pending[path].append(rows.drop(columns=["path"]))
+                    counts[path] += len(rows)
+                    bar.update(len(rows))
+                    if counts[path] > job.n_docs:
+                        raise RuntimeError(f"shard {job.name}: {counts[path]} rows arrived for "
+                                           f"{job.n_docs} documents")
+                    if counts[path] == job.n_docs:
+                        yield job, pd.concat(pending.pop(path), ignore_index=True)
+        unfinished = [by_path[p].name for p in pending]
+        if unfinished:
+            raise RuntimeError(f"shards {unfinished} did not return all their documents")
