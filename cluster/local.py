@@ -78,6 +78,11 @@ class LocalCluster:
         return {node_id for node_id, res in available.items()
                 if node_id in worker_ids and res.get("CPU", 0.0) < self.worker_cpus}
 
+    def actor_node_ids(self, class_name_part: str) -> set[str]:
+        """Nodes hosting a live actor whose class name contains `class_name_part`."""
+        table = self._cluster.global_state.actor_table(None, actor_state_name="ALIVE")
+        return {a["Address"]["NodeID"] for a in table.values() if class_name_part in a["ActorClassName"]}
+
     def wait_until(self, predicate, timeout: float, what: str, poll: float = 0.2):
         """Poll `predicate` until truthy; TimeoutError names what was awaited."""
         deadline = time.monotonic() + timeout

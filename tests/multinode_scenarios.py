@@ -14,8 +14,9 @@ the sweep resumed. The runs table must end with exactly `runs` unique run_ids.
 Every trial sleeps --pace seconds before its proxy run: the stand-in for the GPU-bound time
 of a real run, which on a cloud node does not compete for this machine's two CPU cores.
 
-featurize: `launch.py featurize` on two worker nodes, one killed mid-run; the output must
-equal a clean run's on an undisturbed cluster.
+featurize: `launch.py featurize` on three worker nodes (two actors, one CPU for reading);
+a node with an actor is killed after the first shard is written, and a fresh node joins.
+The output must equal a clean run's on an undisturbed cluster.
 """
 from __future__ import annotations
 
@@ -129,7 +130,12 @@ def sweep_scenario(args) -> dict:
     work = Path(args.workdir)
     run_dir = work / "run"
     log = open(work / "driver.log", "w")
-    driver_cmd = [sys.executable, __file__, "driver", "--pool", args.pool, "--features", args.features,
+    # Small proxy runs: a few samples, a short context, two dev documents per task.
+    sweep_yaml = work / "sweep.yaml"
+    sweep_yaml.write_text(json.dumps({"proxy": {"max_length": 128, "dev_limit": 2, "em_max_new_tokens": 4,
+                                                "rows_per_micro_batch": 2, "grad_accum": 1}}))
+    driver_cmd = [sys.executable, __file__, "driver", "--config", str(sweep_yaml),
+                  "--pool", args.pool, "--features", args.features,
                   "--model", args.model, "--runs", str(args.runs), "--out", str(run_dir),
                   "--budget", str(args.budget), "--seed", "0", "--max-failures", "3",
                   "--cpus-per-trial", "1", "--gpus-per-trial", "0", "--no-progress",
@@ -153,24 +159,25 @@ def sweep_scenario(args) -> dict:
                      "trials on both new nodes", driver)
             report["trials_started_on_new_nodes"] = True
             n_before = watch.poll()
-            wait_for(lambda: watch.poll() >= n_before + 4, 240, "4 more runs on three nodes", driver)
-            report["rate_3_nodes"] = runs_per_min(watch.times(), n_before, 3)
+            wait_for(lambda: watch.poll() >= n_before + 3, 240, "3 more runs on three nodes", driver)
+            report["rate_3_nodes"] = runs_per_min(watch.times(), n_before, 2)
 
-            # 3. Kill a node in the middle of a trial.
-            busy = cluster.busy_node_ids()
-            victim = next((n for n in cluster.workers if n.node_id in busy), None)
-            if victim is None:
-                victim = wait_for(lambda: next((n for n in cluster.workers
-                                                if n.node_id in cluster.busy_node_ids()), None),
-                                  60, "a busy node to kill", driver)
+            # 3. Kill a node in the middle of a trial; Tune must record the failure and go on.
+            victim = wait_for(lambda: next((n for n in cluster.workers
+                                            if n.node_id in cluster.busy_node_ids()), None),
+                              60, "a busy node to kill", driver)
             cluster.remove_worker(victim)
             report["killed_node_mid_trial"] = True
             report["runs_done_at_node_kill"] = watch.poll()
+            wait_for(lambda: list((run_dir / "tune").glob("*/error.txt")), 60,
+                     "Tune to record the lost trial", driver)
+            n_kill = watch.poll() + 1
+            wait_for(lambda: watch.poll() >= n_kill, 240, "a run finished after the node loss", driver)
 
-            # 4. Kill the driver while trials run; resume.
-            n_kill = min(args.runs - 2, watch.poll() + 2)
-            wait_for(lambda: watch.poll() >= n_kill, 240, f"{n_kill} runs before the driver kill", driver)
+            # 4. SIGKILL the driver while trials run; resume.
             wait_for(lambda: cluster.busy_node_ids(), 60, "a trial in flight", driver)
+            if driver.poll() is not None or watch.poll() >= args.runs:
+                raise RuntimeError("the sweep finished before its driver could be killed; use more --runs")
             before_kill = set(read_run_ids(run_dir / RUNS_FILE))
             driver.send_signal(signal.SIGKILL)
             driver.wait(30)
@@ -210,23 +217,27 @@ def featurize_scenario(args) -> dict:
     report: dict = {}
     t0 = time.monotonic()
     outputs = {}
+    n_shards = sum(1 for _ in Path(args.pool).glob("shards/*/*.parquet"))
     for label, kill in (("clean", False), ("node_killed", True)):
         out = work / f"features-{label}"
+        written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
         with LocalCluster(head_cpus=0, worker_cpus=1) as cluster, \
                 open(work / f"featurize-{label}.log", "w") as log:
-            cluster.add_workers(2)
+            # Three one-CPU nodes: two featurizer actors, one CPU for the shard-reading tasks.
+            cluster.add_workers(3)
             proc = subprocess.Popen([*base, "--out", str(out)], env=subprocess_env(cluster.address),
                                     stdout=log, stderr=subprocess.STDOUT)
             try:
                 if kill:
-                    ids = {n.node_id for n in cluster.workers}
-                    wait_for(lambda: ids <= cluster.busy_node_ids(), 180, "featurizer on both nodes", proc)
-                    time.sleep(args.kill_after)
-                    if proc.poll() is not None:
-                        raise RuntimeError("featurize finished before the node could be killed; "
+                    wait_for(lambda: written() >= 1, 240, "the first featurized shard", proc)
+                    actor_nodes = cluster.actor_node_ids("MapWorker")
+                    victim = next((n for n in cluster.workers if n.node_id in actor_nodes), None)
+                    if victim is None or written() >= n_shards or proc.poll() is not None:
+                        raise RuntimeError("featurize got too far before a node could be killed; "
                                            "give it a larger pool")
-                    cluster.remove_worker(cluster.workers[0])
-                    report["killed_node_mid_featurize"] = True
+                    cluster.remove_worker(victim)
+                    report.update(killed_node_mid_featurize=True, shards_done_at_kill=written(),
+                                  shards_total=n_shards)
                     cluster.add_workers(1)
                 proc.wait(timeout=300)
             finally:
@@ -237,7 +248,7 @@ def featurize_scenario(args) -> dict:
         outputs[label] = out
     frames = {}
     for label, out in outputs.items():
-        files = sorted(out.rglob("*.parquet"))
+        files = sorted(out.glob("shards/*/*.parquet"))
         frames[label] = (pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
                          .sort_values("doc_id").reset_index(drop=True)) if files else pd.DataFrame()
     clean, faulty = frames["clean"], frames["node_killed"]
@@ -261,14 +272,12 @@ def main(argv=None) -> int:
     sweep.add_argument("--pool", required=True)
     sweep.add_argument("--features", required=True)
     sweep.add_argument("--model", required=True)
-    sweep.add_argument("--runs", type=int, default=12)
-    sweep.add_argument("--budget", type=int, default=16)
-    sweep.add_argument("--pace", type=float, default=4.0)
+    sweep.add_argument("--runs", type=int, default=10)
+    sweep.add_argument("--budget", type=int, default=8, help="samples per proxy run")
+    sweep.add_argument("--pace", type=float, default=5.0, help="seconds each trial waits first")
     feat = sub.add_parser("featurize")
     feat.add_argument("--pool", required=True)
     feat.add_argument("--model", required=True)
-    feat.add_argument("--kill-after", type=float, default=1.0,
-                      help="seconds after both nodes are busy before one is killed")
     feat.add_argument("--featurize-args", nargs=argparse.REMAINDER, default=[])
     for p in (sweep, feat):
         p.add_argument("--workdir", required=True)

@@ -56,7 +56,7 @@ def run_scenario(args: list[str], workdir: Path, timeout: float) -> dict:
 
 def test_sweep_grows_survives_node_loss_and_driver_crash(tiny_env, tmp_path):
     features = write_stand_in_features(tiny_env.pool_small, tmp_path / "features.parquet")
-    runs = 12
+    runs = 10
     report = run_scenario(["sweep", "--pool", str(tiny_env.pool_small), "--features", str(features),
                            "--model", str(tiny_env.proxy_model), "--runs", str(runs)],
                           tmp_path / "sweep", timeout=480)
@@ -73,8 +73,9 @@ def test_sweep_grows_survives_node_loss_and_driver_crash(tiny_env, tmp_path):
 
 
 def test_featurize_survives_node_loss_with_identical_output(tiny_env, tmp_path):
-    report = run_scenario(["featurize", "--pool", str(tiny_env.pool_large),
-                           "--model", str(tiny_env.proxy_model)], tmp_path / "featurize", timeout=480)
+    report = run_scenario(["featurize", "--pool", str(tiny_env.pool_small), "--model", str(tiny_env.proxy_model),
+                           "--featurize-args", "--domains", "arithmetic", "code"],
+                          tmp_path / "featurize", timeout=480)
     print(json.dumps(report))
     assert report["clean_returncode"] == 0 and report["node_killed_returncode"] == 0
     assert report["killed_node_mid_featurize"]
