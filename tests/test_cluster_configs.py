@@ -38,13 +38,24 @@ def manifests() -> dict[str, dict]:
     return docs
 
 
-def parse_launch_calls(text: str) -> list[list[str]]:
-    """Parse each `python launch.py SUB ...` in `text` with launch.py's own parser."""
+def unbuilt(command: str) -> bool:
+    """A sub-command whose module is still the not-built stub in this checkout."""
+    return "not built yet" in launch.COMMANDS[command].HELP
+
+
+def parse_launch_calls(text: str, unbuilt_found: list | None = None) -> list[list[str]]:
+    """Parse each `python launch.py SUB ...` in `text` with launch.py's own parser.
+
+    Calls of sub-commands not built in this checkout are collected in `unbuilt_found`
+    (when given) instead of parsed."""
     calls = []
     for match in LAUNCH_CALL.finditer(text):
         argv = shlex.split(match.group(1).replace("\\\n", " "))
         argv = [a for a in argv if a != "\\"]
         assert argv and argv[0] in launch.COMMANDS, f"unknown sub-command in: launch.py {match.group(1)}"
+        if unbuilt_found is not None and unbuilt(argv[0]):
+            unbuilt_found.append(argv[0])
+            continue
         try:
             launch.build_parser().parse_args(argv)
         except SystemExit as exc:
@@ -225,7 +236,14 @@ def test_launch_call_parser_rejects_unknown_commands_and_flags():
 def test_docs_commands_parse():
     text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
     blocks = "\n".join(re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S))
-    calls = parse_launch_calls(blocks)
-    assert {c[0] for c in calls} >= {"sweep", "featurize", "fit"}
-    for path in re.findall(r"(?:ray up|ray down|ray attach|ray rsync[-_]up)\s+(?:-y\s+)?(\S+\.yaml)", blocks):
-        assert (REPO / path).is_file(), f"docs/cluster.md names {path}, which does not exist"
+    skipped: list[str] = []
+    calls = parse_launch_calls(blocks, skipped)
+    assert {c[0] for c in calls} | set(skipped) >= {"sweep", "featurize", "fit"}
+    named = re.findall(r"(?:ray up|ray down|ray dashboard|ray exec|ray rsync-up|ray rsync-down)\s+(?:-y\s+)?(\S+\.yaml)",
+                       blocks)
+    named += re.findall(r"-f (cluster/\S+)", blocks)
+    assert named
+    for path in named:
+        assert (REPO / path).exists(), f"docs/cluster.md names {path}, which does not exist"
+    if skipped:
+        pytest.skip(f"sub-command(s) {sorted(set(skipped))} not built in this checkout; their calls were not parsed")

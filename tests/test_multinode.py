@@ -46,8 +46,9 @@ def run_scenario(args: list[str], workdir: Path, timeout: float) -> dict:
     report = workdir / "report.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(SCENARIOS), *args, "--workdir", str(workdir),
-                           "--report", str(report)], env=env, capture_output=True, text=True,
+    scenario, *rest = args
+    proc = subprocess.run([sys.executable, str(SCENARIOS), scenario, "--workdir", str(workdir),
+                           "--report", str(report), *rest], env=env, capture_output=True, text=True,
                           timeout=timeout)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(workdir.glob("*.log")))
     assert proc.returncode == 0, f"scenario failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}\n{logs}"
