@@ -62,10 +62,14 @@ class LocalCluster:
         self.workers.extend(added)
         return added
 
-    def remove_worker(self, node, graceful: bool = False) -> None:
-        """Kill a worker node's processes (raylet, object store, its trial workers)."""
+    def remove_worker(self, node, graceful: bool = False, timeout: float = 30.0) -> None:
+        """Kill a worker node's processes (raylet, object store, its trial workers) and
+        wait until the cluster has declared it dead, as it would a lost cloud node."""
         self._cluster.remove_node(node, allow_graceful=graceful)
         self.workers.remove(node)
+        self.wait_until(lambda: not any(n["NodeID"] == node.node_id and n["Alive"]
+                                        for n in self._cluster.global_state.node_table()),
+                        timeout, f"node {node.node_id[:8]} to be declared dead")
 
     @staticmethod
     def node_id(node) -> str:

@@ -17,6 +17,9 @@ of a real run, which on a cloud node does not compete for this machine's two CPU
 featurize: `launch.py featurize` on three worker nodes (two actors, one CPU for reading);
 a node with an actor is killed after the first shard is written, and a fresh node joins.
 The output must equal a clean run's on an undisturbed cluster.
+
+fit-actor: the sweep's fit actor on a cluster whose head runs no work; its node is killed;
+it must still answer with the runs it had been given.
 """
 from __future__ import annotations
 
@@ -262,6 +265,43 @@ def featurize_scenario(args) -> dict:
     return report
 
 
+# ------------------------------------------------------------------ fit actor scenario
+
+def fit_actor_scenario(args) -> dict:
+    """The sweep's fit actor (adaptive mode), started as the sweep starts it, on a cluster
+    whose head runs no work; the node under it is killed. It must still answer, with the
+    runs it had been given."""
+    import ray
+
+    from actors.sweep import FIT_ACTOR_NAME, SweepConfig, _start_fit_actor
+
+    work = Path(args.workdir)
+    rows = [{"run_id": f"run-{i:05d}", "mix.a": p, "mix.b": 1.0 - p, "y": -abs(p - 0.3), "status": "ok"}
+            for i, p in enumerate((0.1, 0.3, 0.5, 0.7))]
+    report: dict = {}
+    with LocalCluster(head_cpus=0, worker_cpus=1) as cluster:
+        cluster.add_workers(2)
+        ray.init(address=cluster.address, configure_logging=False, log_to_driver=False)
+        try:
+            cfg = SweepConfig(pool=args.pool, features=args.features, out=str(work / "run"), adaptive=0.5)
+            handle = _start_fit_actor(cfg, None)  # noqa: F841 - held so the actor is not collected
+            actor = ray.get_actor(FIT_ACTOR_NAME)
+            report["runs_given"] = ray.get(actor.add_runs.remote(rows), timeout=120)
+            table = cluster._cluster.global_state.actor_table(None, actor_state_name="ALIVE")
+            (node_id,) = {a["Address"]["NodeID"] for a in table.values() if a["Name"] == FIT_ACTOR_NAME}
+            victim = next(n for n in cluster.workers if n.node_id == node_id)
+            cluster.remove_worker(victim)
+            report["killed_fit_actor_node"] = True
+            try:
+                status = ray.get(ray.get_actor(FIT_ACTOR_NAME).status.remote(), timeout=120)
+                report.update(alive_after_node_loss=True, runs_after_node_loss=status["n_runs"])
+            except (ray.exceptions.RayError, ValueError) as exc:
+                report.update(alive_after_node_loss=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            ray.shutdown()
+    return report
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "driver":
@@ -279,12 +319,16 @@ def main(argv=None) -> int:
     feat.add_argument("--pool", required=True)
     feat.add_argument("--model", required=True)
     feat.add_argument("--featurize-args", nargs=argparse.REMAINDER, default=[])
-    for p in (sweep, feat):
+    fit = sub.add_parser("fit-actor")
+    fit.add_argument("--pool", required=True)
+    fit.add_argument("--features", required=True)
+    for p in (sweep, feat, fit):
         p.add_argument("--workdir", required=True)
         p.add_argument("--report", default=None)
     args = parser.parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    report = sweep_scenario(args) if args.scenario == "sweep" else featurize_scenario(args)
+    scenarios = {"sweep": sweep_scenario, "featurize": featurize_scenario, "fit-actor": fit_actor_scenario}
+    report = scenarios[args.scenario](args)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1))
     print(json.dumps(report), flush=True)
