@@ -283,7 +283,8 @@ def fit_actor_scenario(args) -> dict:
         cluster.add_workers(2)
         ray.init(address=cluster.address, configure_logging=False, log_to_driver=False)
         try:
-            cfg = SweepConfig(pool=args.pool, features=args.features, out=str(work / "run"), adaptive=0.5)
+            # The fit actor reads neither pool nor features: only the sweep's driver does.
+            cfg = SweepConfig(pool="unused", features="unused", out=str(work / "run"), adaptive=0.5)
             handle = _start_fit_actor(cfg, None)  # noqa: F841 - held so the actor is not collected
             actor = ray.get_actor(FIT_ACTOR_NAME)
             report["runs_given"] = ray.get(actor.add_runs.remote(rows), timeout=120)
@@ -320,8 +321,6 @@ def main(argv=None) -> int:
     feat.add_argument("--model", required=True)
     feat.add_argument("--featurize-args", nargs=argparse.REMAINDER, default=[])
     fit = sub.add_parser("fit-actor")
-    fit.add_argument("--pool", required=True)
-    fit.add_argument("--features", required=True)
     for p in (sweep, feat, fit):
         p.add_argument("--workdir", required=True)
         p.add_argument("--report", default=None)
