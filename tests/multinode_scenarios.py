@@ -220,7 +220,7 @@ def featurize_scenario(args) -> dict:
     report: dict = {}
     t0 = time.monotonic()
     outputs = {}
-    n_shards = sum(1 for _ in Path(args.pool).glob("shards/*/*.parquet"))
+    n_shards = 0
     for label, kill in (("clean", False), ("node_killed", True)):
         out = work / f"features-{label}"
         written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
@@ -249,6 +249,7 @@ def featurize_scenario(args) -> dict:
                     proc.wait(30)
             report[f"{label}_returncode"] = proc.returncode
         outputs[label] = out
+        n_shards = n_shards or written()
     frames = {}
     for label, out in outputs.items():
         files = sorted(out.glob("shards/*/*.parquet"))
