@@ -76,9 +76,33 @@ def _run_models(cfg: DemoConfig, work: Path) -> dict:
     return {}
 
 
+def _features_done(cfg: DemoConfig, work: Path) -> bool:
+    from causal.features_io import MANIFEST, model_fingerprint
+
+    fingerprint = model_fingerprint(str((work / "models" / "proxy").resolve()))
+    for name in POOLS:
+        manifest = work / "features" / name / MANIFEST
+        if not manifest.is_file() or json.loads(manifest.read_text())["model_fingerprint"] != fingerprint:
+            return False
+    return True
+
+
+def _run_features(cfg: DemoConfig, work: Path) -> dict:
+    from commands.featurize import FeaturizeConfig, featurize
+
+    out = {}
+    for name in POOLS:
+        record = featurize(FeaturizeConfig(pool=str(work / "pools" / name),
+                                           model=str(work / "models" / "proxy"),
+                                           out=str(work / "features" / name)))
+        out[name] = {"docs": record["n_docs"], "wall_s": record["wall_s"]}
+    return out
+
+
 STAGES = (
     Stage("pools", _run_pools, _pools_done),
     Stage("models", _run_models, _models_done),
+    Stage("features", _run_features, _features_done),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -121,7 +145,7 @@ def run(args) -> int:
     cfg = load_config(DemoConfig, args.config, vars(args))
     work = Path(cfg.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    timings, results = {}, {}
     for stage in STAGES:
         if stage.done(cfg, work):
             print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
@@ -129,11 +153,12 @@ def run(args) -> int:
         else:
             print(f"[demo] {stage.name}: running", file=sys.stderr)
             start = time.perf_counter()
-            stage.run(cfg, work)
+            results[stage.name] = stage.run(cfg, work)
             timings[stage.name] = round(time.perf_counter() - start, 1)
         if stage.name == cfg.until:
             break
-    summary = {"workdir": str(work), "stage_seconds": timings, "pools": _pool_sizes(work)}
+    summary = {"workdir": str(work), "stage_seconds": timings, "pools": _pool_sizes(work),
+               **{name: result for name, result in results.items() if result}}
     not_built = [n for n in ("featurize", "sweep", "fit", "recommend", "validate", "report")
                  if n not in STAGE_NAMES]
     if cfg.until is None and not_built:
