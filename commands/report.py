@@ -1,12 +1,20 @@
-"""`report`: write the figures and tables of a finished run directory (not built yet: issue #5)."""
-from core.errors import NotBuiltError
+"""`report`: figures (PNG) and a markdown summary of a run directory and its validation."""
+from __future__ import annotations
 
-HELP = "write the figures and tables of a finished run directory [not built yet: issue #5]"
+import json
+
+from reporting.report import write_report
+
+HELP = "write the figures and tables of a finished run directory (and of a validation)"
 
 
 def add_arguments(parser) -> None:
-    parser.description = "write the figures and tables of a finished run directory. This sub-command is not built yet (issue #5)."
+    parser.add_argument("--run-dir", dest="run_dir", required=True, help="sweep output folder")
+    parser.add_argument("--validation", default=None, help="`launch.py validate` output folder")
+    parser.add_argument("--out", required=True, help="report folder (report.md + PNG figures)")
 
 
 def run(args) -> int:
-    raise NotBuiltError("'report' is not built yet (issue #5); nothing was done")
+    summary = write_report(args.run_dir, args.out, validation_dir=args.validation)
+    print(json.dumps({"out": args.out, **summary}))
+    return 0

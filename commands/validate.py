@@ -1,12 +1,34 @@
-"""`validate`: train the target model on recommended and baseline mixtures and compare (not built yet: issue #5)."""
-from core.errors import NotBuiltError
+"""`validate`: train the target model on the recommended and baseline mixtures and compare."""
+from __future__ import annotations
 
-HELP = "train the target model on recommended and baseline mixtures and compare [not built yet: issue #5]"
+import json
+
+from actors.validation import ValidateConfig, run_validation
+from core.config import load_config
+
+HELP = "train the target model on the recommended and baseline mixtures of a pool and compare them"
 
 
 def add_arguments(parser) -> None:
-    parser.description = "train the target model on recommended and baseline mixtures and compare. This sub-command is not built yet (issue #5)."
+    parser.add_argument("--config", default=None, help="YAML file with ValidateConfig fields "
+                        "(training settings under `proxy:`)")
+    parser.add_argument("--model", default=None, help="fitted CausalMix model directory")
+    parser.add_argument("--pool", default=None, help="target pool (folder or manifest)")
+    parser.add_argument("--features", default=None, help="features of the target pool")
+    parser.add_argument("--target-model", dest="target_model", default=None,
+                        help="language model to train (directory or hub id)")
+    parser.add_argument("--regmix-model", dest="regmix_model", default=None,
+                        help="model directory fitted with --estimator regmix (adds the RegMix baseline)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per mixture (default 2)")
+    parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=None)
+    parser.add_argument("--out", default=None, help="output folder")
+    parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
 
 
 def run(args) -> int:
-    raise NotBuiltError("'validate' is not built yet (issue #5); nothing was done")
+    cfg = load_config(ValidateConfig, args.config, vars(args))
+    summary = run_validation(cfg)
+    print(json.dumps({"best": summary["best"],
+                      "y_mean": {k: v["y_mean"] for k, v in summary["candidates"].items()},
+                      "out": cfg.out}))
+    return 0

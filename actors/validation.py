@@ -1,0 +1,128 @@
+"""`validate` on Ray: one task per (candidate mixture, seed) trains the target model on the
+target pool and evaluates the dev suite. Shards go into the object store once."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
+from core.errors import UserError
+from core.provenance import provenance
+from proxy.config import ProxyConfig
+
+DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Settings of `launch.py validate`."""
+
+    model: str = ""
+    """Fitted CausalMix model directory (`launch.py fit --out`)."""
+    pool: str = ""
+    """Target pool (folder or manifest): what the target model trains on."""
+    features: str = ""
+    """Features of the target pool (`launch.py featurize --out`): its covariates."""
+    target_model: str = ""
+    """Language model to train: a local directory or a hub id (e.g. Qwen/Qwen2.5-7B)."""
+    out: str = ""
+    """Output folder: validation.parquet, summary.json, validation.png."""
+    regmix_model: str | None = None
+    """Optional model directory fitted with `--estimator regmix`: adds the RegMix baseline."""
+    seeds: int = 2
+    """Training seeds per candidate mixture."""
+    trust_radius: float | None = None
+    """Trust radius of the CausalMix policies (None: the model's default)."""
+    proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
+    """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
+    address: str | None = None
+    """Ray address (None: RAY_ADDRESS or a local Ray)."""
+
+    def __post_init__(self):
+        for name in ("model", "pool", "features", "target_model", "out"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is required")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.trust_radius is not None and not self.trust_radius > 0:
+            raise ValueError(f"trust_radius must be > 0, got {self.trust_radius}")
+        self.proxy_config()
+
+    def proxy_config(self) -> ProxyConfig:
+        unknown = set(self.proxy) - set(ProxyConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"proxy: unknown key(s) {sorted(unknown)}")
+        return ProxyConfig(**{**DEFAULT_TARGET_PROXY, **self.proxy, "model": self.target_model})
+
+
+def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
+                     shard_refs: dict, dev_ref, features_ref, feature_names) -> dict:
+    import ray
+
+    from proxy.run import RunSpec, run_proxy
+
+    names = sorted(shard_refs)
+    frames = ray.get([shard_refs[n] for n in names])
+    spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
+                   sampler="validation")
+    row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(dev_ref),
+                    features=ray.get(features_ref), feature_names=feature_names)
+    row["candidate"] = name
+    return row
+
+
+def run_validation(cfg: ValidateConfig) -> dict:
+    import ray
+    from tqdm import tqdm
+
+    from actors.sweep_inputs import load_sweep_inputs
+    from causal.covariates import pool_covariates
+    from causal.model_dir import load_model_dir
+    from core.ray_setup import check_resources, init_ray
+    from reporting.validation import candidate_mixtures, plot_validation, summarize
+
+    model = load_model_dir(cfg.model)
+    regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
+    feature_names = sorted({n.split(".", 2)[2] for n in model.covariate_names})
+    inputs = load_sweep_inputs(cfg.pool, cfg.features, feature_names)
+    if list(inputs.pool.domains) != list(model.domains):
+        raise UserError(f"pool {cfg.pool} has domains {inputs.pool.domains}, the model {model.domains}")
+    covariates = pool_covariates(inputs.features, model.domains, feature_names,
+                                 where=f"features {cfg.features}")
+    candidates = candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names},
+                                    inputs.domain_tokens, trust_radius=cfg.trust_radius,
+                                    regmix_model=regmix)
+    proxy = cfg.proxy_config()
+    init_ray(cfg.address)
+    gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    check_resources({"CPU": 1, **({"GPU": gpus} if gpus else {})}, "a validation training run")
+    shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
+    dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
+    task = ray.remote(_train_candidate).options(num_cpus=1, num_gpus=gpus, max_retries=2)
+    refs = [task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
+                        features_ref, tuple(feature_names))
+            for seed in range(cfg.seeds) for name, cand in candidates.items()]
+    rows = []
+    with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            rows.append(ray.get(done[0]))
+            bar.update(1)
+    results = pd.DataFrame(rows).sort_values(["candidate", "seed"]).reset_index(drop=True)
+    table = summarize(results)
+    summary = {
+        "best": str(table.index[0]),
+        "candidates": {name: {**cand, **{k: float(v) for k, v in table.loc[name].items()}}
+                       for name, cand in candidates.items()},
+        "pool_covariates": covariates,
+    }
+    with atomic_directory(cfg.out) as tmp:
+        atomic_write_parquet(tmp / "validation.parquet", results)
+        plot_validation(results, tmp / "validation.png")
+        atomic_write_json(tmp / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    return summary

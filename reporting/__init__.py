@@ -1,0 +1,1 @@
+"""Turning run directories and validations into tables and figures (matplotlib, no Ray)."""
