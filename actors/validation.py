@@ -60,7 +60,9 @@ class ValidateConfig:
 
 
 def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
-                     shard_refs: dict, dev_ref, features_ref, feature_names) -> dict:
+                     shard_refs: dict, dev_sets: dict, features, feature_names) -> dict:
+    """One training run; Ray resolves the top-level `dev_sets`/`features` references, while
+    the shards stay references inside a dict until fetched here."""
     import ray
 
     from proxy.run import RunSpec, run_proxy
@@ -69,8 +71,8 @@ def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, st
     frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
-    row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(dev_ref),
-                    features=ray.get(features_ref), feature_names=feature_names)
+    row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
+                    features=features, feature_names=feature_names)
     row["candidate"] = name
     return row
 
