@@ -40,6 +40,7 @@ RUNS_FILE = "runs.parquet"
 CONFIG_FILE = "sweep_config.yaml"
 SUMMARY_FILE = "sweep.json"
 FIT_ACTOR_NAME = "causalmix-fit"
+MODEL_DIR = "model"
 FIT_ACTOR_START_TIMEOUT_S = 120
 
 
@@ -74,7 +75,10 @@ class SweepConfig:
     adaptive_radius: float = 0.2
     """L2 trust radius of adaptive draws around the recommendation."""
     adaptive_refit_every: int = 4
-    """The fit actor refits after this many new runs (adaptive mode)."""
+    """The fit actor refits after this many new runs."""
+    stream_fit: bool = True
+    """Run the fit actor during the sweep (refits as runs land, policy snapshots in
+    policy.jsonl, the final model in RUN_DIR/model); adaptive mode needs it."""
     adaptive_fit: dict = field(default_factory=dict)
     """FitConfig fields of the fit actor (causal/fitting.py), e.g. {estimator: linear-dml};
     empty: its defaults (the causal forest, which needs a few dozen runs before a first fit)."""
@@ -154,11 +158,16 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
 
 
 def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
-    """The named fit actor the searcher polls in adaptive mode (an existing one is reused).
+    """The named fit actor that receives runs as they land (an existing one is reused).
     It recommends for the first `cover` pool, else for the runs' mean covariates. The caller
     keeps the returned handle for the sweep's duration: Ray collects a named, non-detached
-    actor once no handle to it is left."""
+    actor once no handle to it is left.
+
+    It lives on the driver's node (the head on a cluster), so losing a worker node never
+    takes the fit state with it; it dies only with the driver, which `--resume` recovers. It
+    reserves no CPU: it idles between refits, and a reserved CPU would idle a trial slot."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     try:
         return ray.get_actor(FIT_ACTOR_NAME)
@@ -169,17 +178,43 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
     except ImportError:
         raise UserError("--adaptive needs the fit actor (actors/fit_actor.py, issue #5), "
                         "which this checkout lacks") from None
-    target = next(iter(targets.values()), None)
-    actor = FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True).remote(
+    target = next(iter((targets or {}).values()), None)
+    on_driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True, num_cpus=0,
+                             scheduling_strategy=on_driver_node).remote(
         config=dict(cfg.adaptive_fit) or None, run_dir=cfg.out, target_covariates=target,
         refit_every=cfg.adaptive_refit_every)
-    # Wait until it holds its CPU: started lazily, it would queue behind the trials forever.
     try:
         ray.get(actor.status.remote(), timeout=FIT_ACTOR_START_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError:
-        raise UserError(f"the fit actor did not start within {FIT_ACTOR_START_TIMEOUT_S} s; "
-                        "adaptive mode needs 1 free CPU for it besides the trials") from None
+        raise UserError(f"the fit actor did not start on the driver's node within "
+                        f"{FIT_ACTOR_START_TIMEOUT_S} s") from None
     return actor
+
+
+def _stop_fit_actor(fit_actor) -> None:
+    """Kill the fit actor and wait until its name is free, so that a sweep started right after
+    (a resume) gets a fresh actor instead of a handle to one being torn down."""
+    import ray
+
+    ray.kill(fit_actor)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(FIT_ACTOR_NAME)
+        except ValueError:
+            return
+        time.sleep(0.1)
+
+
+def _write_final_model(fit_actor, out: Path) -> dict:
+    """The fit actor's model on every run, saved as RUN_DIR/model (a `fit` model directory)."""
+    import ray
+
+    try:
+        return {"model_dir": ray.get(fit_actor.write_model_dir.remote(str(out / MODEL_DIR)), timeout=600)}
+    except ray.exceptions.RayTaskError as exc:
+        return {"model_dir": None, "reason": str(exc).strip().splitlines()[-1][:300]}
 
 
 def _fit_actor_status() -> dict | None:
@@ -262,14 +297,17 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
                              **(trainable_kwargs or {})),
         {"CPU": cfg.cpus_per_trial, "GPU": gpus})
-    fit_actor = _start_fit_actor(cfg, targets) if cfg.adaptive > 0 else None
+    streaming = cfg.stream_fit or cfg.adaptive > 0
+    fit_actor = _start_fit_actor(cfg, targets) if streaming else None
+    if fit_actor is not None and finished:
+        fit_actor.add_runs.remote([json.loads(row) for row in finished.values()])
     searcher = build_searcher(cfg, inputs)
     if cfg.resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
                                    restart_errored=True)
     else:
         progress = SweepProgress(str(out / RUNS_FILE), cfg.runs,
-                                 fit_actor=FIT_ACTOR_NAME if cfg.adaptive > 0 else None,
+                                 fit_actor=FIT_ACTOR_NAME if streaming else None,
                                  show=cfg.progress)
         tuner = tune.Tuner(
             run_fn,
@@ -308,6 +346,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         coverage=coverage(run_covs, targets) if targets and run_covs else {},
         runs_file=str(out / RUNS_FILE))
     if fit_actor is not None:
-        summary["fit_actor"] = _fit_actor_status()
+        summary["fit_actor"] = {**(_fit_actor_status() or {}), **_write_final_model(fit_actor, out)}
+        _stop_fit_actor(fit_actor)
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary

@@ -269,9 +269,9 @@ def featurize_scenario(args) -> dict:
 # ------------------------------------------------------------------ fit actor scenario
 
 def fit_actor_scenario(args) -> dict:
-    """The sweep's fit actor (adaptive mode), started as the sweep starts it, on a cluster
-    whose head runs no work; the node under it is killed. It must still answer, with the
-    runs it had been given."""
+    """The sweep's fit actor, started as the sweep starts it, on a cluster whose head runs no
+    trials; every worker node is killed. It must sit on the driver's node and still answer,
+    with the runs it had been given."""
     import ray
 
     from actors.sweep import FIT_ACTOR_NAME, SweepConfig, _start_fit_actor
@@ -291,9 +291,10 @@ def fit_actor_scenario(args) -> dict:
             report["runs_given"] = ray.get(actor.add_runs.remote(rows), timeout=120)
             table = cluster._cluster.global_state.actor_table(None, actor_state_name="ALIVE")
             (node_id,) = {a["Address"]["NodeID"] for a in table.values() if a["Name"] == FIT_ACTOR_NAME}
-            victim = next(n for n in cluster.workers if n.node_id == node_id)
-            cluster.remove_worker(victim)
-            report["killed_fit_actor_node"] = True
+            report["fit_actor_on_driver_node"] = node_id == ray.get_runtime_context().get_node_id()
+            for victim in list(cluster.workers):
+                cluster.remove_worker(victim)
+            report["killed_worker_nodes"] = True
             try:
                 status = ray.get(ray.get_actor(FIT_ACTOR_NAME).status.remote(), timeout=120)
                 report.update(alive_after_node_loss=True, runs_after_node_loss=status["n_runs"])

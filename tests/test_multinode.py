@@ -84,15 +84,9 @@ def test_featurize_survives_node_loss_with_identical_output(tiny_env, tmp_path):
     assert report["equal"], report
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defects in actors/sweep.py `_start_fit_actor` (issue 4) and actors/fit_actor.py (issue 5): "
-    "the sweep passes `features=`, which FitActor does not accept (TypeError); it drops the handle "
-    "of the non-detached actor, so Ray collects it at once; the actor has neither max_restarts nor "
-    "placement on the driver's node and does not reload RUN_DIR/runs.parquet when it (re)starts, "
-    "so a lost worker node takes the fit state with it. Remove this mark once fixed."))
 def test_fit_actor_survives_loss_of_its_node(tmp_path):
     report = run_scenario(["fit-actor"], tmp_path / "fit", timeout=300)
     print(json.dumps(report))
-    assert report["killed_fit_actor_node"]
+    assert report["fit_actor_on_driver_node"] and report["killed_worker_nodes"]
     assert report["alive_after_node_loss"], report
     assert report["runs_after_node_loss"] == report["runs_given"] == 4
