@@ -33,18 +33,23 @@ def run(args) -> int:
         return _run(args)
 
 
-def _run(args) -> int:
-    config = load_config(FitConfig, args.config, vars(args))
-    table = read_runs_table(args.runs)
+def fit_and_save(runs: str, out: str, config: FitConfig) -> dict:
+    """Fit `config.estimator` on the runs table at `runs` and save the model directory `out`."""
+    table = read_runs_table(runs)
     print(f"fitting {config.estimator} on {table.n_runs} runs x {len(table.domains)} domains x "
           f"{len(table.covariate_names)} covariates", file=sys.stderr)
     start = time.perf_counter()
     estimator = fit_runs_table(table, config)
     fit_s = time.perf_counter() - start
     model = FittedMixtureModel.from_runs_table(estimator, config.estimator, table)
-    out = save_model_dir(model, args.out, runs_table_sha256=table.sha256, config=config)
-    print(json.dumps({"model_dir": str(out), "model_version": model.version,
-                      "estimator": config.estimator, "n_runs": table.n_runs,
-                      "domains": table.domains, "covariate_names": table.covariate_names,
-                      "fit_s": round(fit_s, 3)}))
+    saved = save_model_dir(model, out, runs_table_sha256=table.sha256, config=config)
+    return {"model_dir": str(saved), "model_version": model.version,
+            "estimator": config.estimator, "n_runs": table.n_runs,
+            "domains": table.domains, "covariate_names": table.covariate_names,
+            "fit_s": round(fit_s, 3)}
+
+
+def _run(args) -> int:
+    config = load_config(FitConfig, args.config, vars(args))
+    print(json.dumps(fit_and_save(args.runs, args.out, config)))
     return 0
