@@ -58,13 +58,15 @@ def plot_validation(results: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     xs = np.arange(len(table))
     colours = ["tab:green" if n.startswith("causalmix") else "tab:gray" for n in table.index]
-    ax.bar(xs, table["y_mean"], yerr=table["y_se"], color=colours, alpha=0.8, capsize=4)
-    for i, name in enumerate(table.index):
+    # Points, not bars: outcomes are negative log-likelihood-like, so bars from 0 would mislead.
+    for i, (name, colour) in enumerate(zip(table.index, colours)):
+        ax.errorbar([i], [table.at[name, "y_mean"]], yerr=[table.at[name, "y_se"]], fmt="D",
+                    color=colour, ms=8, capsize=5)
         ys = results.loc[results["candidate"] == name, "y"]
-        ax.scatter(np.full(len(ys), i), ys, color="black", s=10, zorder=3)
+        ax.scatter(np.full(len(ys), i + 0.12), ys, color="black", s=10, zorder=3)
     ax.set_xticks(xs, table.index, rotation=20)
     ax.set_ylabel("target dev outcome y (higher is better)")
-    ax.set_title("Target model trained on each mixture (mean ± s.e. over seeds)")
+    ax.set_title("Target model trained on each mixture (mean ± s.e.; dots: seeds)")
     lo = float(results["y"].min())
     hi = float(results["y"].max())
     pad = 0.15 * (hi - lo or 1.0)
