@@ -43,14 +43,14 @@ RUNS_FILE = "runs.parquet"
 
 # ------------------------------------------------------------------ sweep driver (in the cluster)
 
-def paced_proxy_trial(config, *, data, proxy, pace_s: float = 0.0):
+def paced_proxy_trial(config, *, pace_s: float = 0.0, **trial_kwargs):
     """The sweep's real trial after `pace_s` of waiting (see module docstring)."""
     import time as _time
 
     from actors.trainer import proxy_trial
 
     _time.sleep(pace_s)
-    proxy_trial(config, data=data, proxy=proxy)
+    proxy_trial(config, **trial_kwargs)
 
 
 def run_driver(argv: list[str]) -> int:
