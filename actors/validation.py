@@ -82,14 +82,14 @@ def run_validation(cfg: ValidateConfig) -> dict:
     from tqdm import tqdm
 
     from actors.sweep_inputs import load_sweep_inputs
-    from causal.covariates import pool_covariates
+    from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
     from core.ray_setup import check_resources, init_ray
     from reporting.validation import candidate_mixtures, plot_validation, summarize
 
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
-    feature_names = sorted({n.split(".", 2)[2] for n in model.covariate_names})
+    feature_names = features_in(model.covariate_names)
     inputs = load_sweep_inputs(cfg.pool, cfg.features, feature_names)
     if list(inputs.pool.domains) != list(model.domains):
         raise UserError(f"pool {cfg.pool} has domains {inputs.pool.domains}, the model {model.domains}")

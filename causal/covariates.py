@@ -21,6 +21,12 @@ def covariate_name(domain: str, feature: str) -> str:
     return f"x.{domain}.{feature}"
 
 
+def features_in(names: Iterable[str]) -> list[str]:
+    """The features named by covariate names, in first-seen order (the inverse of
+    `covariate_name`; domain names hold no dots, feature names may)."""
+    return list(dict.fromkeys(name.split(".", 2)[2] for name in names))
+
+
 def covariate_names(domains: Iterable[str], features: Iterable[str] = DEFAULT_FEATURES) -> list[str]:
     features = list(features)
     return [covariate_name(d, f) for d in domains for f in features]

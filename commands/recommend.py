@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from causal.covariates import pool_covariates
+from causal.covariates import features_in, pool_covariates
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES
 from causal.runs_table import read_frame
@@ -54,9 +54,7 @@ def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
         if not path.lower().endswith(".parquet"):
             raise UserError(f"pool features {path}: expected a Parquet file or a `featurize` output folder")
         features = read_frame(path, "pool features")
-    # Covariate names are x.<domain>.<feature>; domain names hold no dots, features may.
-    wanted = list(dict.fromkeys(n.split(".", 2)[2] for n in names))
-    computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), wanted,
+    computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), features_in(names),
                                where=f"pool features {path}")
     missing = [n for n in names if n not in computed]
     if missing:
