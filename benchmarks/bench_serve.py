@@ -159,7 +159,7 @@ def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
 
 
 def main(argv=None) -> int:
-    from actors.serve.deployment import ServeSettings
+    from actors.serve.deployment import LOCAL_HIGH_THROUGHPUT_ENV, ServeSettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: fit one on synthetic runs)")
@@ -175,12 +175,12 @@ def main(argv=None) -> int:
                         help="scheduling niceness of both servers: Ray starts its workers (Serve's "
                              "proxy and replicas) at RAY_worker_niceness, 15 by default, so the bare "
                              "server gets the same, or else a busy machine starves only Serve")
-    parser.add_argument("--throughput-optimized", action="store_true",
-                        help="start Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's documented "
-                             "low-overhead request path)")
+    parser.add_argument("--high-throughput", action="store_true",
+                        help="start Ray in Serve's high-throughput mode (HAProxy ingress), as "
+                             "`launch.py serve --high-throughput`")
     args = parser.parse_args(argv)
-    if args.throughput_optimized:
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    if args.high_throughput:
+        os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
     os.environ["RAY_worker_niceness"] = str(args.niceness)
 
     import httpx
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
             bare.terminate()
             bare.join(10)
     print(f"RESULT serve requests={args.requests} concurrency={args.concurrency} "
-          f"estimator={info['estimator']['name']} throughput_optimized={int(args.throughput_optimized)} "
+          f"estimator={info['estimator']['name']} high_throughput={int(args.high_throughput)} "
           f"niceness={args.niceness} "
           f"model_p50_ms={model_ms:.2f} "
           f"serve_p50_ms={served['p50_ms']:.2f} serve_p99_ms={served['p99_ms']:.2f} "

@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 from sklearn.base import BaseEstimator
 
 from causal.featurizers import AUTO_CANDIDATES, MixtureFeaturizer, select_featurizer
@@ -168,7 +168,7 @@ class MixtureEstimator(BaseEstimator):
              - self.featurizer_.transform(self._coords(np.atleast_2d(T0))))
         point = d @ theta
         se = np.sqrt(np.maximum(var_fn(d), 0.0))
-        z = norm.ppf(1 - alpha / 2)
+        z = NormalDist().inv_cdf(1 - alpha / 2)
         return point, point - z * se, point + z * se
 
     def marginal_returns(self, x, at) -> np.ndarray:

@@ -9,8 +9,9 @@ RegMix itself reports none.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
-from scipy.stats import norm
 
 from causal.estimators import MixtureEstimator
 
@@ -66,7 +67,7 @@ class RegMixEstimator(MixtureEstimator):
             return point, point, point
         se = np.std([gain(m) for m in self.bootstrap_models_], axis=0, ddof=1) if self.n_bootstrap > 1 \
             else np.zeros_like(point)
-        z = norm.ppf(1 - alpha / 2)
+        z = NormalDist().inv_cdf(1 - alpha / 2)
         return point, point - z * se, point + z * se
 
     def marginal_returns(self, x, at, step: float = 0.02):

@@ -44,6 +44,9 @@ def add_arguments(parser) -> None:
                         help="larger request bodies get 422 [1048576]")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
                         help="do not log every request")
+    parser.add_argument("--high-throughput", dest="high_throughput", action="store_true", default=None,
+                        help="start the local Ray in Serve's high-throughput mode (HAProxy ingress; "
+                             "replica ports then listen on all interfaces); see docs/serve.md")
     parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
                         help="look for a new model version in --model this often (0: never)")
     parser.add_argument("--address", default=None,
@@ -83,9 +86,16 @@ def run(args) -> int:
 
     from ray import serve
 
-    from actors.serve.deployment import apply
+    from actors.serve.deployment import (HIGH_THROUGHPUT_ENV, LOCAL_HIGH_THROUGHPUT_ENV, apply,
+                                        high_throughput_enabled)
     from core.ray_setup import check_resources, init_ray
 
+    if settings.high_throughput and local:
+        os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
+    elif settings.high_throughput and not high_throughput_enabled():
+        print("--high-throughput: a running cluster keeps the mode its `ray start` had; set "
+              f"{' '.join(f'{k}={v}' for k, v in HIGH_THROUGHPUT_ENV.items())} there (cluster/*.yaml do)",
+              file=sys.stderr)
     # "local": a Ray of our own, not whatever cluster some other process started on this machine.
     init_ray(address=address, **({"object_store_memory": 256 * 1024**2} if local else {}))
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")

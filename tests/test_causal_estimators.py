@@ -4,7 +4,7 @@ import pytest
 
 from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
 from causal.featurizers import MixtureFeaturizer, select_featurizer
-from causal.forest_inference import grf_point_and_cov
+from causal.forest_inference import FlatForest, grf_point_and_cov
 from causal.regmix import RegMixEstimator
 from core.errors import UserError
 
@@ -62,6 +62,31 @@ def test_forest_gain_interval_matches_econml_effect_interval():
     theta, cov = grf_point_and_cov(est.dml_.model_final_.estimators_[0], x)
     ref_theta, ref_var = est.dml_.model_final_.predict_and_var(x)
     assert np.allclose(theta, ref_theta.ravel()) and np.allclose(cov, ref_var.reshape(cov.shape))
+
+
+def test_flat_forest_walks_every_tree_as_econml_does():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    W = rng.dirichlet(np.ones(3), size=400)
+    y = (X[:, 0] > 0) * 2 * W[:, 1] + X[:, 1] * W[:, 2] + rng.normal(0, 0.1, 400)
+    est = CausalForestEstimator(n_estimators=40, model_y="linear", model_t="linear",
+                                min_samples_leaf=5).fit(W, X, y)
+    forest = est.dml_.model_final_.estimators_[0]
+    flat = FlatForest.of(forest)
+    assert flat.depth > 2 and FlatForest.of(forest) is flat
+    queries = [*rng.normal(size=(30, 3)), *X[:10]]
+    for tree in forest.estimators_[:10]:  # points exactly on a split threshold go left
+        split = np.flatnonzero(tree.tree_.children_left >= 0)[0]
+        q = X[0].copy()
+        q[tree.tree_.feature[split]] = tree.tree_.threshold[split]
+        queries.append(q)
+    for q in queries:
+        expected = [tree.tree_.apply(q[None])[0] for tree in forest.estimators_]
+        assert np.array_equal(flat.leaves(q), expected)
+        theta, cov = grf_point_and_cov(forest, q[None])
+        ref_theta, ref_var = forest.predict_and_var(q[None])
+        assert np.allclose(theta, ref_theta.ravel(), atol=1e-10)
+        assert np.allclose(cov, ref_var.reshape(cov.shape), atol=1e-10)
 
 
 @pytest.mark.parametrize("make", [lambda: CausalForestEstimator(n_estimators=40),

@@ -247,3 +247,20 @@ def test_docs_commands_parse():
         assert (REPO / path).exists(), f"docs/cluster.md names {path}, which does not exist"
     if skipped:
         pytest.skip(f"sub-command(s) {sorted(set(skipped))} not built in this checkout; their calls were not parsed")
+
+
+def test_serving_clusters_start_ray_in_serves_high_throughput_mode():
+    from actors.serve.deployment import HIGH_THROUGHPUT_ENV
+
+    wanted = " ".join(f"{name}={value}" for name, value in HIGH_THROUGHPUT_ENV.items())
+    for path in RAY_UP_FILES:
+        config = load_yaml(path)
+        for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+            starts = [c for c in config[key] if "ray start" in c]
+            assert starts and all(f"{wanted} ray start" in c for c in starts), (path, key)
+    cluster = manifests()["RayService"]["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert {k: env.get(k) for k in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV, container["name"]

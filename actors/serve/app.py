@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from actors.serve import schemas
 from actors.serve.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 # A 422 lists at most this many errors (a 10,000-row predict could otherwise echo them all).
 MAX_REPORTED_ERRORS = 50
+# Policies cheap enough to answer on the event loop.
+INLINE_POLICIES = frozenset({"analytic"})
 
 
 def to_builtin(value: Any) -> Any:
@@ -189,8 +192,7 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         logger.exception("request to %s failed", request.url.path)
         return JSONResponse(status_code=500, content={"detail": f"{type(exc).__name__}: {exc}"})
 
-    @app.post("/v1/recommend", response_model=RecommendResponse)
-    def recommend(request: RecommendRequest) -> RecommendResponse:
+    def recommend_now(request: RecommendRequest) -> RecommendResponse:
         loaded = slot.require()
         model = loaded.model
         _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
@@ -200,6 +202,14 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         except UserError as exc:
             _reject([error(("body",), str(exc))])
         return RecommendResponse.model_validate(to_builtin(result))
+
+    @app.post("/v1/recommend", response_model=RecommendResponse)
+    async def recommend(request: RecommendRequest) -> RecommendResponse:
+        # The analytic policy answers in well under a millisecond, less than a hop to a
+        # worker thread costs; the search policies score thousands of candidates, off the loop.
+        if request.policy in INLINE_POLICIES:
+            return recommend_now(request)
+        return await run_in_threadpool(recommend_now, request)
 
     @app.post("/v1/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> PredictResponse:

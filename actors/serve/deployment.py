@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,22 @@ DEPLOYMENT_NAME = "Recommender"
 IMPORT_PATH = "actors.serve.deployment:app_builder"
 
 logger = logging.getLogger("ray.serve")
+
+
+# Ray Serve's high-throughput mode (Ray >= 2.55): HAProxy takes the HTTP port and forwards
+# to each replica's own HTTP server, instead of the Python proxy actor relaying every request
+# and calling back for its body. Read when Ray starts, so they belong in the environment of
+# `ray start` (or of the process that starts a local Ray). Ray then binds replica ports
+# (30000-31000) on all interfaces, so that HAProxy on other nodes reaches them.
+HIGH_THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# A local Ray: HAProxy on the same machine hears of a stopping replica at once, so the
+# replica need not wait Ray's default 30 s drain (meant for HAProxy on other nodes) to stop.
+LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+
+
+def high_throughput_enabled() -> bool:
+    """Whether this process would start Ray (and Serve) in high-throughput mode."""
+    return all(os.environ.get(name) == value for name, value in HIGH_THROUGHPUT_ENV.items())
 
 
 class ModelRef(BaseModel):
@@ -117,6 +134,10 @@ class ServeSettings:
     "Log every request (method, path, status, latency) in the proxy and replica logs."
     version: str | None = None
     "Version found in `model` when deploying; a new one makes the replicas reload `model`."
+    high_throughput: bool = False
+    """Start a local Ray in Serve's high-throughput mode (HAProxy ingress, `HIGH_THROUGHPUT_ENV`):
+    about 4x the requests/s here, but replica ports then listen on all interfaces. On a cluster
+    the cluster's `ray start` environment decides (cluster/*.yaml turn it on)."""
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
