@@ -2,10 +2,12 @@
 the same FastAPI app and model behind bare uvicorn, measured in the same run.
 
     python benchmarks/bench_serve.py [--model DIR] [--requests 2000] [--concurrency 16]
+                                     [--replicas N] [--high-throughput]
 
 Both servers get the same requests (pool covariates drawn inside the ranges the model
 was fitted on), after a warm-up, from one asyncio client in this process; the bare
-server runs in its own process, Serve in its proxy and replica actors. Ends with
+server runs as N uvicorn worker processes, Serve as N replicas behind its proxy (or
+HAProxy, with --high-throughput). Ends with
 `RESULT serve ...`; `overhead` is the bare server's requests/s over Serve's.
 Without --model, a model directory is fitted first on a small synthetic runs table.
 """
@@ -14,10 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +35,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run_bare(model_dir: str, port: int, niceness: int) -> None:
-    import uvicorn
+BARE_MODEL_ENV = "CAUSALMIX_BENCH_MODEL_DIR"
 
+
+def bare_app():
+    """The bare server's app; a factory, so that each uvicorn worker process builds its own."""
     from actors.serve.app import ModelSlot, build_app
 
-    os.nice(niceness - os.nice(0))
-
     slot = ModelSlot()
-    slot.install(slot.load(model_dir))
-    uvicorn.run(build_app(slot), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    slot.install(slot.load(os.environ[BARE_MODEL_ENV]))
+    return build_app(slot)
+
+
+def start_bare(model_dir: str, port: int, niceness: int, workers: int) -> subprocess.Popen:
+    """uvicorn with `workers` processes serving `bare_app`, at the given niceness."""
+    env = {**os.environ, BARE_MODEL_ENV: model_dir,
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "uvicorn", "bench_serve:bare_app", "--factory", "--workers", str(workers),
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(command, env=env, preexec_fn=lambda: os.nice(niceness - os.nice(0)))
 
 
 def wait_healthy(url: str, timeout_s: float = 60.0) -> None:
@@ -168,6 +179,8 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="Serve replicas, and as many uvicorn worker processes for the bare server")
     parser.add_argument("--replica-cpus", type=float, default=1.0)
     parser.add_argument("--max-ongoing-requests", type=int, default=ServeSettings.max_ongoing_requests,
                         help="per replica, as `serve --max-ongoing-requests`")
@@ -192,14 +205,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp:
         model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model", args.estimator)
         bare_port, serve_port = free_port(), free_port()
-        bare = multiprocessing.get_context("spawn").Process(
-            target=_run_bare, args=(str(model_dir), bare_port, args.niceness), daemon=True)
-        bare.start()
+        bare = start_bare(str(model_dir), bare_port, args.niceness, args.replicas)
         try:
             # "local": a Ray of its own, never a cluster someone else started on this machine.
             init_ray(address="local", num_cpus=2, object_store_memory=256 * 1024**2, log_to_driver=False)
             apply(ServeSettings(model=str(model_dir), port=serve_port, access_log=False,
-                                replica_cpus=args.replica_cpus,
+                                replicas=args.replicas, replica_cpus=args.replica_cpus,
                                 max_ongoing_requests=args.max_ongoing_requests))
             bare_url, serve_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{serve_port}"
             wait_healthy(bare_url)
@@ -216,10 +227,10 @@ def main(argv=None) -> int:
         finally:
             serve.shutdown()
             bare.terminate()
-            bare.join(10)
+            bare.wait(30)
     print(f"RESULT serve requests={args.requests} concurrency={args.concurrency} "
           f"estimator={info['estimator']['name']} high_throughput={int(args.high_throughput)} "
-          f"niceness={args.niceness} "
+          f"replicas={args.replicas} niceness={args.niceness} "
           f"model_p50_ms={model_ms:.2f} "
           f"serve_p50_ms={served['p50_ms']:.2f} serve_p99_ms={served['p99_ms']:.2f} "
           f"serve_rps={served['rps']:.0f} bare_p50_ms={base['p50_ms']:.2f} "
