@@ -90,11 +90,14 @@ def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, see
     """Out-of-fold predicted y for every run: `estimator` (cloned, unfitted) is fitted on the
     other folds and predicts the held-out one. More folds than asked are used when a training
     split would hold fewer runs than the estimator needs. Returns (predictions, folds used)."""
+    import sys
+
     from sklearn.base import clone
     from sklearn.model_selection import KFold
+    from tqdm import tqdm
 
     n = table.n_runs
-    need = estimator.min_runs(len(table.domains), len(table.covariate_names), "auto")
+    need = estimator.min_runs(len(table.domains), len(table.covariate_names))
     k = max(2, folds)
     while k < n and n - -(-n // k) < need:
         k += 1
@@ -103,7 +106,8 @@ def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, see
                         f"the runs table has {n}")
     W, X, y = table.mixtures(), table.covariates(), table.y
     predicted = np.empty(n)
-    for train, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(W):
+    splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(W)
+    for train, test in tqdm(splits, total=k, desc="cross-fit", unit="fold", file=sys.stderr, leave=False):
         fold = clone(estimator).fit(W[train], X[train], y[train])
         predicted[test] = fold.predict(W[test], X[test])
     return predicted, k

@@ -7,8 +7,10 @@ share, or mixtures from files) over a few seeds, evaluate the same dev suite, an
 Seeds pair the runs: seed s of every method starts from the same weights, the same torch
 seed and the same document order within each domain (proxy/data.py), so the per-seed
 difference to a baseline removes the seed-to-seed variation that all methods share. A method
-beats a baseline *beyond the seed spread* when the mean paired difference exceeds
-`SPREAD_RULE_SE` standard errors of that difference (s.e. = std over seeds / sqrt(seeds)).
+beats a baseline *beyond the seed spread* when a one-sided paired t-test at level
+`SPREAD_ALPHA` says so: mean difference > t(1 - alpha, seeds - 1) x s.e., with s.e. = std of
+the differences over seeds / sqrt(seeds) (3 seeds: 2.92 s.e.; 2 seeds: 6.31 s.e.). With so few
+seeds a fixed "2 s.e." would call chance differences wins.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ CAUSALMIX = {"causalmix-a": ("causalmix-A", "analytic"), "causalmix-s": ("causal
 BUILTIN = (*CAUSALMIX, "regmix", "equal", "natural")
 DEFAULT_MIXTURES = ("causalmix-a", "causalmix-s", "regmix", "equal", "natural")
 BASELINES = ("equal", "regmix")
-SPREAD_RULE_SE = 2.0
+SPREAD_ALPHA = 0.05
 WEIGHT_SUM_TOL = 1e-3
 
 
@@ -148,17 +150,25 @@ def paired_differences(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return wide.sub(wide[baseline], axis=0).dropna(how="all")
 
 
-def paired_verdict(diffs: Sequence[float], *, k_se: float = SPREAD_RULE_SE) -> dict:
-    """Mean and s.e. of paired differences, and whether they clear `k_se` standard errors."""
+def spread_factor(n_seeds: int, alpha: float = SPREAD_ALPHA) -> float:
+    """Standard errors a paired mean difference must exceed (one-sided t-test at `alpha`)."""
+    from scipy.stats import t
+
+    return float(t.ppf(1 - alpha, n_seeds - 1)) if n_seeds > 1 else float("inf")
+
+
+def paired_verdict(diffs: Sequence[float], *, alpha: float = SPREAD_ALPHA) -> dict:
+    """Mean and s.e. of paired differences, and whether they clear the spread (one-sided t-test)."""
     d = np.asarray([v for v in diffs if np.isfinite(v)], dtype=float)
     n = len(d)
     mean = float(d.mean()) if n else float("nan")
     se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    k = spread_factor(n, alpha)
     if n < 2:
         verdict = "one seed"
-    elif mean > k_se * se:
+    elif mean > k * se:
         verdict = "better"
-    elif mean < -k_se * se:
+    elif mean < -k * se:
         verdict = "worse"
     else:
         verdict = "within spread"
@@ -210,14 +220,16 @@ def table_markdown(table: pd.DataFrame) -> str:
     lines += ["", "Per-task metrics: mean ± std over seeds (`_nll`: lower is better; `_em`: exact match, "
               "higher is better). AvgDev = y = their mean with NLLs negated (higher is better). Paired "
               "gain: mean over seeds of y − y(baseline, same seed) ± its standard error; 'better'/'worse' "
-              f"when it clears {SPREAD_RULE_SE:g} s.e."]
+              f"when it clears {spread_factor(int(table['n_seeds'].min())):.2f} s.e. (one-sided paired "
+              f"t-test at {SPREAD_ALPHA:g})."]
     return "\n".join(lines)
 
 
 def verdict_sentences(table: pd.DataFrame) -> list[str]:
     """The comparison in plain words, one sentence per CausalMix method (and the overall call)."""
-    rule = (f"'beyond the seed spread' = the mean paired difference over seeds exceeds "
-            f"{SPREAD_RULE_SE:g} standard errors of that difference")
+    n = int(table["n_seeds"].min())
+    rule = (f"'beyond the seed spread' = one-sided paired t-test at {SPREAD_ALPHA:g}: the mean "
+            f"difference over {n} seeds exceeds {spread_factor(n):.2f} standard errors of it")
     bases = [b for b in BASELINES if f"vs_{b}" in table]
     methods = [n for n in table.index if str(n).startswith("causalmix")]
     if not bases or not methods:
@@ -244,8 +256,9 @@ def verdict_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def plot_validation(results: pd.DataFrame, path) -> None:
-    """Left: paired gain over equal per method (bars from 0 = equal, error bars ± 2 s.e., dots:
-    seeds). Right: y per seed across methods (one line per seed: the pairing)."""
+    """Left: paired gain over equal per method (bars from 0 = equal; error bars: 90 % t-interval,
+    so a bar whose whole bar clears 0 passes the one-sided 5 % test; dots: seeds).
+    Right: y per seed across methods (one line per seed: the pairing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,13 +272,14 @@ def plot_validation(results: pd.DataFrame, path) -> None:
     if "gain_vs_equal_mean" in table:
         diffs = paired_differences(results, "equal")
         means = table["gain_vs_equal_mean"].to_numpy(dtype=float)
-        errs = SPREAD_RULE_SE * np.nan_to_num(table["gain_vs_equal_se"].to_numpy(dtype=float))
+        k = spread_factor(int(table["n_seeds"].min()))
+        errs = np.nan_to_num(k * table["gain_vs_equal_se"].to_numpy(dtype=float), posinf=0.0)
         ax_gain.bar(xs, means, yerr=errs, capsize=5, color=colours, alpha=0.8)
         for i, name in enumerate(names):
             ax_gain.scatter(np.full(len(diffs), i + 0.18), diffs[name], color="black", s=10, zorder=3)
         ax_gain.axhline(0, color="black", lw=0.8)
         ax_gain.set_ylabel("y − y(equal), same seed")
-        ax_gain.set_title(f"Paired gain over equal (± {SPREAD_RULE_SE:g} s.e.; dots: seeds)")
+        ax_gain.set_title(f"Paired gain over equal (90 % t-interval; dots: seeds)")
     else:
         ax_gain.bar(xs, table["y_mean"], yerr=table["y_std"], capsize=5, color=colours)
         ax_gain.set_title("y per method (mean ± std)")
