@@ -138,7 +138,7 @@ def run_validation(cfg: ValidateConfig) -> dict:
     }
     with atomic_directory(cfg.out) as tmp:
         atomic_write_parquet(tmp / "validation.parquet", results)
-        atomic_write_parquet(tmp / "table.parquet", paper_table)
+        atomic_write_parquet(tmp / "table.parquet", paper_table.reset_index())
         atomic_write_text(tmp / "table.md", table_markdown(paper_table) + "\n\n"
                           + "\n".join(summary["verdict"]) + "\n")
         plot_validation(results, tmp / "validation.png")

@@ -272,8 +272,9 @@ def plot_validation(results: pd.DataFrame, path) -> None:
     if "gain_vs_equal_mean" in table:
         diffs = paired_differences(results, "equal")
         means = table["gain_vs_equal_mean"].to_numpy(dtype=float)
-        k = spread_factor(int(table["n_seeds"].min()))
-        errs = np.nan_to_num(k * table["gain_vs_equal_se"].to_numpy(dtype=float), posinf=0.0)
+        se = np.nan_to_num(table["gain_vs_equal_se"].to_numpy(dtype=float))  # nan: one seed
+        n_seeds = int(table["n_seeds"].min())
+        errs = spread_factor(n_seeds) * se if n_seeds > 1 else np.zeros_like(se)
         ax_gain.bar(xs, means, yerr=errs, capsize=5, color=colours, alpha=0.8)
         for i, name in enumerate(names):
             ax_gain.scatter(np.full(len(diffs), i + 0.18), diffs[name], color="black", s=10, zorder=3)
