@@ -26,7 +26,8 @@ def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -
     groups = runs.groupby(runs["sampler"]) if "sampler" in runs else [("runs", runs)]
     for ax, domain in zip(axes, domains):
         for name, frame in groups:
-            ax.scatter(frame[f"mix.{domain}"], frame["y"], s=14, alpha=0.7, label=str(name))
+            ax.scatter(frame[f"mix.{domain}"], frame["y"], s=14, alpha=0.7, label=str(name),
+                       color=_sampler_colour(name))
         ax.set_xlabel(f"weight of {domain}")
     axes[0].set_ylabel("proxy dev outcome y")
     axes[-1].legend(fontsize=7)

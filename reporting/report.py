@@ -115,7 +115,8 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
 
 
 def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
-    from reporting.validation import plot_validation, table_markdown, validation_table, verdict_sentences
+    from reporting.validation import (plot_validation, seeds_outlook, table_markdown, validation_table,
+                                      verdict_sentences)
 
     if not (vdir / "validation.parquet").is_file():
         raise UserError(f"validation folder {vdir} has no validation.parquet (run `launch.py validate`)")
@@ -138,7 +139,14 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
              "![validation](validation.png)", "", table_markdown(table), ""]
     verdict = verdict_sentences(table)
     summary["verdict"] = verdict
-    return lines + ["**" + verdict[-1] + "**", "", *(f"- {s}" for s in verdict[:-1]), ""]
+    lines += ["**" + verdict[-1] + "**", "", *(f"- {s}" for s in verdict[:-1]), ""]
+    outlook = seeds_outlook(table)
+    if outlook:
+        lines += ["What would separate them: more seeds for a gain this size (below), more proxy runs "
+                  "(narrower return intervals, covariate dependence the forest can resolve), or a wider "
+                  "trust radius (the CausalMix policies move at most that far from equal, which bounds "
+                  "the gain over equal).", "", *(f"- {s}" for s in outlook), ""]
+    return lines
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,

@@ -175,6 +175,17 @@ def paired_verdict(diffs: Sequence[float], *, alpha: float = SPREAD_ALPHA) -> di
     return {"mean": mean, "se": se, "n": n, "positive_seeds": int((d > 0).sum()), "verdict": verdict}
 
 
+def seeds_needed(mean_gain: float, sd: float, *, alpha: float = SPREAD_ALPHA, most: int = 1000) -> int | None:
+    """Seeds a paired gain of `mean_gain` with per-seed std `sd` would need to clear the rule
+    (None: a gain <= 0 never does, or more than `most`)."""
+    if not mean_gain > 0:
+        return None
+    for n in range(2, most + 1):
+        if mean_gain > spread_factor(n, alpha) * sd / np.sqrt(n):
+            return n
+    return None
+
+
 def validation_table(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's table in numbers: per method, mean and std over seeds of every `metric.*`
     column and of y (AvgDev), and the paired gain against each baseline present."""
@@ -253,6 +264,23 @@ def verdict_sentences(table: pd.DataFrame) -> list[str]:
         sentences.append(f"Verdict: no CausalMix mixture beats {' and '.join(bases)} beyond the seed "
                          f"spread ({rule}); the claim is not shown on this run.")
     return sentences
+
+
+def seeds_outlook(table: pd.DataFrame) -> list[str]:
+    """Per CausalMix method and baseline it has not beaten: how many seeds the observed paired
+    gain would need at its observed per-seed spread (None when the gain is not positive)."""
+    lines = []
+    for name in (n for n in table.index if str(n).startswith("causalmix")):
+        for b in (b for b in BASELINES if f"vs_{b}" in table):
+            if table.at[name, f"vs_{b}"] == "better":
+                continue
+            n = int(table.at[name, "n_seeds"])
+            mean, se = table.at[name, f"gain_vs_{b}_mean"], table.at[name, f"gain_vs_{b}_se"]
+            need = seeds_needed(mean, se * np.sqrt(n)) if n > 1 else None
+            lines.append(f"{name} vs {b}: observed gain {mean:+.4f}; "
+                         + (f"at its per-seed spread it would need about {need} seeds to clear the rule."
+                            if need else "not positive (or too small for any affordable number of seeds)."))
+    return lines
 
 
 def plot_validation(results: pd.DataFrame, path) -> None:

@@ -133,3 +133,13 @@ def test_paired_verdict_rule():
     v = paired_verdict([0.1, 0.2, 0.3, 0.4])
     assert v["mean"] == pytest.approx(0.25) and v["se"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 20)
     assert v["positive_seeds"] == 4
+
+
+def test_seeds_needed_matches_the_rule():
+    from reporting.validation import seeds_needed
+
+    need = seeds_needed(0.02, 0.02)
+    assert need is not None
+    assert 0.02 > spread_factor(need) * 0.02 / np.sqrt(need)
+    assert 0.02 <= spread_factor(need - 1) * 0.02 / np.sqrt(need - 1)
+    assert seeds_needed(-0.01, 0.02) is None and seeds_needed(0.0, 0.02) is None
