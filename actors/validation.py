@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
+from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
 from proxy.config import ProxyConfig
+from reporting.validation import parse_mixture_list
 
 DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
 
@@ -30,11 +31,16 @@ class ValidateConfig:
     target_model: str = ""
     """Language model to train: a local directory or a hub id (e.g. Qwen/Qwen2.5-7B)."""
     out: str = ""
-    """Output folder: validation.parquet, summary.json, validation.png."""
+    """Output folder: table.md and table.parquet (method x metric, mean ± std over seeds, paired
+    gains), validation.parquet (one row per run), summary.json, validation.png."""
     regmix_model: str | None = None
     """Optional model directory fitted with `--estimator regmix`: adds the RegMix baseline."""
-    seeds: int = 2
-    """Training seeds per candidate mixture."""
+    mixtures: tuple[str, ...] | None = None
+    """Competing mixtures, a comma-separated string or a list: causalmix-a, causalmix-s, regmix,
+    equal, natural (any case) and FILE.json ({domain: weight} or a `recommend` output).
+    None: causalmix-a, causalmix-s, regmix (when regmix_model is given), equal, natural."""
+    seeds: int = 3
+    """Training seeds per candidate mixture; seed s is shared by every mixture (paired runs)."""
     trust_radius: float | None = None
     """Trust radius of the CausalMix policies (None: the model's default)."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
@@ -46,6 +52,8 @@ class ValidateConfig:
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
+        object.__setattr__(self, "mixtures", parse_mixture_list(
+            self.mixtures, have_regmix=bool(self.regmix_model)))
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.trust_radius is not None and not self.trust_radius > 0:
@@ -85,7 +93,8 @@ def run_validation(cfg: ValidateConfig) -> dict:
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
     from core.ray_setup import check_resources, init_ray
-    from reporting.validation import candidate_mixtures, plot_validation, summarize
+    from reporting.validation import (candidate_mixtures, plot_validation, summarize, table_markdown,
+                                      validation_table, verdict_sentences)
 
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
@@ -96,8 +105,8 @@ def run_validation(cfg: ValidateConfig) -> dict:
     covariates = pool_covariates(inputs.features, model.domains, feature_names,
                                  where=f"features {cfg.features}")
     candidates = candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names},
-                                    inputs.domain_tokens, trust_radius=cfg.trust_radius,
-                                    regmix_model=regmix)
+                                    inputs.domain_tokens, entries=cfg.mixtures,
+                                    trust_radius=cfg.trust_radius, regmix_model=regmix)
     proxy = cfg.proxy_config()
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -117,14 +126,21 @@ def run_validation(cfg: ValidateConfig) -> dict:
             bar.update(1)
     results = pd.DataFrame(rows).sort_values(["candidate", "seed"]).reset_index(drop=True)
     table = summarize(results)
+    paper_table = validation_table(results)
     summary = {
         "best": str(table.index[0]),
         "candidates": {name: {**cand, **{k: float(v) for k, v in table.loc[name].items()}}
                        for name, cand in candidates.items()},
+        "seeds": cfg.seeds,
+        "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
+        "verdict": verdict_sentences(paper_table),
         "pool_covariates": covariates,
     }
     with atomic_directory(cfg.out) as tmp:
         atomic_write_parquet(tmp / "validation.parquet", results)
+        atomic_write_parquet(tmp / "table.parquet", paper_table.reset_index())
+        atomic_write_text(tmp / "table.md", table_markdown(paper_table) + "\n\n"
+                          + "\n".join(summary["verdict"]) + "\n")
         plot_validation(results, tmp / "validation.png")
         atomic_write_json(tmp / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
     return summary

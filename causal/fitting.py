@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
 from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.regmix import RegMixEstimator
@@ -82,3 +84,30 @@ def make_estimator(config: FitConfig, domains: list[str]):
 def fit_runs_table(table: RunsTable, config: FitConfig):
     estimator = make_estimator(config, table.domains)
     return estimator.fit(table.mixtures(), table.covariates(), table.y)
+
+
+def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Out-of-fold predicted y for every run: `estimator` (cloned, unfitted) is fitted on the
+    other folds and predicts the held-out one. More folds than asked are used when a training
+    split would hold fewer runs than the estimator needs. Returns (predictions, folds used)."""
+    import sys
+
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+    from tqdm import tqdm
+
+    n = table.n_runs
+    need = estimator.min_runs(len(table.domains), len(table.covariate_names))
+    k = max(2, folds)
+    while k < n and n - -(-n // k) < need:
+        k += 1
+    if n - -(-n // k) < need:
+        raise UserError(f"cross-fitting needs at least {need + 1} runs for {type(estimator).__name__}; "
+                        f"the runs table has {n}")
+    W, X, y = table.mixtures(), table.covariates(), table.y
+    predicted = np.empty(n)
+    splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(W)
+    for train, test in tqdm(splits, total=k, desc="cross-fit", unit="fold", file=sys.stderr, leave=False):
+        fold = clone(estimator).fit(W[train], X[train], y[train])
+        predicted[test] = fold.predict(W[test], X[test])
+    return predicted, k

@@ -8,13 +8,19 @@ Everything lands under `--workdir` (default ./causalmix-demo):
   model/, model-regmix/                  CausalMix's model and the RegMix baseline
   recommendation.json                    mixtures for demo-large from its features alone
   validation/                            the target model trained on demo-large per mixture
+                                         (table.md: the paper-style table with paired gains)
   report/                                report.md and its figures
 Each stage is skipped when its output is already complete, so a rerun resumes;
-`--until STAGE` stops after that stage.
+`--until STAGE` stops after that stage. `--quick` runs the same stages at toy size (tiny
+pools and models, one covariate per domain, 24 proxy runs, 2 validation seeds) in a
+separate default workdir: a smoke test of the whole pipeline in a couple of minutes, whose
+numbers mean nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
 import sys
 import time
@@ -27,7 +33,7 @@ from core.config import load_config
 from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
 from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
-from lm.tiny import build_model_family
+from lm.tiny import TinyModelSpec, build_model_family
 
 HELP = "run the pipeline end to end on the embedded default (local Ray, tiny models, demo pools)"
 POOLS = ("demo-small", "demo-large")
@@ -37,22 +43,36 @@ POOLS = ("demo-small", "demo-large")
 class DemoConfig:
     """Settings of `launch.py demo`."""
 
-    workdir: str = "causalmix-demo"
-    """Folder that keeps everything the demo makes."""
+    workdir: str | None = None
+    """Folder that keeps everything the demo makes (None: causalmix-demo, or causalmix-demo-quick)."""
     until: str | None = None
     """Stop after this stage (None: run every stage that exists)."""
     seed: int = 0
     """Seed of the pools, models and sweep."""
+    quick: bool = False
+    """Toy-size smoke run (tiny pools and models, few runs); its default workdir is
+    causalmix-demo-quick, and a workdir remembers which kind it holds."""
     tokenizer_vocab: int = 2048
-    """Vocabulary of the tiny models' byte-level BPE tokenizer."""
-    sweep_runs: int = 40
-    """Proxy runs of the demo sweep (the causal forest needs 34 for 4 domains x 12 covariates)."""
-    validate_seeds: int = 2
-    """Seeds per mixture when the target model is trained on demo-large."""
+    """Vocabulary of the tiny models' byte-level BPE tokenizer (quick: 512)."""
+    sweep_runs: int = 48
+    """Proxy runs of the demo sweep (the causal forest needs 34 for 4 domains x 12 covariates;
+    the runs after the first fit are partly adaptive). Quick: 24 (18 needed with 4 covariates)."""
+    sweep_adaptive: float = 0.5
+    """Share of the runs, once the fit actor has a snapshot, drawn around its recommendation."""
+    validate_seeds: int = 3
+    """Seeds per mixture when the target model is trained on demo-large (quick: 2)."""
     validate_budget: int = 800
-    """Documents per target training run in validation."""
+    """Documents per target training run in validation (quick: 32)."""
+    validate_mixtures: str = "causalmix-a,causalmix-s,regmix,equal"
+    """Competing mixtures of the validation (`validate --mixtures`); add natural if time allows."""
 
     def __post_init__(self):
+        if self.quick:
+            for name, value in QUICK_DEFAULTS.items():
+                if getattr(self, name) == DemoConfig.__dataclass_fields__[name].default:
+                    object.__setattr__(self, name, value)
+        if not 0.0 <= self.sweep_adaptive <= 1.0:
+            raise ValueError(f"sweep_adaptive must lie in [0, 1], got {self.sweep_adaptive}")
         if self.until is not None and self.until not in STAGE_NAMES:
             raise ValueError(f"until: unknown stage {self.until!r}; stages are {list(STAGE_NAMES)}")
         for name in ("sweep_runs", "validate_seeds", "validate_budget"):
@@ -60,6 +80,14 @@ class DemoConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.tokenizer_vocab < 300:
             raise ValueError(f"tokenizer_vocab must be >= 300 (256 bytes + specials), got {self.tokenizer_vocab}")
+
+
+QUICK_DEFAULTS = {"tokenizer_vocab": 512, "sweep_runs": 24, "validate_seeds": 2, "validate_budget": 32}
+QUICK_POOLS = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,
+                           large_docs_per_shard=40, dev_docs=16)
+QUICK_FEATURES = ("normalized_loss",)
+QUICK_PROXY = {"budget": 24, "max_length": 128, "dev_limit": 4, "em_max_new_tokens": 8, "threads": 1,
+               "device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +102,7 @@ def _pools_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_pools(cfg: DemoConfig, work: Path) -> dict:
-    spec = DemoPoolSpec(seed=cfg.seed)
+    spec = dataclasses.replace(QUICK_POOLS, seed=cfg.seed) if cfg.quick else DemoPoolSpec(seed=cfg.seed)
     for name in POOLS:
         write_demo_pool(work / "pools", name, spec)
     return {}
@@ -85,9 +113,14 @@ def _models_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_models(cfg: DemoConfig, work: Path) -> dict:
+    quick = {}
+    if cfg.quick:
+        quick = {"proxy_spec": TinyModelSpec(pretrain_steps=20, pretrain_batch=8),
+                 "target_spec": TinyModelSpec(hidden_size=96, num_layers=3, intermediate_size=256,
+                                              pretrain_steps=20, pretrain_batch=8)}
+    corpus = pretraining_corpus(random.Random(cfg.seed), **({"n_docs": 300} if cfg.quick else {}))
     build_model_family(work / "models", demo_texts_for_tokenizer(work / "pools" / "demo-small"),
-                       pretraining_corpus(random.Random(cfg.seed)), vocab_size=cfg.tokenizer_vocab,
-                       seed=cfg.seed)
+                       corpus, vocab_size=cfg.tokenizer_vocab, seed=cfg.seed, **quick)
     return {}
 
 
@@ -125,11 +158,12 @@ def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     from proxy.config import ProxyConfig
 
     out = work / "runs"
+    quick = {"feature_names": QUICK_FEATURES} if cfg.quick else {}
     summary = run_sweep(SweepConfig(
         pool=str(work / "pools" / "demo-small"), features=str(work / "features" / "demo-small"),
-        out=str(out), runs=cfg.sweep_runs, seed=cfg.seed,
-        proxy=ProxyConfig(model=str(work / "models" / "proxy")),
-        cover=(str(work / "features" / "demo-large"),), resume=(out / CONFIG_FILE).is_file()))
+        out=str(out), runs=cfg.sweep_runs, seed=cfg.seed, adaptive=cfg.sweep_adaptive,
+        proxy=ProxyConfig(model=str(work / "models" / "proxy"), **(QUICK_PROXY if cfg.quick else {})),
+        cover=(str(work / "features" / "demo-large"),), resume=(out / CONFIG_FILE).is_file(), **quick))
     return {k: summary[k] for k in ("status", "runs_done", "best_y", "wall_s")}
 
 
@@ -180,8 +214,10 @@ def _run_validate(cfg: DemoConfig, work: Path) -> dict:
         model=str(work / "model"), regmix_model=str(work / "model-regmix"),
         pool=str(work / "pools" / "demo-large"), features=str(work / "features" / "demo-large"),
         target_model=str(work / "models" / "target"), out=str(work / "validation"),
-        seeds=cfg.validate_seeds, proxy={"budget": cfg.validate_budget}))
-    return {"best": summary["best"], "y_mean": {k: round(v["y_mean"], 4) for k, v in summary["candidates"].items()}}
+        mixtures=cfg.validate_mixtures, seeds=cfg.validate_seeds,
+        proxy={**(QUICK_PROXY if cfg.quick else {}), "budget": cfg.validate_budget}))
+    return {"best": summary["best"], "verdict": summary["verdict"],
+            "y_mean": {k: round(v["y_mean"], 4) for k, v in summary["candidates"].items()}}
 
 
 def _report_done(cfg: DemoConfig, work: Path) -> bool:
@@ -191,7 +227,8 @@ def _report_done(cfg: DemoConfig, work: Path) -> bool:
 def _run_report(cfg: DemoConfig, work: Path) -> dict:
     from reporting.report import write_report
 
-    summary = write_report(work / "runs", work / "report", validation_dir=work / "validation")
+    summary = write_report(work / "runs", work / "report", validation_dir=work / "validation",
+                           model_dir=work / "model")
     return {"report": str(work / "report" / "report.md"), "figures": summary["figures"]}
 
 
@@ -237,31 +274,76 @@ def _pool_sizes(work: Path) -> dict:
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default=None, help="YAML file with DemoConfig fields")
     parser.add_argument("--workdir", default=None, help="folder for everything the demo makes "
-                        "(default: causalmix-demo)")
+                        "(default: causalmix-demo, or causalmix-demo-quick with --quick)")
     parser.add_argument("--until", default=None, choices=STAGE_NAMES, help="stop after this stage")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="toy-size smoke run of every stage (a couple of minutes; numbers mean nothing)")
     parser.add_argument("--sweep-runs", dest="sweep_runs", type=int, default=None,
-                        help="proxy runs of the demo sweep (default 40)")
+                        help="proxy runs of the demo sweep (default 48; quick 24)")
+    parser.add_argument("--validate-seeds", dest="validate_seeds", type=int, default=None,
+                        help="seeds per mixture in validation (default 3; quick 2)")
+    parser.add_argument("--validate-mixtures", dest="validate_mixtures", default=None,
+                        help="competing mixtures (default causalmix-a,causalmix-s,regmix,equal)")
+
+
+RAY_STAGES = ("features", "sweep", "validate")
+KIND_FILE = "demo_kind.json"
+
+
+def _claim_workdir(cfg: DemoConfig) -> Path:
+    """The workdir, refusing one that holds the other kind of demo (quick vs full)."""
+    from core.errors import UserError
+
+    work = Path(cfg.workdir or ("causalmix-demo-quick" if cfg.quick else "causalmix-demo")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / KIND_FILE
+    if marker.is_file() and json.loads(marker.read_text()).get("quick") != cfg.quick:
+        held = "a quick" if not cfg.quick else "a full"
+        raise UserError(f"workdir {work} holds {held} demo ({marker}); use another --workdir")
+    atomic_write_json(marker, {"quick": cfg.quick})
+    return work
+
+
+def _print_outcome(work: Path) -> None:
+    table, report = work / "validation" / "table.md", work / "report" / "report.md"
+    if table.is_file():
+        print(f"\n## Validation on demo-large ({table})\n\n{table.read_text(encoding='utf-8')}")
+    if report.is_file():
+        print(f"report: {report}\n")
 
 
 def run(args) -> int:
+    import ray
+
+    from core.ray_setup import init_ray
+
     cfg = load_config(DemoConfig, args.config, vars(args))
-    work = Path(cfg.workdir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    timings, results = {}, {}
-    for stage in STAGES:
-        if stage.done(cfg, work):
-            print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
-            timings[stage.name] = "reused"
-        else:
-            print(f"[demo] {stage.name}: running", file=sys.stderr)
-            start = time.perf_counter()
-            results[stage.name] = stage.run(cfg, work)
-            timings[stage.name] = round(time.perf_counter() - start, 1)
-        if stage.name == cfg.until:
-            break
-    summary = {"workdir": str(work), "stage_seconds": timings, "pools": _pool_sizes(work),
-               **{name: result for name, result in results.items() if result}}
+    work = _claim_workdir(cfg)
+    timings, results, started_ray = {}, {}, False
+    try:
+        for stage in STAGES:
+            if stage.done(cfg, work):
+                print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
+                timings[stage.name] = "reused"
+            else:
+                if stage.name in RAY_STAGES and not ray.is_initialized():
+                    # one small local Ray for every stage (the stages' own init_ray reuse it)
+                    local = not os.environ.get("RAY_ADDRESS")
+                    init_ray(None, **({"object_store_memory": 512 * 1024**2} if local else {}))
+                    started_ray = True
+                print(f"[demo] {stage.name}: running", file=sys.stderr)
+                start = time.perf_counter()
+                results[stage.name] = stage.run(cfg, work)
+                timings[stage.name] = round(time.perf_counter() - start, 1)
+            if stage.name == cfg.until:
+                break
+    finally:
+        if started_ray:
+            ray.shutdown()
+    summary = {"workdir": str(work), "quick": cfg.quick, "stage_seconds": timings,
+               "pools": _pool_sizes(work), **{name: result for name, result in results.items() if result}}
     atomic_write_json(work / "demo_summary.json", summary)
+    _print_outcome(work)
     print(json.dumps(summary))
     return 0

@@ -11,10 +11,16 @@ HELP = "write the figures and tables of a finished run directory (and of a valid
 def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", dest="run_dir", required=True, help="sweep output folder")
     parser.add_argument("--validation", default=None, help="`launch.py validate` output folder")
-    parser.add_argument("--out", required=True, help="report folder (report.md + PNG figures)")
+    parser.add_argument("--model", default=None,
+                        help="fitted model directory for the return curves and held-out predictions "
+                        "(default: RUN_DIR/model when the sweep wrote one)")
+    parser.add_argument("--folds", type=int, default=4,
+                        help="cross-fitting folds for predicted-vs-actual y (more when a split is too small)")
+    parser.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
 
 
 def run(args) -> int:
-    summary = write_report(args.run_dir, args.out, validation_dir=args.validation)
-    print(json.dumps({"out": args.out, **summary}))
+    summary = write_report(args.run_dir, args.out, validation_dir=args.validation, model_dir=args.model,
+                           cv_folds=args.folds)
+    print(json.dumps(summary))
     return 0

@@ -19,7 +19,12 @@ def add_arguments(parser) -> None:
                         help="language model to train (directory or hub id)")
     parser.add_argument("--regmix-model", dest="regmix_model", default=None,
                         help="model directory fitted with --estimator regmix (adds the RegMix baseline)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per mixture (default 2)")
+    parser.add_argument("--mixtures", default=None,
+                        help="comma-separated competing mixtures: causalmix-a, causalmix-s, regmix, "
+                        "equal, natural (any case) and FILE.json ({domain: weight} or a recommend "
+                        "output); default: all five (regmix only with --regmix-model)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per mixture, shared across mixtures for paired comparisons (default 3)")
     parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=None)
     parser.add_argument("--out", default=None, help="output folder")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
@@ -30,5 +35,5 @@ def run(args) -> int:
     summary = run_validation(cfg)
     print(json.dumps({"best": summary["best"],
                       "y_mean": {k: v["y_mean"] for k, v in summary["candidates"].items()},
-                      "out": cfg.out}))
+                      "verdict": summary["verdict"], "out": cfg.out}))
     return 0

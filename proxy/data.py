@@ -2,6 +2,7 @@
 documents from the run's data state (its shards), tokenised by `encode_document`."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -62,11 +63,17 @@ def draw_sample(shards: Mapping[str, pd.DataFrame], state: DataState, mixture: M
     """Documents for one run. 'samples': `domain_counts(mixture, budget)` documents per domain.
     'tokens': each domain draws documents until its token quota (weight x budget) is reached.
     A domain's documents are drawn without replacement from its state's shards, in
-    fresh passes when the quota exceeds them."""
+    fresh passes when the quota exceeds them.
+
+    Each domain draws from its own stream, seeded from one draw of `rng` and the domain's
+    name: with the same seed and state, two mixtures see the same document order within
+    every domain (one is a prefix of the other), so runs that differ only in the mixture
+    are paired comparisons (common random numbers) rather than independent draws."""
     unknown = set(mixture) - set(state)
     if unknown:
         raise UserError(f"mixture domains {sorted(unknown)} have no data state")
     quotas = domain_counts(mixture, budget)
+    stream_seed = int(rng.integers(2**63))
     sample = TrainingSample([], [], [])
     for domain, quota in quotas.items():
         sample.counts[domain] = sample.tokens[domain] = 0
@@ -77,7 +84,8 @@ def draw_sample(shards: Mapping[str, pd.DataFrame], state: DataState, mixture: M
         prompts, responses = frame["prompt"].tolist(), frame["response"].tolist()
         is_text = frame["is_text"].tolist() if "is_text" in frame else [False] * len(frame)
         doc_ids = frame["doc_id"].astype(str).tolist()
-        order = _cycled_order(len(frame), rng)
+        domain_rng = np.random.default_rng([stream_seed, zlib.crc32(domain.encode())])
+        order = _cycled_order(len(frame), domain_rng)
         while (sample.counts[domain] if budget_unit == "samples" else sample.tokens[domain]) < quota:
             i = next(order)
             doc = encode_document(tokenizer, prompts[i], responses[i], is_text=bool(is_text[i]),

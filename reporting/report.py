@@ -1,8 +1,8 @@
 """`report`: the figures and tables of a run directory, for people to look at.
 
 Reads what the other stages wrote: RUN_DIR/runs.parquet (the sweep), RUN_DIR/policy.jsonl
-(the fit actor's snapshots), optionally a fitted model directory with the target pool's
-covariates, and a validation folder. Writes PNG figures and a `report.md` that links them.
+(the fit actor's snapshots), a fitted model directory (default RUN_DIR/model), and
+optionally a validation folder. Writes PNG figures and a `report.md` that links them.
 """
 from __future__ import annotations
 
@@ -14,15 +14,9 @@ import pandas as pd
 
 from core.atomic import atomic_directory, atomic_write_text
 from core.errors import UserError
+from reporting import figures
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+RETURN_CURVE_POINTS = 15
 
 
 def read_policy_snapshots(path: Path) -> list[dict]:
@@ -38,86 +32,29 @@ def read_policy_snapshots(path: Path) -> list[dict]:
     return snapshots
 
 
-def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.0), sharey=True)
-    axes = np.atleast_1d(axes)
-    groups = runs.groupby(runs["sampler"]) if "sampler" in runs else [("runs", runs)]
-    for ax, domain in zip(axes, domains):
-        for name, frame in groups:
-            ax.scatter(frame[f"mix.{domain}"], frame["y"], s=14, alpha=0.7, label=str(name))
-        ax.set_xlabel(f"weight of {domain}")
-    axes[0].set_ylabel("proxy dev outcome y")
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(f"{len(runs)} proxy runs: outcome against each domain's weight")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def return_curves(model, target: dict[str, float], runs: pd.DataFrame,
+                  feature: str = "normalized_loss", points: int = RETURN_CURVE_POINTS) -> dict[str, pd.DataFrame]:
+    """Per domain: its marginal return (from equal, with interval) as its `feature` covariate
+    sweeps the runs' range, every other covariate at `target`. Domains without that
+    covariate use their first one."""
+    from causal.streaming import domain_returns
 
-
-def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None, path: Path) -> None:
-    """Range of each covariate over the runs, with the target pool's value: a forest does not
-    extrapolate, so a target outside the runs' range is a warning sign."""
-    names = [c for c in runs.columns if c.startswith("x.")]
-    if not names:
-        return
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
-    values = runs[names]
-    lo, hi = values.min(), values.max()
-    scale = (hi - lo).replace(0, 1.0)
-    for i, name in enumerate(names):
-        ax.scatter((values[name] - lo[name]) / scale[name], np.full(len(values), i), s=6, color="tab:blue", alpha=0.4)
-        if target and name in target:
-            ax.scatter([(target[name] - lo[name]) / scale[name]], [i], marker="D", color="tab:red", s=30, zorder=3)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlabel("position within the runs' range (0 = min, 1 = max); red: target pool")
-    ax.set_title("Covariate coverage of the proxy runs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_policy_trace(snapshots: list[dict], path: Path) -> None:
-    plt = _plt()
-    fig, (ax_mix, ax_ret) = plt.subplots(1, 2, figsize=(10, 3.4))
-    n_runs = [s["n_runs"] for s in snapshots]
-    domains = list(snapshots[-1]["returns"])
-    for domain in domains:
-        ax_mix.plot(n_runs, [s["policies"]["analytic"]["mixture"][domain] for s in snapshots], marker="o",
-                    ms=3, label=domain)
-        est = np.array([s["returns"][domain]["estimate"] for s in snapshots])
-        lo = np.array([s["returns"][domain]["interval"][0] for s in snapshots])
-        hi = np.array([s["returns"][domain]["interval"][1] for s in snapshots])
-        line, = ax_ret.plot(n_runs, est, marker="o", ms=3, label=domain)
-        ax_ret.fill_between(n_runs, lo, hi, color=line.get_color(), alpha=0.15)
-    ax_mix.set_xlabel("runs fitted")
-    ax_mix.set_ylabel("recommended weight (analytic)")
-    ax_mix.legend(fontsize=7)
-    ax_ret.axhline(0, color="black", lw=0.6)
-    ax_ret.set_xlabel("runs fitted")
-    ax_ret.set_ylabel("estimated marginal return")
-    fig.suptitle("Policy snapshots as runs land")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_returns(returns: dict[str, dict], path: Path) -> None:
-    plt = _plt()
-    domains = list(returns)
-    est = np.array([returns[d]["estimate"] for d in domains])
-    lo = np.array([returns[d]["interval"][0] for d in domains])
-    hi = np.array([returns[d]["interval"][1] for d in domains])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(domains, est, yerr=[est - lo, hi - est], capsize=4,
-           color=["tab:green" if e > 0 else "tab:red" for e in est], alpha=0.8)
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_ylabel("marginal return of the domain")
-    ax.set_title("Estimated returns at the target pool (with interval)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = {}
+    for domain in model.domains:
+        own = [c for c in model.covariate_names if c.startswith(f"x.{domain}.")]
+        if not own:
+            continue
+        name = f"x.{domain}.{feature}" if f"x.{domain}.{feature}" in own else own[0]
+        lo, hi = model.covariate_ranges[name]
+        rows = []
+        for value in np.linspace(lo, hi, points):
+            ret = domain_returns(model, {**target, name: float(value)}, "equal")[domain]
+            rows.append({"value": value, "estimate": ret["estimate"], "lower": ret["interval"][0],
+                         "upper": ret["interval"][1]})
+        curve = pd.DataFrame(rows)
+        curve.attrs.update(covariate=name, runs=runs[name].to_numpy(dtype=float) if name in runs else [])
+        curves[domain] = curve
+    return curves
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -129,33 +66,128 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: str | Path, out: str | Path, *, validation_dir: str | Path | None = None) -> dict:
+def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list[str]:
+    tokens = runs["tokens"] if "tokens" in runs else None
+    samplers = runs["sampler"].value_counts().to_dict() if "sampler" in runs else {}
+    lines = [f"# CausalMix report: {run_dir.name}", "",
+             f"- **{len(runs)} proxy runs** over {len(domains)} domains ({', '.join(domains)})"
+             + (f"; samplers: {', '.join(f'{k} {v}' for k, v in samplers.items())}" if samplers else "") + "."]
+    if tokens is not None:
+        lines.append(f"- Tokens per run: mean {tokens.mean():,.0f} (min {tokens.min():,.0f}, "
+                     f"max {tokens.max():,.0f}); {tokens.sum():,.0f} in all.")
+    lines += [f"- Outcome y: best {runs['y'].max():.4g} (run {runs.loc[runs['y'].idxmax(), 'run_id']}), "
+              f"median {runs['y'].median():.4g}, std over runs {runs['y'].std():.3g}.", ""]
+    return lines
+
+
+def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict) -> list[str]:
+    from causal.fitting import cross_fitted_predictions
+    from causal.runs_table import validate_runs_frame
+
+    lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]
+    target = target or dict(zip(model.covariate_names, runs[model.covariate_names].mean().tolist()))
+    curves = return_curves(model, target, runs)
+    figures.plot_return_curves(curves, target, tmp / "return_curves.png")
+    lines += ["Marginal return of each domain (gain per unit of weight moved to it from equal) as its "
+              "covariate varies over the runs' range, the other covariates at the target pool's; dashed "
+              "line: the target pool.", "", "![return curves](return_curves.png)", ""]
+    flat = [d for d, c in curves.items() if np.ptp(c["estimate"]) <= 1e-9 * (1 + np.abs(c["estimate"]).max())]
+    if flat:
+        lines += [f"The estimated return of {', '.join(flat)} does not change along its covariate: at "
+                  f"{model.n_runs} runs the estimator finds no covariate dependence there (a forest with "
+                  "too few runs per leaf makes no split), so the recommendation rests on the average "
+                  "returns, not on the target pool's data state.", ""]
+    summary["figures"].append("return_curves.png")
+    table = validate_runs_frame(runs[["run_id", *(f"mix.{d}" for d in model.domains),
+                                      *model.covariate_names, "y"]], where="runs for cross-fitting")
+    try:
+        predicted, folds = cross_fitted_predictions(table, model.estimator, folds=cv_folds)
+    except UserError as exc:
+        return lines + [f"Held-out prediction skipped: {exc}", ""]
+    samplers = runs["sampler"] if "sampler" in runs else ["runs"] * len(runs)
+    summary["cross_fit"] = figures.plot_predicted_vs_actual(table.y, predicted, samplers, folds,
+                                                            tmp / "predicted_vs_actual.png")
+    summary["figures"].append("predicted_vs_actual.png")
+    cv = summary["cross_fit"]
+    return lines + [f"Held-out runs ({folds}-fold cross-fitting with the model's estimator settings): "
+                    f"Spearman {cv['spearman']:.2f}, R² {cv['r2']:.2f}.", "",
+                    "![predicted vs actual](predicted_vs_actual.png)", ""]
+
+
+def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
+    from reporting.validation import (plot_validation, seeds_outlook, table_markdown, validation_table,
+                                      verdict_sentences)
+
+    if not (vdir / "validation.parquet").is_file():
+        raise UserError(f"validation folder {vdir} has no validation.parquet (run `launch.py validate`)")
+    results = pd.read_parquet(vdir / "validation.parquet")
+    table = validation_table(results)
+    plot_validation(results, tmp / "validation.png")
+    summary["figures"].append("validation.png")
+    summary["validation_best"] = str(table.index[0])
+    seeds = int(table["n_seeds"].max())
+    spread = table["y_std"]
+    lines = ["## Validation on the target model", "",
+             f"- Target pool trained on each mixture with {seeds} seed(s) (seed s shared by every "
+             f"mixture: same initial weights and document order per domain), "
+             f"{results['tokens'].mean():,.0f} tokens per run on average.",
+             f"- Spread: seed-to-seed std of AvgDev per method {spread.min():.4f}–{spread.max():.4f}; "
+             + ("standard error of the paired difference to equal "
+                f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').min():.4f}–"
+                f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').max():.4f}."
+                if "gain_vs_equal_se" in table else "no equal baseline to pair with."), "",
+             "![validation](validation.png)", "", table_markdown(table), ""]
+    verdict = verdict_sentences(table)
+    summary["verdict"] = verdict
+    lines += ["**" + verdict[-1] + "**", "", *(f"- {s}" for s in verdict[:-1]), ""]
+    outlook = seeds_outlook(table)
+    if outlook:
+        lines += ["What would separate them: more seeds for a gain this size (below), more proxy runs "
+                  "(narrower return intervals, covariate dependence the forest can resolve), or a wider "
+                  "trust radius (the CausalMix policies move at most that far from equal, which bounds "
+                  "the gain over equal).", "", *(f"- {s}" for s in outlook), ""]
+    return lines
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *,
+                 validation_dir: str | Path | None = None, model_dir: str | Path | None = None,
+                 cv_folds: int = 4) -> dict:
+    from causal.model_dir import load_model_dir
+
     run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report"
     runs_path = run_dir / "runs.parquet"
     if not runs_path.is_file():
         raise UserError(f"{run_dir} has no runs.parquet (run `launch.py sweep --out {run_dir}` first)")
     runs = pd.read_parquet(runs_path)
     if runs.empty or "y" not in runs:
         raise UserError(f"{runs_path} holds no finished runs with an outcome column 'y'")
+    if validation_dir is not None and not (Path(validation_dir) / "summary.json").is_file():
+        raise UserError(f"validation folder {validation_dir} has no summary.json (run `launch.py validate`)")
     domains = [c[len("mix."):] for c in runs.columns if c.startswith("mix.")]
     snapshots = read_policy_snapshots(run_dir / "policy.jsonl")
     latest = snapshots[-1] if snapshots else None
-    sections = [f"# CausalMix report: {run_dir.name}", "",
-                f"{len(runs)} proxy runs over {len(domains)} domains; best y = {runs['y'].max():.4g} "
-                f"(run {runs.loc[runs['y'].idxmax(), 'run_id']}), median y = {runs['y'].median():.4g}.", ""]
-    summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": []}
+    if model_dir is None and (run_dir / "model" / "model.json").is_file():
+        model_dir = run_dir / "model"
+    model = load_model_dir(model_dir) if model_dir is not None else None
+    target = latest.get("target_covariates") if latest else None
+    sections = _runs_section(runs, domains, run_dir)
+    summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": [], "out": str(out)}
     with atomic_directory(out) as tmp:
-        plot_outcome_by_domain(runs, domains, tmp / "outcome_by_domain.png")
-        sections += ["![outcome by domain](outcome_by_domain.png)", ""]
-        summary["figures"].append("outcome_by_domain.png")
-        target = latest.get("target_covariates") if latest else None
+        figures.plot_sampled_mixtures(runs, domains, tmp / "sampled_mixtures.png")
+        figures.plot_outcome_by_domain(runs, domains, tmp / "outcome_by_domain.png")
+        sections += ["## Proxy runs", "", "![sampled mixtures](sampled_mixtures.png)", "",
+                     "![outcome by domain](outcome_by_domain.png)", ""]
+        summary["figures"] += ["sampled_mixtures.png", "outcome_by_domain.png"]
         if any(c.startswith("x.") for c in runs.columns):
-            plot_covariate_coverage(runs, target, tmp / "covariate_coverage.png")
+            figures.plot_covariate_coverage(runs, target, tmp / "covariate_coverage.png")
             sections += ["![covariate coverage](covariate_coverage.png)", ""]
             summary["figures"].append("covariate_coverage.png")
+        if model is not None:
+            sections += _model_section(model, runs, target, tmp, cv_folds, summary)
         if latest:
-            plot_policy_trace(snapshots, tmp / "policy_trace.png")
-            plot_returns(latest["returns"], tmp / "returns.png")
+            figures.plot_policy_trace(snapshots, tmp / "policy_trace.png")
+            figures.plot_returns(latest["returns"], tmp / "returns.png")
             rec = pd.DataFrame({p: latest["policies"][p]["mixture"] for p in latest["policies"]})
             rec.index.name = "domain"
             sections += [f"## Policy (snapshot {latest['version']}, {latest['n_runs']} runs, "
@@ -164,17 +196,6 @@ def write_report(run_dir: str | Path, out: str | Path, *, validation_dir: str | 
             summary["figures"] += ["policy_trace.png", "returns.png"]
             summary["recommended"] = {p: latest["policies"][p]["mixture"] for p in latest["policies"]}
         if validation_dir is not None:
-            vdir = Path(validation_dir)
-            if not (vdir / "summary.json").is_file():
-                raise UserError(f"validation folder {vdir} has no summary.json (run `launch.py validate`)")
-            vsum = json.loads((vdir / "summary.json").read_text())
-            table = pd.DataFrame({k: {c: v[c] for c in ("y_mean", "y_se", "n_seeds", "gain_vs_equal") if c in v}
-                                  for k, v in vsum["candidates"].items()}).T.sort_values("y_mean", ascending=False)
-            table.index.name = "mixture"
-            (tmp / "validation.png").write_bytes((vdir / "validation.png").read_bytes())
-            sections += ["## Validation on the target model", "", "![validation](validation.png)", "",
-                         _markdown_table(table), ""]
-            summary["figures"].append("validation.png")
-            summary["validation_best"] = vsum["best"]
+            sections += _validation_section(Path(validation_dir), tmp, summary)
         atomic_write_text(tmp / "report.md", "\n".join(sections))
     return summary

@@ -64,6 +64,27 @@ def test_draw_sample_uses_exact_counts_and_only_the_state(tiny_env, pool_data):
         assert quotas[d] <= tokens.tokens[d] < quotas[d] + 128 or quotas[d] == tokens.tokens[d] == 0
 
 
+def test_same_seed_pairs_document_order_across_mixtures(tiny_env, pool_data):
+    """Common random numbers: with one seed, each domain's documents come in the same order
+    whatever the mixture (the smaller quota's draw is a prefix of the larger one's)."""
+    pool, shards, _, _, _ = pool_data
+    tokenizer = load_tokenizer(str(tiny_env.proxy_model))
+    state = {d: tuple(s.name for s in pool.shards(d)) for d in pool.domains}
+
+    def order(mixture, seed=3):
+        sample = draw_sample(shards, state, mixture, budget=60, budget_unit="samples", tokenizer=tokenizer,
+                             max_length=128, rng=np.random.default_rng(seed))
+        return {d: [i for i, dom in zip(sample.doc_ids, sample.domains) if dom == d] for d in pool.domains}
+
+    a = order(dict(zip(pool.domains, [0.0, 0.5, 0.25, 0.25])))
+    b = order(dict(zip(pool.domains, [0.4, 0.2, 0.2, 0.2])))
+    for d in pool.domains[1:]:
+        short, long = sorted((a[d], b[d]), key=len)
+        assert short and long[:len(short)] == short
+    other_seed = order(dict(zip(pool.domains, [0.4, 0.2, 0.2, 0.2])), seed=4)
+    assert other_seed[pool.domains[1]] != b[pool.domains[1]]
+
+
 def test_run_proxy_returns_a_deterministic_runs_table_row(tiny_env, pool_data):
     pool, shards, dev, features, states = pool_data
     cfg = tiny_proxy_config(tiny_env.proxy_model)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import launch
+from core.errors import UserError
 from reporting.validation import natural_mixture, summarize
 
 DOMAINS = ["a", "b", "c"]
@@ -64,3 +65,56 @@ def test_validation_summary_ranks_candidates():
     assert table.at["causalmix-A", "gain_vs_equal"] == pytest.approx(0.5)
     assert table.at["natural", "n_seeds"] == 1
     assert natural_mixture({"a": 30, "b": 10}) == {"a": 0.75, "b": 0.25}
+
+
+def _validation_dir(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(3):
+        offset = rng.normal(scale=0.2)
+        for name, gain in (("equal", 0.0), ("regmix", -0.02), ("causalmix-A", 0.03), ("causalmix-S", 0.01)):
+            y = -3.0 + offset + gain + rng.normal(scale=0.002)
+            rows.append({"candidate": name, "seed": seed, "metric.a_nll": -y, "y": y, "tokens": 1000})
+    vdir = tmp_path / "validation"
+    vdir.mkdir()
+    pd.DataFrame(rows).to_parquet(vdir / "validation.parquet")
+    (vdir / "summary.json").write_text(json.dumps({"best": "causalmix-A", "candidates": {}}))
+    return vdir
+
+
+def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys):
+    from causal.fitting import FitConfig
+    from commands.fit import fit_and_save
+
+    run_dir = _run_dir(tmp_path, n=40)
+    fit_and_save(str(run_dir / "runs.parquet"), str(run_dir / "model"), FitConfig(estimator="regression"))
+    vdir = _validation_dir(tmp_path)
+    assert launch.main(["report", "--run-dir", str(run_dir), "--validation", str(vdir)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = run_dir / "report"  # the default --out
+    for name in ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.png", "return_curves.png",
+                 "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png"):
+        assert (report / name).read_bytes()[:4] == b"\x89PNG", name
+    assert out["cross_fit"]["spearman"] > 0.5  # y is a noiseless function of the mixture
+    text = (report / "report.md").read_text()
+    assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
+    assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
+
+
+def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
+    from causal.estimators import RegressionEstimator
+    from causal.fitting import cross_fitted_predictions
+    from causal.runs_table import validate_runs_frame
+
+    rng = np.random.default_rng(0)
+    mix = rng.dirichlet(np.ones(3), size=16)
+    frame = pd.DataFrame({"run_id": [str(i) for i in range(16)], **{f"mix.{d}": mix[:, j] for j, d in enumerate(DOMAINS)},
+                          "x.a.hes": rng.normal(size=16), "y": mix @ np.array([1.0, -1.0, 0.2])})
+    table = validate_runs_frame(frame)
+    estimator = RegressionEstimator()
+    need = estimator.min_runs(3, 1)
+    predicted, folds = cross_fitted_predictions(table, estimator, folds=2)
+    assert 16 - -(-16 // folds) >= need and folds > 2
+    assert np.corrcoef(predicted, table.y)[0, 1] > 0.5
+    with pytest.raises(UserError, match="cross-fitting needs"):
+        cross_fitted_predictions(validate_runs_frame(frame.iloc[:need]), estimator)

@@ -46,12 +46,15 @@ def test_validate_trains_every_candidate(ray_local, tiny_env, fitted, tmp_path, 
     config.write_text(yaml.safe_dump({"proxy": {"budget": 16, "max_length": 128, "dev_limit": 4,
                                                 "em_max_new_tokens": 8, "threads": 1, "device": "cpu"}}))
     out = tmp_path / "validation"
+    mine = tmp_path / "mine.json"
+    domains = Pool.open(tiny_env.pool_large).domains
+    mine.write_text(json.dumps({"mixture": {d: 1.0 / len(domains) for d in domains}}))
     assert launch.main(["validate", "--config", str(config), "--model", str(root / "model"),
                         "--regmix-model", str(root / "regmix"), "--pool", str(tiny_env.pool_large),
                         "--features", str(features), "--target-model", str(tiny_env.target_model),
-                        "--seeds", "1", "--out", str(out)]) == 0
+                        "--mixtures", f"CausalMix-S,regmix,{mine}", "--seeds", "1", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    expected = {"causalmix-A", "causalmix-S", "regmix", "equal", "natural"}
+    expected = {"causalmix-S", "regmix", "mine"}
     assert set(printed["y_mean"]) == expected
     results = pd.read_parquet(out / "validation.parquet")
     assert set(results["candidate"]) == expected and results["y"].notna().all()
@@ -62,8 +65,24 @@ def test_validate_trains_every_candidate(ray_local, tiny_env, fitted, tmp_path, 
         for domain, weight in cand["mixture"].items():
             assert row[f"mix.{domain}"] == pytest.approx(weight)
     assert (out / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| mine |" in (out / "table.md").read_text()
 
 
 def test_validate_refuses_missing_inputs(tmp_path, capsys):
     assert launch.main(["validate", "--out", str(tmp_path / "v")]) == 2
     assert "model is required" in capsys.readouterr().err
+
+
+def test_validate_refuses_bad_mixture_selections(tiny_env, fitted, tmp_path, capsys):
+    root, features = fitted
+    common = ["validate", "--model", str(root / "model"), "--pool", str(tiny_env.pool_large), "--features",
+              str(features), "--target-model", str(tiny_env.target_model), "--out", str(tmp_path / "v")]
+    assert launch.main([*common, "--mixtures", "equal,regmix"]) == 2
+    assert "--regmix-model" in capsys.readouterr().err
+    assert launch.main([*common, "--mixtures", "equal,grid"]) == 2
+    assert "unknown mixture 'grid'" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"arithmetic": 1.0}))
+    assert launch.main([*common, "--mixtures", f"equal,{bad}"]) == 2
+    assert f"mixture file {bad}" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()

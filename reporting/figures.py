@@ -1,0 +1,190 @@
+"""The report's PNG figures (matplotlib, Agg): each function takes tables, writes one file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+SAMPLER_COLOURS = {"dirichlet": "tab:blue", "adaptive": "tab:orange"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.0), sharey=True)
+    axes = np.atleast_1d(axes)
+    groups = runs.groupby(runs["sampler"]) if "sampler" in runs else [("runs", runs)]
+    for ax, domain in zip(axes, domains):
+        for name, frame in groups:
+            ax.scatter(frame[f"mix.{domain}"], frame["y"], s=14, alpha=0.7, label=str(name),
+                       color=_sampler_colour(name))
+        ax.set_xlabel(f"weight of {domain}")
+    axes[0].set_ylabel("proxy dev outcome y")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"{len(runs)} proxy runs: outcome against each domain's weight")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None, path: Path) -> None:
+    """Range of each covariate over the runs, with the target pool's value: a forest does not
+    extrapolate, so a target outside the runs' range is a warning sign."""
+    names = [c for c in runs.columns if c.startswith("x.")]
+    if not names:
+        return
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    values = runs[names]
+    lo, hi = values.min(), values.max()
+    scale = (hi - lo).replace(0, 1.0)
+    for i, name in enumerate(names):
+        ax.scatter((values[name] - lo[name]) / scale[name], np.full(len(values), i), s=6, color="tab:blue", alpha=0.4)
+        if target and name in target:
+            ax.scatter([(target[name] - lo[name]) / scale[name]], [i], marker="D", color="tab:red", s=30, zorder=3)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("position within the runs' range (0 = min, 1 = max); red: target pool")
+    ax.set_title("Covariate coverage of the proxy runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_policy_trace(snapshots: list[dict], path: Path) -> None:
+    plt = _plt()
+    fig, (ax_mix, ax_ret) = plt.subplots(1, 2, figsize=(10, 3.4))
+    n_runs = [s["n_runs"] for s in snapshots]
+    domains = list(snapshots[-1]["returns"])
+    for domain in domains:
+        ax_mix.plot(n_runs, [s["policies"]["analytic"]["mixture"][domain] for s in snapshots], marker="o",
+                    ms=3, label=domain)
+        est = np.array([s["returns"][domain]["estimate"] for s in snapshots])
+        lo = np.array([s["returns"][domain]["interval"][0] for s in snapshots])
+        hi = np.array([s["returns"][domain]["interval"][1] for s in snapshots])
+        line, = ax_ret.plot(n_runs, est, marker="o", ms=3, label=domain)
+        ax_ret.fill_between(n_runs, lo, hi, color=line.get_color(), alpha=0.15)
+    ax_mix.set_xlabel("runs fitted")
+    ax_mix.set_ylabel("recommended weight (analytic)")
+    ax_mix.legend(fontsize=7)
+    ax_ret.axhline(0, color="black", lw=0.6)
+    ax_ret.set_xlabel("runs fitted")
+    ax_ret.set_ylabel("estimated marginal return")
+    fig.suptitle("Policy snapshots as runs land")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_returns(returns: dict[str, dict], path: Path) -> None:
+    plt = _plt()
+    domains = list(returns)
+    est = np.array([returns[d]["estimate"] for d in domains])
+    lo = np.array([returns[d]["interval"][0] for d in domains])
+    hi = np.array([returns[d]["interval"][1] for d in domains])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(domains, est, yerr=[est - lo, hi - est], capsize=4,
+           color=["tab:green" if e > 0 else "tab:red" for e in est], alpha=0.8)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylabel("marginal return of the domain")
+    ax.set_title("Estimated returns at the target pool (with interval)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _sampler_colour(name: str) -> str:
+    return SAMPLER_COLOURS.get(str(name), "tab:gray")
+
+
+def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) -> None:
+    """Left: every run's mixture as a stacked bar, in run order (adaptive runs marked below).
+    Right: each domain's weights over the runs, one dot per run, coloured by sampler."""
+    plt = _plt()
+    ordered = runs.sort_values("run_id").reset_index(drop=True)
+    samplers = ordered["sampler"].astype(str) if "sampler" in ordered else pd.Series(["runs"] * len(ordered))
+    fig, (ax_bar, ax_strip) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    bottom = np.zeros(len(ordered))
+    xs = np.arange(len(ordered))
+    for domain in domains:
+        w = ordered[f"mix.{domain}"].to_numpy(dtype=float)
+        ax_bar.bar(xs, w, bottom=bottom, width=0.9, label=domain)
+        bottom += w
+    ax_bar.scatter(xs, np.full(len(xs), -0.05), c=[_sampler_colour(s) for s in samplers], marker="s", s=12,
+                   clip_on=False)
+    ax_bar.set_ylim(-0.08, 1.0)
+    ax_bar.set_xlabel("run (in run order); squares below: sampler (blue dirichlet, orange adaptive)")
+    ax_bar.set_ylabel("mixture weight")
+    ax_bar.legend(fontsize=7, ncol=len(domains), loc="upper center", bbox_to_anchor=(0.5, 1.12))
+    rng = np.random.default_rng(0)
+    for j, domain in enumerate(domains):
+        for name in sorted(samplers.unique()):
+            w = ordered.loc[samplers == name, f"mix.{domain}"]
+            ax_strip.scatter(j + rng.uniform(-0.18, 0.18, len(w)), w, s=12, alpha=0.7,
+                             color=_sampler_colour(name), label=name if j == 0 else None)
+    ax_strip.set_xticks(range(len(domains)), domains, rotation=15)
+    ax_strip.set_ylabel("weight")
+    ax_strip.legend(fontsize=7)
+    fig.suptitle(f"Sampled mixtures of the {len(runs)} proxy runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_return_curves(curves: Mapping[str, pd.DataFrame], target: Mapping[str, float], path: Path) -> None:
+    """Per domain: estimated marginal return (with interval) against one of that domain's
+    covariates, the others held at the target pool's; dots: runs' covariate values (rug);
+    dashed line: the target pool."""
+    plt = _plt()
+    domains = list(curves)
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.3 * len(domains), 3.2))
+    axes = np.atleast_1d(axes)
+    for ax, domain in zip(axes, domains):
+        curve = curves[domain]
+        name = curve.attrs["covariate"]
+        line, = ax.plot(curve["value"], curve["estimate"], color="tab:green")
+        ax.fill_between(curve["value"], curve["lower"], curve["upper"], color=line.get_color(), alpha=0.2)
+        ax.axhline(0, color="black", lw=0.6)
+        if name in target:
+            ax.axvline(target[name], color="tab:red", ls="--", lw=1, label="target pool")
+        ax.plot(curve.attrs["runs"], np.full(len(curve.attrs["runs"]), ax.get_ylim()[0]), "|",
+                color="tab:blue", alpha=0.5, ms=8)
+        ax.set_xlabel(name.split(".", 1)[1])
+        ax.set_title(domain, fontsize=10)
+    axes[0].set_ylabel("marginal return (y per unit weight)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Estimated return of each domain against its covariate (90 % interval; ticks: runs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, samplers, folds: int,
+                             path: Path) -> dict:
+    """Out-of-fold predictions against the runs' y; returns Spearman and R^2."""
+    from scipy.stats import spearmanr
+
+    plt = _plt()
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    rho = float(spearmanr(actual, predicted).statistic)
+    r2 = float(1 - np.sum((actual - predicted) ** 2) / np.sum((actual - actual.mean()) ** 2))
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(actual, predicted, s=16, alpha=0.8, c=[_sampler_colour(s) for s in samplers])
+    lo, hi = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.7)
+    ax.set_xlabel("actual y of the run")
+    ax.set_ylabel(f"predicted y ({folds}-fold, held out)")
+    ax.set_title(f"Held-out runs: Spearman {rho:.2f}, R² {r2:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"spearman": rho, "r2": r2, "folds": folds}

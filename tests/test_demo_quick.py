@@ -1,0 +1,45 @@
+"""`demo --quick` end to end: every stage after the pools and models (tiny_env's, which the
+quick demo would build identically) runs, and the report, table and figures exist."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import launch
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+FIGURES = ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.png", "return_curves.png",
+           "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png")
+
+
+def test_demo_quick_end_to_end(ray_local, tiny_env, tmp_path, capsys):
+    work = tmp_path / "demo"
+    shutil.copytree(tiny_env.root / "pools", work / "pools")
+    shutil.copytree(tiny_env.root / "models", work / "models")
+    assert launch.main(["demo", "--quick", "--workdir", str(work)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    seconds = summary["stage_seconds"]
+    assert seconds["pools"] == seconds["models"] == "reused"
+    assert all(isinstance(seconds[s], float) for s in ("features", "sweep", "fit", "recommend", "validate", "report"))
+    report = work / "report" / "report.md"
+    assert f"report: {report}" in out and "AvgDev" in out and "Verdict:" in out
+    for name in FIGURES:
+        assert (work / "report" / name).read_bytes()[:4] == b"\x89PNG", name
+    text = report.read_text()
+    assert "24 proxy runs" in text and "Tokens per run" in text and "2 seed(s)" in text
+    table = (work / "validation" / "table.md").read_text()
+    for method in ("causalmix-A", "causalmix-S", "regmix", "equal"):
+        assert f"| {method} |" in table
+    results = pd.read_parquet(work / "validation" / "validation.parquet")
+    assert len(results) == 8 and set(results["seed"]) == {0, 1}
+    runs = pd.read_parquet(work / "runs" / "runs.parquet")
+    assert len(runs) == 24 and len([c for c in runs.columns if c.startswith("x.")]) == 4
+    assert set(pd.read_parquet(work / "validation" / "table.parquet")["method"]) == set(results["candidate"])
+    # the workdir remembers it holds a quick demo
+    assert launch.main(["demo", "--workdir", str(work), "--until", "pools"]) == 2
+    assert "holds a quick demo" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""Validation's pure logic: which mixtures compete (--mixtures), the paper-style table with
+paired per-seed gains, and the verdict (no Ray, no training)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UserError
+from reporting.validation import (candidate_mixtures, paired_verdict, parse_mixture_list, read_mixture_file,
+                                  spread_factor, table_markdown, validation_table, verdict_sentences)
+
+DOMAINS = ["a", "b", "c"]
+
+
+def test_parse_mixture_list_defaults_case_and_errors():
+    assert parse_mixture_list(None, have_regmix=True) == ("causalmix-a", "causalmix-s", "regmix", "equal", "natural")
+    assert "regmix" not in parse_mixture_list(None, have_regmix=False)
+    assert parse_mixture_list("CausalMix-A, EQUAL,mine.json", have_regmix=False) == ("causalmix-a", "equal", "mine.json")
+    assert parse_mixture_list(["equal", "natural"], have_regmix=False) == ("equal", "natural")
+    with pytest.raises(UserError, match="unknown mixture 'dmo'"):
+        parse_mixture_list("equal,dmo", have_regmix=True)
+    with pytest.raises(UserError, match="--regmix-model"):
+        parse_mixture_list("causalmix-a,regmix", have_regmix=False)
+    with pytest.raises(UserError, match="twice"):
+        parse_mixture_list("equal,Equal", have_regmix=False)
+    with pytest.raises(UserError, match="empty entry"):
+        parse_mixture_list("equal,,natural", have_regmix=False)
+
+
+def test_read_mixture_file_accepts_mixtures_and_recommend_output(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"a": 0.5, "b": 0.3, "c": 0.2}))
+    assert read_mixture_file(plain, DOMAINS) == pytest.approx({"a": 0.5, "b": 0.3, "c": 0.2})
+    rec = tmp_path / "rec.json"
+    rec.write_text(json.dumps({"mixture": {"c": 0.1, "a": 0.6, "b": 0.3}, "expected_gain": 0.1}))
+    assert list(read_mixture_file(rec, DOMAINS)) == DOMAINS
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"a": 0.5, "b": 0.5}, r"missing \['c'\]"),
+    ({"a": 0.5, "b": 0.3, "c": 0.1, "z": 0.1}, r"extra \['z'\]"),
+    ({"a": 0.5, "b": 0.3, "c": 0.3}, "sum to 1.1"),
+    ({"a": 1.2, "b": -0.2, "c": 0.0}, "weight of 'b'"),
+    ({"a": "x", "b": 0.5, "c": 0.5}, "weight of 'a'"),
+    ([0.3, 0.3, 0.4], "expected"),
+])
+def test_read_mixture_file_names_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(UserError, match=message) as exc:
+        read_mixture_file(path, DOMAINS)
+    assert str(path) in str(exc.value)
+
+
+def test_read_mixture_file_missing_or_not_json(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_mixture_file(tmp_path / "nope.json", DOMAINS)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(UserError, match="not valid JSON"):
+        read_mixture_file(tmp_path / "broken.json", DOMAINS)
+
+
+class _Model:
+    """A fitted model's recommend() contract with a fixed answer (the candidates' plumbing only)."""
+
+    domains = DOMAINS
+    estimator_name = "causal-forest"
+    covariate_names = ["x.a.hes"]
+
+    def recommend(self, covariates, policy="analytic", **kw):
+        return {"mixture": {"a": 0.5, "b": 0.25, "c": 0.25}, "expected_gain": 0.1, "interval": [0.0, 0.2]}
+
+
+def test_candidates_follow_the_selection_in_order(tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"a": 0.2, "b": 0.2, "c": 0.6}))
+    cands = candidate_mixtures(_Model(), {"x.a.hes": 1.0}, {"a": 10, "b": 30, "c": 60},
+                               entries=("equal", "causalmix-s", str(mine), "natural"))
+    assert list(cands) == ["equal", "causalmix-S", "mine", "natural"]
+    assert cands["mine"]["mixture"]["c"] == pytest.approx(0.6)
+    assert cands["natural"]["mixture"] == pytest.approx({"a": 0.1, "b": 0.3, "c": 0.6})
+    assert cands["causalmix-S"]["source"] == "causal-forest/search"
+    taken = tmp_path / "equal.json"
+    taken.write_text(json.dumps({"a": 0.2, "b": 0.2, "c": 0.6}))
+    with pytest.raises(UserError, match="taken"):
+        candidate_mixtures(_Model(), {}, {"a": 1, "b": 1, "c": 1}, entries=("equal", str(taken)))
+
+
+def _results(gains: dict[str, list[float]], seed_offsets=(0.0, -0.3, 0.25)) -> pd.DataFrame:
+    """y = seed offset (shared by every method: large) + the method's per-seed gain."""
+    rows = []
+    for name, per_seed in gains.items():
+        for seed, (offset, g) in enumerate(zip(seed_offsets, per_seed)):
+            y = -3.0 + offset + g
+            rows.append({"candidate": name, "seed": seed, "metric.a_nll": -y, "metric.b_em": 0.1 + g, "y": y})
+    return pd.DataFrame(rows)
+
+
+def test_paired_gain_sees_through_a_large_shared_seed_spread():
+    results = _results({"equal": [0, 0, 0], "regmix": [-0.01, 0.02, -0.03],
+                        "causalmix-A": [0.05, 0.052, 0.048], "causalmix-S": [0.05, -0.04, 0.01]})
+    table = validation_table(results)
+    assert table.at["causalmix-A", "y_std"] > 0.2  # the unpaired spread hides the gain...
+    assert table.at["causalmix-A", "gain_vs_equal_mean"] == pytest.approx(0.05)
+    assert table.at["causalmix-A", "vs_equal"] == "better"  # ...the paired one does not
+    assert table.at["causalmix-A", "vs_regmix"] == "better"
+    assert table.at["causalmix-S", "vs_equal"] == "within spread"
+    assert table.at["equal", "vs_equal"] == "-"
+    assert table.index[0] == "causalmix-A"
+    assert table.at["causalmix-A", "metric.b_em_mean"] == pytest.approx(0.15)
+    md = table_markdown(table)
+    assert "| causalmix-A |" in md and "a_nll" in md and "b_em" in md and "±" in md
+    words = verdict_sentences(table)
+    assert words[-1].startswith("Verdict: causalmix-A beats equal and regmix")
+
+
+def test_verdict_is_an_honest_negative_when_no_method_clears_the_spread():
+    results = _results({"equal": [0, 0, 0], "regmix": [0.0, 0.01, 0.0], "causalmix-A": [0.02, -0.01, 0.03]})
+    words = verdict_sentences(validation_table(results))
+    assert "does not separate from equal" in words[0]
+    assert words[-1].startswith("Verdict: no CausalMix mixture beats equal and regmix")
+
+
+def test_paired_verdict_rule():
+    assert spread_factor(3) == pytest.approx(2.92, abs=0.01)
+    assert paired_verdict([0.1, 0.11, 0.09])["verdict"] == "better"
+    assert paired_verdict([-0.1, -0.11, -0.09])["verdict"] == "worse"
+    assert paired_verdict([0.1, -0.05, 0.02])["verdict"] == "within spread"
+    assert paired_verdict([0.1])["verdict"] == "one seed"
+    v = paired_verdict([0.1, 0.2, 0.3, 0.4])
+    assert v["mean"] == pytest.approx(0.25) and v["se"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 20)
+    assert v["positive_seeds"] == 4
+
+
+def test_seeds_needed_matches_the_rule():
+    from reporting.validation import seeds_needed
+
+    need = seeds_needed(0.02, 0.02)
+    assert need is not None
+    assert 0.02 > spread_factor(need) * 0.02 / np.sqrt(need)
+    assert 0.02 <= spread_factor(need - 1) * 0.02 / np.sqrt(need - 1)
+    assert seeds_needed(-0.01, 0.02) is None and seeds_needed(0.0, 0.02) is None
