@@ -50,7 +50,8 @@ def bare_app():
 def start_bare(model_dir: str, port: int, niceness: int, workers: int) -> subprocess.Popen:
     """uvicorn with `workers` processes serving `bare_app`, at the given niceness."""
     env = {**os.environ, BARE_MODEL_ENV: model_dir,
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "benchmarks"),
+                                                       os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "uvicorn", "bench_serve:bare_app", "--factory", "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     return subprocess.Popen(command, env=env, preexec_fn=lambda: os.nice(niceness - os.nice(0)))

@@ -45,7 +45,6 @@ class FlatForest:
             self.jac[i, :n] = np.asarray(tree.jac)[:n].reshape(n, k, k)
         self.depth = max(t.max_depth for t in trees)
         self.bags = np.array([np.asarray(sl) for sl in forest.slices_])  # (n_bags, trees per bag)
-        self.n_relevant = forest.n_relevant_outputs_
         self._rows = np.arange(len(trees))
 
     @classmethod

@@ -86,13 +86,12 @@ def run(args) -> int:
 
     from ray import serve
 
-    from actors.serve.deployment import (HIGH_THROUGHPUT_ENV, LOCAL_HIGH_THROUGHPUT_ENV, apply,
-                                        high_throughput_enabled)
+    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, LOCAL_HIGH_THROUGHPUT_ENV, apply
     from core.ray_setup import check_resources, init_ray
 
     if settings.high_throughput and local:
         os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
-    elif settings.high_throughput and not high_throughput_enabled():
+    elif settings.high_throughput:
         print("--high-throughput: a running cluster keeps the mode its `ray start` had; set "
               f"{' '.join(f'{k}={v}' for k, v in HIGH_THROUGHPUT_ENV.items())} there (cluster/*.yaml do)",
               file=sys.stderr)

@@ -236,13 +236,17 @@ def table_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+VERDICT_WORDS = {"better": "beats", "worse": "is worse than", "within spread": "does not separate from",
+                 "one seed": "cannot be compared (one seed) with"}
+
+
 def verdict_sentences(table: pd.DataFrame) -> list[str]:
     """The comparison in plain words, one sentence per CausalMix method (and the overall call)."""
     n = int(table["n_seeds"].min())
     rule = (f"'beyond the seed spread' = one-sided paired t-test at {SPREAD_ALPHA:g}: the mean "
             f"difference over {n} seeds exceeds {spread_factor(n):.2f} standard errors of it")
     bases = [b for b in BASELINES if f"vs_{b}" in table]
-    methods = [n for n in table.index if str(n).startswith("causalmix")]
+    methods = [m for m in table.index if str(m).startswith("causalmix")]
     if not bases or not methods:
         return [f"No CausalMix method and baseline to compare ({rule})."]
     sentences, winners = [], []
@@ -251,9 +255,7 @@ def verdict_sentences(table: pd.DataFrame) -> list[str]:
         for b in bases:
             verdict = table.at[name, f"vs_{b}"]
             gain, se = table.at[name, f"gain_vs_{b}_mean"], table.at[name, f"gain_vs_{b}_se"]
-            words = {"better": "beats", "worse": "is worse than",
-                     "within spread": "does not separate from", "one seed": "cannot be compared (one seed) with"}
-            parts.append(f"{words[verdict]} {b} ({gain:+.4f} ± {se:.4f} s.e.)")
+            parts.append(f"{VERDICT_WORDS[verdict]} {b} ({gain:+.4f} ± {se:.4f} s.e.)")
         sentences.append(f"{name} " + " and ".join(parts) + ".")
         if all(table.at[name, f"vs_{b}"] == "better" for b in bases):
             winners.append(name)
@@ -308,7 +310,7 @@ def plot_validation(results: pd.DataFrame, path) -> None:
             ax_gain.scatter(np.full(len(diffs), i + 0.18), diffs[name], color="black", s=10, zorder=3)
         ax_gain.axhline(0, color="black", lw=0.8)
         ax_gain.set_ylabel("y − y(equal), same seed")
-        ax_gain.set_title(f"Paired gain over equal (90 % t-interval; dots: seeds)")
+        ax_gain.set_title("Paired gain over equal (90 % t-interval; dots: seeds)")
     else:
         ax_gain.bar(xs, table["y_mean"], yerr=table["y_std"], capsize=5, color=colours)
         ax_gain.set_title("y per method (mean ± std)")

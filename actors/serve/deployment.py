@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,6 @@ HIGH_THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_O
 # A local Ray: HAProxy on the same machine hears of a stopping replica at once, so the
 # replica need not wait Ray's default 30 s drain (meant for HAProxy on other nodes) to stop.
 LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
-
-
-def high_throughput_enabled() -> bool:
-    """Whether this process would start Ray (and Serve) in high-throughput mode."""
-    return all(os.environ.get(name) == value for name, value in HIGH_THROUGHPUT_ENV.items())
 
 
 class ModelRef(BaseModel):
