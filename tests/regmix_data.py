@@ -1,9 +1,11 @@
-"""Where RegMix's released CSVs are (DESIGN.md: ../shared/data/regmix/ beside the repository)."""
+"""Where RegMix's released CSVs are: tests/data/regmix/ (copied with their MIT licence so a fresh
+clone has them), else ../shared/data/regmix/ beside the repository (DESIGN.md)."""
 from pathlib import Path
 
 import pytest
 
-_CANDIDATES = [Path(__file__).resolve().parents[1].parent / "shared" / "data" / "regmix",
+_CANDIDATES = [Path(__file__).resolve().parent / "data" / "regmix",
+               Path(__file__).resolve().parents[1].parent / "shared" / "data" / "regmix",
                Path("/work/shared/data/regmix")]
 
 
