@@ -30,6 +30,10 @@ class FitActor:
         """Refit now on every row received; returns the new snapshot."""
         return self._tracker.refit(wait=True)
 
+    def round_snapshot(self, rows: list[dict], round_index: int) -> dict | None:
+        """The adaptive sweep's snapshot of round `round_index`, fitted on exactly `rows`."""
+        return self._tracker.round_snapshot(rows, round_index)
+
     def latest_snapshot(self) -> dict | None:
         """The newest policy snapshot (None before the first successful fit); never blocks on a fit."""
         return self._tracker.latest_snapshot()

@@ -25,7 +25,7 @@ import yaml
 
 from actors.sweep_inputs import SweepInputs, load_sweep_inputs
 from actors.sweep_progress import RunsTableWriter, SweepProgress
-from actors.sweep_searcher import ActorSnapshots, MixtureSearcher
+from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
 from actors.trainer import ROW_KEY, SweepData, proxy_trial
 from causal.covariates import DEFAULT_FEATURES, pool_covariates
 from core.atomic import atomic_write_json, atomic_write_text
@@ -74,8 +74,16 @@ class SweepConfig:
     """Share of runs drawn around the fit actor's current recommendation (0: none)."""
     adaptive_radius: float = 0.2
     """L2 trust radius of adaptive draws around the recommendation."""
+    adaptive_round: int = 8
+    """Runs per adaptive round: an adaptive run of round r = index // adaptive_round draws
+    around the snapshot fitted on exactly the runs of rounds < r (reproducible whatever the
+    concurrency and finish order); round 0 is all prior draws."""
     adaptive_refit_every: int = 4
-    """The fit actor refits after this many new runs."""
+    """Without adaptive mode: the fit actor refits (policy.jsonl) after this many new runs.
+    In adaptive mode it fits once per round instead."""
+    final_model: bool = True
+    """Write the fit actor's model on every run to RUN_DIR/model at the end (the demo turns it
+    off: its `fit` stage is the one fit every later stage uses)."""
     stream_fit: bool = True
     """Run the fit actor during the sweep (refits as runs land, policy snapshots in
     policy.jsonl, the final model in RUN_DIR/model); adaptive mode needs it."""
@@ -112,6 +120,8 @@ class SweepConfig:
             raise ValueError(f"adaptive must lie in [0, 1], got {self.adaptive}")
         if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
             raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if self.adaptive_round < 1:
+            raise ValueError(f"adaptive_round must be >= 1, got {self.adaptive_round}")
         if self.adaptive_refit_every < 1:
             raise ValueError(f"adaptive_refit_every must be >= 1, got {self.adaptive_refit_every}")
         if self.max_concurrent < 0 or self.max_failures < 0 or self.max_pending < 0:
@@ -124,7 +134,7 @@ class SweepConfig:
     # Fields that define the sweep: a resume must not change them.
     IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
                 "prior_temperature", "max_ratio", "adaptive", "adaptive_radius",
-                "adaptive_refit_every", "adaptive_fit")
+                "adaptive_round", "adaptive_refit_every", "adaptive_fit")
 
 
 def trial_name(trial) -> str:
@@ -151,10 +161,11 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
             max_ratio=cfg.max_ratio, seed=cfg.seed)
     states = DataStateSampler(inputs.shard_names, config=dataclasses.replace(cfg.state, seed=cfg.seed),
                               shard_means=inputs.shard_means)
-    snapshots = ActorSnapshots(FIT_ACTOR_NAME) if cfg.adaptive > 0 else None
+    snapshots = ActorRoundSnapshots(FIT_ACTOR_NAME) if cfg.adaptive > 0 else None
     return MixtureSearcher(domains=domains, mixture_sampler=sampler, state_sampler=states,
                            n_runs=cfg.runs, seed=cfg.seed, adaptive_fraction=cfg.adaptive,
-                           adaptive_radius=cfg.adaptive_radius, snapshot_source=snapshots)
+                           adaptive_radius=cfg.adaptive_radius, round_size=cfg.adaptive_round,
+                           snapshots=snapshots)
 
 
 def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
@@ -183,7 +194,8 @@ def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
     actor = FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True, num_cpus=0,
                              scheduling_strategy=on_driver_node).remote(
         config=dict(cfg.adaptive_fit) or None, run_dir=cfg.out, target_covariates=target,
-        refit_every=cfg.adaptive_refit_every)
+        # adaptive: one fit per round (round_snapshot), none triggered by arrivals
+        refit_every=cfg.runs + 1 if cfg.adaptive > 0 else cfg.adaptive_refit_every)
     try:
         ray.get(actor.status.remote(), timeout=FIT_ACTOR_START_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError:
@@ -346,7 +358,8 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         coverage=coverage(run_covs, targets) if targets and run_covs else {},
         runs_file=str(out / RUNS_FILE))
     if fit_actor is not None:
-        summary["fit_actor"] = {**(_fit_actor_status() or {}), **_write_final_model(fit_actor, out)}
+        summary["fit_actor"] = {**(_fit_actor_status() or {}),
+                                **(_write_final_model(fit_actor, out) if cfg.final_model else {})}
         _stop_fit_actor(fit_actor)
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary

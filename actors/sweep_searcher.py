@@ -1,32 +1,65 @@
 """The sweep's Tune `Searcher`: proposes (mixture, data state, seed) for each proxy run.
 
-Run i (0-based, in order of `suggest` calls) gets `run_id = run-<i>`, the i-th mixture of
-the seeded Dirichlet stream, the i-th data state and seed `seed + i`; so a sweep is
-reproducible and a resumed one proposes exactly the runs it had not proposed yet.
+Run i gets `run_id = run-<i>`, the i-th mixture of the seeded Dirichlet stream, the i-th
+data state and seed `seed + i`; so a sweep is reproducible and a resumed one proposes exactly
+the runs it had not proposed yet.
 
-Attempts, not successes, are counted: after `n_runs` suggestions it answers FINISHED, so
+Attempts, not successes, are counted: after `n_runs` proposals it answers FINISHED, so
 errored or NaN trials never make it propose more runs than asked (Tune's FailureConfig
 retries a failed trial with the same config; `--resume` restarts errored ones).
 
-Adaptive mode: with probability `adaptive_fraction` (per run, from its own stream), run i
-draws its mixture inside a trust region around the fit actor's current recommendation
-instead of from the prior. The snapshot is read without blocking: the latest one that has
-arrived is used, and until one arrives the run uses the prior. Each run records its sampler.
+Adaptive mode, in rounds: run i belongs to round r = i // round_size. Whether run i is
+adaptive is drawn from its own stream (probability `adaptive_fraction`; never in round 0).
+An adaptive run of round r draws its mixture inside a trust region around the
+recommendation of the snapshot fitted on exactly the runs of rounds < r (sorted by run_id),
+or from the prior when that fit fails (too few runs yet). So what run i trains on depends
+only on the seed, the settings and the outcomes of runs before its round, never on how many
+trials run at once or in which order they finish (DESIGN.md: reproducibility).
+The searcher never blocks: an adaptive run whose round snapshot is not in yet is simply not
+proposed; later non-adaptive runs are proposed meanwhile (Tune asks again), so trial slots
+do not idle at round boundaries unless every remaining run waits for a snapshot.
 """
 from __future__ import annotations
 
 import math
 import pickle
-from typing import Callable
+from typing import Protocol
 
 import numpy as np
 from ray.tune.search import Searcher
 
+from actors.trainer import ROW_KEY
 from mixture_space.dirichlet import DirichletMixtureSampler
 from mixture_space.state import DataStateSampler
 from mixture_space.trust_region import trust_region_candidates
 
-SnapshotSource = Callable[[], "dict | None"]
+PENDING = object()
+"""RoundSnapshots.poll's answer while a round's fit is still running."""
+
+
+class RoundSnapshots(Protocol):
+    """Where round snapshots come from: `request(r, rows)` starts the fit of round r on `rows`
+    (the finished runs of rounds < r, sorted by run_id) without waiting; `poll(r)` returns
+    PENDING, the snapshot, or None when that fit failed (e.g. too few runs)."""
+
+    def request(self, round_index: int, rows: list[dict]) -> None: ...
+
+    def poll(self, round_index: int): ...
+
+
+class LocalRoundSnapshots:
+    """Round snapshots computed in-process by `fit(rows, round_index) -> snapshot | None`
+    (tests, and sweeps without Ray's fit actor)."""
+
+    def __init__(self, fit):
+        self.fit = fit
+        self._done: dict[int, object] = {}
+
+    def request(self, round_index: int, rows: list[dict]) -> None:
+        self._done[round_index] = self.fit(rows, round_index)
+
+    def poll(self, round_index: int):
+        return self._done.get(round_index, PENDING)
 
 
 def recommended_mixture(snapshot: dict | None, domains: list[str],
@@ -51,38 +84,55 @@ class MixtureSearcher(Searcher):
     def __init__(self, *, domains: list[str], mixture_sampler: DirichletMixtureSampler,
                  state_sampler: DataStateSampler, n_runs: int, seed: int = 0,
                  adaptive_fraction: float = 0.0, adaptive_radius: float = 0.2,
-                 snapshot_source: SnapshotSource | None = None, metric: str = "y",
-                 mode: str = "max"):
+                 round_size: int = 8, snapshots: RoundSnapshots | None = None,
+                 metric: str = "y", mode: str = "max"):
         super().__init__(metric=metric, mode=mode)
         if not 0.0 <= adaptive_fraction <= 1.0:
             raise ValueError(f"adaptive_fraction must lie in [0, 1], got {adaptive_fraction}")
+        if round_size < 1:
+            raise ValueError(f"round_size must be >= 1, got {round_size}")
         self.domains = list(domains)
         self.n_runs = int(n_runs)
         self.seed = int(seed)
         self.state_sampler = state_sampler
-        self.adaptive_fraction = float(adaptive_fraction)
+        self.adaptive_fraction = float(adaptive_fraction) if snapshots is not None else 0.0
         self.adaptive_radius = float(adaptive_radius)
-        self.snapshot_source = snapshot_source
+        self.round_size = int(round_size)
+        self.snapshots = snapshots
         self.mixture_prior = mixture_sampler.prior
         self.prior_mixtures = mixture_sampler.sample(self.n_runs)
-        self.attempts = 0
+        self.proposed: set[int] = set()
         self.live: dict[str, int] = {}
         self.completed: dict[int, float] = {}
         self.failed: set[int] = set()
+        self.rows: dict[int, dict] = {}
+        """Finished rows by run index: what round snapshots are fitted on."""
+        self.round_snapshots: dict[int, dict | None] = {}
+        self.requested: set[int] = set()
+
+    @property
+    def attempts(self) -> int:
+        return len(self.proposed)
 
     # -- proposals -------------------------------------------------------------------------
-    def proposal(self, index: int) -> dict:
-        """The trial config of run `index` (see the module docstring)."""
+    def is_adaptive(self, index: int) -> bool:
+        if self.adaptive_fraction <= 0 or index < self.round_size:
+            return False
+        return bool(np.random.default_rng([self.seed, index, 7]).random() < self.adaptive_fraction)
+
+    def proposal(self, index: int, snapshot: dict | None = None) -> dict:
+        """The trial config of run `index`; `snapshot`: its round's (adaptive runs only)."""
         rng = np.random.default_rng([self.seed, index, 7])
         weights, sampler, extra = self.prior_mixtures[index], "dirichlet", {}
-        if self.adaptive_fraction > 0 and rng.random() < self.adaptive_fraction:
-            snapshot = self.snapshot_source() if self.snapshot_source is not None else None
+        if self.is_adaptive(index):
+            rng.random()  # the draw is_adaptive made, so the trust-region seed below is fixed
             centre = recommended_mixture(snapshot, self.domains)
             if centre is not None:
                 weights = trust_region_candidates(centre, self.adaptive_radius, 2,
                                                   seed=int(rng.integers(1 << 31)))[1]
                 sampler = "adaptive"
-                extra = {"adaptive_snapshot": int(snapshot.get("version", 0))}
+                extra = {"adaptive_round": index // self.round_size,
+                         "adaptive_fit_runs": int(snapshot.get("n_runs", 0))}
         weights = np.clip(weights, 0.0, None)
         weights = weights / weights.sum()
         state = self.state_sampler.state(index)
@@ -91,13 +141,45 @@ class MixtureSearcher(Searcher):
                 "state": {d: list(names) for d, names in state.items()},
                 "sampler": sampler, "extra": extra}
 
+    def _round_snapshot(self, r: int):
+        """Round r's snapshot, None (its fit failed), or PENDING (earlier rounds still running,
+        or its fit not in yet). Requests the fit as soon as rounds < r are all finished."""
+        if r in self.round_snapshots:
+            return self.round_snapshots[r]
+        first = r * self.round_size
+        if any(i not in self.completed and i not in self.failed for i in range(first)):
+            return PENDING
+        if r not in self.requested:
+            rows = [self.rows[i] for i in sorted(self.rows) if i < first]
+            self.snapshots.request(r, rows)
+            self.requested.add(r)
+        answer = self.snapshots.poll(r)
+        if answer is not PENDING:
+            self.round_snapshots[r] = answer
+        return answer
+
+    def _next_ready(self) -> tuple[int, dict | None] | None:
+        for index in range(self.n_runs):
+            if index in self.proposed:
+                continue
+            if not self.is_adaptive(index):
+                return index, None
+            snapshot = self._round_snapshot(index // self.round_size)
+            if snapshot is not PENDING:
+                return index, snapshot
+        return None
+
     # -- Tune Searcher API -----------------------------------------------------------------
     def suggest(self, trial_id: str):
         if self.attempts >= self.n_runs:
             return Searcher.FINISHED
-        config = self.proposal(self.attempts)
-        self.live[trial_id] = self.attempts
-        self.attempts += 1
+        ready = self._next_ready()
+        if ready is None:
+            return None  # every remaining run waits for a round snapshot: Tune asks again
+        index, snapshot = ready
+        config = self.proposal(index, snapshot)
+        self.live[trial_id] = index
+        self.proposed.add(index)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -114,6 +196,13 @@ class MixtureSearcher(Searcher):
         else:
             self.completed[index] = y
             self.failed.discard(index)
+            row = (result or {}).get(ROW_KEY)
+            if isinstance(row, str):
+                import json
+
+                self.rows[index] = json.loads(row)
+            elif isinstance(row, dict):
+                self.rows[index] = dict(row)
 
     @property
     def best(self) -> tuple[int, float] | None:
@@ -123,17 +212,23 @@ class MixtureSearcher(Searcher):
         return index, self.completed[index]
 
     def get_state(self) -> dict:
-        return {"attempts": self.attempts, "live": dict(self.live), "completed": dict(self.completed),
-                "failed": set(self.failed), "n_runs": self.n_runs, "seed": self.seed}
+        # Unanswered round requests are not kept: a restored searcher asks for them again.
+        return {"proposed": set(self.proposed), "live": dict(self.live),
+                "completed": dict(self.completed), "failed": set(self.failed),
+                "rows": dict(self.rows), "round_snapshots": dict(self.round_snapshots),
+                "n_runs": self.n_runs, "seed": self.seed}
 
     def set_state(self, state: dict) -> None:
         if state["n_runs"] != self.n_runs or state["seed"] != self.seed:
             raise ValueError(f"searcher state is of a sweep with n_runs={state['n_runs']}, "
                              f"seed={state['seed']}, not {self.n_runs}, {self.seed}")
-        self.attempts = state["attempts"]
+        self.proposed = set(state["proposed"])
         self.live = dict(state["live"])
         self.completed = dict(state["completed"])
         self.failed = set(state["failed"])
+        self.rows = dict(state.get("rows", {}))
+        self.round_snapshots = dict(state.get("round_snapshots", {}))
+        self.requested = set(self.round_snapshots)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:
@@ -144,39 +239,36 @@ class MixtureSearcher(Searcher):
             self.set_state(pickle.load(fh))
 
 
-class ActorSnapshots:
-    """Non-blocking reader of a named fit actor's `latest_snapshot()`.
-
-    Each call checks (timeout 0) whether the last request has answered; if so it keeps
-    the answer and sends the next request. It never waits, so a slow refit never
-    stalls the sweep. Only the actor's name is pickled (Tune saves the searcher).
-    """
+class ActorRoundSnapshots:
+    """Round snapshots from the named fit actor's `round_snapshot(rows, r)`, never waited for:
+    `poll` checks the request with timeout 0. Only the actor's name is pickled (Tune saves
+    the searcher); requests in flight are lost then and asked again after a restore."""
 
     def __init__(self, actor_name: str, namespace: str | None = None):
         self.actor_name = actor_name
         self.namespace = namespace
-        self._pending = None
-        self._latest: dict | None = None
+        self._pending: dict[int, object] = {}
 
     def __getstate__(self):
-        return {"actor_name": self.actor_name, "namespace": self.namespace,
-                "_pending": None, "_latest": self._latest}
+        return {"actor_name": self.actor_name, "namespace": self.namespace, "_pending": {}}
 
-    def __call__(self) -> dict | None:
+    def request(self, round_index: int, rows: list[dict]) -> None:
         import ray
 
-        if self._pending is not None:
-            ready, _ = ray.wait([self._pending], timeout=0)
-            if not ready:
-                return self._latest
-            try:
-                self._latest = ray.get(self._pending) or self._latest
-            except ray.exceptions.RayError:
-                pass  # the fit actor failed or is gone: keep the last good snapshot
-            self._pending = None
+        actor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        self._pending[round_index] = actor.round_snapshot.remote(rows, round_index)
+
+    def poll(self, round_index: int):
+        import ray
+
+        ref = self._pending.get(round_index)
+        if ref is None:
+            return PENDING
+        ready, _ = ray.wait([ref], timeout=0)
+        if not ready:
+            return PENDING
+        del self._pending[round_index]
         try:
-            actor = ray.get_actor(self.actor_name, namespace=self.namespace)
-        except ValueError:
-            return self._latest
-        self._pending = actor.latest_snapshot.remote()
-        return self._latest
+            return ray.get(ref)
+        except ray.exceptions.RayError:
+            return None  # the fit actor failed: this round's adaptive runs use the prior

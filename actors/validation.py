@@ -35,10 +35,21 @@ class ValidateConfig:
     gains), validation.parquet (one row per run), summary.json, validation.png."""
     regmix_model: str | None = None
     """Optional model directory fitted with `--estimator regmix`: adds the RegMix baseline."""
+    no_dml_model: str | None = None
+    """Optional model directory fitted with `--estimator regression` on the same runs: the
+    no-DML ablation (same analytic policy)."""
+    no_covariates_model: str | None = None
+    """Optional model directory fitted on the same runs without their x.* covariates: the
+    state-agnostic ablation (same analytic policy)."""
+    runs: str | None = None
+    """Optional runs table of the sweep: best-run takes its highest-y run's mixture."""
+    grid: int = 0
+    """Grid baseline: N mixtures spread over the simplex (`grid` in mixtures; 0: none)."""
     mixtures: tuple[str, ...] | None = None
-    """Competing mixtures, a comma-separated string or a list: causalmix-a, causalmix-s, regmix,
-    equal, natural (any case) and FILE.json ({domain: weight} or a `recommend` output).
-    None: causalmix-a, causalmix-s, regmix (when regmix_model is given), equal, natural."""
+    """Competing mixtures, a comma-separated string or a list: causalmix-a, causalmix-s, no-dml,
+    no-covariates, regmix, equal, natural, best-run, grid (any case) and FILE.json
+    ({domain: weight} or a `recommend` output). None: causalmix-a, causalmix-s, regmix (when
+    regmix_model is given), equal, natural, plus grid when grid > 0."""
     seeds: int = 3
     """Training seeds per candidate mixture; seed s is shared by every mixture (paired runs)."""
     trust_radius: float | None = None
@@ -52,8 +63,14 @@ class ValidateConfig:
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
-        object.__setattr__(self, "mixtures", parse_mixture_list(
-            self.mixtures, have_regmix=bool(self.regmix_model)))
+        if self.grid < 0:
+            raise ValueError(f"grid must be >= 0, got {self.grid}")
+        have = [name for name, given in (("no-dml", self.no_dml_model), ("no-covariates",
+                self.no_covariates_model), ("best-run", self.runs), ("grid", self.grid)) if given]
+        entries = parse_mixture_list(self.mixtures, have_regmix=bool(self.regmix_model), have=have)
+        if self.mixtures is None and self.grid:
+            entries = (*entries, "grid")
+        object.__setattr__(self, "mixtures", entries)
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.trust_radius is not None and not self.trust_radius > 0:
@@ -93,11 +110,18 @@ def run_validation(cfg: ValidateConfig) -> dict:
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
     from core.ray_setup import check_resources, init_ray
-    from reporting.validation import (candidate_mixtures, plot_validation, summarize, table_markdown,
-                                      validation_table, verdict_sentences)
+    from reporting.validation import (add_avgdev, candidate_mixtures, plot_validation, summarize,
+                                      table_markdown, validation_table, verdict_sentences)
 
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
+    no_dml = load_model_dir(cfg.no_dml_model) if cfg.no_dml_model else None
+    no_cov = load_model_dir(cfg.no_covariates_model) if cfg.no_covariates_model else None
+    runs = None
+    if cfg.runs:
+        from causal.runs_table import read_frame
+
+        runs = read_frame(cfg.runs)
     feature_names = features_in(model.covariate_names)
     inputs = load_sweep_inputs(cfg.pool, cfg.features, feature_names)
     if list(inputs.pool.domains) != list(model.domains):
@@ -106,7 +130,9 @@ def run_validation(cfg: ValidateConfig) -> dict:
                                  where=f"features {cfg.features}")
     candidates = candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names},
                                     inputs.domain_tokens, entries=cfg.mixtures,
-                                    trust_radius=cfg.trust_radius, regmix_model=regmix)
+                                    trust_radius=cfg.trust_radius, regmix_model=regmix,
+                                    no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
+                                    grid=cfg.grid)
     proxy = cfg.proxy_config()
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -125,6 +151,7 @@ def run_validation(cfg: ValidateConfig) -> dict:
             rows.append(ray.get(done[0]))
             bar.update(1)
     results = pd.DataFrame(rows).sort_values(["candidate", "seed"]).reset_index(drop=True)
+    results = add_avgdev(results)
     table = summarize(results)
     paper_table = validation_table(results)
     summary = {

@@ -122,7 +122,8 @@ class PolicyTracker:
     def _fit_once(self) -> None:
         with self._fit_lock:
             with self._lock:
-                rows = list(self._rows)
+                # sorted, so that a fit depends on which runs landed, not on their order
+                rows = sorted(self._rows, key=lambda r: str(r["run_id"]))
             try:
                 table = runs_from_rows(rows, where="fit actor runs")
                 table.sha256 = frame_sha256(table.frame)
@@ -139,14 +140,43 @@ class PolicyTracker:
                 self._rows_at_fit = len(rows)
                 self._model, self._table, self._snapshot = model, table, snapshot
                 self.last_error = None
-            if self.run_dir is not None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.run_dir / "policy.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(snapshot) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            self._append(snapshot)
 
-    def _make_snapshot(self, model: FittedMixtureModel, table: RunsTable, fit_s: float) -> dict:
+    def _append(self, snapshot: dict) -> None:
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "policy.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(snapshot) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def round_snapshot(self, rows: list[dict], round_index: int) -> dict | None:
+        """The snapshot of an adaptive sweep's round: a fit on exactly `rows` (the runs of the
+        rounds before it), sorted by run_id so that it is the same whatever order they landed
+        in; None when the estimator cannot fit them yet (too few runs). Published as the latest
+        snapshot (version = round) and appended to policy.jsonl with its round."""
+        rows = sorted((dict(r) for r in rows), key=lambda r: str(r["run_id"]))
+        with self._fit_lock:
+            try:
+                table = runs_from_rows(rows, where=f"round {round_index} runs")
+                start = time.perf_counter()
+                estimator = fit_runs_table(table, self.config)
+                model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
+                snapshot = self._make_snapshot(model, table, time.perf_counter() - start,
+                                               version=round_index)
+            except UserError as exc:
+                with self._lock:
+                    self.last_error = str(exc)
+                return None
+            snapshot["round"] = round_index
+            with self._lock:
+                self._snapshot = snapshot
+                self.last_error = None
+            self._append(snapshot)
+        return snapshot
+
+    def _make_snapshot(self, model: FittedMixtureModel, table: RunsTable, fit_s: float,
+                       version: int | None = None) -> dict:
         if self.target_covariates is not None:
             covariates = self.target_covariates
         else:
@@ -155,7 +185,7 @@ class PolicyTracker:
                                        reference=self.reference) for p in ("analytic", "search")}
         previous = self._snapshot["version"] if self._snapshot else 0
         return {
-            "version": previous + 1,
+            "version": previous + 1 if version is None else version,
             "n_runs": table.n_runs,
             "estimator": model.estimator_name,
             "model_version": model.version,

@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
                         help="continue the interrupted sweep in --out (only missing runs)")
     parser.add_argument("--adaptive", type=float, default=None, metavar="FRACTION",
                         help="share of runs drawn around the fit actor's latest recommendation")
+    parser.add_argument("--adaptive-round", dest="adaptive_round", type=int, default=None, metavar="N",
+                        help="runs per adaptive round (default 8): round r's adaptive runs use the fit "
+                        "on rounds < r, so the runs table does not depend on the finish order")
     parser.add_argument("--seed", type=int, default=None, help="sweep seed (default 0)")
     parser.add_argument("--budget", type=int, default=None, help="per-run budget (default 400)")
     parser.add_argument("--budget-unit", choices=("samples", "tokens"), default=None,

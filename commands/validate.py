@@ -19,10 +19,18 @@ def add_arguments(parser) -> None:
                         help="language model to train (directory or hub id)")
     parser.add_argument("--regmix-model", dest="regmix_model", default=None,
                         help="model directory fitted with --estimator regmix (adds the RegMix baseline)")
+    parser.add_argument("--no-dml-model", dest="no_dml_model", default=None,
+                        help="model directory fitted with --estimator regression (the no-dml ablation)")
+    parser.add_argument("--no-covariates-model", dest="no_covariates_model", default=None,
+                        help="model directory fitted on the runs without x.* columns (no-covariates)")
+    parser.add_argument("--runs", default=None, help="the sweep's runs table (for best-run)")
+    parser.add_argument("--grid", type=int, default=None, metavar="N",
+                        help="add the Grid baseline: N mixtures spread over the simplex")
     parser.add_argument("--mixtures", default=None,
-                        help="comma-separated competing mixtures: causalmix-a, causalmix-s, regmix, "
-                        "equal, natural (any case) and FILE.json ({domain: weight} or a recommend "
-                        "output); default: all five (regmix only with --regmix-model)")
+                        help="comma-separated competing mixtures: causalmix-a, causalmix-s, no-dml, "
+                        "no-covariates, regmix, equal, natural, best-run, grid (any case) and FILE.json "
+                        "({domain: weight} or a recommend output); default: causalmix-a, causalmix-s, "
+                        "regmix (with --regmix-model), equal, natural, and grid with --grid")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per mixture, shared across mixtures for paired comparisons (default 3)")
     parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=None)
@@ -34,6 +42,7 @@ def run(args) -> int:
     cfg = load_config(ValidateConfig, args.config, vars(args))
     summary = run_validation(cfg)
     print(json.dumps({"best": summary["best"],
+                      "avgdev_mean": {k: v["avgdev_mean"] for k, v in summary["candidates"].items()},
                       "y_mean": {k: v["y_mean"] for k, v in summary["candidates"].items()},
                       "verdict": summary["verdict"], "out": cfg.out}))
     return 0

@@ -1,8 +1,17 @@
 """Validation of recommended mixtures: which mixtures compete, and how their outcomes compare.
 
 The miniature of the paper's target experiment: train the target model on the target pool
-with each competing mixture (CausalMix-A, CausalMix-S, RegMix, equal, the pool's natural token
-share, or mixtures from files) over a few seeds, evaluate the same dev suite, and compare.
+with each competing mixture (CausalMix-A, CausalMix-S, the ablations no-dml and no-covariates,
+RegMix, equal, the pool's natural token share, the best proxy run's mixture, a grid over the
+simplex, or mixtures from files) over a few seeds, evaluate the same dev suite, and compare.
+
+AvgDev, the score every comparison uses, weighs each dev task the same whatever its scale:
+each task's metric is signed so that higher is better (NLLs negated), standardised over all
+runs of the table ((v - mean) / std, pooled over methods and seeds), and the standardised
+tasks are averaged. An accuracy in [0, 1] and an NLL near 5 then count alike (the paper
+averages task scores that share one scale); a task that does not vary contributes 0. Because
+the standardisation uses the table's runs, AvgDev compares methods within one table, not
+across tables; `y` (the proxy objective, the plain mean of the signed metrics) is kept beside it.
 
 Seeds pair the runs: seed s of every method starts from the same weights, the same torch
 seed and the same document order within each domain (proxy/data.py), so the per-seed
@@ -25,9 +34,19 @@ import pandas as pd
 from core.errors import UserError
 
 CAUSALMIX = {"causalmix-a": ("causalmix-A", "analytic"), "causalmix-s": ("causalmix-S", "search")}
-BUILTIN = (*CAUSALMIX, "regmix", "equal", "natural")
+ABLATIONS = {"no-dml": "no_dml_model", "no-covariates": "no_covariates_model"}
+"""Ablations: the same analytic policy on another fit (the `regression` estimator: no
+orthogonalisation; the forest on the runs without covariates: state-agnostic)."""
+BUILTIN = (*CAUSALMIX, *ABLATIONS, "regmix", "equal", "natural", "best-run", "grid")
 DEFAULT_MIXTURES = ("causalmix-a", "causalmix-s", "regmix", "equal", "natural")
-BASELINES = ("equal", "regmix")
+NEEDS = {"regmix": "--regmix-model DIR (fitted with `launch.py fit --estimator regmix`)",
+         "no-dml": "--no-dml-model DIR (fitted with `launch.py fit --estimator regression`)",
+         "no-covariates": "--no-covariates-model DIR (the forest fitted on the runs table without "
+                          "its x.* columns)",
+         "best-run": "--runs FILE (the sweep's runs.parquet)",
+         "grid": "--grid N (N >= 1 mixtures spread over the simplex)"}
+BASELINES = ("equal", "regmix", "no-covariates")
+SCORE = "avgdev"
 SPREAD_ALPHA = 0.05
 WEIGHT_SUM_TOL = 1e-3
 
@@ -37,11 +56,14 @@ def natural_mixture(domain_tokens: Mapping[str, float]) -> dict[str, float]:
     return {d: float(t) / total for d, t in domain_tokens.items()}
 
 
-def parse_mixture_list(spec: str | Sequence[str] | None, *, have_regmix: bool) -> tuple[str, ...]:
+def parse_mixture_list(spec: str | Sequence[str] | None, *, have_regmix: bool,
+                       have: Sequence[str] = ()) -> tuple[str, ...]:
     """Entries of `--mixtures` (names lower-cased, files kept as given). None: the default set,
-    without regmix when no RegMix model is given."""
+    without regmix when no RegMix model is given. `have`: which of no-dml, no-covariates,
+    best-run, grid have what they need (NEEDS); naming one that does not is an error."""
+    available = {*have, *(("regmix",) if have_regmix else ())}
     if spec is None:
-        return tuple(n for n in DEFAULT_MIXTURES if have_regmix or n != "regmix")
+        return tuple(n for n in DEFAULT_MIXTURES if n not in NEEDS or n in available)
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     entries = []
     for raw in items:
@@ -53,13 +75,46 @@ def parse_mixture_list(spec: str | Sequence[str] | None, *, have_regmix: bool) -
         if not is_file and entry not in BUILTIN:
             raise UserError(f"--mixtures: unknown mixture {item!r}; choose from {', '.join(BUILTIN)} "
                             "or give a FILE.json")
-        if entry == "regmix" and not have_regmix:
-            raise UserError("--mixtures names regmix, but no RegMix model was given (--regmix-model DIR, "
-                            "fitted with `launch.py fit --estimator regmix`)")
+        if entry in NEEDS and entry not in available:
+            raise UserError(f"--mixtures names {entry}, which needs {NEEDS[entry]}")
         if entry in entries:
             raise UserError(f"--mixtures names {item!r} twice")
         entries.append(entry)
     return tuple(entries)
+
+
+def grid_mixtures(domains: Sequence[str], n: int, resolution: int = 12) -> list[dict[str, float]]:
+    """The Grid baseline: `n` mixtures spread over the simplex, deterministically. Candidates
+    are the lattice {k / resolution}; the first pick is the centre-most point, each next one the
+    lattice point farthest (L2) from those picked (greedy max-min spread), ties to the first in
+    lattice order. So the grid covers corners, edges and the interior evenly for any n."""
+    if n < 1:
+        raise UserError(f"--grid must be >= 1, got {n}")
+    k = len(domains)
+    import itertools
+
+    lattice = np.array([c for c in itertools.product(range(resolution + 1), repeat=k)
+                        if sum(c) == resolution], dtype=float) / resolution
+    if n > len(lattice):
+        raise UserError(f"--grid {n}: at most {len(lattice)} distinct mixtures at lattice step "
+                        f"1/{resolution}")
+    centre = np.full(k, 1.0 / k)
+    picked = [int(np.argmin(((lattice - centre) ** 2).sum(axis=1)))]
+    dist = ((lattice - lattice[picked[0]]) ** 2).sum(axis=1)
+    while len(picked) < n:
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, ((lattice - lattice[nxt]) ** 2).sum(axis=1))
+    return [{d: float(w) for d, w in zip(domains, lattice[i])} for i in picked]
+
+
+def best_run_mixture(runs: pd.DataFrame, domains: Sequence[str]) -> tuple[dict[str, float], str]:
+    """The mixture of the proxy run with the highest y (and its run_id)."""
+    missing = [d for d in domains if f"mix.{d}" not in runs]
+    if missing or "y" not in runs or runs.empty:
+        raise UserError(f"runs table for best-run lacks rows or columns y / mix.{missing}")
+    best = runs.loc[runs["y"].astype(float).idxmax()]
+    return {d: float(best[f"mix.{d}"]) for d in domains}, str(best.get("run_id", best.name))
 
 
 def read_mixture_file(path: str | Path, domains: Sequence[str]) -> dict[str, float]:
@@ -99,11 +154,13 @@ def _file_label(path: str) -> str:
 
 def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Mapping[str, float], *,
                        entries: Sequence[str] = DEFAULT_MIXTURES, trust_radius: float | None = None,
-                       regmix_model=None) -> dict[str, dict]:
+                       regmix_model=None, no_dml_model=None, no_covariates_model=None,
+                       runs: pd.DataFrame | None = None, grid: int = 0) -> dict[str, dict]:
     """{candidate name: {"mixture": {domain: w}, "source": ...}} for the target pool, in the
-    order of `entries` (parse_mixture_list)."""
+    order of `entries` (parse_mixture_list); `grid` adds grid-01 .. grid-N in its place."""
     kwargs = {} if trust_radius is None else {"trust_radius": trust_radius}
     domains = list(model.domains)
+    ablations = {"no-dml": no_dml_model, "no-covariates": no_covariates_model}
     candidates = {}
     for entry in entries:
         if entry in CAUSALMIX:
@@ -111,6 +168,20 @@ def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Ma
             rec = model.recommend(covariates, policy=policy, **kwargs)
             candidates[name] = {"mixture": rec["mixture"], "source": f"{model.estimator_name}/{policy}",
                                 "expected_gain": rec["expected_gain"], "interval": rec["interval"]}
+        elif entry in ablations:
+            other = ablations[entry]
+            if other is None:
+                raise UserError(f"{entry} needs {NEEDS[entry]}")
+            if list(other.domains) != domains:
+                raise UserError(f"{entry} model domains {other.domains} differ from {domains}")
+            missing = [n for n in other.covariate_names if n not in covariates]
+            if missing:
+                raise UserError(f"{entry} model needs covariates {missing} the target pool's features lack")
+            rec = other.recommend({n: covariates[n] for n in other.covariate_names}, policy="analytic",
+                                  **kwargs)
+            candidates[entry] = {"mixture": rec["mixture"], "source": f"{other.estimator_name}/analytic"
+                                 + (" (no covariates)" if not other.covariate_names else ""),
+                                 "expected_gain": rec["expected_gain"], "interval": rec["interval"]}
         elif entry == "regmix":
             if regmix_model is None:
                 raise UserError("regmix needs --regmix-model")
@@ -124,27 +195,63 @@ def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Ma
         elif entry == "natural":
             candidates["natural"] = {"mixture": natural_mixture({d: domain_tokens[d] for d in domains}),
                                      "source": "token share of the pool"}
+        elif entry == "best-run":
+            if runs is None:
+                raise UserError(f"best-run needs {NEEDS['best-run']}")
+            mixture, run_id = best_run_mixture(runs, domains)
+            candidates["best-run"] = {"mixture": mixture, "source": f"proxy run {run_id} (highest y)"}
+        elif entry == "grid":
+            for i, mixture in enumerate(grid_mixtures(domains, grid), 1):
+                candidates[f"grid-{i:02d}"] = {"mixture": mixture, "source": f"grid point {i} of {grid}"}
         else:
             name = _file_label(entry)
-            if name in candidates or name.lower() in BUILTIN:
+            if name in candidates or name.lower() in BUILTIN or name.lower().startswith("grid-"):
                 raise UserError(f"--mixtures: file {entry} would be named {name!r}, which is taken; rename it")
             candidates[name] = {"mixture": read_mixture_file(entry, domains), "source": str(entry)}
     return candidates
 
 
+def add_avgdev(results: pd.DataFrame) -> pd.DataFrame:
+    """`results` with column `avgdev` (module docstring): per task, the signed metric (NLLs
+    negated) standardised over all rows, then the mean over tasks."""
+    metrics = [c for c in results.columns if c.startswith("metric.")]
+    out = results.copy()
+    if not metrics:
+        out[SCORE] = out["y"].astype(float)
+        return out
+    z = []
+    for col in metrics:
+        v = results[col].astype(float) * (-1.0 if col.endswith("_nll") else 1.0)
+        sd = v.std(ddof=0)
+        z.append((v - v.mean()) / sd if sd > 0 else v * 0.0)
+    out[SCORE] = pd.concat(z, axis=1).mean(axis=1)
+    return out
+
+
+def mixture_label(mixture: Mapping[str, float], digits: int = 2) -> str:
+    """A compact mixture, e.g. 'arithmetic .31 · code .12 · ...'."""
+    return " · ".join(f"{d} {w:.{digits}f}".replace(" 0.", " .") for d, w in mixture.items())
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard error and count of `y` per candidate, best first, with the gain over equal."""
-    grouped = results.groupby("candidate")["y"]
-    table = pd.DataFrame({"y_mean": grouped.mean(), "y_se": grouped.sem().fillna(0.0),
-                          "n_seeds": grouped.count()})
+    """Per candidate: mean, standard error and count of AvgDev and of y, best AvgDev first,
+    with the AvgDev gain over equal."""
+    results = add_avgdev(results) if SCORE not in results else results
+    grouped = results.groupby("candidate")
+    table = pd.DataFrame({"avgdev_mean": grouped[SCORE].mean(), "avgdev_se": grouped[SCORE].sem().fillna(0.0),
+                          "y_mean": grouped["y"].mean(), "y_se": grouped["y"].sem().fillna(0.0),
+                          "n_seeds": grouped["y"].count()})
     if "equal" in table.index:
-        table["gain_vs_equal"] = table["y_mean"] - table.at["equal", "y_mean"]
-    return table.sort_values("y_mean", ascending=False)
+        table["gain_vs_equal"] = table["avgdev_mean"] - table.at["equal", "avgdev_mean"]
+    return table.sort_values("avgdev_mean", ascending=False)
 
 
-def paired_differences(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Per candidate and seed: y - y(baseline, same seed) (seeds the baseline lacks are dropped)."""
-    wide = results.pivot_table(index="seed", columns="candidate", values="y")
+def paired_differences(results: pd.DataFrame, baseline: str, value: str = SCORE) -> pd.DataFrame:
+    """Per candidate and seed: value - value(baseline, same seed) (seeds the baseline lacks are
+    dropped); value: AvgDev by default (computed when `results` lacks it)."""
+    if value == SCORE and SCORE not in results:
+        results = add_avgdev(results)
+    wide = results.pivot_table(index="seed", columns="candidate", values=value)
     if baseline not in wide:
         return pd.DataFrame()
     return wide.sub(wide[baseline], axis=0).dropna(how="all")
@@ -187,11 +294,18 @@ def seeds_needed(mean_gain: float, sd: float, *, alpha: float = SPREAD_ALPHA, mo
 
 
 def validation_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The paper's table in numbers: per method, mean and std over seeds of every `metric.*`
-    column and of y (AvgDev), and the paired gain against each baseline present."""
-    metrics = [c for c in results.columns if c.startswith("metric.")] + ["y"]
+    """The paper's table in numbers: per method, its mixture, mean and std over seeds of every
+    `metric.*` column, of AvgDev and of y, and the paired AvgDev gain against each baseline
+    present (equal, regmix, no-covariates)."""
+    results = add_avgdev(results)
+    metrics = [c for c in results.columns if c.startswith("metric.")] + [SCORE, "y"]
     grouped = results.groupby("candidate", sort=False)
     table = pd.DataFrame(index=pd.Index(results["candidate"].unique(), name="method"))
+    mix_cols = [c for c in results.columns if c.startswith("mix.")]
+    if mix_cols:
+        first = grouped[mix_cols].first()
+        table["mixture"] = [mixture_label({c[len("mix."):]: first.at[n, c] for c in mix_cols})
+                            for n in table.index]
     for col in metrics:
         table[f"{col}_mean"] = grouped[col].mean()
         table[f"{col}_std"] = grouped[col].std(ddof=1).fillna(0.0)
@@ -205,7 +319,7 @@ def validation_table(results: pd.DataFrame) -> pd.DataFrame:
             table.loc[name, f"gain_vs_{base}_mean"] = v["mean"] if v else 0.0
             table.loc[name, f"gain_vs_{base}_se"] = v["se"] if v else 0.0
             table.loc[name, f"vs_{base}"] = v["verdict"] if v else "-"
-    return table.sort_values("y_mean", ascending=False)
+    return table.sort_values(f"{SCORE}_mean", ascending=False)
 
 
 def _pm(mean: float, std: float, digits: int = 4) -> str:
@@ -213,24 +327,32 @@ def _pm(mean: float, std: float, digits: int = 4) -> str:
 
 
 def table_markdown(table: pd.DataFrame) -> str:
-    """Markdown: method x per-task metric x AvgDev (mean ± std over seeds) and the paired gains."""
+    """Markdown: method x mixture x per-task metric x AvgDev and y (mean ± std over seeds) and
+    the paired AvgDev gains."""
     metrics = [c[:-len("_mean")] for c in table.columns
                if c.startswith("metric.") and c.endswith("_mean")]
-    header = ["method", *(m[len("metric."):] for m in metrics), "AvgDev (y)", "seeds"]
+    has_mix = "mixture" in table
+    header = ["method", *(["mixture"] if has_mix else []), *(m[len("metric."):] for m in metrics),
+              "AvgDev", "y", "seeds"]
     bases = [b for b in BASELINES if f"gain_vs_{b}_mean" in table]
-    header += [f"paired gain vs {b} (± s.e.)" for b in bases] + [f"vs {b}" for b in bases]
+    header += [f"AvgDev gain vs {b} (± s.e.)" for b in bases] + [f"vs {b}" for b in bases]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in table.iterrows():
-        cells = [str(name), *(_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
-                 _pm(row["y_mean"], row["y_std"]), str(int(row["n_seeds"]))]
+        cells = [str(name), *([str(row["mixture"])] if has_mix else []),
+                 *(_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
+                 _pm(row[f"{SCORE}_mean"], row[f"{SCORE}_std"], 3), _pm(row["y_mean"], row["y_std"]),
+                 str(int(row["n_seeds"]))]
         for b in bases:
             se = row[f"gain_vs_{b}_se"]
-            cells.append("-" if name == b else f"{row[f'gain_vs_{b}_mean']:+.4f} ± {se:.4f}")
+            cells.append("-" if name == b else f"{row[f'gain_vs_{b}_mean']:+.3f} ± {se:.3f}")
         cells += [str(row[f"vs_{b}"]) for b in bases]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Per-task metrics: mean ± std over seeds (`_nll`: lower is better; `_em`: exact match, "
-              "higher is better). AvgDev = y = their mean with NLLs negated (higher is better). Paired "
-              "gain: mean over seeds of y − y(baseline, same seed) ± its standard error; 'better'/'worse' "
+              "higher is better). AvgDev: each task's metric signed so that higher is better, "
+              "standardised over all runs of this table, then averaged over tasks, so every task "
+              "weighs the same whatever its scale (comparable within this table only). y: the proxy "
+              "objective (plain mean of the signed metrics). Paired gain: mean over seeds of "
+              "AvgDev − AvgDev(baseline, same seed) ± its standard error; 'better'/'worse' "
               f"when it clears {spread_factor(int(table['n_seeds'].min())):.2f} s.e. (one-sided paired "
               f"t-test at {SPREAD_ALPHA:g})."]
     return "\n".join(lines)
@@ -255,10 +377,15 @@ def verdict_sentences(table: pd.DataFrame) -> list[str]:
         for b in bases:
             verdict = table.at[name, f"vs_{b}"]
             gain, se = table.at[name, f"gain_vs_{b}_mean"], table.at[name, f"gain_vs_{b}_se"]
-            parts.append(f"{VERDICT_WORDS[verdict]} {b} ({gain:+.4f} ± {se:.4f} s.e.)")
+            parts.append(f"{VERDICT_WORDS[verdict]} {b} (AvgDev {gain:+.3f} ± {se:.3f} s.e.)")
         sentences.append(f"{name} " + " and ".join(parts) + ".")
         if all(table.at[name, f"vs_{b}"] == "better" for b in bases):
             winners.append(name)
+    grid = [n for n in table.index if str(n).startswith("grid-")]
+    if grid:
+        best = grid[0]  # the table is sorted by AvgDev
+        sentences.append(f"Best grid point: {best} ({table.at[best, 'mixture'] if 'mixture' in table else ''}; "
+                         f"AvgDev {table.at[best, f'{SCORE}_mean']:+.3f}).")
     if winners:
         sentences.append(f"Verdict: {', '.join(winners)} beat{'s' if len(winners) == 1 else ''} "
                          f"{' and '.join(bases)} beyond the seed spread ({rule}).")
@@ -279,7 +406,7 @@ def seeds_outlook(table: pd.DataFrame) -> list[str]:
             n = int(table.at[name, "n_seeds"])
             mean, se = table.at[name, f"gain_vs_{b}_mean"], table.at[name, f"gain_vs_{b}_se"]
             need = seeds_needed(mean, se * np.sqrt(n)) if n > 1 else None
-            lines.append(f"{name} vs {b}: observed gain {mean:+.4f}; "
+            lines.append(f"{name} vs {b}: observed AvgDev gain {mean:+.3f}; "
                          + (f"at its per-seed spread it would need about {need} seeds to clear the rule."
                             if need else "not positive (or too small for any affordable number of seeds)."))
     return lines
@@ -294,8 +421,9 @@ def plot_validation(results: pd.DataFrame, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = add_avgdev(results)
     table = validation_table(results)
-    fig, (ax_gain, ax_seed) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_gain, ax_seed) = plt.subplots(1, 2, figsize=(max(11.0, 1.1 * len(results['candidate'].unique())), 3.8))
     names = list(table.index)
     colours = ["tab:green" if str(n).startswith("causalmix") else "tab:gray" for n in names]
     xs = np.arange(len(names))
@@ -309,17 +437,17 @@ def plot_validation(results: pd.DataFrame, path) -> None:
         for i, name in enumerate(names):
             ax_gain.scatter(np.full(len(diffs), i + 0.18), diffs[name], color="black", s=10, zorder=3)
         ax_gain.axhline(0, color="black", lw=0.8)
-        ax_gain.set_ylabel("y − y(equal), same seed")
+        ax_gain.set_ylabel("AvgDev − AvgDev(equal), same seed")
         ax_gain.set_title("Paired gain over equal (90 % t-interval; dots: seeds)")
     else:
-        ax_gain.bar(xs, table["y_mean"], yerr=table["y_std"], capsize=5, color=colours)
-        ax_gain.set_title("y per method (mean ± std)")
+        ax_gain.bar(xs, table[f"{SCORE}_mean"], yerr=table[f"{SCORE}_std"], capsize=5, color=colours)
+        ax_gain.set_title("AvgDev per method (mean ± std)")
     ax_gain.set_xticks(xs, names, rotation=20)
-    wide = results.pivot_table(index="seed", columns="candidate", values="y")[names]
+    wide = results.pivot_table(index="seed", columns="candidate", values=SCORE)[names]
     for seed, row in wide.iterrows():
         ax_seed.plot(xs, row.to_numpy(), marker="o", label=f"seed {seed}")
     ax_seed.set_xticks(xs, names, rotation=20)
-    ax_seed.set_ylabel("target dev outcome y (AvgDev)")
+    ax_seed.set_ylabel("target AvgDev (tasks standardised)")
     ax_seed.set_title("Outcome per seed (higher is better)")
     ax_seed.legend(fontsize=7)
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """The sweep's Searcher: reproducible proposals, attempts counted (not successes), NaN
-results tolerated, save/restore, adaptive draws; and the non-blocking snapshot reader."""
+results tolerated, save/restore, adaptive draws in rounds (independent of finish order);
+and the non-blocking round-snapshot reader."""
 import math
 import time
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from ray.tune.search import Searcher
 
-from actors.sweep_searcher import ActorSnapshots, MixtureSearcher, recommended_mixture
+from actors.sweep_searcher import (PENDING, ActorRoundSnapshots, LocalRoundSnapshots, MixtureSearcher,
+                                   recommended_mixture)
 from mixture_space.dirichlet import DirichletMixtureSampler
 from mixture_space.state import DataStateSampler
 from mixture_space.trust_region import simplex_distance
@@ -64,27 +66,72 @@ def test_save_and_restore_continue_the_same_sequence(tmp_path):
     assert first[0]["run_id"] == "run-00000"
 
 
-def test_adaptive_runs_are_drawn_around_the_latest_recommendation():
-    centre = {"a": 0.6, "b": 0.3, "c": 0.1}
-    snapshot = {"version": 3, "policies": {"search": {"mixture": centre}}}
-    calls = []
+CENTRE = {"a": 0.6, "b": 0.3, "c": 0.1}
 
-    def source():
-        calls.append(1)
-        return snapshot if len(calls) > 2 else None  # nothing has arrived for the first two runs
 
-    s = searcher(n_runs=40, adaptive_fraction=0.5, adaptive_radius=0.1, snapshot_source=source)
-    configs = [s.suggest(f"t{i}") for i in range(40)]
-    adaptive = [c for c in configs if c["sampler"] == "adaptive"]
-    assert 8 <= len(adaptive) <= 30
+def fit_on(rows, round_index):
+    """A stand-in fit: fails below 8 runs; else recommends a centre that depends on the rows'
+    outcomes (so a snapshot fitted on other rows would give other mixtures)."""
+    if len(rows) < 8:
+        return None
+    shift = 0.01 * (sum(r["y"] for r in rows) % 5)
+    return {"version": round_index, "n_runs": len(rows),
+            "policies": {"search": {"mixture": {"a": CENTRE["a"] - shift, "b": CENTRE["b"] + shift,
+                                                "c": CENTRE["c"]}}}}
+
+
+def drive(s, order_seed: int, slots: int) -> dict:
+    """Play Tune: keep `slots` trials live, finish a random live one each step (y from run_id)."""
+    rng = np.random.default_rng(order_seed)
+    live, configs, k = {}, {}, 0
+    while True:
+        while len(live) < slots:
+            c = s.suggest(f"t{k}")
+            if c is None or c == Searcher.FINISHED:
+                break
+            live[f"t{k}"] = c
+            configs[c["run_id"]] = c
+            k += 1
+        if not live:
+            assert s.suggest("last") == Searcher.FINISHED
+            return configs
+        trial = list(live)[rng.integers(len(live))]
+        c = live.pop(trial)
+        y = float(c["index"] % 7)
+        s.on_trial_complete(trial, result={"y": y, "run_row": {"run_id": c["run_id"], "y": y}})
+
+
+def test_adaptive_rounds_give_the_same_runs_whatever_the_finish_order_and_concurrency():
+    runs = {}
+    for order_seed, slots in ((0, 1), (1, 2), (2, 5)):
+        s = searcher(n_runs=40, adaptive_fraction=0.5, adaptive_radius=0.1, round_size=8,
+                     snapshots=LocalRoundSnapshots(fit_on))
+        runs[(order_seed, slots)] = drive(s, order_seed, slots)
+    first, *others = runs.values()
+    assert all(o == first for o in others)
+    adaptive = [c for c in first.values() if c["sampler"] == "adaptive"]
+    assert 6 <= len(adaptive) <= 26
     for c in adaptive:
+        assert c["index"] >= 8 and c["extra"]["adaptive_round"] == c["index"] // 8
+        assert c["extra"]["adaptive_fit_runs"] == 8 * c["extra"]["adaptive_round"]
         w = np.array([c["mixture"][d] for d in DOMAINS])
-        assert simplex_distance(w, np.array(list(centre.values())))[0] <= 0.1 + 1e-9
-        assert c["extra"]["adaptive_snapshot"] == 3
-    prior_runs = [c for c in configs if c["sampler"] == "dirichlet"]
+        assert simplex_distance(w, np.array(list(CENTRE.values())))[0] <= 0.1 + 0.06  # the centre moves by at most 0.04 in two weights
     plain = searcher(n_runs=40)
     plain_configs = {c["run_id"]: c["mixture"] for c in (plain.suggest(f"p{i}") for i in range(40))}
-    assert all(c["mixture"] == plain_configs[c["run_id"]] for c in prior_runs)
+    assert all(c["mixture"] == plain_configs[c["run_id"]] for c in first.values() if c["sampler"] == "dirichlet")
+
+
+def test_an_adaptive_run_waits_for_its_round_but_later_prior_runs_do_not():
+    s = searcher(n_runs=24, adaptive_fraction=0.5, round_size=8, snapshots=LocalRoundSnapshots(fit_on))
+    first = [s.suggest(f"t{i}") for i in range(8)]
+    assert [c["index"] for c in first] == list(range(8))
+    waiting = next(i for i in range(8, 24) if s.is_adaptive(i))
+    nxt = s.suggest("t8")       # round 0 unfinished: the adaptive run is skipped, not waited for
+    assert nxt["index"] != waiting and not s.is_adaptive(nxt["index"])
+    for i in range(8):
+        s.on_trial_complete(f"t{i}", result={"y": 1.0, "run_row": {"run_id": f"run-{i:05d}", "y": 1.0}})
+    assert s.suggest("t9")["index"] == waiting
+    assert s.round_snapshots[1]["n_runs"] == 8
 
 
 def test_recommended_mixture_reads_policies_or_mixture():
@@ -95,23 +142,25 @@ def test_recommended_mixture_reads_policies_or_mixture():
 
 
 @pytest.mark.ray
-def test_snapshot_reader_never_waits_for_a_slow_fit_actor(ray_local):
+def test_round_snapshot_reader_never_waits_for_a_slow_fit_actor(ray_local):
     import ray
 
     @ray.remote(num_cpus=0)
     class SlowFit:
-        def latest_snapshot(self):
+        def round_snapshot(self, rows, round_index):
             time.sleep(1.5)
-            return {"version": 1, "mixture": {"a": 0.2, "b": 0.3, "c": 0.5}}
+            return {"version": round_index, "n_runs": len(rows)}
 
     actor = SlowFit.options(name="slow-fit-test").remote()
-    reader = ActorSnapshots("slow-fit-test")
+    reader = ActorRoundSnapshots("slow-fit-test")
+    assert reader.poll(1) is PENDING                    # nothing requested
     start = time.perf_counter()
-    assert reader() is None and reader() is None
-    assert time.perf_counter() - start < 1.0
+    reader.request(1, [{"run_id": "run-00000"}])
+    assert reader.poll(1) is PENDING and time.perf_counter() - start < 1.0
     deadline = time.time() + 30
-    while reader() is None and time.time() < deadline:
+    answer = PENDING
+    while answer is PENDING and time.time() < deadline:
         time.sleep(0.2)
-    assert reader()["version"] == 1
-    assert ActorSnapshots("no-such-actor")() is None
+        answer = reader.poll(1)
+    assert answer == {"version": 1, "n_runs": 1}
     ray.kill(actor)

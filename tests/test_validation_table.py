@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from reporting.validation import (candidate_mixtures, paired_verdict, parse_mixture_list, read_mixture_file,
-                                  spread_factor, table_markdown, validation_table, verdict_sentences)
+from reporting.validation import (add_avgdev, candidate_mixtures, grid_mixtures, paired_verdict,
+                                  parse_mixture_list, read_mixture_file, spread_factor, table_markdown,
+                                  validation_table, verdict_sentences)
 
 DOMAINS = ["a", "b", "c"]
 
@@ -28,6 +29,13 @@ def test_parse_mixture_list_defaults_case_and_errors():
         parse_mixture_list("equal,Equal", have_regmix=False)
     with pytest.raises(UserError, match="empty entry"):
         parse_mixture_list("equal,,natural", have_regmix=False)
+    every = "causalmix-a,causalmix-s,no-dml,no-covariates,regmix,equal,natural,best-run,grid"
+    assert len(parse_mixture_list(every, have_regmix=True,
+                                  have=("no-dml", "no-covariates", "best-run", "grid"))) == 9
+    for name, flag in (("no-dml", "--no-dml-model"), ("no-covariates", "--no-covariates-model"),
+                       ("best-run", "--runs"), ("grid", "--grid")):
+        with pytest.raises(UserError, match=flag):
+            parse_mixture_list(f"equal,{name}", have_regmix=True)
 
 
 def test_read_mixture_file_accepts_mixtures_and_recommend_output(tmp_path):
@@ -74,6 +82,41 @@ class _Model:
         return {"mixture": {"a": 0.5, "b": 0.25, "c": 0.25}, "expected_gain": 0.1, "interval": [0.0, 0.2]}
 
 
+class _NoCovModel(_Model):
+    covariate_names = []
+
+    def recommend(self, covariates, policy="analytic", **kw):
+        assert covariates == {}
+        return super().recommend(covariates, policy, **kw)
+
+
+def test_grid_spreads_deterministic_mixtures_over_the_simplex():
+    grid = grid_mixtures(["a", "b", "c", "d"], 10)
+    assert grid == grid_mixtures(["a", "b", "c", "d"], 10) and len(grid) == 10
+    w = np.array([list(m.values()) for m in grid])
+    assert np.allclose(w.sum(axis=1), 1) and (w >= 0).all()
+    assert np.allclose(w[0], 0.25)                        # the centre first, then the corners
+    assert sorted(map(tuple, w[1:5])) == sorted(map(tuple, np.eye(4)))
+    assert len({tuple(r) for r in w}) == 10
+    with pytest.raises(UserError, match="--grid"):
+        grid_mixtures(["a", "b"], 0)
+
+
+def test_avgdev_weighs_every_task_the_same_whatever_its_scale():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"candidate": np.repeat(["p", "q", "r"], 3), "seed": [0, 1, 2] * 3,
+                          "metric.a_nll": 5 + rng.normal(size=9), "metric.b_em": rng.random(9),
+                          "y": rng.normal(size=9)})
+    base = add_avgdev(frame)["avgdev"]
+    scaled = frame.assign(**{"metric.a_nll": 1000 * frame["metric.a_nll"] + 7,
+                             "metric.b_em": 0.001 * frame["metric.b_em"]})
+    assert np.allclose(add_avgdev(scaled)["avgdev"], base)   # rescaling a task changes nothing
+    z = lambda v: (v - v.mean()) / v.std(ddof=0)
+    assert np.allclose(base, (z(-frame["metric.a_nll"]) + z(frame["metric.b_em"])) / 2)
+    flat = frame.assign(**{"metric.b_em": 0.0})               # a task that never moves counts 0
+    assert np.allclose(add_avgdev(flat)["avgdev"], z(-frame["metric.a_nll"]) / 2)
+
+
 def test_candidates_follow_the_selection_in_order(tmp_path):
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"a": 0.2, "b": 0.2, "c": 0.6}))
@@ -83,6 +126,14 @@ def test_candidates_follow_the_selection_in_order(tmp_path):
     assert cands["mine"]["mixture"]["c"] == pytest.approx(0.6)
     assert cands["natural"]["mixture"] == pytest.approx({"a": 0.1, "b": 0.3, "c": 0.6})
     assert cands["causalmix-S"]["source"] == "causal-forest/search"
+    runs = pd.DataFrame({"run_id": ["r0", "r1"], "mix.a": [0.1, 0.7], "mix.b": [0.2, 0.2],
+                         "mix.c": [0.7, 0.1], "y": [-2.0, -1.0]})
+    more = candidate_mixtures(_Model(), {"x.a.hes": 1.0}, {"a": 1, "b": 1, "c": 1},
+                              entries=("no-dml", "no-covariates", "best-run", "grid"),
+                              no_dml_model=_Model(), no_covariates_model=_NoCovModel(), runs=runs, grid=4)
+    assert list(more) == ["no-dml", "no-covariates", "best-run", "grid-01", "grid-02", "grid-03", "grid-04"]
+    assert more["best-run"]["mixture"] == {"a": 0.7, "b": 0.2, "c": 0.1} and "r1" in more["best-run"]["source"]
+    assert more["no-covariates"]["source"].endswith("(no covariates)")
     taken = tmp_path / "equal.json"
     taken.write_text(json.dumps({"a": 0.2, "b": 0.2, "c": 0.6}))
     with pytest.raises(UserError, match="taken"):
@@ -104,7 +155,9 @@ def test_paired_gain_sees_through_a_large_shared_seed_spread():
                         "causalmix-A": [0.05, 0.052, 0.048], "causalmix-S": [0.05, -0.04, 0.01]})
     table = validation_table(results)
     assert table.at["causalmix-A", "y_std"] > 0.2  # the unpaired spread hides the gain...
-    assert table.at["causalmix-A", "gain_vs_equal_mean"] == pytest.approx(0.05)
+    sd_y = results["y"].std(ddof=0)
+    sd_em = results["metric.b_em"].std(ddof=0)
+    assert table.at["causalmix-A", "gain_vs_equal_mean"] == pytest.approx(0.05 * (1 / sd_y + 1 / sd_em) / 2)
     assert table.at["causalmix-A", "vs_equal"] == "better"  # ...the paired one does not
     assert table.at["causalmix-A", "vs_regmix"] == "better"
     assert table.at["causalmix-S", "vs_equal"] == "within spread"
@@ -115,6 +168,9 @@ def test_paired_gain_sees_through_a_large_shared_seed_spread():
     assert "| causalmix-A |" in md and "a_nll" in md and "b_em" in md and "±" in md
     words = verdict_sentences(table)
     assert words[-1].startswith("Verdict: causalmix-A beats equal and regmix")
+    mixed = results.assign(**{"mix.a": 0.5, "mix.b": 0.25, "mix.c": 0.25})
+    md = table_markdown(validation_table(mixed))
+    assert "| mixture |" in md and "a .50 · b .25 · c .25" in md
 
 
 def test_verdict_is_an_honest_negative_when_no_method_clears_the_spread():
