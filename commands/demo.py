@@ -5,7 +5,8 @@ Everything lands under `--workdir` (default ./causalmix-demo):
   models/proxy/, models/target/          tiny Qwen2 models (save_pretrained format)
   features/demo-small/, features/demo-large/   per-document features (reference: proxy)
   runs/                                  the sweep on demo-small (runs.parquet, policy.jsonl)
-  model/, model-regmix/                  CausalMix's model and the RegMix baseline
+  model/                                 CausalMix's model (the one fit every later stage uses)
+  model-regmix/, model-no-dml/, model-no-covariates/   RegMix and the two ablations
   recommendation.json                    mixtures for demo-large from its features alone
   validation/                            the target model trained on demo-large per mixture
                                          (table.md: the paper-style table with paired gains)
@@ -54,17 +55,24 @@ class DemoConfig:
     causalmix-demo-quick, and a workdir remembers which kind it holds."""
     tokenizer_vocab: int = 2048
     """Vocabulary of the tiny models' byte-level BPE tokenizer (quick: 512)."""
-    sweep_runs: int = 48
+    sweep_runs: int = 56
     """Proxy runs of the demo sweep (the causal forest needs 34 for 4 domains x 12 covariates;
-    the runs after the first fit are partly adaptive). Quick: 24 (18 needed with 4 covariates)."""
+    the rounds after the first fit are partly adaptive). Quick: 24 (18 needed with 4 covariates)."""
     sweep_adaptive: float = 0.5
-    """Share of the runs, once the fit actor has a snapshot, drawn around its recommendation."""
+    """Share of the runs of each round after the first successful fit drawn around its
+    recommendation."""
+    sweep_round: int = 8
+    """Runs per adaptive round (reproducible: round r uses the fit on rounds < r)."""
     validate_seeds: int = 3
     """Seeds per mixture when the target model is trained on demo-large (quick: 2)."""
     validate_budget: int = 800
     """Documents per target training run in validation (quick: 32)."""
-    validate_mixtures: str = "causalmix-a,causalmix-s,regmix,equal"
-    """Competing mixtures of the validation (`validate --mixtures`); add natural if time allows."""
+    validate_mixtures: str = "causalmix-a,no-covariates,no-dml,regmix,equal"
+    """Competing mixtures of the validation (`validate --mixtures`): CausalMix-A, the paper's two
+    ablations (no covariates: state-agnostic; no DML: plain regression), RegMix and equal.
+    causalmix-s, natural, best-run and grid (with validate_grid) can be added."""
+    validate_grid: int = 0
+    """Grid baseline points in validation (0: none; `validate --grid N` on the demo's artifacts)."""
 
     def __post_init__(self):
         if self.quick:
@@ -75,14 +83,15 @@ class DemoConfig:
             raise ValueError(f"sweep_adaptive must lie in [0, 1], got {self.sweep_adaptive}")
         if self.until is not None and self.until not in STAGE_NAMES:
             raise ValueError(f"until: unknown stage {self.until!r}; stages are {list(STAGE_NAMES)}")
-        for name in ("sweep_runs", "validate_seeds", "validate_budget"):
+        for name in ("sweep_runs", "validate_seeds", "validate_budget", "sweep_round"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.tokenizer_vocab < 300:
             raise ValueError(f"tokenizer_vocab must be >= 300 (256 bytes + specials), got {self.tokenizer_vocab}")
 
 
-QUICK_DEFAULTS = {"tokenizer_vocab": 512, "sweep_runs": 24, "validate_seeds": 2, "validate_budget": 32}
+QUICK_DEFAULTS = {"tokenizer_vocab": 512, "sweep_runs": 24, "validate_seeds": 2, "validate_budget": 32,
+                  "sweep_round": 6}
 QUICK_POOLS = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,
                            large_docs_per_shard=40, dev_docs=16)
 QUICK_FEATURES = ("normalized_loss",)
@@ -162,12 +171,15 @@ def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     summary = run_sweep(SweepConfig(
         pool=str(work / "pools" / "demo-small"), features=str(work / "features" / "demo-small"),
         out=str(out), runs=cfg.sweep_runs, seed=cfg.seed, adaptive=cfg.sweep_adaptive,
+        adaptive_round=cfg.sweep_round, final_model=False,
         proxy=ProxyConfig(model=str(work / "models" / "proxy"), **(QUICK_PROXY if cfg.quick else {})),
         cover=(str(work / "features" / "demo-large"),), resume=(out / CONFIG_FILE).is_file(), **quick))
     return {k: summary[k] for k in ("status", "runs_done", "best_y", "wall_s")}
 
 
-FITTED = {"model": "causal-forest", "model-regmix": "regmix"}
+FITTED = {"model": "causal-forest", "model-regmix": "regmix", "model-no-dml": "regression",
+          "model-no-covariates": "causal-forest"}
+NO_COVARIATES_RUNS = "runs-no-covariates.parquet"
 
 
 def _fit_done(cfg: DemoConfig, work: Path) -> bool:
@@ -175,14 +187,38 @@ def _fit_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_fit(cfg: DemoConfig, work: Path) -> dict:
-    """The CausalMix model and the RegMix baseline, both fitted on the sweep's runs table."""
+    """Every model the later stages use, each fitted once on the sweep's runs table: CausalMix's
+    forest (model/: recommend, validate and report all read it), RegMix, and the ablations
+    no-dml (the regression estimator) and no-covariates (the forest on the runs without their
+    x.* columns, i.e. a state-agnostic fit)."""
+    import pandas as pd
+
     from causal.fitting import FitConfig
     from commands.fit import fit_and_save
+    from core.atomic import atomic_write_parquet
 
-    return {name: {k: v for k, v in fit_and_save(str(work / "runs" / "runs.parquet"), str(work / name),
-                                               FitConfig(estimator=est, seed=cfg.seed)).items()
-                   if k in ("estimator", "n_runs", "fit_s", "model_version")}
-            for name, est in FITTED.items()}
+    runs = work / "runs" / "runs.parquet"
+    frame = pd.read_parquet(runs)
+    atomic_write_parquet(work / "runs" / NO_COVARIATES_RUNS,
+                         frame.drop(columns=[c for c in frame.columns if c.startswith("x.")]))
+    from core.errors import UserError
+
+    out = {}
+    for name, est in FITTED.items():
+        source = work / "runs" / (NO_COVARIATES_RUNS if name == "model-no-covariates" else "runs.parquet")
+        try:
+            record = fit_and_save(str(source), str(work / name), FitConfig(estimator=est, seed=cfg.seed))
+        except UserError:
+            if est != "regression":
+                raise
+            # One OLS with theta linear in 12 covariates needs 66 runs for the log treatment
+            # features; the linear ones (K-1 per domain) fit on 53, within the demo's sweep.
+            record = fit_and_save(str(source), str(work / name),
+                                  FitConfig(estimator=est, seed=cfg.seed, treatment_featurizer="linear"))
+            record["treatment_featurizer"] = "linear"
+        out[name] = {k: v for k, v in record.items()
+                     if k in ("estimator", "n_runs", "fit_s", "model_version", "treatment_featurizer")}
+    return out
 
 
 def _recommend_done(cfg: DemoConfig, work: Path) -> bool:
@@ -212,11 +248,16 @@ def _run_validate(cfg: DemoConfig, work: Path) -> dict:
 
     summary = run_validation(ValidateConfig(
         model=str(work / "model"), regmix_model=str(work / "model-regmix"),
+        no_dml_model=str(work / "model-no-dml"), no_covariates_model=str(work / "model-no-covariates"),
+        runs=str(work / "runs" / "runs.parquet"), grid=cfg.validate_grid,
         pool=str(work / "pools" / "demo-large"), features=str(work / "features" / "demo-large"),
         target_model=str(work / "models" / "target"), out=str(work / "validation"),
         mixtures=cfg.validate_mixtures, seeds=cfg.validate_seeds,
         proxy={**(QUICK_PROXY if cfg.quick else {}), "budget": cfg.validate_budget}))
     return {"best": summary["best"], "verdict": summary["verdict"],
+            "mixtures": {k: {d: round(w, 4) for d, w in v["mixture"].items()}
+                         for k, v in summary["candidates"].items()},
+            "avgdev_mean": {k: round(v["avgdev_mean"], 4) for k, v in summary["candidates"].items()},
             "y_mean": {k: round(v["y_mean"], 4) for k, v in summary["candidates"].items()}}
 
 
@@ -280,11 +321,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", default=None,
                         help="toy-size smoke run of every stage (a couple of minutes; numbers mean nothing)")
     parser.add_argument("--sweep-runs", dest="sweep_runs", type=int, default=None,
-                        help="proxy runs of the demo sweep (default 48; quick 24)")
+                        help="proxy runs of the demo sweep (default 56; quick 24)")
     parser.add_argument("--validate-seeds", dest="validate_seeds", type=int, default=None,
                         help="seeds per mixture in validation (default 3; quick 2)")
     parser.add_argument("--validate-mixtures", dest="validate_mixtures", default=None,
-                        help="competing mixtures (default causalmix-a,causalmix-s,regmix,equal)")
+                        help="competing mixtures (default causalmix-a,no-covariates,no-dml,regmix,equal)")
+    parser.add_argument("--validate-grid", dest="validate_grid", type=int, default=None, metavar="N",
+                        help="add N grid mixtures to the validation (with grid in --validate-mixtures)")
 
 
 RAY_STAGES = ("features", "sweep", "validate")

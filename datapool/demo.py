@@ -1,12 +1,20 @@
 """The two deterministic demo pools: `demo-small` (the proxy pool) and `demo-large`
 (about 8x larger, with a shifted quality profile per domain).
 
-Each shard of each domain gets its own noise rate: that share of its samples is
-corrupted (characters replaced), truncated, word-shuffled, mismatched (another
-sample's answer) or an exact duplicate. demo-small's shard rates span the whole
-range 0..`max_noise` so that proxy runs drawing different shards see different data
-states; demo-large's rates cluster around a per-domain centre, so its pool
-covariates differ from demo-small's while staying inside the range proxy runs cover.
+The data state is what decides a domain's marginal return here. Each shard of each domain
+gets its own noise rate: that share of its samples is damaged in a way that teaches the
+wrong thing (characters replaced by junk, words shuffled, the answer of another prompt,
+the answer cut short), so a shard near the top rate is close to useless for the domain's
+clean dev set while a clean shard is what that dev set rewards. Every kind of damage raises
+the proxy model's loss on the document, so the `normalized_loss` covariate sees it. (Exact
+duplicates, which would lower the loss while adding nothing, are not used.)
+
+demo-small's shard rates span 0..`max_noise` evenly, so proxy runs drawing different shards
+see every data state from clean to mostly noise; demo-large's rates cluster around a
+per-domain centre far from demo-small's average: two domains (arithmetic, dialog) nearly
+clean, two (code, docs_qa) mostly noise. A state-agnostic fit of demo-small sees each
+domain at its average state (rate ~`max_noise`/2) and so cannot tell that demo-large's code
+and docs_qa shards are worth far less than its arithmetic and dialog shards.
 The true rate of every shard is written to `demo_profile.json` beside the manifest.
 """
 from __future__ import annotations
@@ -23,7 +31,7 @@ from core.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from datapool.build import build_pool
 from datapool.demo_sources import DOMAINS, clean_sample
 
-NOISE_KINDS = ("corrupt", "truncate", "shuffle", "mismatch", "duplicate")
+NOISE_KINDS = ("corrupt", "truncate", "shuffle", "mismatch")
 _JUNK = "~#@%&*^$|\\{}[]<>0123456789qxzjkvw"
 
 
@@ -43,10 +51,10 @@ class DemoPoolSpec:
     """Documents per shard in demo-large (16 x 400 = 8 x (8 x 100))."""
     dev_docs: int = 64
     """Held-out dev documents per domain (clean, from held-out material)."""
-    max_noise: float = 0.6
+    max_noise: float = 0.9
     """Highest noise rate of any shard."""
     large_noise_centre: dict = field(default_factory=lambda: {
-        "arithmetic": 0.08, "code": 0.45, "docs_qa": 0.3, "dialog": 0.15})
+        "arithmetic": 0.06, "code": 0.78, "docs_qa": 0.7, "dialog": 0.1})
     """demo-large: mean noise rate per domain (its shards spread +-0.08 around it)."""
 
     def __post_init__(self):
@@ -60,7 +68,7 @@ class DemoPoolSpec:
             raise ValueError(f"large_noise_centre lacks domains {sorted(missing)}")
 
 
-def _corrupt(text: str, rng: random.Random, rate: float = 0.2) -> str:
+def _corrupt(text: str, rng: random.Random, rate: float = 0.35) -> str:
     chars = list(text)
     for i, ch in enumerate(chars):
         if not ch.isspace() and rng.random() < rate:
@@ -70,8 +78,6 @@ def _corrupt(text: str, rng: random.Random, rate: float = 0.2) -> str:
 
 def _noisy(sample: dict, kind: str, rng: random.Random, domain: str, previous: list[dict]) -> dict:
     response = sample["response"]
-    if kind == "duplicate" and previous:
-        return dict(rng.choice(previous))
     if kind == "truncate":
         response = response[: max(1, int(len(response) * rng.uniform(0.2, 0.5)))]
     elif kind == "shuffle":
@@ -138,7 +144,9 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
             "domains": [{
                 "name": d,
                 "sources": [{"path": f"sources/{d}/*.jsonl", "columns": {"prompt": "prompt", "response": "response"}}],
-                "dev": {"path": f"sources/dev/{d}.jsonl", "metric": "exact_match" if d == "arithmetic" else "nll"},
+                # NLL for every domain: the tiny target model never gets an exact-match answer
+                # right (arithmetic_em was 0.000 in every run), so that metric carried only noise
+                "dev": {"path": f"sources/dev/{d}.jsonl", "metric": "nll"},
             } for d in DOMAINS],
         }
         atomic_write_text(tmp / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))

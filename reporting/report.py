@@ -92,6 +92,15 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
               "covariate varies over the runs' range, the other covariates at the target pool's; dashed "
               "line: the target pool.", "", "![return curves](return_curves.png)", ""]
     flat = [d for d, c in curves.items() if np.ptp(c["estimate"]) <= 1e-9 * (1 + np.abs(c["estimate"]).max())]
+    # A 90 % band excludes every flat line when no constant fits under all its upper bounds and
+    # above all its lower bounds: max(lower) > min(upper).
+    excludes = {d: bool(c["lower"].max() > c["upper"].min()) for d, c in curves.items()}
+    summary["return_curve_excludes_flat"] = excludes
+    moving = [d for d, e in excludes.items() if e]
+    lines += [(f"The 90 % band of {', '.join(moving)} excludes a flat line: the estimated return of "
+               "that domain depends on its data state." if moving else
+               "No domain's 90 % band excludes a flat line: at this number of runs the estimated "
+               "returns are not shown to depend on the data state."), ""]
     if flat:
         lines += [f"The estimated return of {', '.join(flat)} does not change along its covariate: at "
                   f"{model.n_runs} runs the estimator finds no covariate dependence there (a forest with "
@@ -122,6 +131,8 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
         raise UserError(f"validation folder {vdir} has no validation.parquet (run `launch.py validate`)")
     results = pd.read_parquet(vdir / "validation.parquet")
     table = validation_table(results)
+    vsummary = json.loads((vdir / "summary.json").read_text(encoding="utf-8"))
+    summary["validated_mixtures"] = {n: c["mixture"] for n, c in vsummary["candidates"].items()}
     plot_validation(results, tmp / "validation.png")
     summary["figures"].append("validation.png")
     summary["validation_best"] = str(table.index[0])
@@ -136,7 +147,10 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
                 f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').min():.4f}–"
                 f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').max():.4f}."
                 if "gain_vs_equal_se" in table else "no equal baseline to pair with."), "",
-             "![validation](validation.png)", "", table_markdown(table), ""]
+             "![validation](validation.png)", "", table_markdown(table), "",
+             "The mixtures validated (from the fitted model directories; these, not the sweep's "
+             "round snapshots above, are what the target model trained on):", "",
+             _markdown_table(pd.DataFrame(summary["validated_mixtures"]).rename_axis("domain")), ""]
     verdict = verdict_sentences(table)
     summary["verdict"] = verdict
     lines += ["**" + verdict[-1] + "**", "", *(f"- {s}" for s in verdict[:-1]), ""]
@@ -171,6 +185,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
         model_dir = run_dir / "model"
     model = load_model_dir(model_dir) if model_dir is not None else None
     target = latest.get("target_covariates") if latest else None
+    if validation_dir is not None:
+        # the target pool the validated mixtures were recommended for
+        pool_cov = json.loads((Path(validation_dir) / "summary.json").read_text()).get("pool_covariates")
+        target = pool_cov or target
     sections = _runs_section(runs, domains, run_dir)
     summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": [], "out": str(out)}
     with atomic_directory(out) as tmp:
@@ -190,11 +208,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
             figures.plot_returns(latest["returns"], tmp / "returns.png")
             rec = pd.DataFrame({p: latest["policies"][p]["mixture"] for p in latest["policies"]})
             rec.index.name = "domain"
-            sections += [f"## Policy (snapshot {latest['version']}, {latest['n_runs']} runs, "
-                         f"{latest['estimator']})", "", "![policy trace](policy_trace.png)", "",
+            rounds = "round" in latest
+            sections += [f"## The sweep's {'adaptive rounds' if rounds else 'policy snapshots'} "
+                         f"(last: {'round' if rounds else 'snapshot'} {latest['version']}, fitted on "
+                         f"{latest['n_runs']} runs, {latest['estimator']})", "",
+                         "What the fit actor recommended during the sweep (adaptive runs were drawn "
+                         "around it); the validated mixtures below come from the one final fit.", "",
+                         "![policy trace](policy_trace.png)", "",
                          "![returns](returns.png)", "", _markdown_table(rec), ""]
             summary["figures"] += ["policy_trace.png", "returns.png"]
-            summary["recommended"] = {p: latest["policies"][p]["mixture"] for p in latest["policies"]}
+            summary["sweep_snapshot"] = {p: latest["policies"][p]["mixture"] for p in latest["policies"]}
         if validation_dir is not None:
             sections += _validation_section(Path(validation_dir), tmp, summary)
         atomic_write_text(tmp / "report.md", "\n".join(sections))

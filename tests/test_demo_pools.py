@@ -32,8 +32,7 @@ def test_domains_dev_sets_and_sizes(tmp_path):
     assert small.domains == large.domains == list(DOMAINS)
     assert large.n_docs() == 2 * small.n_docs()  # 8 x 30 vs 4 x 30 with this spec
     dev = small.dev_sets()
-    assert dev["arithmetic"].metric == "exact_match"
-    assert {d.metric for k, d in dev.items() if k != "arithmetic"} == {"nll"}
+    assert {d.metric for d in dev.values()} == {"nll"}  # a metric that moves on the tiny target
     for d in DOMAINS:
         assert small.read(d)["doc_id"].is_unique
 
@@ -49,7 +48,7 @@ def test_shard_quality_varies_and_large_is_shifted(tmp_path):
         clean = __import__("pandas").read_parquet(shards[clean_shard].path)
         noisy = __import__("pandas").read_parquet(shards[noisy_shard].path)
         assert clean["response"].map(_junk_share).mean() < noisy["response"].map(_junk_share).mean() + 1e-9
-        assert noisy["response"].duplicated().sum() >= clean["response"].duplicated().sum() or domain == "code"
     large_means = {d: np.mean(noise_profile(SPEC, "demo-large", d)) for d in DOMAINS}
-    assert large_means["arithmetic"] < large_means["code"]
+    assert large_means["arithmetic"] < 0.15 < 0.6 < large_means["code"]
+    assert large_means["dialog"] < 0.15 < 0.6 < large_means["docs_qa"]
     assert all(0.0 <= r <= SPEC.max_noise for d in DOMAINS for r in noise_profile(SPEC, "demo-large", d))
