@@ -33,10 +33,14 @@ def test_demo_quick_end_to_end(ray_local, tiny_env, tmp_path, capsys):
     text = report.read_text()
     assert "24 proxy runs" in text and "Tokens per run" in text and "2 seed(s)" in text
     table = (work / "validation" / "table.md").read_text()
-    for method in ("causalmix-A", "causalmix-S", "regmix", "equal"):
+    for method in ("causalmix-A", "no-covariates", "no-dml", "regmix", "equal"):
         assert f"| {method} |" in table
+    assert "| mixture |" in table and "The mixtures validated" in text
     results = pd.read_parquet(work / "validation" / "validation.parquet")
-    assert len(results) == 8 and set(results["seed"]) == {0, 1}
+    assert len(results) == 10 and set(results["seed"]) == {0, 1}
+    for name in ("model", "model-regmix", "model-no-dml", "model-no-covariates"):
+        assert (work / name / "model.json").is_file()
+    assert not (work / "runs" / "model").exists()  # one fit: the sweep writes no model of its own
     runs = pd.read_parquet(work / "runs" / "runs.parquet")
     assert len(runs) == 24 and len([c for c in runs.columns if c.startswith("x.")]) == 4
     assert set(pd.read_parquet(work / "validation" / "table.parquet")["method"]) == set(results["candidate"])

@@ -55,7 +55,7 @@ def test_validate_trains_every_candidate(ray_local, tiny_env, fitted, tmp_path, 
                         "--mixtures", f"CausalMix-S,regmix,{mine}", "--seeds", "1", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = {"causalmix-S", "regmix", "mine"}
-    assert set(printed["y_mean"]) == expected
+    assert set(printed["y_mean"]) == set(printed["avgdev_mean"]) == expected
     results = pd.read_parquet(out / "validation.parquet")
     assert set(results["candidate"]) == expected and results["y"].notna().all()
     summary = json.loads((out / "summary.json").read_text())
@@ -79,8 +79,12 @@ def test_validate_refuses_bad_mixture_selections(tiny_env, fitted, tmp_path, cap
               str(features), "--target-model", str(tiny_env.target_model), "--out", str(tmp_path / "v")]
     assert launch.main([*common, "--mixtures", "equal,regmix"]) == 2
     assert "--regmix-model" in capsys.readouterr().err
-    assert launch.main([*common, "--mixtures", "equal,grid"]) == 2
-    assert "unknown mixture 'grid'" in capsys.readouterr().err
+    for entry, flag in (("no-dml", "--no-dml-model"), ("no-covariates", "--no-covariates-model"),
+                        ("best-run", "--runs"), ("grid", "--grid")):
+        assert launch.main([*common, "--mixtures", f"equal,{entry}"]) == 2
+        assert flag in capsys.readouterr().err
+    assert launch.main([*common, "--mixtures", "equal,dmo"]) == 2
+    assert "unknown mixture 'dmo'" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"arithmetic": 1.0}))
     assert launch.main([*common, "--mixtures", f"equal,{bad}"]) == 2
