@@ -255,15 +255,22 @@ class ActorRoundSnapshots:
     def request(self, round_index: int, rows: list[dict]) -> None:
         import ray
 
-        actor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        try:
+            actor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        except ValueError:  # no fit actor: the round's adaptive runs use the prior
+            self._pending[round_index] = None
+            return
         self._pending[round_index] = actor.round_snapshot.remote(rows, round_index)
 
     def poll(self, round_index: int):
         import ray
 
-        ref = self._pending.get(round_index)
-        if ref is None:
+        if round_index not in self._pending:
             return PENDING
+        ref = self._pending[round_index]
+        if ref is None:
+            del self._pending[round_index]
+            return None
         ready, _ = ray.wait([ref], timeout=0)
         if not ready:
             return PENDING
