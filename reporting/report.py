@@ -137,7 +137,7 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
     summary["figures"].append("validation.png")
     summary["validation_best"] = str(table.index[0])
     seeds = int(table["n_seeds"].max())
-    spread = table["y_std"]
+    spread = table["avgdev_std"]
     lines = ["## Validation on the target model", "",
              f"- Target pool trained on each mixture with {seeds} seed(s) (seed s shared by every "
              f"mixture: same initial weights and document order per domain), "
