@@ -57,6 +57,12 @@ def return_curves(model, target: dict[str, float], runs: pd.DataFrame,
     return curves
 
 
+def band_excludes_flat(curve: pd.DataFrame) -> bool:
+    """Whether a return curve's interval band excludes every flat line: no constant lies under
+    all its upper bounds and above all its lower bounds, i.e. max(lower) > min(upper)."""
+    return bool(curve["lower"].max() > curve["upper"].min())
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     cols = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join([frame.index.name or ""] + cols) + " |", "|" + "---|" * (len(cols) + 1)]
@@ -92,9 +98,7 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
               "covariate varies over the runs' range, the other covariates at the target pool's; dashed "
               "line: the target pool.", "", "![return curves](return_curves.png)", ""]
     flat = [d for d, c in curves.items() if np.ptp(c["estimate"]) <= 1e-9 * (1 + np.abs(c["estimate"]).max())]
-    # A 90 % band excludes every flat line when no constant fits under all its upper bounds and
-    # above all its lower bounds: max(lower) > min(upper).
-    excludes = {d: bool(c["lower"].max() > c["upper"].min()) for d, c in curves.items()}
+    excludes = {d: band_excludes_flat(c) for d, c in curves.items()}
     summary["return_curve_excludes_flat"] = excludes
     moving = [d for d, e in excludes.items() if e]
     lines += [(f"The 90 % band of {', '.join(moving)} excludes a flat line: the estimated return of "

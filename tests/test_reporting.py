@@ -118,3 +118,13 @@ def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
     assert np.corrcoef(predicted, table.y)[0, 1] > 0.5
     with pytest.raises(UserError, match="cross-fitting needs"):
         cross_fitted_predictions(validate_runs_frame(frame.iloc[:need]), estimator)
+
+
+def test_band_excludes_flat_only_when_no_constant_fits_inside():
+    import pandas as pd
+
+    from reporting.report import band_excludes_flat
+
+    rising = pd.DataFrame({"lower": [0.0, 0.5, 1.0], "upper": [0.4, 0.9, 1.4]})
+    wide = pd.DataFrame({"lower": [0.0, 0.3, 0.6], "upper": [1.0, 1.3, 1.6]})
+    assert band_excludes_flat(rising) and not band_excludes_flat(wide)
