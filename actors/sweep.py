@@ -100,8 +100,7 @@ class SweepConfig:
     max_concurrent: int = 0
     """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
     max_pending: int = 0
-    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now);
-    adaptive mode: the slots).
+    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now)).
     Pending trials are what an autoscaler sees; Tune's default for a custom Searcher is 1,
     which would start one trial at a time."""
     max_failures: int = 2
@@ -289,9 +288,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
     slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
              else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
-    # Adaptive proposals are made when a trial is created, so fewer wait there: each then
-    # sees a snapshot at most one wave of trials old.
-    auto_pending = max(1, int(slots)) if cfg.adaptive > 0 else max(16, int(2 * slots))
+    # Pending trials are what an autoscaler sees. Adaptive rounds make proposals independent
+    # of when a trial is created, so adaptive mode needs no smaller cap.
+    auto_pending = max(16, int(2 * slots))
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(cfg.max_pending or auto_pending)
     proxy = cfg.proxy
     if gpus == 0 and not proxy.threads:
