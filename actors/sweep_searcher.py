@@ -222,7 +222,8 @@ class MixtureSearcher(Searcher):
         if state["n_runs"] != self.n_runs or state["seed"] != self.seed:
             raise ValueError(f"searcher state is of a sweep with n_runs={state['n_runs']}, "
                              f"seed={state['seed']}, not {self.n_runs}, {self.seed}")
-        self.proposed = set(state["proposed"])
+        # a sweep saved before rounds existed proposed runs 0 .. attempts-1 in order
+        self.proposed = set(state["proposed"]) if "proposed" in state else set(range(state["attempts"]))
         self.live = dict(state["live"])
         self.completed = dict(state["completed"])
         self.failed = set(state["failed"])
