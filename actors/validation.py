@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
 from proxy.config import ProxyConfig
@@ -85,7 +85,11 @@ def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, st
     return row
 
 
-def run_validation(cfg: ValidateConfig) -> dict:
+def _validation_inputs(cfg: ValidateConfig) -> list:
+    return [cfg.model, cfg.regmix_model, cfg.pool, cfg.features]
+
+
+def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
     import ray
     from tqdm import tqdm
 
@@ -96,6 +100,9 @@ def run_validation(cfg: ValidateConfig) -> dict:
     from reporting.validation import (candidate_mixtures, plot_validation, summarize, table_markdown,
                                       validation_table, verdict_sentences)
 
+    # Refused before hours of training, and again when the results are written.
+    check_output_path(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
+                      overwrite=overwrite, inputs=_validation_inputs(cfg))
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
     feature_names = features_in(model.covariate_names)
@@ -136,7 +143,8 @@ def run_validation(cfg: ValidateConfig) -> dict:
         "verdict": verdict_sentences(paper_table),
         "pool_covariates": covariates,
     }
-    with atomic_directory(cfg.out) as tmp:
+    with atomic_directory(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
+                          overwrite=overwrite, inputs=_validation_inputs(cfg)) as tmp:
         atomic_write_parquet(tmp / "validation.parquet", results)
         atomic_write_parquet(tmp / "table.parquet", paper_table.reset_index())
         atomic_write_text(tmp / "table.md", table_markdown(paper_table) + "\n\n"

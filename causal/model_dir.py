@@ -190,8 +190,11 @@ class FittedMixtureModel:
 
 
 def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str | None,
-                   config) -> Path:
-    """Write `model` as a model directory, atomically; sets and returns model.version too."""
+                   config, overwrite: bool = False, inputs=()) -> Path:
+    """Write `model` as a model directory, atomically; sets and returns model.version too.
+
+    An existing `out_dir` is replaced only when it is a model directory (or `overwrite`), and
+    never when it holds one of `inputs` (see `core.atomic.check_output_path`)."""
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
     description = {
@@ -212,7 +215,8 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     files = {MODEL_JSON: _json_bytes(description),
              ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
     checksums = _json_bytes({"algorithm": "sha256", "files": {n: _sha(b) for n, b in files.items()}})
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind="model directory", markers=(MODEL_JSON, CHECKSUMS),
+                          overwrite=overwrite, inputs=inputs) as tmp:
         for name, data in {**files, CHECKSUMS: checksums}.items():
             (tmp / name).write_bytes(data)
     model.description = description

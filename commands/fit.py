@@ -6,8 +6,9 @@ import sys
 import time
 
 from causal.fitting import ESTIMATORS, FitConfig, fit_runs_table
-from causal.model_dir import FittedMixtureModel, save_model_dir
+from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
 from causal.runs_table import read_runs_table
+from core.atomic import check_output_path
 from core.config import load_config
 from core.warn import warnings_to_stderr
 
@@ -17,6 +18,8 @@ HELP = "fit a causal model (CausalForestDML by default) on a runs table"
 def add_arguments(parser) -> None:
     parser.add_argument("--runs", required=True, help="runs table (Parquet or CSV)")
     parser.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it exists and is not a model directory")
     parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default=None,
                         help="estimator (default causal-forest)")
     parser.add_argument("--seed", type=int, default=None, help="random state (default 0)")
@@ -33,8 +36,11 @@ def run(args) -> int:
         return _run(args)
 
 
-def fit_and_save(runs: str, out: str, config: FitConfig) -> dict:
+def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = False) -> dict:
     """Fit `config.estimator` on the runs table at `runs` and save the model directory `out`."""
+    # Before the fit, so that a refused --out costs nothing (and again when writing).
+    check_output_path(out, kind="model directory", markers=(MODEL_JSON, CHECKSUMS),
+                      overwrite=overwrite, inputs=[runs])
     table = read_runs_table(runs)
     print(f"fitting {config.estimator} on {table.n_runs} runs x {len(table.domains)} domains x "
           f"{len(table.covariate_names)} covariates", file=sys.stderr)
@@ -42,7 +48,8 @@ def fit_and_save(runs: str, out: str, config: FitConfig) -> dict:
     estimator = fit_runs_table(table, config)
     fit_s = time.perf_counter() - start
     model = FittedMixtureModel.from_runs_table(estimator, config.estimator, table)
-    saved = save_model_dir(model, out, runs_table_sha256=table.sha256, config=config)
+    saved = save_model_dir(model, out, runs_table_sha256=table.sha256, config=config,
+                           overwrite=overwrite, inputs=[runs])
     return {"model_dir": str(saved), "model_version": model.version,
             "estimator": config.estimator, "n_runs": table.n_runs,
             "domains": table.domains, "covariate_names": table.covariate_names,
@@ -51,5 +58,5 @@ def fit_and_save(runs: str, out: str, config: FitConfig) -> dict:
 
 def _run(args) -> int:
     config = load_config(FitConfig, args.config, vars(args))
-    print(json.dumps(fit_and_save(args.runs, args.out, config)))
+    print(json.dumps(fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)))
     return 0

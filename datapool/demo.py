@@ -122,7 +122,7 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
     shards, per_shard = ((spec.small_shards, spec.small_docs_per_shard) if pool == "demo-small"
                          else (spec.large_shards, spec.large_docs_per_shard))
     target = Path(pools_dir) / pool
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, kind="demo pool", markers=("demo_profile.json",)) as tmp:
         profile = {}
         for domain in DOMAINS:
             rates = noise_profile(spec, pool, domain)

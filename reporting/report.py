@@ -151,7 +151,7 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
                  validation_dir: str | Path | None = None, model_dir: str | Path | None = None,
-                 cv_folds: int = 4) -> dict:
+                 cv_folds: int = 4, overwrite: bool = False) -> dict:
     from causal.model_dir import load_model_dir
 
     run_dir = Path(run_dir)
@@ -173,7 +173,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
     target = latest.get("target_covariates") if latest else None
     sections = _runs_section(runs, domains, run_dir)
     summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": [], "out": str(out)}
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, kind="report folder", markers=("report.md",), overwrite=overwrite,
+                          inputs=[runs_path, run_dir / "policy.jsonl", validation_dir, model_dir]) as tmp:
         figures.plot_sampled_mixtures(runs, domains, tmp / "sampled_mixtures.png")
         figures.plot_outcome_by_domain(runs, domains, tmp / "outcome_by_domain.png")
         sections += ["## Proxy runs", "", "![sampled mixtures](sampled_mixtures.png)", "",
