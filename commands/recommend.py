@@ -1,6 +1,7 @@
 """`recommend`: recommend a mixture for a pool from a fitted model (one JSON object on the last line)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,7 +33,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--alpha", type=float, default=0.1, help="interval level is 1 - alpha")
     parser.add_argument("--top-k", dest="top_k", type=int, default=None,
                         help="search: average the top k candidates (default 1); top-k: 128")
-    parser.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
+    parser.add_argument("--seed", type=_seed, default=0, help="candidate sampling seed (>= 0)")
+
+
+def _seed(text: str) -> int:
+    """numpy's generators take only non-negative seeds; say so at the flag, not in a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _read_json(path: str, what: str):

@@ -40,8 +40,15 @@ def doc_id(domain: str, prompt: str, response: str, is_text: bool, occurrence: i
 
 def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    # Bytes decoded line by line, so that a non-UTF-8 file is reported with its line number.
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{where}: {path} line {lineno} is not UTF-8 text (byte {exc.start} of "
+                                f"the line is {raw[exc.start:exc.start + 1]!r}); re-encode the file "
+                                "as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -65,7 +72,10 @@ def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
     missing = [c for c in needed if c not in names]
     if missing:
         raise UserError(f"{where}.columns: {path} has no column(s) {missing} (it has {names})")
-    return pq.read_table(path, columns=needed).to_pandas()
+    try:
+        return pq.read_table(path, columns=needed).to_pandas()
+    except Exception as exc:  # e.g. ArrowInvalid for a string column that is not valid UTF-8
+        raise UserError(f"{where}: cannot read columns {needed} of Parquet file {path}: {exc}") from None
 
 
 def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]:
@@ -162,11 +172,37 @@ def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
     return {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
 
 
-def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None) -> Path:
+def _input_files(manifest: PoolManifest) -> list[Path]:
+    sources = [(s, f"domain {d.name!r}: sources[{j}]") for d in manifest.domains
+               for j, s in enumerate(d.sources)]
+    sources += [(d.dev, f"domain {d.name!r}: dev") for d in manifest.domains if d.dev is not None]
+    return [path.resolve() for source, where in sources if source.path is not None
+            for path in _resolve_files(source, manifest.base_dir, f"manifest: {where}")]
+
+
+def _check_replaceable(out_dir: Path, manifest: PoolManifest, overwrite: bool) -> None:
+    """The build replaces OUT/shards and OUT/dev whole: refuse when they hold one of the
+    manifest's own input files, or (without `overwrite`) when OUT is not a built pool."""
+    targets = [(out_dir / part).resolve() for part in ("shards", "dev")]
+    for path in _input_files(manifest):
+        for target in targets:
+            if target in path.parents:
+                raise UserError(f"pool build: the manifest reads {path}, inside {target}, which the "
+                                "build replaces; move the input, or build with --out to another folder")
+    existing = [t for t in targets if os.path.lexists(t)]
+    if existing and not overwrite and not (out_dir / POOL_INDEX).is_file():
+        raise UserError(f"pool build: {out_dir} is not a built pool (no {POOL_INDEX}) but has "
+                        f"{[t.name for t in existing]}, which the build would replace; choose another "
+                        "--out, or pass --overwrite")
+
+
+def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
+               overwrite: bool = False) -> Path:
     """Build the pool of `manifest_path` into `out_dir` (default: the manifest's folder)."""
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
+    _check_replaceable(out_dir, manifest, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pool-build.", dir=out_dir))
     try:

@@ -123,3 +123,31 @@ def test_a_write_in_progress_is_not_taken_for_stale(tmp_path):
         assert outer.is_dir()  # this process's own temporary survives another write's cleanup
         atomic_write_text(outer / "f", "2")
     assert (target / "f").read_text() == "2"
+
+
+def test_pool_build_never_replaces_the_dev_sets_it_reads(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    (tmp_path / "dev").mkdir()  # README's own example keeps dev sets in dev/ beside the manifest
+    (tmp_path / "dev" / "math.jsonl").write_text('{"q": "2+2?", "a": "4"}\n')
+    manifest = tmp_path / "pool.yaml"
+    manifest.write_text(yaml.safe_dump({"name": "t", "domains": [{
+        "name": "math", "sources": [{"path": "raw/*.jsonl", "columns": {"prompt": "q", "response": "a"}}],
+        "dev": {"path": "dev/math.jsonl", "columns": {"prompt": "q", "response": "a"}}}]}))
+    assert launch.main(["pool", "build", str(manifest)]) == 2
+    assert "which the build replaces" in capsys.readouterr().err
+    assert (tmp_path / "dev" / "math.jsonl").is_file() and not (tmp_path / "pool.json").exists()
+    assert launch.main(["pool", "build", str(manifest), "--overwrite"]) == 2  # an input, whatever the flag
+    assert (tmp_path / "dev" / "math.jsonl").is_file()
+    # a folder with a shards/ that no build made is not replaced without --overwrite
+    other = tmp_path / "other"
+    (other / "shards").mkdir(parents=True)
+    (other / "shards" / "mine.txt").write_text("keep")
+    manifest.write_text(manifest.read_text().replace("dev/math.jsonl", "raw/a.jsonl"))
+    assert launch.main(["pool", "build", str(manifest), "--out", str(other)]) == 2
+    assert "not a built pool" in capsys.readouterr().err and (other / "shards" / "mine.txt").is_file()
+    assert launch.main(["pool", "build", str(manifest), "--out", str(other)]) == 2
+    assert launch.main(["pool", "build", str(manifest), "--out", str(other), "--overwrite"]) == 0
+    assert launch.main(["pool", "build", str(manifest), "--out", str(other)]) == 0  # a rebuild is fine

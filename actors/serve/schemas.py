@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
+                      Tag, model_validator)
 
 # No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
 MAX_TRUST_RADIUS = 2.0
@@ -21,7 +21,10 @@ SUM_TOLERANCE = 1e-6
 MAX_PREDICT_ROWS = 10_000
 MAX_TOP_K = 1024
 
-Weights = dict[str, FiniteFloat]
+# Strict: pydantic's lax mode would take JSON `true` as 1 (and "0.5" as 0.5); a number must be
+# a JSON number. Integers are still accepted where a float is expected.
+Number = Annotated[FiniteFloat, Strict()]
+Weights = dict[str, Number]
 
 
 class _Strict(BaseModel):
@@ -35,24 +38,24 @@ class RecommendRequest(_Strict):
         default=None,
         description="Pool covariates by name, as in GET /v1/model `covariate_names` "
                     "(e.g. `x.code.normalized_loss`).")
-    pool_features: dict[str, dict[str, FiniteFloat]] | None = Field(
+    pool_features: dict[str, dict[str, Number]] | None = Field(
         default=None,
         description="Alternative to `covariates`: per-domain feature means of the pool, "
                     "`{domain: {feature: mean}}`, mapped to covariates `x.<domain>.<feature>`.")
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    trust_radius: FiniteFloat | None = Field(
+    trust_radius: Number | None = Field(
         default=None, gt=0.0, le=MAX_TRUST_RADIUS,
         description="Largest distance of the recommended mixture from the reference "
                     "(default: the model's).")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
-    alpha: FiniteFloat | None = Field(default=None, gt=0.0, lt=1.0,
+    alpha: Number | None = Field(default=None, gt=0.0, lt=1.0,
                                       description="The interval's level is 1 - alpha (default: the model's).")
-    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
+    top_k: StrictInt | None = Field(default=None, ge=1, le=MAX_TOP_K,
                               description="search/top-k: average the best k candidates.")
-    seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
+    seed: StrictInt | None = Field(default=None, ge=0, le=2**63 - 1, description="Seed of the candidate sampling (search, top-k).")
 
     def policy_options(self) -> dict[str, Any]:
         """The keyword arguments of `FittedMixtureModel.recommend` that the request sets."""
@@ -99,7 +102,7 @@ def _form(value) -> str:
     return BY_NAME_TAG if isinstance(value, Mapping) else VALUES_TAG
 
 
-Row = Annotated[Union[Annotated[list[FiniteFloat], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+Row = Annotated[Union[Annotated[list[Number], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
                 Discriminator(_form)]
 Rows = Annotated[Union[Annotated[list[Row], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
                  Discriminator(_form)]
