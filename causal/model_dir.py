@@ -5,16 +5,29 @@ Layout of a model directory:
                    fitted_on (n_runs, runs table sha256, covariate ranges), config, versions
   estimator.pkl    the fitted estimator (pickle)
   checksums.json   sha256 of every other file; its own sha256 is the model version
+  signature.json   HMAC-SHA256 of checksums.json under CAUSALMIX_MODEL_KEY (when `fit` had one)
 
-`load_model_dir` verifies every checksum before anything is unpickled. A pickle runs code
-when loaded, so load only model directories you trust: the checksum catches corruption and
-accidental edits, not a forger who rewrites checksums.json too.
+A model directory is code: `estimator.pkl` is a pickle, and unpickling can run whatever its
+writer put there. `load_model_dir` narrows that, but only a key makes it safe:
+- every checksum is verified before anything is unpickled (catches corruption and accidental
+  edits, not a forger who rewrites checksums.json too);
+- when CAUSALMIX_MODEL_KEY is set, the directory must carry a matching signature, checked
+  first: only a holder of the key can make a directory that loads;
+- the pickle is read by an unpickler that resolves only classes (and a few named array
+  helpers) of numpy, scipy, scikit-learn, econml, LightGBM and this project, so a payload
+  calling os.system or eval fails to load; the object must then be the estimator class that
+  model.json names. A crafted pickle can still misuse those classes, so without a key load
+  only directories you trust.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
+import importlib
+import io
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Mapping
@@ -29,11 +42,90 @@ from mixture_space import equal_mixture, validate_mixtures
 
 FORMAT = "causalmix-model/1"
 MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"
+SIGNATURE = "signature.json"
+KEY_ENV = "CAUSALMIX_MODEL_KEY"
 DEFAULT_TRUST_RADIUS = 0.1
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def model_key() -> bytes | None:
+    """The signing key from CAUSALMIX_MODEL_KEY (None when unset or empty)."""
+    key = os.environ.get(KEY_ENV, "")
+    return key.encode("utf-8") if key else None
+
+
+def _hmac(key: bytes, checksums: bytes) -> str:
+    return hmac.new(key, checksums, hashlib.sha256).hexdigest()
+
+
+def _verify_signature(path: Path, checksums: bytes, key: bytes) -> None:
+    sig_path = path / SIGNATURE
+    if not sig_path.is_file():
+        raise UserError(f"model directory {path}: {KEY_ENV} is set but the directory is not signed "
+                        f"(no {SIGNATURE}); refusing to load it. Refit it with the key set, or unset "
+                        f"{KEY_ENV} to load unsigned directories you trust")
+    try:
+        signature = json.loads(sig_path.read_bytes())
+        algorithm, digest = signature["algorithm"], signature["hmac"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"model directory {path}: {sig_path} is not a valid signature file") from None
+    if algorithm != "hmac-sha256" or not isinstance(digest, str) or \
+            not hmac.compare_digest(digest, _hmac(key, checksums)):
+        raise UserError(f"model directory {path}: its signature does not match {KEY_ENV} (signed with "
+                        "another key, or forged); refusing to load it")
+
+
+# What an estimator pickle may name: classes of these packages (scikit-learn-style classes
+# only store their parameters when constructed) and the few functions their pickles use.
+_PICKLE_PACKAGES = ("numpy", "scipy", "sklearn", "econml", "lightgbm", "causal", "mixture_space")
+_PICKLE_FUNCTIONS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+    ("econml.utilities", "add_intercept"),
+}
+_PICKLE_BUILTINS = {("collections", "OrderedDict"), ("collections", "defaultdict"),
+                    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+                    ("builtins", "complex"), ("builtins", "range"), ("builtins", "bytearray")}
+# Classes of those packages that touch files or run code when constructed.
+_PICKLE_REFUSED = {("numpy", "memmap"), ("numpy._core.memmap", "memmap")}
+
+
+class _EstimatorUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        top = module.split(".")[0]
+        allowed = (module, name) in _PICKLE_BUILTINS or (module, name) in _PICKLE_FUNCTIONS
+        if not allowed and top in _PICKLE_PACKAGES and (module, name) not in _PICKLE_REFUSED \
+                and "testing" not in module:
+            obj = getattr(importlib.import_module(module), name, None)
+            import numpy
+
+            allowed = isinstance(obj, (type, numpy.ufunc))
+        if not allowed:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: not a class an estimator is made of")
+        return super().find_class(module, name)
+
+
+def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
+    from causal.fitting import ESTIMATORS
+
+    expected = ESTIMATORS.get(estimator_name)
+    if expected is None:
+        raise UserError(f"{path / MODEL_JSON}: unknown estimator {estimator_name!r}; "
+                        f"known: {sorted(ESTIMATORS)}")
+    try:
+        estimator = _EstimatorUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:  # any failure of a pickle we did not write: refuse, say why
+        raise UserError(f"model directory {path}: {ESTIMATOR_PKL} cannot be loaded as an estimator "
+                        f"({type(exc).__name__}: {exc}); refusing it") from None
+    if not isinstance(estimator, expected):
+        raise UserError(f"model directory {path}: {ESTIMATOR_PKL} holds a {type(estimator).__module__}."
+                        f"{type(estimator).__qualname__}, not the {expected.__name__} that "
+                        f"{MODEL_JSON} names; refusing it")
+    return estimator
 
 
 def _featurizer_choice(estimator) -> dict:
@@ -215,9 +307,16 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     files = {MODEL_JSON: _json_bytes(description),
              ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
     checksums = _json_bytes({"algorithm": "sha256", "files": {n: _sha(b) for n, b in files.items()}})
+    key = model_key()
+    if key is not None:
+        files_out = {**files, CHECKSUMS: checksums,
+                     SIGNATURE: _json_bytes({"algorithm": "hmac-sha256", "of": CHECKSUMS,
+                                             "hmac": _hmac(key, checksums)})}
+    else:
+        files_out = {**files, CHECKSUMS: checksums}
     with atomic_directory(out_dir, kind="model directory", markers=(MODEL_JSON, CHECKSUMS),
                           overwrite=overwrite, inputs=inputs) as tmp:
-        for name, data in {**files, CHECKSUMS: checksums}.items():
+        for name, data in files_out.items():
             (tmp / name).write_bytes(data)
     model.description = description
     model.version = _sha(checksums)[:16]
@@ -225,7 +324,8 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
 
 
 def load_model_dir(path) -> FittedMixtureModel:
-    """Load a model directory; every file's checksum is verified before unpickling."""
+    """Load a model directory: its signature (when CAUSALMIX_MODEL_KEY is set) and every file's
+    checksum are verified before the estimator is unpickled (see the module's docstring)."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"model directory not found: {path}")
@@ -233,6 +333,9 @@ def load_model_dir(path) -> FittedMixtureModel:
     if not sums_path.is_file():
         raise UserError(f"model directory {path}: missing {CHECKSUMS}")
     raw = sums_path.read_bytes()
+    key = model_key()
+    if key is not None:
+        _verify_signature(path, raw, key)
     try:
         listed = json.loads(raw)["files"]
     except (ValueError, KeyError, TypeError):
@@ -249,13 +352,20 @@ def load_model_dir(path) -> FittedMixtureModel:
         if _sha(contents[name]) != digest:
             raise UserError(f"model directory {path}: checksum mismatch for {file} (file changed or "
                             "corrupt); refusing to load it")
-    description = json.loads(contents[MODEL_JSON])
+    try:
+        description = json.loads(contents[MODEL_JSON])
+    except ValueError:
+        raise UserError(f"{path / MODEL_JSON} is not valid JSON") from None
     if description.get("format") != FORMAT:
         raise UserError(f"{path / MODEL_JSON}: unsupported format {description.get('format')!r} "
                         f"(expected {FORMAT})")
-    estimator = pickle.loads(contents[ESTIMATOR_PKL])
-    fitted = description["fitted_on"]
-    return FittedMixtureModel(estimator=estimator, estimator_name=description["estimator"]["name"],
+    try:
+        estimator_name = description["estimator"]["name"]
+        fitted = description["fitted_on"]
+    except (KeyError, TypeError):
+        raise UserError(f"{path / MODEL_JSON}: missing estimator.name or fitted_on") from None
+    estimator = _unpickle_estimator(path, contents[ESTIMATOR_PKL], estimator_name)
+    return FittedMixtureModel(estimator=estimator, estimator_name=estimator_name,
                               domains=description["domains"],
                               covariate_names=description["covariate_names"],
                               covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
