@@ -9,6 +9,7 @@ then handed to the running replicas through the deployment's `reconfigure`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import stat
@@ -157,10 +158,14 @@ def run(args) -> int:
 
 
 def _reload_if_new(settings, model_dir: Path, stamp):
-    """Check the model now in `model_dir` and, when its version is new, deploy it; a bad
-    directory is reported and the running model keeps serving."""
+    """Check the model now in `model_dir` and, when its version is new, have the replicas
+    load it; returns the directory stamp to compare with next time. A directory that does not
+    load is reported and skipped until it changes again (a refit replaces it whole). A reload
+    that fails on the replicas is reported and returns None, so the next poll tries again;
+    `settings.version` changes only once the replicas serve the new version. The running
+    model keeps serving throughout."""
+    from actors.serve import deployment
     from actors.serve.app import ModelSlot
-    from actors.serve.deployment import apply
 
     why = writable_by_others(model_dir)
     if why:  # the replacement may have come with looser permissions than the first directory
@@ -172,11 +177,13 @@ def _reload_if_new(settings, model_dir: Path, stamp):
         print(f"not reloading {model_dir}: {exc}", file=sys.stderr)
         return stamp
     if loaded.version != settings.version:
-        settings.version = loaded.version
+        target = dataclasses.replace(settings, version=loaded.version)
         try:
-            apply(settings)
+            deployment.reload(target)
         except UserError as exc:
-            print(f"reloading {model_dir} (version {loaded.version}) failed: {exc}", file=sys.stderr)
-            return stamp
+            print(f"reloading {model_dir} (version {loaded.version}) failed, will retry: {exc}",
+                  file=sys.stderr)
+            return None  # never equal to a real stamp: the next poll tries again
+        settings.version = loaded.version
         print(f"now serving model {loaded.version}", file=sys.stderr)
     return stamp

@@ -95,7 +95,7 @@ def test_the_serve_watcher_requires_the_signature_too(tmp_path, monkeypatch, cap
     fit_synthetic_model_dir(model, estimator="regression", n_runs=40, seed=1)  # an unsigned refit
     monkeypatch.setenv(KEY_ENV, "k1")
     applied = []
-    monkeypatch.setattr("actors.serve.deployment.apply", lambda s: applied.append(s.version))
+    monkeypatch.setattr("actors.serve.deployment.reload", lambda s: applied.append(s.version))
     assert _reload_if_new(settings, model, "stamp") == "stamp"
     assert applied == [] and "is not signed" in capsys.readouterr().err
 
