@@ -143,10 +143,17 @@ def test_serve_config_file_is_a_valid_serve_deploy_config():
 
     config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / "configs" / "serve.yaml").read_text()))
     (app,) = config.applications
-    assert app.import_path == IMPORT_PATH
+    # the import path resolves to a builder of the app, whose deployment the config configures
+    import importlib
+
+    from actors.serve.deployment import Recommender
+
+    module, attribute = app.import_path.split(":")
+    built = getattr(importlib.import_module(module), attribute)(app.args)
+    assert isinstance(built, Application)
     AppArgs.model_validate(app.args)
     (deployment,) = app.deployments
-    assert deployment.name == DEPLOYMENT_NAME
+    assert deployment.name == Recommender.name
     ModelRef.model_validate(deployment.user_config)
 
 

@@ -96,22 +96,42 @@ def test_recommended_mixture_reads_policies_or_mixture():
 
 @pytest.mark.ray
 def test_snapshot_reader_never_waits_for_a_slow_fit_actor(ray_local):
+    """The fit actor's answer is held back until the test releases it: a reader that waited
+    would hang here (and pytest-timeout fails the test), one that does not returns None."""
     import ray
 
     @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            import asyncio
+
+            self.opened = asyncio.Event()
+
+        async def wait(self):
+            await self.opened.wait()
+
+        def open(self):
+            self.opened.set()
+
+    @ray.remote(num_cpus=0)
     class SlowFit:
-        def latest_snapshot(self):
-            time.sleep(1.5)
+        def __init__(self, gate):
+            self.gate = gate
+
+        async def latest_snapshot(self):
+            await self.gate.wait.remote()
             return {"version": 1, "mixture": {"a": 0.2, "b": 0.3, "c": 0.5}}
 
-    actor = SlowFit.options(name="slow-fit-test").remote()
+    gate = Gate.remote()
+    actor = SlowFit.options(name="slow-fit-test").remote(gate)
     reader = ActorSnapshots("slow-fit-test")
-    start = time.perf_counter()
-    assert reader() is None and reader() is None
-    assert time.perf_counter() - start < 1.0
-    deadline = time.time() + 30
-    while reader() is None and time.time() < deadline:
-        time.sleep(0.2)
+    assert [reader() for _ in range(3)] == [None, None, None]  # the gate is closed: no answer yet
+    ray.get(gate.open.remote())
+    deadline = time.monotonic() + 60
+    while reader() is None:
+        assert time.monotonic() < deadline, "the released answer never reached the reader"
+        time.sleep(0.05)
     assert reader()["version"] == 1
     assert ActorSnapshots("no-such-actor")() is None
     ray.kill(actor)
+    ray.kill(gate)
