@@ -163,7 +163,7 @@ def search_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 
         choice = RadiusChoice("fixed", trust_radius, None, "as given", _curve(radii, g, lo, hi, ok))
     if region <= 0:
         return _result(estimator, x, reference, reference.copy(), alpha, "search", choice,
-                       fallback="no step: " + choice.reason)
+                       fallback=choice.reason)
     rng = np.random.default_rng(seed)
     path = steps_along(reference, estimator.marginal_returns(x, reference),
                        region * np.arange(1, RADIUS_STEPS + 1) / RADIUS_STEPS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag,
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, Tag,
                       model_validator)
 
 from mixture_space import MAX_TRUST_RADIUS
@@ -42,7 +42,8 @@ class RecommendRequest(_Strict):
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    trust_radius: Literal["auto"] | Annotated[FiniteFloat, Field(gt=0.0, le=MAX_TRUST_RADIUS)] | None = Field(
+    # strict: JSON `true` is not a radius
+    trust_radius: Literal["auto"] | Annotated[FiniteFloat, Strict(), Field(gt=0.0, le=MAX_TRUST_RADIUS)] | None = Field(
         default=None,
         description='"auto" (the default: set by the evidence, see docs/causal.md) or the largest L2 '
                     "distance of the recommended mixture from the reference.")
