@@ -47,23 +47,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    worst = {}
+    worst, fits = {}, {}
+
+    def fitted(regime, seed, fit_fields):
+        """One fit per (regime, seed, estimator settings), shared by the policies that use it."""
+        key = (regime, seed, tuple(sorted(fit_fields.items())))
+        if key not in fits:
+            spec = REGIMES[regime]
+            world = StructuralModel(n_domains=5, seed=seed, noise=spec["noise"])
+            table = validate_runs_frame(world.runs(spec["n"]))
+            config = FitConfig(seed=seed, **fit_fields)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    estimator = fit_runs_table(table, config)
+                fits[key] = (world, FittedMixtureModel.from_runs_table(
+                    estimator, estimator_label(estimator, config), table))
+            except Exception as exc:  # e.g. too few runs for linear-dml in (b)
+                fits[key] = (world, f"not fitted: {str(exc)[:70]}")
+        return fits[key]
+
     for regime, spec in REGIMES.items():
         print(f"\nregime ({regime}): {spec['n']} runs, noise {spec['noise']}")
         for label, (fit_fields, options) in SETTINGS.items():
             rows, covered, chosen, start = [], 0, [], time.perf_counter()
             for seed in range(args.seeds):
-                world = StructuralModel(n_domains=5, seed=seed, noise=spec["noise"])
-                table = validate_runs_frame(world.runs(spec["n"]))
-                config = FitConfig(seed=seed, **fit_fields)
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        estimator = fit_runs_table(table, config)
-                except Exception as exc:  # e.g. too few runs for linear-dml in (b)
-                    rows, chosen = None, [f"not fitted: {str(exc)[:60]}"]
+                world, model = fitted(regime, seed, fit_fields)
+                if isinstance(model, str):
+                    rows, chosen = None, [model]
                     break
-                model = FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
                 rec = model.recommend(world.target_covariates(), seed=seed, **options)
                 mixture = np.array([rec["mixture"][d] for d in world.domains])
                 equal = np.full(world.k, 1 / world.k)
