@@ -41,8 +41,9 @@ class ValidateConfig:
     None: causalmix-a, causalmix-s, regmix (when regmix_model is given), equal, natural."""
     seeds: int = 3
     """Training seeds per candidate mixture; seed s is shared by every mixture (paired runs)."""
-    trust_radius: float | None = None
-    """Trust radius of the CausalMix policies (None: the model's default)."""
+    trust_radius: float | str | None = None
+    """Trust radius of the CausalMix policies: "auto", an L2 radius, or None (the model's default,
+    auto)."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
     address: str | None = None
@@ -56,8 +57,14 @@ class ValidateConfig:
             self.mixtures, have_regmix=bool(self.regmix_model)))
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.trust_radius is not None and not self.trust_radius > 0:
-            raise ValueError(f"trust_radius must be > 0, got {self.trust_radius}")
+        if self.trust_radius is not None:
+            from causal.policy import check_trust_radius
+            from core.errors import UserError
+
+            try:
+                object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
         self.proxy_config()
 
     def proxy_config(self) -> ProxyConfig:

@@ -4,6 +4,7 @@ Layout of a model directory:
   model.json       what the model is: domains, covariate names, estimator + parameters,
                    fitted_on (n_runs, runs table sha256, covariate ranges), config, versions
   estimator.pkl    the fitted estimator (pickle)
+  support.npz      the runs' mixtures and covariates (where the auto trust radius finds evidence)
   checksums.json   sha256 of every other file; its own sha256 is the model version
   signature.json   HMAC-SHA256 of checksums.json under CAUSALMIX_MODEL_KEY (when `fit` had one)
 
@@ -34,17 +35,18 @@ from typing import Mapping
 
 import numpy as np
 
-from causal.policy import POLICIES, analytic_policy, search_policy, top_k_policy
+from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
 from core.atomic import atomic_directory
 from core.errors import UserError
 from core.provenance import provenance
-from mixture_space import equal_mixture, validate_mixtures
+from mixture_space import RunSupport, equal_mixture, validate_mixtures
 
 FORMAT = "causalmix-model/1"
 MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"
 SIGNATURE = "signature.json"
 KEY_ENV = "CAUSALMIX_MODEL_KEY"
-DEFAULT_TRUST_RADIUS = 0.1
+SUPPORT_NPZ = "support.npz"
+DEFAULT_TRUST_RADIUS = AUTO
 
 
 def _sha(data: bytes) -> str:
@@ -131,6 +133,7 @@ def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
 def _featurizer_choice(estimator) -> dict:
     """Which phi(T) the fit used and, if chosen by CV, the CV errors of the candidates."""
     return {"kind": getattr(estimator, "featurizer_kind_", None),
+            "eps": getattr(estimator, "featurizer_eps_", None),
             "cv_mse": getattr(estimator, "featurizer_cv_mse_", {})}
 
 
@@ -146,7 +149,7 @@ class FittedMixtureModel:
                  covariate_names: list[str], covariate_ranges: Mapping[str, list[float]],
                  n_runs: int, mixture_mean: np.ndarray, mixture_max: np.ndarray | None = None,
                  description: dict | None = None,
-                 version: str | None = None):
+                 version: str | None = None, support: RunSupport | None = None):
         self.estimator = estimator
         self.estimator_name = estimator_name
         self.domains = list(domains)
@@ -158,13 +161,15 @@ class FittedMixtureModel:
                             else np.asarray(mixture_max, dtype=float))
         self.description = description or {}
         self.version = version or "unsaved-" + _sha(pickle.dumps(estimator))[:16]
+        self.run_support = support
 
     @classmethod
     def from_runs_table(cls, estimator, estimator_name: str, table) -> "FittedMixtureModel":
         return cls(estimator=estimator, estimator_name=estimator_name, domains=table.domains,
                    covariate_names=table.covariate_names, covariate_ranges=table.covariate_ranges(),
                    n_runs=table.n_runs, mixture_mean=table.mixtures().mean(axis=0),
-                   mixture_max=table.mixtures().max(axis=0))
+                   mixture_max=table.mixtures().max(axis=0),
+                   support=RunSupport(table.mixtures(), table.covariates()))
 
     # ---- inputs
     def covariate_vector(self, covariates: Mapping[str, float], where: str = "covariates") -> np.ndarray:
@@ -217,6 +222,7 @@ class FittedMixtureModel:
                           "params": json.loads(_json_bytes(self.estimator.get_params()))},
             "reference_domain": self.domains[self.estimator.reference_index_],
             "treatment_featurizer": _featurizer_choice(self.estimator),
+            "selection": getattr(self.estimator, "selection_", None),
             "fitted_on": {"n_runs": self.n_runs,
                           "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
                           "covariate_ranges": self.covariate_ranges,
@@ -243,23 +249,24 @@ class FittedMixtureModel:
         return self.estimator.predict(W, X)
 
     def recommend(self, covariates: Mapping[str, float], *, policy: str = "analytic",
-                  trust_radius: float = DEFAULT_TRUST_RADIUS,
+                  trust_radius: float | str = DEFAULT_TRUST_RADIUS,
                   reference: str | Mapping[str, float] = "equal", alpha: float = 0.1,
                   n_candidates: int | None = None, top_k: int | None = None, seed: int = 0) -> dict:
         """The CLI contract's JSON object for a pool with these covariates."""
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}; choose from {POLICIES}")
-        if not (isinstance(trust_radius, (int, float)) and np.isfinite(trust_radius) and trust_radius > 0):
-            raise UserError(f"trust radius must be a positive number, got {trust_radius!r}")
-        if not 0 < alpha < 1:
+        trust_radius = check_trust_radius(trust_radius)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise UserError(f"alpha must be in (0, 1), got {alpha}")
         x = self.covariate_vector(covariates)
         ref = self.reference_vector(reference)
         if policy == "analytic":
-            result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha)
+            result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
+                                     support=self.run_support)
         elif policy == "search":
             result = search_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
-                                   n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed)
+                                   n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed,
+                                   support=self.run_support)
         else:
             result = top_k_policy(self.estimator, x, ref, prior=self.mixture_mean, alpha=alpha,
                                   n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed)
@@ -270,7 +277,9 @@ class FittedMixtureModel:
             "interval": [result.interval[0], result.interval[1]],
             "alpha": alpha,
             "policy": result.policy,
-            "trust_radius": float(trust_radius) if policy != "top-k" else None,
+            "trust_radius": result.radius.radius if result.radius else None,
+            "radius_choice": result.radius.to_json() if result.radius else None,
+            "fallback": result.fallback,
             "reference": {d: float(w) for d, w in zip(self.domains, ref)},
             "model_version": self.version,
             "support": support,
@@ -298,6 +307,7 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
                       "params": json.loads(_json_bytes(model.estimator.get_params()))},
         "reference_domain": model.domains[model.estimator.reference_index_],
         "treatment_featurizer": _featurizer_choice(model.estimator),
+        "selection": getattr(model.estimator, "selection_", None),
         "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
                       "covariate_ranges": model.covariate_ranges,
                       "mixture_mean": model.mixture_mean.tolist(),
@@ -306,6 +316,10 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     }
     files = {MODEL_JSON: _json_bytes(description),
              ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
+    if model.run_support is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, mixtures=model.run_support.mixtures, covariates=model.run_support.covariates)
+        files[SUPPORT_NPZ] = buffer.getvalue()
     checksums = _json_bytes({"algorithm": "sha256", "files": {n: _sha(b) for n, b in files.items()}})
     key = model_key()
     if key is not None:
@@ -365,10 +379,14 @@ def load_model_dir(path) -> FittedMixtureModel:
     except (KeyError, TypeError):
         raise UserError(f"{path / MODEL_JSON}: missing estimator.name or fitted_on") from None
     estimator = _unpickle_estimator(path, contents[ESTIMATOR_PKL], estimator_name)
+    support = None
+    if SUPPORT_NPZ in contents:
+        with np.load(io.BytesIO(contents[SUPPORT_NPZ]), allow_pickle=False) as arrays:
+            support = RunSupport(arrays["mixtures"], arrays["covariates"])
     return FittedMixtureModel(estimator=estimator, estimator_name=estimator_name,
                               domains=description["domains"],
                               covariate_names=description["covariate_names"],
                               covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
                               mixture_mean=np.array(fitted["mixture_mean"]),
                               mixture_max=np.array(fitted["mixture_max"]), description=description,
-                              version=_sha(raw)[:16])
+                              version=_sha(raw)[:16], support=support)

@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
                         "output); default: all five (regmix only with --regmix-model)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per mixture, shared across mixtures for paired comparisons (default 3)")
-    parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=None)
+    parser.add_argument("--trust-radius", dest="trust_radius", default=None,
+                        help="trust radius of the CausalMix policies: auto (default) or an L2 radius")
     parser.add_argument("--out", default=None, help="output folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a validation folder")

@@ -29,6 +29,28 @@ def _check(reference: np.ndarray, radius: float) -> np.ndarray:
     return ref
 
 
+# The L2 diameter of the simplex (two vertices): no trust radius needs to be larger.
+MAX_TRUST_RADIUS = float(np.sqrt(2.0))
+
+
+def farthest_reach(reference: np.ndarray) -> float:
+    """L2 distance from `reference` to the farthest vertex of the simplex."""
+    ref = np.asarray(reference, dtype=float)
+    return float(np.sqrt(((np.eye(ref.size) - ref[None, :]) ** 2).sum(axis=1)).max())
+
+
+def steps_along(reference: np.ndarray, direction: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """`step_to_radius` for every radius of `radii` at once, shape (len(radii), K): the path a
+    step along `direction` traces as the trust region grows."""
+    ref = np.asarray(reference, dtype=float)
+    d = np.asarray(direction, dtype=float) - np.mean(direction)
+    norm = np.linalg.norm(d)
+    radii = np.asarray(radii, dtype=float)
+    if norm < 1e-15:
+        return np.repeat(ref[None, :], len(radii), axis=0)
+    return project_to_simplex(ref[None, :] + radii[:, None] * (d / norm)[None, :])
+
+
 def step_to_radius(reference: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
     """From `reference`, move distance `radius` (L2) along `direction` centred to sum zero,
     then project exactly onto the simplex (non-expansive, so the result stays within radius).

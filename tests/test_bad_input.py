@@ -128,7 +128,7 @@ def test_http_bad_values_get_422_naming_the_field(http, case):
     path, body, loc = HTTP_CASES[case]
     response = http.post(path, json=body)
     assert response.status_code == 422, response.text
-    assert any(d["loc"] == loc for d in response.json()["detail"]), response.json()
+    assert any(d["loc"][:len(loc)] == loc for d in response.json()["detail"]), response.json()
 
 
 def test_http_good_search_with_a_seed_still_answers(http):

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
                       Tag, model_validator)
 
-# No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
-MAX_TRUST_RADIUS = 2.0
+from mixture_space import MAX_TRUST_RADIUS
+
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
 MAX_PREDICT_ROWS = 10_000
@@ -45,10 +45,11 @@ class RecommendRequest(_Strict):
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    trust_radius: Number | None = Field(
-        default=None, gt=0.0, le=MAX_TRUST_RADIUS,
-        description="Largest distance of the recommended mixture from the reference "
-                    "(default: the model's).")
+    # strict: JSON `true` is not a radius
+    trust_radius: Literal["auto"] | Annotated[Number, Field(gt=0.0, le=MAX_TRUST_RADIUS)] | None = Field(
+        default=None,
+        description='"auto" (the default: set by the evidence, see docs/causal.md) or the largest L2 '
+                    "distance of the recommended mixture from the reference.")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
     alpha: Number | None = Field(default=None, gt=0.0, lt=1.0,
