@@ -80,6 +80,16 @@ def _tmp_prefix(path: Path) -> str:
     return f".{path.name}.{_HOST}.{os.getpid()}."
 
 
+def temporary_sibling_dir(path: str | os.PathLike) -> Path:
+    """A new temporary directory beside `path`, named so that `clean_stale_temporaries(path)`
+    removes it if this process is killed before it is done with it (the caller removes it
+    otherwise)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

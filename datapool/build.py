@@ -16,14 +16,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text, temporary_sibling_dir
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.manifest import PoolManifest, SourceSpec, load_manifest
@@ -204,7 +203,8 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
     out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
     _check_replaceable(out_dir, manifest, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".pool-build.", dir=out_dir))
+    # Named for this process, so that the next build removes what a killed one left here.
+    tmp = temporary_sibling_dir(out_dir / "pool-build")
     try:
         index = {"name": manifest.name, "shard_size": manifest.shard_size, "domains": {}}
         for domain in manifest.domains:

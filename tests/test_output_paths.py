@@ -151,3 +151,27 @@ def test_pool_build_never_replaces_the_dev_sets_it_reads(tmp_path, capsys):
     assert launch.main(["pool", "build", str(manifest), "--out", str(other)]) == 2
     assert launch.main(["pool", "build", str(manifest), "--out", str(other), "--overwrite"]) == 0
     assert launch.main(["pool", "build", str(manifest), "--out", str(other)]) == 0  # a rebuild is fine
+
+
+KILLED_BUILD = """
+import os, signal, sys
+from core.atomic import temporary_sibling_dir
+tmp = temporary_sibling_dir(sys.argv[1])
+(tmp / "shard-00000.parquet").write_bytes(b"partial")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_rebuild_removes_what_a_killed_pool_build_left(tmp_path):
+    import yaml
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    manifest = tmp_path / "pool.yaml"
+    manifest.write_text(yaml.safe_dump({"name": "t", "domains": [{
+        "name": "math", "sources": [{"path": "raw/*.jsonl", "columns": {"prompt": "q", "response": "a"}}]}]}))
+    killed = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "pool-build")], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert killed.returncode == -9 and any(p.name.startswith(".pool-build.") for p in tmp_path.iterdir())
+    assert launch.main(["pool", "build", str(manifest)]) == 0
+    assert not any(p.name.startswith(".pool-build.") for p in tmp_path.iterdir())
