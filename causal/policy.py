@@ -36,7 +36,9 @@ class RadiusChoice:
     curve: dict
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # not dataclasses.asdict: it deep-copies the curve's lists, a third of a cold recommend
+        return {"mode": self.mode, "radius": self.radius, "support_radius": self.support_radius,
+                "reason": self.reason, "curve": self.curve}
 
 
 @dataclasses.dataclass
