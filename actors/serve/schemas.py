@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, Tag,
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag, field_validator,
                       model_validator)
 
 from mixture_space import MAX_TRUST_RADIUS
@@ -42,11 +42,10 @@ class RecommendRequest(_Strict):
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    # strict: JSON `true` is not a radius
-    trust_radius: Literal["auto"] | Annotated[FiniteFloat, Strict(), Field(gt=0.0, le=MAX_TRUST_RADIUS)] | None = Field(
+    trust_radius: float | Literal["auto"] | None = Field(
         default=None,
         description='"auto" (the default: set by the evidence, see docs/causal.md) or the largest L2 '
-                    "distance of the recommended mixture from the reference.")
+                    f"distance of the recommended mixture from the reference, in (0, {MAX_TRUST_RADIUS:.4f}].")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
     alpha: FiniteFloat | None = Field(default=None, gt=0.0, lt=1.0,
@@ -54,6 +53,23 @@ class RecommendRequest(_Strict):
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
                               description="search/top-k: average the best k candidates.")
     seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
+
+    @field_validator("trust_radius", mode="before")
+    @classmethod
+    def _trust_radius(cls, value):
+        # one check with one error location; JSON `true` is not a radius
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError('Input should be "auto" or a number')
+        if not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        if value <= 0:
+            raise ValueError("Input should be greater than 0")
+        if value > MAX_TRUST_RADIUS:
+            raise ValueError(f"Input should be less than or equal to {MAX_TRUST_RADIUS:.4f} (the simplex's "
+                             "L2 diameter)")
+        return float(value)
 
     def policy_options(self) -> dict[str, Any]:
         """The keyword arguments of `FittedMixtureModel.recommend` that the request sets."""
