@@ -28,6 +28,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Share = Annotated[FiniteFloat, Field(ge=0.0, le=1.0)]
+
+
+class Constraints(_Strict):
+    """Per-domain bounds of the mixture (e.g. from a token budget and an epoch cap, as
+    `recommend --endpoint --domain-tokens ...` computes them); a domain left out is unbounded."""
+
+    lower: dict[str, Share] = Field(default_factory=dict, description="{domain: lowest weight}")
+    upper: dict[str, Share] = Field(default_factory=dict, description="{domain: highest weight}")
+
+
 class RecommendRequest(_Strict):
     """A pool described by its covariates (or per-domain feature means), and the policy to use."""
 
@@ -53,6 +64,9 @@ class RecommendRequest(_Strict):
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
                               description="search/top-k: average the best k candidates.")
     seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
+    constraints: Constraints | None = Field(
+        default=None, description="Bounds every policy must respect (docs/export.md); the JSON answer "
+                                  "says which bind.")
 
     @field_validator("trust_radius", mode="before")
     @classmethod
@@ -192,6 +206,11 @@ def model_errors_recommend(request: RecommendRequest, domains: Sequence[str],
         loc = ("body", "reference")
         ref_errors = name_errors(list(request.reference), domains, loc, "domains")
         errors += ref_errors or weight_errors(list(request.reference.values()), loc)
+    if request.constraints is not None:
+        for side in ("lower", "upper"):
+            unknown = sorted(set(getattr(request.constraints, side)) - set(domains))
+            if unknown:
+                errors.append(error(("body", "constraints", side), f"unknown domains: {unknown}"))
     return errors
 
 
