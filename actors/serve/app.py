@@ -198,14 +198,14 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         model = loaded.model
         _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
         try:
-            bounds = None
+            options = request.policy_options()
             if request.constraints is not None:
                 lower, upper = request.constraints.lower, request.constraints.upper
-                bounds = MixtureBounds(domains=tuple(model.domains),
-                                       lower=np.array([lower.get(d, 0.0) for d in model.domains]),
-                                       upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
+                options["constraints"] = MixtureBounds(
+                    domains=tuple(model.domains), lower=np.array([lower.get(d, 0.0) for d in model.domains]),
+                    upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
             result = model.recommend(request.covariate_values(), policy=request.policy,
-                                     reference=request.reference, constraints=bounds, **request.policy_options())
+                                     reference=request.reference, **options)
         except UserError as exc:
             _reject([error(("body",), str(exc))])
         return RecommendResponse.model_validate(to_builtin(result))
