@@ -21,7 +21,7 @@ def _weight_pair(text: str) -> tuple[str, float]:
 
 
 def add_constraint_arguments(parser) -> None:
-    group = parser.add_argument_group("mixture constraints (docs/export.md)")
+    group = parser.add_argument_group("mixture constraints (docs/causal.md, Constraints)")
     group.add_argument("--domain-tokens", dest="domain_tokens", default=None,
                        help="tokens per domain: a JSON file {domain: tokens} or a pool (folder or manifest); "
                        "with --target-tokens and --max-epochs it caps each domain's weight")

@@ -65,7 +65,7 @@ class RecommendRequest(_Strict):
                               description="search/top-k: average the best k candidates.")
     seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
     constraints: Constraints | None = Field(
-        default=None, description="Bounds every policy must respect (docs/export.md); the JSON answer "
+        default=None, description="Bounds every policy must respect (docs/causal.md); the JSON answer "
                                   "says which bind.")
 
     @field_validator("trust_radius", mode="before")
