@@ -9,12 +9,10 @@ from fastapi.testclient import TestClient
 from scipy.optimize import minimize
 
 import launch
-from causal.estimators import RegressionEstimator
-from causal.model_dir import FittedMixtureModel, save_model_dir
-from causal.runs_table import validate_runs_frame
+from causal.model_dir import save_model_dir
 from core.errors import UserError
 from mixture_space import MixtureBounds, project_to_bounds, project_to_simplex
-from structural import StructuralModel
+from structural import fitted_regression_world
 
 DOMAINS = ("d0", "d1", "d2")
 
@@ -57,11 +55,8 @@ def test_projection_is_exact_against_a_small_qp():
 
 @pytest.fixture(scope="module")
 def model():
-    world = StructuralModel(n_domains=3, seed=0)
-    table = validate_runs_frame(world.runs(200))
-    estimator = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(
-        table.mixtures(), table.covariates(), table.y)
-    return world, FittedMixtureModel.from_runs_table(estimator, "regression", table)
+    world, _, fitted = fitted_regression_world()
+    return world, fitted
 
 
 @pytest.mark.parametrize("policy", ["analytic", "search", "top-k"])
