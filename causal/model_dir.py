@@ -39,7 +39,7 @@ from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, s
 from core.atomic import atomic_directory
 from core.errors import UserError
 from core.provenance import provenance
-from mixture_space import RunSupport, equal_mixture, validate_mixtures
+from mixture_space import MixtureBounds, RunSupport, equal_mixture, validate_mixtures
 
 FORMAT = "causalmix-model/1"
 MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"
@@ -251,25 +251,33 @@ class FittedMixtureModel:
     def recommend(self, covariates: Mapping[str, float], *, policy: str = "analytic",
                   trust_radius: float | str = DEFAULT_TRUST_RADIUS,
                   reference: str | Mapping[str, float] = "equal", alpha: float = 0.1,
-                  n_candidates: int | None = None, top_k: int | None = None, seed: int = 0) -> dict:
-        """The CLI contract's JSON object for a pool with these covariates."""
+                  n_candidates: int | None = None, top_k: int | None = None, seed: int = 0,
+                  constraints: MixtureBounds | None = None) -> dict:
+        """The CLI contract's JSON object for a pool with these covariates; `constraints`
+        (token caps, fixed weights, lower bounds) confine every policy to the bounded region,
+        the reference included (projected into it when it lies outside)."""
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}; choose from {POLICIES}")
         trust_radius = check_trust_radius(trust_radius)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise UserError(f"alpha must be in (0, 1), got {alpha}")
         x = self.covariate_vector(covariates)
-        ref = self.reference_vector(reference)
+        given = self.reference_vector(reference)
+        if constraints is not None and tuple(constraints.domains) != tuple(self.domains):
+            raise UserError(f"constraints are for domains {list(constraints.domains)}, the model's are {self.domains}")
+        bounds = None if constraints is None or constraints.is_trivial else constraints
+        ref = given if bounds is None else bounds.project(given)
         if policy == "analytic":
             result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
-                                     support=self.run_support)
+                                     support=self.run_support, bounds=bounds)
         elif policy == "search":
             result = search_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
                                    n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed,
-                                   support=self.run_support)
+                                   support=self.run_support, bounds=bounds)
         else:
             result = top_k_policy(self.estimator, x, ref, prior=self.mixture_mean, alpha=alpha,
-                                  n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed)
+                                  n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed,
+                                  bounds=bounds)
         support = self.support(x)
         return {
             "mixture": {d: float(w) for d, w in zip(self.domains, result.mixture)},
@@ -281,6 +289,8 @@ class FittedMixtureModel:
             "radius_choice": result.radius.to_json() if result.radius else None,
             "fallback": result.fallback,
             "reference": {d: float(w) for d, w in zip(self.domains, ref)},
+            "reference_projected": bool(not np.allclose(ref, given)),
+            "constraints": constraints.to_json(result.mixture) if constraints is not None else None,
             "model_version": self.version,
             "support": support,
             "extrapolated": [name for name, s in support.items() if not s["in_range"]],

@@ -36,7 +36,9 @@ class RadiusChoice:
     curve: dict
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # not dataclasses.asdict: it deep-copies the curve's lists, a third of a cold recommend
+        return {"mode": self.mode, "radius": self.radius, "support_radius": self.support_radius,
+                "reason": self.reason, "curve": self.curve}
 
 
 @dataclasses.dataclass
@@ -71,10 +73,10 @@ def _result(estimator, x, reference, mixture, alpha, policy, radius=None, fallba
                         policy=policy, radius=radius, fallback=fallback)
 
 
-def _gain_path(estimator, x, reference, max_radius, alpha, support):
+def _gain_path(estimator, x, reference, max_radius, alpha, support, bounds=None):
     """Radii, the path's mixtures, their gain (point, lower, upper) and support flags."""
     radii = max_radius * np.arange(1, RADIUS_STEPS + 1) / RADIUS_STEPS
-    path = steps_along(reference, estimator.marginal_returns(x, reference), radii)
+    path = steps_along(reference, estimator.marginal_returns(x, reference), radii, bounds)
     g, lo, hi = estimator.gain_interval(x, np.repeat(reference[None, :], len(path), axis=0), path, alpha=alpha)
     ok = support.supported(path, x) if support is not None else np.ones(len(path), dtype=bool)
     return radii, path, g, lo, hi, ok
@@ -85,11 +87,12 @@ def _curve(radii, g, lo, hi, ok) -> dict:
             "supported": ok.tolist()}
 
 
-def _auto_step(estimator, x, reference, alpha, support):
+def _auto_step(estimator, x, reference, alpha, support, bounds=None):
     """(mixture, RadiusChoice) of the automatic radius along the analytic path."""
     from causal.selection import no_evidence_reason
 
-    radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, farthest_reach(reference), alpha, support)
+    radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, farthest_reach(reference), alpha, support,
+                                            bounds)
     inside = int(np.argmin(ok)) if not ok.all() else len(ok)
     support_radius = float(radii[inside - 1]) if inside else 0.0
     curve = _curve(radii, g, lo, hi, ok)
@@ -113,17 +116,18 @@ def _auto_step(estimator, x, reference, alpha, support):
 
 
 def analytic_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 0.1,
-                    support=None) -> PolicyResult:
+                    support=None, bounds=None) -> PolicyResult:
     """CausalMix-A: a step from the reference along the centred marginal-return vector, then
     the exact projection onto the simplex. `trust_radius` "auto" sets the step's length by the
     evidence (module docstring); a number fixes it, and if the model expects the fixed step to
     lose, the best point of the same path within that radius (lower bound above 0) or the
-    reference is returned instead, with `fallback` saying so."""
+    reference is returned instead, with `fallback` saying so. `bounds` (a `MixtureBounds`, with
+    a reference inside them) replaces the simplex by the bounded region."""
     trust_radius = check_trust_radius(trust_radius)
     if trust_radius == AUTO:
-        mixture, choice = _auto_step(estimator, x, reference, alpha, support)
+        mixture, choice = _auto_step(estimator, x, reference, alpha, support, bounds)
         return _result(estimator, x, reference, mixture, alpha, "analytic", choice)
-    radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, trust_radius, alpha, support)
+    radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, trust_radius, alpha, support, bounds)
     choice = RadiusChoice("fixed", trust_radius, None, "as given", _curve(radii, g, lo, hi, ok))
     if g[-1] >= 0:
         return _result(estimator, x, reference, path[-1], alpha, "analytic", choice)
@@ -140,7 +144,8 @@ def analytic_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float 
 
 
 def search_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 0.1,
-                  n_candidates: int = 2000, top_k: int = 1, seed: int = 0, support=None) -> PolicyResult:
+                  n_candidates: int = 2000, top_k: int = 1, seed: int = 0, support=None,
+                  bounds=None) -> PolicyResult:
     """CausalMix-S: the candidate with the highest lower confidence bound of its gain (or the
     mean of the top k) among mixtures inside the trust region. Candidates: the analytic path,
     points scattered around the analytic answer, and mixtures drawn uniformly in the region
@@ -154,10 +159,10 @@ def search_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     if trust_radius == AUTO:
-        anchor, choice = _auto_step(estimator, x, reference, alpha, support)
+        anchor, choice = _auto_step(estimator, x, reference, alpha, support, bounds)
         region = choice.support_radius
     else:
-        radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, trust_radius, alpha, None)
+        radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, trust_radius, alpha, None, bounds)
         anchor = path[int(np.argmax(lo))]
         region = trust_radius
         choice = RadiusChoice("fixed", trust_radius, None, "as given", _curve(radii, g, lo, hi, ok))
@@ -166,11 +171,12 @@ def search_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 
                        fallback=choice.reason)
     rng = np.random.default_rng(seed)
     path = steps_along(reference, estimator.marginal_returns(x, reference),
-                       region * np.arange(1, RADIUS_STEPS + 1) / RADIUS_STEPS)
+                       region * np.arange(1, RADIUS_STEPS + 1) / RADIUS_STEPS, bounds)
     local = rng.standard_normal((n_candidates // 2, reference.size))
     local -= local.mean(axis=1, keepdims=True)
-    local = project_to_simplex(anchor[None, :] + local * (0.25 * region / np.sqrt(reference.size)))
-    uniform = trust_region_candidates(reference, region, n_candidates - len(local), seed=seed)
+    project = project_to_simplex if bounds is None else bounds.project
+    local = project(anchor[None, :] + local * (0.25 * region / np.sqrt(reference.size)))
+    uniform = trust_region_candidates(reference, region, n_candidates - len(local), seed=seed, bounds=bounds)
     cands = np.vstack([anchor[None, :], path, local, uniform])
     cands = cands[simplex_distance(cands, reference) <= region + 1e-9]
     if support is not None and trust_radius == AUTO:
@@ -187,13 +193,16 @@ def search_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 
 
 
 def top_k_policy(estimator, x, reference, *, prior, alpha: float = 0.1, n_candidates: int = 100_000,
-                 top_k: int = 128, seed: int = 0) -> PolicyResult:
+                 top_k: int = 128, seed: int = 0, bounds=None) -> PolicyResult:
     """RegMix's policy: sample candidates from the Dirichlet prior (the runs' mean mixture, no
-    usage bound), predict y, average the top k. No trust region."""
+    usage bound), predict y, average the top k. No trust region; with `bounds`, the candidates
+    are projected into the bounded region (so is their mean, which a convex region keeps)."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     sampler = DirichletMixtureSampler(prior=prior, max_ratio=None, seed=seed)
     cands = sampler.sample(n_candidates)
+    if bounds is not None:
+        cands = bounds.project(cands)
     X = np.broadcast_to(np.asarray(x, dtype=float).reshape(1, -1), (len(cands), np.size(x)))
     pred = estimator.predict(cands, X)
     mixture = cands[np.argsort(-pred)[:top_k]].mean(axis=0)

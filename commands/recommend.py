@@ -10,6 +10,7 @@ from causal.covariates import features_in, pool_covariates
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
 from causal.runs_table import read_frame
+from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS
 from core.warn import warnings_to_stderr
@@ -37,6 +38,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", dest="top_k", type=int, default=None,
                         help="search: average the top k candidates (default 1); top-k: 128")
     parser.add_argument("--seed", type=_seed, default=0, help="candidate sampling seed (>= 0)")
+    add_constraint_arguments(parser)
 
 
 def _seed(text: str) -> int:
@@ -97,18 +99,22 @@ def _run(args) -> int:
     if args.endpoint:
         from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
 
-        names = None if args.covariates else model_info_via_endpoint(args.endpoint)["covariate_names"]
+        info = model_info_via_endpoint(args.endpoint)
         covariates = (_read_json(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, names))
+                      else covariates_from_features(args.pool_features, info["covariate_names"]))
+        bounds = bounds_from_args(args, info["domains"])
         result = recommend_via_endpoint(args.endpoint, {
             "covariates": covariates, "policy": args.policy, "trust_radius": args.trust_radius,
-            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed})
+            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed,
+            **({"constraints": {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}}
+               if bounds is not None else {})})
     else:
         model = load_model_dir(args.model)
         covariates = (_read_json(args.covariates, "covariates") if args.covariates
                       else covariates_from_features(args.pool_features, model.covariate_names))
         result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
-                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed)
+                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed,
+                                 constraints=bounds_from_args(args, model.domains))
     for name in result["extrapolated"]:
         s = result["support"][name]
         print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "

@@ -21,11 +21,12 @@ _CACHE_SIZE = 256
 
 
 def _kth_nearest(points: np.ndarray, runs: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
-    d = np.sqrt(((points[:, None, :] - runs[None, :, :]) ** 2).sum(axis=2))
+    # squared distances by |a|^2 + |b|^2 - 2 a.b: one matrix product instead of an (m, n, K) array
+    d2 = (points ** 2).sum(axis=1)[:, None] + (runs ** 2).sum(axis=1)[None, :] - 2.0 * points @ runs.T
     if exclude_self:
-        np.fill_diagonal(d, np.inf)
-    k = min(k, d.shape[1]) - 1
-    return np.partition(d, k, axis=1)[:, k]
+        np.fill_diagonal(d2, np.inf)
+    k = min(k, d2.shape[1]) - 1
+    return np.sqrt(np.maximum(np.partition(d2, k, axis=1)[:, k], 0.0))
 
 
 class RunSupport:

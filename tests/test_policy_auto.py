@@ -4,22 +4,17 @@ import pytest
 
 from actors.serve.schemas import RecommendRequest
 from causal.estimators import RegressionEstimator
-from causal.model_dir import FittedMixtureModel, load_model_dir, save_model_dir
+from causal.model_dir import load_model_dir, save_model_dir
 from causal.policy import analytic_policy, check_trust_radius, search_policy
-from causal.runs_table import validate_runs_frame
 from causal.selection import no_evidence_reason
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
-from structural import StructuralModel
+from structural import fitted_regression_world
 
 
 @pytest.fixture(scope="module")
 def world_model():
-    world = StructuralModel(n_domains=3, seed=0)
-    table = validate_runs_frame(world.runs(200))
-    estimator = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(
-        table.mixtures(), table.covariates(), table.y)
-    return world, table, FittedMixtureModel.from_runs_table(estimator, "regression", table)
+    return fitted_regression_world()
 
 
 def _mixture(rec, domains):

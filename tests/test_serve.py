@@ -122,7 +122,7 @@ BAD_REQUESTS = {
                                    ["body", "reference"], "sum to 1"),
     "trust radius zero": ("/v1/recommend", {**GOOD, "trust_radius": 0}, ["body", "trust_radius"], "greater than 0"),
     "trust radius too large": ("/v1/recommend", {**GOOD, "trust_radius": 5}, ["body", "trust_radius"],
-                               "less than or equal to 2"),
+                               "less than or equal to 1.4142"),
     "unknown policy": ("/v1/recommend", {**GOOD, "policy": "greedy"}, ["body", "policy"], "analytic"),
     "alpha out of range": ("/v1/recommend", {**GOOD, "alpha": 1.5}, ["body", "alpha"], "less than 1"),
     "top_k too large": ("/v1/recommend", {**GOOD, "policy": "search", "top_k": 10**6}, ["body", "top_k"],

@@ -12,7 +12,7 @@ import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
-                      Tag, model_validator)
+                      Tag, field_validator, model_validator)
 
 from mixture_space import MAX_TRUST_RADIUS
 
@@ -31,6 +31,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Share = Annotated[FiniteFloat, Field(ge=0.0, le=1.0)]
+
+
+class Constraints(_Strict):
+    """Per-domain bounds of the mixture (e.g. from a token budget and an epoch cap, as
+    `recommend --endpoint --domain-tokens ...` computes them); a domain left out is unbounded."""
+
+    lower: dict[str, Share] = Field(default_factory=dict, description="{domain: lowest weight}")
+    upper: dict[str, Share] = Field(default_factory=dict, description="{domain: highest weight}")
+
+
 class RecommendRequest(_Strict):
     """A pool described by its covariates (or per-domain feature means), and the policy to use."""
 
@@ -45,11 +56,10 @@ class RecommendRequest(_Strict):
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    # strict: JSON `true` is not a radius
-    trust_radius: Literal["auto"] | Annotated[Number, Field(gt=0.0, le=MAX_TRUST_RADIUS)] | None = Field(
+    trust_radius: float | Literal["auto"] | None = Field(
         default=None,
         description='"auto" (the default: set by the evidence, see docs/causal.md) or the largest L2 '
-                    "distance of the recommended mixture from the reference.")
+                    f"distance of the recommended mixture from the reference, in (0, {MAX_TRUST_RADIUS:.4f}].")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
     alpha: Number | None = Field(default=None, gt=0.0, lt=1.0,
@@ -57,6 +67,26 @@ class RecommendRequest(_Strict):
     top_k: StrictInt | None = Field(default=None, ge=1, le=MAX_TOP_K,
                               description="search/top-k: average the best k candidates.")
     seed: StrictInt | None = Field(default=None, ge=0, le=2**63 - 1, description="Seed of the candidate sampling (search, top-k).")
+    constraints: Constraints | None = Field(
+        default=None, description="Bounds every policy must respect (docs/causal.md); the JSON answer "
+                                  "says which bind.")
+
+    @field_validator("trust_radius", mode="before")
+    @classmethod
+    def _trust_radius(cls, value):
+        # one check with one error location; JSON `true` is not a radius
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError('Input should be "auto" or a number')
+        if not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        if value <= 0:
+            raise ValueError("Input should be greater than 0")
+        if value > MAX_TRUST_RADIUS:
+            raise ValueError(f"Input should be less than or equal to {MAX_TRUST_RADIUS:.4f} (the simplex's "
+                             "L2 diameter)")
+        return float(value)
 
     def policy_options(self) -> dict[str, Any]:
         """The keyword arguments of `FittedMixtureModel.recommend` that the request sets."""
@@ -179,6 +209,11 @@ def model_errors_recommend(request: RecommendRequest, domains: Sequence[str],
         loc = ("body", "reference")
         ref_errors = name_errors(list(request.reference), domains, loc, "domains")
         errors += ref_errors or weight_errors(list(request.reference.values()), loc)
+    if request.constraints is not None:
+        for side in ("lower", "upper"):
+            unknown = sorted(set(getattr(request.constraints, side)) - set(domains))
+            if unknown:
+                errors.append(error(("body", "constraints", side), f"unknown domains: {unknown}"))
     return errors
 
 
