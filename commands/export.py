@@ -35,9 +35,12 @@ def run(args) -> int:
     for d, c in record["domains"].items():
         print(f"  {d}: {c['tokens']} tokens ({c['tokens'] / max(record['tokens'], 1):.2%}), "
               f"{c['documents']} documents, {c['epochs']:.2f} epochs")
-    print("streaming instead: datasets.interleave_datasets([...one dataset per domain...], "
-          f"probabilities={[round(probs[d], 6) for d in probs]}, seed={args.seed}, "
-          "stopping_strategy='all_exhausted')  # domains in order " + ", ".join(probs))
+    # document probabilities, not token weights: interleave_datasets draws documents. Full
+    # precision, since numpy refuses probabilities that sum to 1 only within rounding.
+    print("to stream instead (domains in order " + ", ".join(probs) + "): "
+          "datasets.interleave_datasets([one dataset per domain], "
+          f"probabilities={[probs[d] for d in probs]}, seed={args.seed}, "
+          f"stopping_strategy='all_exhausted').take({record['documents']})")
     print(json.dumps({"out": args.out, "tokens": record["tokens"], "documents": record["documents"],
                       "token_counter": record["token_counter"]["kind"], "sampling_probabilities": probs}))
     return 0

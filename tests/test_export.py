@@ -105,6 +105,12 @@ def test_same_seed_same_rows_other_seed_other_rows(pool_dir, tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert ca == cb
     assert a["doc_id"].tolist() != c["doc_id"].tolist()
+    mix_file = _mixture(tmp_path, mix)
+    for name in ("x", "y"):
+        write_export(ExportConfig(pool=str(pool_dir), mixture=mix_file, tokens=3000, seed=7,
+                                  out=str(tmp_path / name)))
+    shard = "data/train-00000-of-00001.parquet"
+    assert (tmp_path / "x" / shard).read_bytes() == (tmp_path / "y" / shard).read_bytes()
 
 
 def test_epoch_cap_refusal_names_domain_and_numbers(pool_dir, tmp_path):
