@@ -180,6 +180,11 @@ def test_tokenizer_counts_tokens(pool_dir, tmp_path):
     texts = (frame["prompt"] + frame["response"]).tolist()
     expected = sum(len(pre_tokenizers.Whitespace().pre_tokenize_str(t)) for t in texts)
     assert counts["code"] == expected != domain_token_counts(pool)["code"]
+    record = write_export(ExportConfig(pool=str(pool_dir), mixture=_mixture(tmp_path, {"code": 1.0}),
+                                       tokens=expected // 2, out=str(tmp_path / "tok-out"),
+                                       tokenizer=str(tmp_path / "tok")))
+    assert record["token_counter"]["kind"] == "tokenizer"
+    assert abs(record["domains"]["code"]["tokens"] - expected // 2) <= record["domains"]["code"]["max_doc_tokens"]
     assert count_tokens(["a b c"], None).tolist() == [2]
     with pytest.raises(UserError, match="--tokenizer"):
         domain_token_counts(pool, str(tmp_path / "nope"))

@@ -13,8 +13,11 @@ from core.errors import UserError
 DOMAINS = ["dclm", "code", "math", "wiki"]
 
 
-def _olmix(tmp_path, n=60, seed=0):
-    """An Olmix-format swarm: bits-per-byte falls with code and math (lower is better)."""
+def _olmix(tmp_path, n=60, seed=0, csv_format=False):
+    """An Olmix-format swarm: bits-per-byte falls with code and math (lower is better).
+
+    Default: Olmix's in-memory frames (run, name, index, data columns); `csv_format`: the files
+    its `load_from_csv` reads (run_id, name, data columns)."""
     rng = np.random.default_rng(seed)
     w = np.round(rng.dirichlet(np.ones(len(DOMAINS)), size=n), 4)
     w[:, 0] = 1 - w[:, 1:].sum(axis=1)  # rounded like a CSV would be, still summing to 1
@@ -26,6 +29,9 @@ def _olmix(tmp_path, n=60, seed=0):
     metrics = pd.DataFrame({"run": runs[::-1], "name": [f"mix-{i}" for i in range(n)][::-1],
                             "index": list(range(n))[::-1], "eval/bpb": bpb[::-1],
                             "eval/acc": (0.4 + 0.2 * w[:, 2])[::-1]})
+    if csv_format:
+        ratios = ratios.drop(columns="index").rename(columns={"run": "run_id"})
+        metrics = metrics.drop(columns="index").rename(columns={"run": "run_id"})
     ratios.to_csv(tmp_path / "ratios.csv", index=False)
     metrics.to_csv(tmp_path / "metrics.csv", index=False)
     return tmp_path / "ratios.csv", tmp_path / "metrics.csv", ratios, metrics, bpb
@@ -42,7 +48,7 @@ def test_olmix_import_joins_on_run_and_negates_loss(tmp_path):
 
 
 def test_olmix_swarm_imports_and_fits(tmp_path, capsys):
-    r, m, *_ = _olmix(tmp_path)
+    r, m, *_ = _olmix(tmp_path, csv_format=True)
     out = tmp_path / "runs.parquet"
     assert launch.main(["import-swarm", "--ratios", str(r), "--metrics-file", str(m),
                         "--target", "eval/bpb", "--out", str(out)]) == 0
