@@ -245,11 +245,17 @@ def plan_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: 
     frames, doc_tokens = {}, {}
     for d in pool.domains:
         if mixture[d] > 0:
-            frames[d] = pool.read(d)
+            # a domain without shards counts 0 tokens and is refused by the epoch check below
+            frames[d] = (pool.read(d) if pool.shards(d)
+                         else pd.DataFrame({"prompt": pd.Series(dtype=str), "response": pd.Series(dtype=str)}))
             doc_tokens[d] = count_tokens(document_texts(frames[d]), tokenizer)
     pool_tokens = {d: int(t.sum()) for d, t in doc_tokens.items()}
     targets = {d: mixture[d] * tokens for d in frames}
     over = epoch_cap_violations(targets, pool_tokens, max_epochs)
+    empty = sorted(d for d in over if pool_tokens[d] == 0)
+    if empty:
+        raise UserError(f"--mixture gives weight to domains {empty}, which have no tokens in pool "
+                        f"{pool.name!r}; give them weight 0")
     if over:
         # the largest budget every domain can serve within the cap, for the error message
         fit = min(max_epochs * pool_tokens[d] / mixture[d] for d in frames)

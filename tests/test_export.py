@@ -157,9 +157,18 @@ def test_bad_mixture_files(tmp_path, obj, message):
         read_mixture(_mixture(tmp_path, obj))
 
 
+class _NoTokens:
+    """A tokenizer that finds no tokens in chat documents (an empty domain, in effect)."""
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[] if "chat" in t else [1] for t in texts]}
+
+
 def test_unknown_domain_and_bad_budget(pool_dir):
     with pytest.raises(UserError, match=r"domains \['web'\] are not in pool 'exp'"):
         plan_export(Pool.open(pool_dir), {"web": 0.5, "code": 0.5}, 1000)
+    with pytest.raises(UserError, match=r"domains \['chat'\], which have no tokens"):
+        plan_export(Pool.open(pool_dir), {"chat": 0.5, "code": 0.5}, 1000, tokenizer=_NoTokens())
     assert parse_tokens("2.5M") == 2_500_000 and parse_tokens("1e3") == 1000
     for bad in ("0", "-3", "lots", "1.5"):
         with pytest.raises(UserError, match="--tokens"):
