@@ -50,8 +50,9 @@ def _check_run_ids(frame: pd.DataFrame, col: str, where: str) -> pd.Series:
     ids = frame[col]
     missing = ids.isna()
     if missing.any():
-        raise UserError(f"{where}: empty {col!r} in rows {_name_rows((np.flatnonzero(missing) + 2).tolist())} "
-                        "(file line numbers)")
+        # no run id to name them by: 1-based data rows (a CSV's line number minus its header)
+        rows = (np.flatnonzero(missing) + 1).tolist()
+        raise UserError(f"{where}: empty {col!r} in data rows {_name_rows(rows)}")
     ids = ids.astype(str)
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):

@@ -13,10 +13,12 @@ HELP = "import another tool's swarm (Olmix ratios.csv + metrics.csv, or any tabl
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--ratios", default=None, help="Olmix-style ratios.csv: run column + one weight column per domain")
+    parser.add_argument("--ratios", default=None,
+                        help="Olmix-style ratios.csv: run column + one weight column per domain")
     parser.add_argument("--metrics-file", default=None,
                         help="Olmix-style metrics.csv: run column + one column per metric (with --ratios)")
-    parser.add_argument("--table", default=None, help="one CSV/Parquet with weight and metric columns (instead of --ratios)")
+    parser.add_argument("--table", default=None,
+                        help="one CSV/Parquet with weight and metric columns (instead of --ratios)")
     parser.add_argument("--weights", default=None,
                         help="glob of the weight columns, e.g. 'mix_*' ('*' names the domain); "
                              "required with --table; default with --ratios: every column but the run column")
@@ -25,7 +27,8 @@ def add_arguments(parser) -> None:
                              "default with --metrics-file: every column but the run column")
     parser.add_argument("--run-column", default=None,
                         help="column joining the runs (default: the first of run, run_id, run_name, id)")
-    parser.add_argument("--target", required=True, help="metric giving y (short or full column name), or 'mean'")
+    parser.add_argument("--target", required=True,
+                        help="metric giving y (short or full column name), or 'mean'")
     parser.add_argument("--higher-is-better", action="store_true",
                         help="y = metric (accuracy); default y = -metric (loss, bits per byte, as Olmix)")
     parser.add_argument("--out", required=True, help="runs table to write (.parquet)")

@@ -247,7 +247,8 @@ def plan_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: 
         if mixture[d] > 0:
             # a domain without shards counts 0 tokens and is refused by the epoch check below
             frames[d] = (pool.read(d) if pool.shards(d)
-                         else pd.DataFrame({"prompt": pd.Series(dtype=str), "response": pd.Series(dtype=str)}))
+                         else pd.DataFrame({"prompt": pd.Series(dtype=str),
+                                            "response": pd.Series(dtype=str)}))
             doc_tokens[d] = count_tokens(document_texts(frames[d]), tokenizer)
     pool_tokens = {d: int(t.sum()) for d, t in doc_tokens.items()}
     targets = {d: mixture[d] * tokens for d in frames}

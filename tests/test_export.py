@@ -116,8 +116,8 @@ def test_same_seed_same_rows_other_seed_other_rows(pool_dir, tmp_path):
 def test_epoch_cap_refusal_names_domain_and_numbers(pool_dir, tmp_path):
     pool = Pool.open(pool_dir)
     chat = domain_token_counts(pool)["chat"]
-    with pytest.raises(UserError, match=r"chat: weight 0.5 .* epochs of its %d tokens.*lower --tokens to at most"
-                       % chat):
+    with pytest.raises(UserError, match=r"chat: weight 0.5 .* epochs of its %d tokens.*"
+                                        r"lower --tokens to at most" % chat):
         plan_export(pool, {"code": 0.5, "chat": 0.5}, chat * 10, max_epochs=2)
     out = tmp_path / "refused"
     code = launch.main(["export", "--pool", str(pool_dir), "--mixture",
@@ -193,7 +193,8 @@ def test_tokenizer_counts_tokens(pool_dir, tmp_path):
                                        tokens=expected // 2, out=str(tmp_path / "tok-out"),
                                        tokenizer=str(tmp_path / "tok")))
     assert record["token_counter"]["kind"] == "tokenizer"
-    assert abs(record["domains"]["code"]["tokens"] - expected // 2) <= record["domains"]["code"]["max_doc_tokens"]
+    code = record["domains"]["code"]
+    assert abs(code["tokens"] - expected // 2) <= code["max_doc_tokens"]
     assert count_tokens(["a b c"], None).tolist() == [2]
     with pytest.raises(UserError, match="--tokenizer"):
         domain_token_counts(pool, str(tmp_path / "nope"))

@@ -112,6 +112,11 @@ def test_duplicate_runs_missing_target_and_bad_patterns(tmp_path):
     pd.concat([ratios, ratios.iloc[[5]]]).to_csv(r, index=False)
     with pytest.raises(UserError, match=r"ratios file .*duplicate run ids in column 'run': swarm-005"):
         import_olmix(r, m, target="eval/bpb")
+    ratios.loc[[2, 3], "run"] = None
+    ratios.to_csv(r, index=False)
+    with pytest.raises(UserError, match=r"empty 'run' in data rows 3, 4"):
+        import_olmix(r, m, target="eval/bpb")
+    ratios.loc[[2, 3], "run"] = ["swarm-002", "swarm-003"]
     ratios.to_csv(r, index=False)
     metrics.loc[metrics["run"] == "swarm-009", "eval/bpb"] = np.nan
     metrics.to_csv(m, index=False)
