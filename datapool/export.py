@@ -334,13 +334,28 @@ def write_export(config: ExportConfig) -> dict:
         "sampling_probabilities": sampling_probabilities(counts),
         "files": {"parquet": shard_names, "hf_dataset": "hf"},
         "provenance": provenance(config, inputs_sha256={config.mixture: sha256_file(config.mixture)},
-                                 pool_index=str(pool.root / "pool.json")),
+                                 pool_index=str(pool.root / "pool.json"),
+                                 pool_index_sha256=sha256_file(pool.root / "pool.json")),
     }
+    import datasets
+
+    # the CLI prints its own summary; the per-shard progress bar would only interleave with it
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        _write_files(out, rows, record, shard_names, config.shard_rows)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    return record
+
+
+def _write_files(out: Path, rows: pd.DataFrame, record: dict, shard_names: list[str],
+                 shard_rows: int) -> None:
     import datasets
 
     with atomic_directory(out) as tmp:
         for i, name in enumerate(shard_names):
-            atomic_write_parquet(tmp / name, rows.iloc[i * config.shard_rows:(i + 1) * config.shard_rows])
+            atomic_write_parquet(tmp / name, rows.iloc[i * shard_rows:(i + 1) * shard_rows])
         datasets.Dataset.from_pandas(rows, preserve_index=False).save_to_disk(str(tmp / "hf"))
         atomic_write_json(tmp / "counts.json", record)
-    return record
