@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from commands import (demo, featurize, fit, import_regmix, pool, predict, recommend, report, serve,
-                      sweep, validate)
+from commands import (demo, export, featurize, fit, import_regmix, import_swarm, pool, predict, recommend,
+                      report, serve, sweep, validate)
 from core.errors import UserError
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
 
@@ -25,6 +25,8 @@ COMMANDS = {
     "serve": serve,
     "report": report,
     "import-regmix": import_regmix,
+    "import-swarm": import_swarm,
+    "export": export,
 }
 
 
