@@ -34,11 +34,9 @@ from core.atomic import atomic_directory, atomic_write_json, atomic_write_parque
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.pool import Pool
+from mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
-# Muennighoff et al. (2023, "Scaling Data-Constrained Language Models"): up to about 4 epochs of
-# repeated data are nearly as good as fresh data, beyond that returns fall off quickly.
-DEFAULT_MAX_EPOCHS = 4.0
 DEFAULT_SHARD_ROWS = 50_000
 # The usual rule of thumb for English text under a BPE vocabulary: about 4 characters a token.
 CHARS_PER_TOKEN = 4

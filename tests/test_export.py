@@ -198,3 +198,40 @@ def test_tokenizer_counts_tokens(pool_dir, tmp_path):
     assert count_tokens(["a b c"], None).tolist() == [2]
     with pytest.raises(UserError, match="--tokenizer"):
         domain_token_counts(pool, str(tmp_path / "nope"))
+
+
+def test_a_recommendation_under_a_tight_budget_exports_within_every_cap(pool_dir, tmp_path, capsys):
+    """recommend --domain-tokens POOL caps each domain at max_epochs x its tokens / budget, and
+    export then draws that mixture without exceeding the cap."""
+    from causal.estimators import RegressionEstimator
+    from causal.model_dir import FittedMixtureModel, save_model_dir
+    from causal.runs_table import validate_runs_frame
+
+    rng = np.random.default_rng(0)
+    domains = list(DOMAINS)
+    W = rng.dirichlet(np.ones(3), 60)
+    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(60)],
+                          **{f"mix.{d}": W[:, j] for j, d in enumerate(domains)},
+                          "y": np.log(W[:, 0] + 0.01) * 2 + 0.01 * rng.normal(size=60)})  # code is best
+    table = validate_runs_frame(frame)
+    estimator = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(
+        table.mixtures(), table.covariates(), table.y)
+    save_model_dir(FittedMixtureModel.from_runs_table(estimator, "regression", table), tmp_path / "m",
+                   runs_table_sha256=None, config={})
+    (tmp_path / "cov.json").write_text("{}")
+    tokens = domain_token_counts(Pool.open(pool_dir))
+    budget = sum(tokens.values())
+    capsys.readouterr()
+    assert launch.main(["recommend", "--model", str(tmp_path / "m"), "--covariates", str(tmp_path / "cov.json"),
+                        "--domain-tokens", str(pool_dir), "--target-tokens", str(budget),
+                        "--max-epochs", "1"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for d in domains:
+        assert rec["mixture"][d] <= tokens[d] / budget + 1e-9
+    assert rec["constraints"]["binding"].get("code") == "upper"
+    (tmp_path / "rec.json").write_text(json.dumps(rec))
+    assert launch.main(["export", "--pool", str(pool_dir), "--mixture", str(tmp_path / "rec.json"),
+                        "--tokens", str(int(budget * 0.95)), "--max-epochs", "1",
+                        "--out", str(tmp_path / "export")]) == 0
+    counts = json.loads((tmp_path / "export" / "counts.json").read_text())
+    assert all(entry["epochs"] <= 1.0 + 1e-9 for entry in counts["domains"].values())
