@@ -7,7 +7,8 @@ and the model's generation alike), with the manifest field `answer`:
 - `gsm8k`: the number after the last `#### ` (GSM8K's reference format);
 - `auto` (the default): whichever of the two appears last in the text;
 - `{regex: PATTERN}`: the last match of PATTERN; its group `answer`, or else its first group,
-  or else the whole match, is the answer.
+  or else the whole match, is the answer (a group that took no part in the
+  match is skipped).
 
 Answers are compared after `normalize_answer`: numbers lose thousands separators, a leading `+`
 or `$`, a trailing `.` and trailing zeros after the decimal point (`1,204.0` == `1204`,
@@ -82,10 +83,8 @@ class AnswerPattern:
         named = {k: v for k, v in last.groupdict().items() if k.startswith("answer") and v is not None}
         if named:
             value = next(iter(named.values()))
-        elif last.re.groups:
-            value = next((g for g in last.groups() if g is not None), "")
-        else:
-            value = last.group(0)
+        else:  # the first group that took part in the match, else the whole match
+            value = next((g for g in last.groups() if g is not None), last.group(0))
         value = normalize_answer(value)
         return value or None
 
