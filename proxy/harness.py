@@ -117,7 +117,8 @@ class HarnessSpec:
     def to_json(self, root: Path) -> dict:
         """For pool.json: local paths relative to the pool folder, so pool and sources move together."""
         def rel(p: str) -> str:
-            return os.path.relpath(p, root) if os.path.isabs(p) else p
+            p = os.path.relpath(p, root) if os.path.isabs(p) else p
+            return p if _is_local(p) else "./" + p  # `./tasks` stays a path, not a registry name
         return {"tasks": [rel(t) if _is_local(t) else t for t in self.tasks],
                 "include_path": [rel(p) for p in self.include_path], "limit": self.limit,
                 "num_fewshot": self.num_fewshot, "batch_size": self.batch_size,
