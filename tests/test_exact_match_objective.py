@@ -230,3 +230,24 @@ def test_fit_refits_the_same_runs_on_another_objective(tmp_path, capsys):
     assert launch.main(["fit", "--runs", str(tmp_path / "runs.parquet"), "--out", str(tmp_path / "x"),
                         "--target", "d_nll", "--objective", str(tmp_path / "objective.yaml")]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_metric_returns_show_which_domain_helps_which_metric(tmp_path):
+    from causal.fitting import FitConfig
+    from causal.metric_returns import metric_returns, plot_metric_returns
+
+    rng = np.random.default_rng(1)
+    n = 120
+    mix = rng.dirichlet(np.ones(3), size=n)
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(n)], "mix.a": mix[:, 0], "mix.b": mix[:, 1],
+                         "mix.c": mix[:, 2], "x.a.hes": rng.normal(size=n)})
+    runs["metric.bench_acc"] = 0.2 + 0.5 * mix[:, 0] + 0.01 * rng.normal(size=n)  # a helps the benchmark
+    runs["metric.c_nll"] = 3.0 - 1.0 * mix[:, 2] + 0.01 * rng.normal(size=n)     # c lowers its own NLL
+    runs["metric.bench_acc_stderr"] = 0.01
+    est, half = metric_returns(runs, {"x.a.hes": 0.0}, config=FitConfig(estimator="regression"))
+    assert list(est.columns) == ["bench_acc", "c_nll"] and list(est.index) == ["a", "b", "c"]
+    assert est.loc["a", "bench_acc"] > 0 > est.loc["b", "bench_acc"]
+    assert est.loc["c", "c_nll"] > 0 > est.loc["a", "c_nll"]  # signed: a lower NLL is a positive return
+    assert (half >= 0).all().all()
+    plot_metric_returns(est, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
