@@ -13,12 +13,13 @@ metrics, loss-type ones negated, stderr columns left out: DESIGN.md's default).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 from lm.formatting import encode_document, prompt_text
 from proxy.answers import AnswerPattern
 from proxy.config import ProxyConfig
@@ -37,8 +38,9 @@ class DevTask:
 
     kind: str
     """nll, exact_match or lm_eval."""
-    frame: pd.DataFrame | None = None
-    """The dev documents (prompt, response, is_text); None for lm_eval."""
+    frame: pd.DataFrame | None = field(default=None, compare=False)
+    """The dev documents (prompt, response, is_text); None for lm_eval. Left out of == and hash
+    (a frame has no truth value)."""
     answer: AnswerPattern = AnswerPattern()
     """exact_match only: how the final answer is found in reference and generation."""
     harness: HarnessSpec | None = None
@@ -130,8 +132,6 @@ def exact_match_score(generations: list[str], references: list[str], pattern: An
                       where: str = "exact-match dev set") -> float:
     """Share of generations whose answer equals their reference's. A reference without an answer
     is refused (before the fix it made any answer-less generation count as correct)."""
-    from core.errors import UserError
-
     refs = [pattern.extract(r) for r in references]
     missing = [i for i, ref in enumerate(refs) if ref is None]
     if missing:
@@ -160,8 +160,6 @@ def dev_suite(model, tokenizer, dev_sets: Mapping[str, object], cfg: ProxyConfig
             found = harness_metrics(model, tokenizer, task.harness, seed=seed)
             clash = sorted(set(found) & set(metrics))
             if clash:
-                from core.errors import UserError
-
                 raise UserError(f"dev entry {name}: metric(s) {clash} already come from another dev entry")
             metrics.update(found)
             continue

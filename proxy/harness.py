@@ -141,7 +141,10 @@ def _task_config(path: Path) -> dict:
     loader), with relative data files made absolute against the YAML's folder."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    cfg = copy.deepcopy(load_yaml(path, resolve_func=True))
+    try:
+        cfg = copy.deepcopy(load_yaml(path, resolve_func=True))
+    except Exception as exc:  # noqa: BLE001 - YAML, include, !function and file errors alike
+        raise UserError(f"lm_eval task YAML {path} could not be read: {exc}") from None
     kwargs = cfg.get("dataset_kwargs") or {}
     files = kwargs.get("data_files")
 
@@ -218,6 +221,8 @@ def harness_metrics(model, tokenizer, spec: HarnessSpec, *, seed: int = 0) -> di
 
     for name in ("lm-eval", "lm_eval"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # HFLM warns that an in-memory model ignores its loading arguments: expected here, not news
+    logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
     tasks, include, registry = _task_list(spec)
     # Indexing the harness's own thousands of YAMLs takes seconds: only when a registry name is asked for.
     manager = TaskManager(include_path=include or None, include_defaults=registry)
@@ -233,6 +238,8 @@ def harness_metrics(model, tokenizer, spec: HarnessSpec, *, seed: int = 0) -> di
     except KeyError as exc:
         raise UserError(f"lm_eval dev entry {spec.label}: {exc.args[0] if exc.args else exc} "
                         "(registry names must be tasks of the installed lm-eval)") from None
+    except (FileNotFoundError, ValueError) as exc:  # a task's data or config, as the harness says
+        raise UserError(f"lm_eval dev entry {spec.label}: {type(exc).__name__}: {exc}") from None
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

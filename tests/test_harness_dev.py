@@ -99,3 +99,18 @@ def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_p
                               ray.put(inputs.features), tuple(DEFAULT_FEATURES)))
     assert row["candidate"] == "equal" and HARNESS_METRICS <= set(row)
     assert row["model"] == str(tiny_env.target_model)
+
+
+def test_a_harness_task_without_its_data_is_a_clear_error(tiny_env, tmp_path):
+    from core.errors import UserError
+    from lm.loading import load_causal_lm, load_tokenizer
+    from proxy.harness import HarnessSpec, harness_metrics
+
+    tasks = write_harness_tasks(tmp_path / "tasks", n=4)
+    (tasks / "arith.jsonl").unlink()
+    (tasks / "broken.yaml").write_text("task: [unclosed\n")
+    model, tokenizer = load_causal_lm(str(tiny_env.proxy_model), device="cpu"), load_tokenizer(str(tiny_env.proxy_model))
+    with pytest.raises(UserError, match=r"lm_eval task YAML .*broken.yaml could not be read"):
+        harness_metrics(model, tokenizer, HarnessSpec(tasks=(str(tasks / "broken.yaml"),)))
+    with pytest.raises(UserError, match=r"lm_eval dev entry arith_mc: .*arith.jsonl"):
+        harness_metrics(model, tokenizer, HarnessSpec(tasks=(str(tasks / "arith_mc.yaml"),), limit=2))
