@@ -43,7 +43,7 @@ class ProxyConfig:
     em_batch_size: int = 32
     """Prompts per generation batch."""
     dev_limit: int = 0
-    """Dev documents per task (0: all of them)."""
+    """Dev documents per pool dev set (0: all of them); lm_eval entries have their own `limit`."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
     objective: dict | None = None
