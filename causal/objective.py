@@ -46,8 +46,8 @@ METRIC = "metric."
 STDERR_SUFFIX = "_stderr"
 NORMALISATIONS = ("none", "zscore", "minmax")
 DIRECTIONS = ("auto", "max", "min")
-LOSS_WORDS = ("nll", "loss", "perplexity", "ppl", "bpb")
-"""Name parts (between underscores) that mark a lower-is-better metric; also `bits_per_byte`."""
+LOSS_WORDS = ("nll", "loss", "perplexity", "ppl", "bpb", "bits_per_byte")
+"""Endings of lower-is-better metric names (before any harness filter or `_stderr`)."""
 
 
 def metric_column(name: str) -> str:
@@ -55,10 +55,17 @@ def metric_column(name: str) -> str:
 
 
 def lower_is_better(column: str) -> bool:
-    """Direction `auto`: loss-type names (`arithmetic_nll`, `pile_cc_val_loss`,
-    `wikitext_word_perplexity`, `x_bits_per_byte`) are minimised, everything else maximised."""
+    """Direction `auto`: names ending in a loss word (`arithmetic_nll`, `pile_cc_val_loss`,
+    `wikitext_word_perplexity`, `x_bits_per_byte`) are minimised, everything else maximised.
+    Only the ending counts, so a domain called `loss_notes` still has a maximised `_em`; a
+    harness filter (`_strict-match`: it holds a hyphen) and `_stderr` are looked past."""
     name = column[len(METRIC):] if column.startswith(METRIC) else column
-    return "bits_per_byte" in name or any(part in LOSS_WORDS for part in name.split("_"))
+    parts = name.split("_")
+    if len(parts) > 1 and parts[-1] == "stderr":
+        parts = parts[:-1]
+    if len(parts) > 1 and "-" in parts[-1]:
+        parts = parts[:-1]
+    return parts[-1] in LOSS_WORDS or "_".join(parts[-3:]) == "bits_per_byte"
 
 
 def default_metrics(columns) -> list[str]:

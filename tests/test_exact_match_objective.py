@@ -151,6 +151,8 @@ def test_default_objective_is_the_historic_mean_without_stderr():
     assert outcome(METRICS) == pytest.approx((0.5 - 2.0 - 4.0 + 0.7) / 4)
     assert lower_is_better("metric.pile_cc_val_loss") and lower_is_better("metric.wikitext_word_perplexity")
     assert not lower_is_better("metric.gsm8k_exact_match_strict-match")
+    assert lower_is_better("metric.x_bits_per_byte") and lower_is_better("metric.t_perplexity_flexible-extract")
+    assert not lower_is_better("metric.loss_notes_em")  # a domain's name does not set the direction
 
 
 def test_objective_terms_directions_weights_and_fixed_scales():
