@@ -17,7 +17,7 @@ from datapool.pool import Pool
 from proxy.answers import AnswerPattern, normalize_answer
 from proxy.config import ProxyConfig
 from proxy.evaluate import DevTask, exact_match_score, outcome
-from proxy.harness import HarnessSpec, metric_columns
+from proxy.harness import metric_columns
 from structural import StructuralModel
 
 AUTO, GSM8K, SENTENCE = AnswerPattern(), AnswerPattern("gsm8k"), AnswerPattern("the_answer_is")

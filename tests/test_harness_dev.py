@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
 from actors.sweep import SweepConfig, run_sweep
 from datapool.pool import Pool
 from harness_tasks import write_harness_tasks
