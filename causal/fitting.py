@@ -45,6 +45,9 @@ class FitConfig:
     nuisance_model: str = "auto"
     """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (chosen by CV among linear, poly, forest),
     or one of 'linear', 'poly', 'forest'."""
+    objective: dict | None = None
+    """The objective `y` is recomputed with before fitting (causal/objective.py form), resolved
+    (its table statistics filled in) once fitted; None: the runs table's own `y` column."""
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -61,6 +64,13 @@ class FitConfig:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
         if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
             raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
+        if self.objective is not None:
+            from causal.objective import Objective
+
+            try:
+                Objective.from_json(self.objective)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"objective: {exc}") from None
 
 
 def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None):

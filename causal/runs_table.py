@@ -1,7 +1,8 @@
 """The runs table (DESIGN.md): one row per finished proxy run.
 
 Columns: `run_id`, `mix.<domain>` (>= 0, sum 1), `x.<name>` covariates (zero or more),
-`metric.<name>`, `y` (higher is better), provenance (`seed`, `model`, `tokens`, `wall_s`,
+`metric.<name>`, `y` (higher is better; computed by the objective recorded in `y_objective`,
+causal/objective.py), provenance (`seed`, `model`, `tokens`, `wall_s`,
 `status`). Unknown columns are kept and ignored. Parquet or CSV on input.
 """
 from __future__ import annotations
@@ -107,6 +108,27 @@ def read_runs_table(path: str | Path, *, require_y: bool = True) -> RunsTable:
     table.source = str(path)
     table.sha256 = sha256_file(path)
     return table
+
+
+def read_runs_table_with_objective(path: str | Path, objective=None):
+    """(RunsTable, resolved objective or None). With `objective` (causal.objective.Objective),
+    `y` is recomputed from the `metric.*` columns, so a table refits on another objective, or on
+    one metric, without rerunning anything; the table's own `y` may then be absent. Without it,
+    the table's `y` is used as it is."""
+    if objective is None:
+        return read_runs_table(path), None
+
+    path = Path(path)
+    where = f"runs table {path}"
+    frame = read_frame(path)
+    if "run_id" not in frame.columns:
+        raise UserError(f"{where}: missing column 'run_id'")
+    y, resolved = objective.apply(frame, where=where)
+    frame = frame.assign(y=y, y_objective=resolved.dumps())
+    table = validate_runs_frame(frame, where=where)
+    table.source = str(path)
+    table.sha256 = sha256_file(path)
+    return table, resolved
 
 
 def runs_from_rows(rows: Sequence[dict], *, where: str = "run rows") -> RunsTable:

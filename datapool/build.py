@@ -156,6 +156,18 @@ def _shard_domain(manifest: PoolManifest, domain, tmp: Path) -> list[dict]:
     return shards
 
 
+def check_exact_match_references(frame: pd.DataFrame, pattern, where: str) -> None:
+    """Refuse an exact-match dev set with a reference whose answer the pattern cannot find: with
+    no reference answer there is nothing to match, and such rows used to count as correct."""
+    missing = [i for i, ref in enumerate(frame["response"]) if pattern.extract(ref) is None]
+    if missing:
+        shown = ", ".join(f"row {i} ({frame['response'].iloc[i][-60:]!r})" for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise UserError(f"{where}.answer: {len(missing)} of {len(frame)} references have no answer "
+                        f"for pattern {pattern.to_json()!r}: {shown}{more}; give the matching "
+                        "`answer` pattern (the_answer_is, gsm8k, auto or {regex: ...}) or fix the rows")
+
+
 def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
     if domain.dev is None:
         return None
@@ -164,11 +176,16 @@ def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise UserError(f"{where}: the dev set is empty")
+    if domain.dev.metric == "exact_match":
+        check_exact_match_references(frame, domain.dev.answer, where)
     frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, Counter()))
     frame.insert(1, "domain", domain.name)
     rel = f"dev/{domain.name}.parquet"
     atomic_write_parquet(tmp / rel, frame[DOC_COLUMNS])
-    return {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
+    info = {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
+    if domain.dev.answer is not None:
+        info["answer"] = domain.dev.answer.to_json()
+    return info
 
 
 def _input_files(manifest: PoolManifest) -> list[Path]:
@@ -215,6 +232,8 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
                 "shards": shards,
                 "dev": _build_dev(manifest, domain, tmp),
             }
+        if manifest.harness:
+            index["harness"] = [spec.to_json(out_dir.resolve()) for spec in manifest.harness]
         index["manifest_sha256"] = sha256_file(manifest_path)
         index["provenance"] = provenance(None, manifest=manifest_path.name)
         (out_dir / POOL_INDEX).unlink(missing_ok=True)

@@ -98,6 +98,7 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
                   "too few runs per leaf makes no split), so the recommendation rests on the average "
                   "returns, not on the target pool's data state.", ""]
     summary["figures"].append("return_curves.png")
+    lines += _metric_returns_section(model, runs, target, tmp, summary)
     table = validate_runs_frame(runs[["run_id", *(f"mix.{d}" for d in model.domains),
                                       *model.covariate_names, "y"]], where="runs for cross-fitting")
     try:
@@ -112,6 +113,29 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     return lines + [f"Held-out runs ({folds}-fold cross-fitting with the model's estimator settings): "
                     f"Spearman {cv['spearman']:.2f}, R² {cv['r2']:.2f}.", "",
                     "![predicted vs actual](predicted_vs_actual.png)", ""]
+
+
+def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:
+    """Domain x metric returns at the target pool: one fit per metric (causal/metric_returns.py)."""
+    from causal.fitting import FitConfig
+    from causal.metric_returns import metric_returns, plot_metric_returns
+    from causal.objective import default_metrics
+
+    if not default_metrics(runs.columns):
+        return []
+    try:
+        estimates, half = metric_returns(runs, target, config=FitConfig(estimator=model.estimator_name))
+    except UserError as exc:
+        return [f"Per-metric returns skipped: {exc}", ""]
+    plot_metric_returns(estimates, tmp / "metric_returns.png")
+    summary["figures"].append("metric_returns.png")
+    summary["metric_returns"] = {m: estimates[m].to_dict() for m in estimates.columns}
+    shown = estimates.map(lambda v: f"{v:+.3g}") + half.map(lambda v: f" ± {v:.2g}")
+    return ["### What each domain does to each metric", "",
+            f"Estimated return of each domain on each dev metric at the target pool (one "
+            f"{model.estimator_name} fit per metric on the same runs, signed so that higher is better; "
+            "± half the 90 % interval).", "", "![metric returns](metric_returns.png)", "",
+            _markdown_table(shown), ""]
 
 
 def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
