@@ -8,6 +8,7 @@ from __future__ import annotations
 import ray
 
 from causal.fitting import FitConfig
+from causal.model_dir import DEFAULT_TRUST_RADIUS
 from causal.streaming import PolicyTracker
 
 
@@ -15,7 +16,7 @@ from causal.streaming import PolicyTracker
 class FitActor:
     def __init__(self, *, config: FitConfig | dict | None = None, run_dir: str | None = None,
                  target_covariates: dict | None = None, refit_every: int = 16,
-                 trust_radius: float = 0.1, reference="equal"):
+                 trust_radius: float | str = DEFAULT_TRUST_RADIUS, reference="equal"):
         if isinstance(config, dict):
             config = FitConfig(**config)
         self._tracker = PolicyTracker(config=config, run_dir=run_dir,

@@ -41,7 +41,8 @@ class SweepInputs:
     """{shard name: its documents (SHARD_COLUMNS)}."""
     shard_names: dict[str, list[str]]
     """{domain: shard names in pool order}."""
-    dev_sets: dict[str, tuple[str, pd.DataFrame]]
+    dev_sets: dict
+    """{name: proxy.evaluate.DevTask}: the pool's dev sets and lm_eval entries (`Pool.dev_tasks`)."""
     features: pd.DataFrame
     """doc_id, domain and the feature columns, pool documents only."""
     feature_names: tuple[str, ...]
@@ -92,7 +93,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                 float(by_id.loc[frame["doc_id"], "n_tokens"].sum()) if "n_tokens" in by_id
                 else float((frame["prompt"].str.len() + frame["response"].str.len()).sum()) / 4)
         shard_means[domain] = np.vstack(rows)
-    dev_sets = {d: (ds.metric, pd.read_parquet(ds.path)) for d, ds in pool.dev_sets().items()}
+    dev_sets = pool.dev_tasks()
     if not dev_sets:
         raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
     pool_ids = {i for frame in shards.values() for i in frame["doc_id"]}

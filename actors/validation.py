@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
 from proxy.config import ProxyConfig
@@ -52,8 +52,9 @@ class ValidateConfig:
     regmix_model is given), equal, natural, plus grid when grid > 0."""
     seeds: int = 3
     """Training seeds per candidate mixture; seed s is shared by every mixture (paired runs)."""
-    trust_radius: float | None = None
-    """Trust radius of the CausalMix policies (None: the model's default)."""
+    trust_radius: float | str | None = None
+    """Trust radius of the CausalMix policies: "auto", an L2 radius, or None (the model's default,
+    auto)."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
     address: str | None = None
@@ -73,8 +74,14 @@ class ValidateConfig:
         object.__setattr__(self, "mixtures", entries)
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.trust_radius is not None and not self.trust_radius > 0:
-            raise ValueError(f"trust_radius must be > 0, got {self.trust_radius}")
+        if self.trust_radius is not None:
+            from causal.policy import check_trust_radius
+            from core.errors import UserError
+
+            try:
+                object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
         self.proxy_config()
 
     def proxy_config(self) -> ProxyConfig:
@@ -102,7 +109,11 @@ def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, st
     return row
 
 
-def run_validation(cfg: ValidateConfig) -> dict:
+def _validation_inputs(cfg: ValidateConfig) -> list:
+    return [cfg.model, cfg.regmix_model, cfg.pool, cfg.features]
+
+
+def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
     import ray
     from tqdm import tqdm
 
@@ -113,6 +124,9 @@ def run_validation(cfg: ValidateConfig) -> dict:
     from reporting.validation import (add_avgdev, candidate_mixtures, plot_validation, summarize,
                                       table_markdown, validation_table, verdict_sentences)
 
+    # Refused before hours of training, and again when the results are written.
+    check_output_path(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
+                      overwrite=overwrite, inputs=_validation_inputs(cfg))
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
     no_dml = load_model_dir(cfg.no_dml_model) if cfg.no_dml_model else None
@@ -163,7 +177,8 @@ def run_validation(cfg: ValidateConfig) -> dict:
         "verdict": verdict_sentences(paper_table),
         "pool_covariates": covariates,
     }
-    with atomic_directory(cfg.out) as tmp:
+    with atomic_directory(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
+                          overwrite=overwrite, inputs=_validation_inputs(cfg)) as tmp:
         atomic_write_parquet(tmp / "validation.parquet", results)
         atomic_write_parquet(tmp / "table.parquet", paper_table.reset_index())
         atomic_write_text(tmp / "table.md", table_markdown(paper_table) + "\n\n"

@@ -1,4 +1,4 @@
-"""Latency of `FittedMixtureModel.recommend` (analytic policy) on a causal-forest model with
+"""Latency of `FittedMixtureModel.recommend` (analytic policy, auto trust radius) on a causal-forest model with
 5 domains x 15 covariates: cold (new covariates: forest traversal) and warm (cached), against
 the baseline of computing the same gain interval with econml's own `effect_interval`.
 
@@ -32,7 +32,7 @@ def main() -> None:
     table = validate_runs_frame(synthetic_runs(512, 5, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimator = fit_runs_table(table, FitConfig(nuisance_model="poly"))
+        estimator = fit_runs_table(table, FitConfig(estimator="causal-forest", nuisance_model="poly"))
     model = FittedMixtureModel.from_runs_table(estimator, "causal-forest", table)
     rng = np.random.default_rng(0)
     X = table.covariates()[rng.integers(0, table.n_runs, args.queries)] + 0.01 * rng.normal(

@@ -22,7 +22,7 @@ from statistics import NormalDist
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from causal.featurizers import AUTO_CANDIDATES, MixtureFeaturizer, select_featurizer
+from causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES, MixtureFeaturizer, select_featurizer
 from causal.forest_inference import grf_point_and_cov, grf_projection_var
 from core.errors import UserError
 
@@ -68,7 +68,7 @@ def _with_intercept(X: np.ndarray) -> np.ndarray:
 class MixtureEstimator(BaseEstimator):
     """Shared input checks, reference-domain coordinates and interval arithmetic."""
 
-    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float | str = "auto",
                  reference_domain: int | None = None, random_state: int = 0):
         self.treatment_featurizer = treatment_featurizer
         self.featurizer_eps = featurizer_eps
@@ -99,7 +99,8 @@ class MixtureEstimator(BaseEstimator):
     def _phi(self, n_domains: int, kind: str | None = None) -> int:
         """Treatment features for `kind` (default: the configured one; "auto": its smallest)."""
         kind = kind or self.treatment_featurizer
-        return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains}.get(kind, 2 * n_domains - 1)
+        return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains,
+                "log-pairs": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2}.get(kind, 2 * n_domains - 1)
 
     def _coords(self, mixtures: np.ndarray) -> np.ndarray:
         return np.delete(np.asarray(mixtures, dtype=float), self.reference_index_, axis=1)
@@ -126,14 +127,17 @@ class MixtureEstimator(BaseEstimator):
         self.n_covariates_ = X.shape[1]
         self.reference_index_ = (int(np.argmax(W.mean(axis=0))) if self.reference_domain is None
                                  else int(self.reference_domain))
+        auto_eps = self.featurizer_eps == "auto"
         self.featurizer_kind_, self.featurizer_cv_mse_ = self.treatment_featurizer, {}
-        if self.treatment_featurizer == "auto":
-            fits = [k for k in AUTO_CANDIDATES if self.min_runs(W.shape[1], X.shape[1], k) <= len(y)]
-            self.featurizer_kind_, self.featurizer_cv_mse_ = select_featurizer(
-                self._coords(W), X, y, candidates=fits, eps=self.featurizer_eps,
-                seed=self.random_state)
+        self.featurizer_eps_ = EPS_CANDIDATES[1] if auto_eps else float(self.featurizer_eps)
+        if self.treatment_featurizer == "auto" or auto_eps:
+            kinds = AUTO_CANDIDATES if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
+            fits = [k for k in kinds if self.min_runs(W.shape[1], X.shape[1], k) <= len(y)] or kinds[:1]
+            self.featurizer_kind_, self.featurizer_eps_, self.featurizer_cv_mse_ = select_featurizer(
+                self._coords(W), X, y, candidates=fits,
+                eps_grid=EPS_CANDIDATES if auto_eps else (self.featurizer_eps_,), seed=self.random_state)
         self.featurizer_ = MixtureFeaturizer(kind=self.featurizer_kind_,
-                                             eps=self.featurizer_eps).fit(self._coords(W))
+                                             eps=self.featurizer_eps_).fit(self._coords(W))
         self.n_runs_ = len(y)
         self._cache = OrderedDict()
         self._fit(self._coords(W), X, y)
@@ -207,7 +211,7 @@ class _DMLMixin:
 class CausalForestEstimator(_DMLMixin, MixtureEstimator):
     """econml CausalForestDML over the K-1 mixture coordinates; theta(X) is an honest forest."""
 
-    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float | str = "auto",
                  reference_domain: int | None = None, random_state: int = 0,
                  model_y: str = "auto", model_t: str = "auto", cv: int = 3, n_estimators: int = 200,
                  min_samples_leaf: int = 5, max_samples: float = 0.45, n_jobs: int = 1):
@@ -260,7 +264,7 @@ class _LinearFinalMixin:
 class LinearDMLEstimator(_LinearFinalMixin, _DMLMixin, MixtureEstimator):
     """econml LinearDML: theta linear in the covariates, cross-fitted nuisances chosen by CV."""
 
-    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float = 0.01,
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float | str = "auto",
                  reference_domain: int | None = None, random_state: int = 0,
                  model_y: str = "auto", model_t: str = "auto", cv: int = 3):
         super().__init__(treatment_featurizer=treatment_featurizer, featurizer_eps=featurizer_eps,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt")
+TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs")
 # "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
-AUTO_CANDIDATES = ("log", "log-only")
+AUTO_CANDIDATES = ("log", "log-only", "log-pairs")
+# featurizer_eps="auto" picks among these by the same CV (RegMix's Pile-CC: 0.003 with log-pairs)
+EPS_CANDIDATES = (0.003, 0.01, 0.03)
 
 
 class MixtureFeaturizer(TransformerMixin, BaseEstimator):
@@ -26,6 +28,10 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
     kind="linear": T.  kind="log": [T, log(w + eps) for all K domains].
     kind="log-only": log(w + eps) for all K domains (K features: no linear part).
     kind="sqrt": [T, sqrt(w + eps) for all K domains].
+    kind="log-pairs": "log" plus the products log(w_i + eps) log(w_j + eps), i < j: a
+    degree-2 expansion of the log terms, so the return of one domain can depend on the weight
+    of another (the interactions a tree model like RegMix's LightGBM picks up). The per-domain
+    returns stay identified: d y / d w_j is the jacobian below applied to theta.
     """
 
     def __init__(self, *, kind: str = "log", eps: float = 0.01):
@@ -48,6 +54,9 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
             return T
         w = self._full(T)
         curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
+        if self.kind == "log-pairs":
+            i, j = np.triu_indices(w.shape[1], k=1)
+            return np.hstack([T, curve, curve[:, i] * curve[:, j]])
         return curve if self.kind == "log-only" else np.hstack([T, curve])
 
     def jac(self, T, epsilon=None):
@@ -63,6 +72,12 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         curve = np.zeros((n, d, d + 1))
         curve[:, :, 0] = -slope[:, [0]]
         curve[:, np.arange(d), np.arange(1, d + 1)] = slope[:, 1:]
+        if self.kind == "log-pairs":
+            c = np.log(w + self.eps)
+            i, j = np.triu_indices(d + 1, k=1)
+            # d(c_i c_j)/dT = c_j dc_i/dT + c_i dc_j/dT
+            pairs = curve[:, :, i] * c[:, None, j] + c[:, None, i] * curve[:, :, j]
+            return np.concatenate([eye, curve, pairs], axis=2)
         return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
 
 
@@ -71,33 +86,39 @@ def _interaction_design(phi: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.hstack([x1, (phi[:, :, None] * x1[:, None, :]).reshape(len(phi), -1)])
 
 
-def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates=("log", "log-only"),
-                      eps: float = 0.01, folds: int = 5, seed: int = 0) -> tuple[str, dict[str, float]]:
-    """Pick the treatment featurizer whose final form y ~ [1, X] + phi(T) x [1, X] predicts held-out
-    runs best (k-fold CV mean squared error of a lightly ridged least-squares fit).
+def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates=AUTO_CANDIDATES,
+                      eps_grid=(0.01,), folds: int = 5, seed: int = 0
+                      ) -> tuple[str, float, dict[str, float]]:
+    """Pick the treatment featurizer (kind and eps) whose final form y ~ [1, X] + phi(T) x [1, X]
+    predicts held-out runs best (k-fold CV mean squared error of a lightly ridged least-squares
+    fit). Returns (kind, eps, {"kind@eps": CV MSE}).
 
-    A richer phi can fit curvature (RegMix's Pile-CC loss: "log" wins) but its linear and log
-    parts are near-collinear when the logged mixtures are dense, which inflates the variance of
-    every DML stage; CV on the outcome arbitrates. Candidates with more parameters than a
-    training fold has runs are skipped.
+    A richer phi can fit curvature and interactions (RegMix's Pile-CC loss: "log-pairs" wins)
+    but its parts are near-collinear when the logged mixtures are dense, which inflates the
+    variance of every DML stage; CV on the outcome arbitrates. Candidates with more parameters
+    than a training fold has runs are skipped.
     """
     n = len(y)
     order = np.random.default_rng(seed).permutation(n)
     scores: dict[str, float] = {}
+    best = None
     for kind in candidates:
-        design = _interaction_design(MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T), X)
-        if design.shape[1] >= n * (folds - 1) / folds:
-            continue
-        errors = []
-        for k in range(folds):
-            test = order[k::folds]
-            train = np.setdiff1d(order, test)
-            A, b = design[train], y[train]
-            scale = np.maximum(A.std(axis=0), 1e-12)
-            coef = np.linalg.solve((A / scale).T @ (A / scale) + 1e-6 * len(train) * np.eye(A.shape[1]),
-                                   (A / scale).T @ b) / scale
-            errors.append(np.mean((design[test] @ coef - y[test]) ** 2))
-        scores[kind] = float(np.mean(errors))
-    if not scores:
-        return candidates[-1], scores
-    return min(scores, key=scores.get), scores
+        for eps in (eps_grid if kind != "linear" else eps_grid[:1]):
+            design = _interaction_design(MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T), X)
+            if design.shape[1] >= n * (folds - 1) / folds:
+                continue
+            errors = []
+            for k in range(folds):
+                test = order[k::folds]
+                train = np.setdiff1d(order, test)
+                A, b = design[train], y[train]
+                scale = np.maximum(A.std(axis=0), 1e-12)
+                coef = np.linalg.solve((A / scale).T @ (A / scale) + 1e-6 * len(train) * np.eye(A.shape[1]),
+                                       (A / scale).T @ b) / scale
+                errors.append(np.mean((design[test] @ coef - y[test]) ** 2))
+            scores[f"{kind}@{eps:g}"] = float(np.mean(errors))
+            if best is None or scores[f"{kind}@{eps:g}"] < best[2]:
+                best = (kind, float(eps), scores[f"{kind}@{eps:g}"])
+    if best is None:
+        return candidates[-1], float(eps_grid[0]), scores
+    return best[0], best[1], scores

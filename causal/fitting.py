@@ -12,6 +12,7 @@ from causal.runs_table import RunsTable
 from core.errors import UserError
 
 ESTIMATORS = {
+    "auto": None,
     "causal-forest": CausalForestEstimator,
     "linear-dml": LinearDMLEstimator,
     "regression": RegressionEstimator,
@@ -21,16 +22,19 @@ ESTIMATORS = {
 
 @dataclasses.dataclass
 class FitConfig:
-    estimator: str = "causal-forest"
-    """causal-forest (CausalForestDML, default), linear-dml, regression (no orthogonalisation),
-    or regmix (the RegMix LightGBM baseline)."""
+    estimator: str = "auto"
+    """auto (default: the candidate of causal/selection.py with the lowest out-of-fold outcome
+    error), causal-forest (CausalForestDML, the paper's), linear-dml, regression (no
+    orthogonalisation), or regmix (the RegMix LightGBM baseline)."""
     seed: int = 0
     """Random state of the estimator (forest, cross-fitting folds, LightGBM)."""
     treatment_featurizer: str = "auto"
-    """phi(T) for the final stage: auto (log or log-only, chosen by CV), linear, log
-    ([T, log(w+eps)]), log-only (log(w+eps)) or sqrt; see docs/causal.md."""
-    featurizer_eps: float = 0.01
-    """eps of the log / sqrt treatment featurizer."""
+    """phi(T) for the final stage: auto (log, log-only or log-pairs, chosen by CV), linear, log
+    ([T, log(w+eps)]), log-only (log(w+eps)), log-pairs (log plus products of the log terms)
+    or sqrt; see docs/causal.md."""
+    featurizer_eps: float | str = "auto"
+    """eps of the log / sqrt treatment featurizer, or auto (chosen by the featurizer's CV among
+    0.003, 0.01, 0.03)."""
     reference_domain: str | None = None
     """Domain whose weight the K-1 treatment coordinates are measured against; default: the
     domain with the largest mean weight in the runs table."""
@@ -41,6 +45,9 @@ class FitConfig:
     nuisance_model: str = "auto"
     """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (chosen by CV among linear, poly, forest),
     or one of 'linear', 'poly', 'forest'."""
+    objective: dict | None = None
+    """The objective `y` is recomputed with before fitting (causal/objective.py form), resolved
+    (its table statistics filled in) once fitted; None: the runs table's own `y` column."""
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -48,17 +55,27 @@ class FitConfig:
         if self.treatment_featurizer not in (*TREATMENT_FEATURIZERS, "auto"):
             raise ValueError(f"treatment_featurizer must be auto or one of {TREATMENT_FEATURIZERS}, "
                              f"got {self.treatment_featurizer!r}")
-        if not self.featurizer_eps > 0:
-            raise ValueError(f"featurizer_eps must be > 0, got {self.featurizer_eps}")
+        if self.featurizer_eps != "auto" and not (isinstance(self.featurizer_eps, (int, float))
+                                                  and self.featurizer_eps > 0):
+            raise ValueError(f"featurizer_eps must be auto or a number > 0, got {self.featurizer_eps!r}")
         if self.cv < 2:
             raise ValueError(f"cv must be >= 2, got {self.cv}")
         if self.n_estimators < 4:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
         if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
             raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
+        if self.objective is not None:
+            from causal.objective import Objective
+
+            try:
+                Objective.from_json(self.objective)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"objective: {exc}") from None
 
 
-def make_estimator(config: FitConfig, domains: list[str]):
+def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None):
+    """The unfitted estimator `estimator` (default: config.estimator, not auto) for `domains`."""
+    name = estimator or config.estimator
     ref = None
     if config.reference_domain is not None:
         if config.reference_domain not in domains:
@@ -68,22 +85,38 @@ def make_estimator(config: FitConfig, domains: list[str]):
     common = dict(reference_domain=ref, random_state=config.seed)
     nuisance = config.nuisance_model
     dml = dict(treatment_featurizer=config.treatment_featurizer, featurizer_eps=config.featurizer_eps)
-    if config.estimator == "causal-forest":
+    if name == "causal-forest":
         return CausalForestEstimator(**common, **dml, model_y=nuisance,
                                      model_t=nuisance, cv=config.cv,
                                      n_estimators=4 * (config.n_estimators // 4))
-    if config.estimator == "linear-dml":
+    if name == "linear-dml":
         return LinearDMLEstimator(**common, **dml, model_y=nuisance,
                                   model_t=nuisance, cv=config.cv)
-    if config.estimator == "regression":
+    if name == "regression":
         return RegressionEstimator(**common, **dml)
     rounds = config.n_estimators if config.n_estimators != FitConfig.n_estimators else 1000
     return RegMixEstimator(**common, n_estimators=rounds)
 
 
+_CLASS_NAMES = {cls: name for name, cls in ESTIMATORS.items() if cls is not None}
+
+
 def fit_runs_table(table: RunsTable, config: FitConfig):
-    estimator = make_estimator(config, table.domains)
-    return estimator.fit(table.mixtures(), table.covariates(), table.y)
+    """The fitted estimator; with estimator auto, the winner of causal/selection.py (its
+    `selection_` holds every candidate's score)."""
+    if config.estimator != "auto":
+        return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
+    from causal.selection import select_estimator
+
+    def make(cls, settings):
+        return make_estimator(config, table.domains, _CLASS_NAMES[cls]).set_params(**settings)
+
+    return select_estimator(table, make, seed=config.seed)
+
+
+def estimator_label(estimator, config: FitConfig) -> str:
+    """The name a model directory records: the chosen candidate when config.estimator is auto."""
+    return getattr(estimator, "selection_", {}).get("chosen", config.estimator)
 
 
 def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0) -> tuple[np.ndarray, int]:

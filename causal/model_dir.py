@@ -4,41 +4,136 @@ Layout of a model directory:
   model.json       what the model is: domains, covariate names, estimator + parameters,
                    fitted_on (n_runs, runs table sha256, covariate ranges), config, versions
   estimator.pkl    the fitted estimator (pickle)
+  support.npz      the runs' mixtures and covariates (where the auto trust radius finds evidence)
   checksums.json   sha256 of every other file; its own sha256 is the model version
+  signature.json   HMAC-SHA256 of checksums.json under CAUSALMIX_MODEL_KEY (when `fit` had one)
 
-`load_model_dir` verifies every checksum before anything is unpickled. A pickle runs code
-when loaded, so load only model directories you trust: the checksum catches corruption and
-accidental edits, not a forger who rewrites checksums.json too.
+A model directory is code: `estimator.pkl` is a pickle, and unpickling can run whatever its
+writer put there. `load_model_dir` narrows that, but only a key makes it safe:
+- every checksum is verified before anything is unpickled (catches corruption and accidental
+  edits, not a forger who rewrites checksums.json too);
+- when CAUSALMIX_MODEL_KEY is set, the directory must carry a matching signature, checked
+  first: only a holder of the key can make a directory that loads;
+- the pickle is read by an unpickler that resolves only classes (and a few named array
+  helpers) of numpy, scipy, scikit-learn, econml, LightGBM and this project, so a payload
+  calling os.system or eval fails to load; the object must then be the estimator class that
+  model.json names. A crafted pickle can still misuse those classes, so without a key load
+  only directories you trust.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
+import importlib
+import io
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from causal.policy import POLICIES, analytic_policy, search_policy, top_k_policy
+from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
 from core.atomic import atomic_directory
 from core.errors import UserError
 from core.provenance import provenance
-from mixture_space import equal_mixture, validate_mixtures
+from mixture_space import MixtureBounds, RunSupport, equal_mixture, validate_mixtures
 
 FORMAT = "causalmix-model/1"
 MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"
-DEFAULT_TRUST_RADIUS = 0.1
+SIGNATURE = "signature.json"
+KEY_ENV = "CAUSALMIX_MODEL_KEY"
+SUPPORT_NPZ = "support.npz"
+DEFAULT_TRUST_RADIUS = AUTO
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def model_key() -> bytes | None:
+    """The signing key from CAUSALMIX_MODEL_KEY (None when unset or empty)."""
+    key = os.environ.get(KEY_ENV, "")
+    return key.encode("utf-8") if key else None
+
+
+def _hmac(key: bytes, checksums: bytes) -> str:
+    return hmac.new(key, checksums, hashlib.sha256).hexdigest()
+
+
+def _verify_signature(path: Path, checksums: bytes, key: bytes) -> None:
+    sig_path = path / SIGNATURE
+    if not sig_path.is_file():
+        raise UserError(f"model directory {path}: {KEY_ENV} is set but the directory is not signed "
+                        f"(no {SIGNATURE}); refusing to load it. Refit it with the key set, or unset "
+                        f"{KEY_ENV} to load unsigned directories you trust")
+    try:
+        signature = json.loads(sig_path.read_bytes())
+        algorithm, digest = signature["algorithm"], signature["hmac"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"model directory {path}: {sig_path} is not a valid signature file") from None
+    if algorithm != "hmac-sha256" or not isinstance(digest, str) or \
+            not hmac.compare_digest(digest, _hmac(key, checksums)):
+        raise UserError(f"model directory {path}: its signature does not match {KEY_ENV} (signed with "
+                        "another key, or forged); refusing to load it")
+
+
+# What an estimator pickle may name: classes of these packages (scikit-learn-style classes
+# only store their parameters when constructed) and the few functions their pickles use.
+_PICKLE_PACKAGES = ("numpy", "scipy", "sklearn", "econml", "lightgbm", "causal", "mixture_space")
+_PICKLE_FUNCTIONS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+    ("econml.utilities", "add_intercept"),
+}
+_PICKLE_BUILTINS = {("collections", "OrderedDict"), ("collections", "defaultdict"),
+                    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+                    ("builtins", "complex"), ("builtins", "range"), ("builtins", "bytearray")}
+# Classes of those packages that touch files or run code when constructed.
+_PICKLE_REFUSED = {("numpy", "memmap"), ("numpy._core.memmap", "memmap")}
+
+
+class _EstimatorUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        top = module.split(".")[0]
+        allowed = (module, name) in _PICKLE_BUILTINS or (module, name) in _PICKLE_FUNCTIONS
+        if not allowed and top in _PICKLE_PACKAGES and (module, name) not in _PICKLE_REFUSED \
+                and "testing" not in module:
+            obj = getattr(importlib.import_module(module), name, None)
+            import numpy
+
+            allowed = isinstance(obj, (type, numpy.ufunc))
+        if not allowed:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: not a class an estimator is made of")
+        return super().find_class(module, name)
+
+
+def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
+    from causal.fitting import ESTIMATORS
+
+    expected = ESTIMATORS.get(estimator_name)
+    if expected is None:
+        raise UserError(f"{path / MODEL_JSON}: unknown estimator {estimator_name!r}; "
+                        f"known: {sorted(ESTIMATORS)}")
+    try:
+        estimator = _EstimatorUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:  # any failure of a pickle we did not write: refuse, say why
+        raise UserError(f"model directory {path}: {ESTIMATOR_PKL} cannot be loaded as an estimator "
+                        f"({type(exc).__name__}: {exc}); refusing it") from None
+    if not isinstance(estimator, expected):
+        raise UserError(f"model directory {path}: {ESTIMATOR_PKL} holds a {type(estimator).__module__}."
+                        f"{type(estimator).__qualname__}, not the {expected.__name__} that "
+                        f"{MODEL_JSON} names; refusing it")
+    return estimator
+
+
 def _featurizer_choice(estimator) -> dict:
     """Which phi(T) the fit used and, if chosen by CV, the CV errors of the candidates."""
     return {"kind": getattr(estimator, "featurizer_kind_", None),
+            "eps": getattr(estimator, "featurizer_eps_", None),
             "cv_mse": getattr(estimator, "featurizer_cv_mse_", {})}
 
 
@@ -54,7 +149,7 @@ class FittedMixtureModel:
                  covariate_names: list[str], covariate_ranges: Mapping[str, list[float]],
                  n_runs: int, mixture_mean: np.ndarray, mixture_max: np.ndarray | None = None,
                  description: dict | None = None,
-                 version: str | None = None):
+                 version: str | None = None, support: RunSupport | None = None):
         self.estimator = estimator
         self.estimator_name = estimator_name
         self.domains = list(domains)
@@ -66,13 +161,15 @@ class FittedMixtureModel:
                             else np.asarray(mixture_max, dtype=float))
         self.description = description or {}
         self.version = version or "unsaved-" + _sha(pickle.dumps(estimator))[:16]
+        self.run_support = support
 
     @classmethod
     def from_runs_table(cls, estimator, estimator_name: str, table) -> "FittedMixtureModel":
         return cls(estimator=estimator, estimator_name=estimator_name, domains=table.domains,
                    covariate_names=table.covariate_names, covariate_ranges=table.covariate_ranges(),
                    n_runs=table.n_runs, mixture_mean=table.mixtures().mean(axis=0),
-                   mixture_max=table.mixtures().max(axis=0))
+                   mixture_max=table.mixtures().max(axis=0),
+                   support=RunSupport(table.mixtures(), table.covariates()))
 
     # ---- inputs
     def covariate_vector(self, covariates: Mapping[str, float], where: str = "covariates") -> np.ndarray:
@@ -125,6 +222,7 @@ class FittedMixtureModel:
                           "params": json.loads(_json_bytes(self.estimator.get_params()))},
             "reference_domain": self.domains[self.estimator.reference_index_],
             "treatment_featurizer": _featurizer_choice(self.estimator),
+            "selection": getattr(self.estimator, "selection_", None),
             "fitted_on": {"n_runs": self.n_runs,
                           "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
                           "covariate_ranges": self.covariate_ranges,
@@ -151,26 +249,35 @@ class FittedMixtureModel:
         return self.estimator.predict(W, X)
 
     def recommend(self, covariates: Mapping[str, float], *, policy: str = "analytic",
-                  trust_radius: float = DEFAULT_TRUST_RADIUS,
+                  trust_radius: float | str = DEFAULT_TRUST_RADIUS,
                   reference: str | Mapping[str, float] = "equal", alpha: float = 0.1,
-                  n_candidates: int | None = None, top_k: int | None = None, seed: int = 0) -> dict:
-        """The CLI contract's JSON object for a pool with these covariates."""
+                  n_candidates: int | None = None, top_k: int | None = None, seed: int = 0,
+                  constraints: MixtureBounds | None = None) -> dict:
+        """The CLI contract's JSON object for a pool with these covariates; `constraints`
+        (token caps, fixed weights, lower bounds) confine every policy to the bounded region,
+        the reference included (projected into it when it lies outside)."""
         if policy not in POLICIES:
             raise UserError(f"unknown policy {policy!r}; choose from {POLICIES}")
-        if not (isinstance(trust_radius, (int, float)) and np.isfinite(trust_radius) and trust_radius > 0):
-            raise UserError(f"trust radius must be a positive number, got {trust_radius!r}")
-        if not 0 < alpha < 1:
+        trust_radius = check_trust_radius(trust_radius)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise UserError(f"alpha must be in (0, 1), got {alpha}")
         x = self.covariate_vector(covariates)
-        ref = self.reference_vector(reference)
+        given = self.reference_vector(reference)
+        if constraints is not None and tuple(constraints.domains) != tuple(self.domains):
+            raise UserError(f"constraints are for domains {list(constraints.domains)}, the model's are {self.domains}")
+        bounds = None if constraints is None or constraints.is_trivial else constraints
+        ref = given if bounds is None else bounds.project(given)
         if policy == "analytic":
-            result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha)
+            result = analytic_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
+                                     support=self.run_support, bounds=bounds)
         elif policy == "search":
             result = search_policy(self.estimator, x, ref, trust_radius=trust_radius, alpha=alpha,
-                                   n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed)
+                                   n_candidates=n_candidates or 2000, top_k=top_k or 1, seed=seed,
+                                   support=self.run_support, bounds=bounds)
         else:
             result = top_k_policy(self.estimator, x, ref, prior=self.mixture_mean, alpha=alpha,
-                                  n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed)
+                                  n_candidates=n_candidates or 100_000, top_k=top_k or 128, seed=seed,
+                                  bounds=bounds)
         support = self.support(x)
         return {
             "mixture": {d: float(w) for d, w in zip(self.domains, result.mixture)},
@@ -178,8 +285,12 @@ class FittedMixtureModel:
             "interval": [result.interval[0], result.interval[1]],
             "alpha": alpha,
             "policy": result.policy,
-            "trust_radius": float(trust_radius) if policy != "top-k" else None,
+            "trust_radius": result.radius.radius if result.radius else None,
+            "radius_choice": result.radius.to_json() if result.radius else None,
+            "fallback": result.fallback,
             "reference": {d: float(w) for d, w in zip(self.domains, ref)},
+            "reference_projected": bool(not np.allclose(ref, given)),
+            "constraints": constraints.to_json(result.mixture) if constraints is not None else None,
             "model_version": self.version,
             "support": support,
             "extrapolated": [name for name, s in support.items() if not s["in_range"]],
@@ -190,8 +301,11 @@ class FittedMixtureModel:
 
 
 def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str | None,
-                   config) -> Path:
-    """Write `model` as a model directory, atomically; sets and returns model.version too."""
+                   config, overwrite: bool = False, inputs=()) -> Path:
+    """Write `model` as a model directory, atomically; sets and returns model.version too.
+
+    An existing `out_dir` is replaced only when it is a model directory (or `overwrite`), and
+    never when it holds one of `inputs` (see `core.atomic.check_output_path`)."""
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
     description = {
@@ -203,6 +317,7 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
                       "params": json.loads(_json_bytes(model.estimator.get_params()))},
         "reference_domain": model.domains[model.estimator.reference_index_],
         "treatment_featurizer": _featurizer_choice(model.estimator),
+        "selection": getattr(model.estimator, "selection_", None),
         "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
                       "covariate_ranges": model.covariate_ranges,
                       "mixture_mean": model.mixture_mean.tolist(),
@@ -211,9 +326,21 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     }
     files = {MODEL_JSON: _json_bytes(description),
              ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
+    if model.run_support is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, mixtures=model.run_support.mixtures, covariates=model.run_support.covariates)
+        files[SUPPORT_NPZ] = buffer.getvalue()
     checksums = _json_bytes({"algorithm": "sha256", "files": {n: _sha(b) for n, b in files.items()}})
-    with atomic_directory(out_dir) as tmp:
-        for name, data in {**files, CHECKSUMS: checksums}.items():
+    key = model_key()
+    if key is not None:
+        files_out = {**files, CHECKSUMS: checksums,
+                     SIGNATURE: _json_bytes({"algorithm": "hmac-sha256", "of": CHECKSUMS,
+                                             "hmac": _hmac(key, checksums)})}
+    else:
+        files_out = {**files, CHECKSUMS: checksums}
+    with atomic_directory(out_dir, kind="model directory", markers=(MODEL_JSON, CHECKSUMS),
+                          overwrite=overwrite, inputs=inputs) as tmp:
+        for name, data in files_out.items():
             (tmp / name).write_bytes(data)
     model.description = description
     model.version = _sha(checksums)[:16]
@@ -221,7 +348,8 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
 
 
 def load_model_dir(path) -> FittedMixtureModel:
-    """Load a model directory; every file's checksum is verified before unpickling."""
+    """Load a model directory: its signature (when CAUSALMIX_MODEL_KEY is set) and every file's
+    checksum are verified before the estimator is unpickled (see the module's docstring)."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"model directory not found: {path}")
@@ -229,6 +357,9 @@ def load_model_dir(path) -> FittedMixtureModel:
     if not sums_path.is_file():
         raise UserError(f"model directory {path}: missing {CHECKSUMS}")
     raw = sums_path.read_bytes()
+    key = model_key()
+    if key is not None:
+        _verify_signature(path, raw, key)
     try:
         listed = json.loads(raw)["files"]
     except (ValueError, KeyError, TypeError):
@@ -245,16 +376,27 @@ def load_model_dir(path) -> FittedMixtureModel:
         if _sha(contents[name]) != digest:
             raise UserError(f"model directory {path}: checksum mismatch for {file} (file changed or "
                             "corrupt); refusing to load it")
-    description = json.loads(contents[MODEL_JSON])
+    try:
+        description = json.loads(contents[MODEL_JSON])
+    except ValueError:
+        raise UserError(f"{path / MODEL_JSON} is not valid JSON") from None
     if description.get("format") != FORMAT:
         raise UserError(f"{path / MODEL_JSON}: unsupported format {description.get('format')!r} "
                         f"(expected {FORMAT})")
-    estimator = pickle.loads(contents[ESTIMATOR_PKL])
-    fitted = description["fitted_on"]
-    return FittedMixtureModel(estimator=estimator, estimator_name=description["estimator"]["name"],
+    try:
+        estimator_name = description["estimator"]["name"]
+        fitted = description["fitted_on"]
+    except (KeyError, TypeError):
+        raise UserError(f"{path / MODEL_JSON}: missing estimator.name or fitted_on") from None
+    estimator = _unpickle_estimator(path, contents[ESTIMATOR_PKL], estimator_name)
+    support = None
+    if SUPPORT_NPZ in contents:
+        with np.load(io.BytesIO(contents[SUPPORT_NPZ]), allow_pickle=False) as arrays:
+            support = RunSupport(arrays["mixtures"], arrays["covariates"])
+    return FittedMixtureModel(estimator=estimator, estimator_name=estimator_name,
                               domains=description["domains"],
                               covariate_names=description["covariate_names"],
                               covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
                               mixture_mean=np.array(fitted["mixture_mean"]),
                               mixture_max=np.array(fitted["mixture_max"]), description=description,
-                              version=_sha(raw)[:16])
+                              version=_sha(raw)[:16], support=support)

@@ -1,7 +1,8 @@
 """The runs table (DESIGN.md): one row per finished proxy run.
 
 Columns: `run_id`, `mix.<domain>` (>= 0, sum 1), `x.<name>` covariates (zero or more),
-`metric.<name>`, `y` (higher is better), provenance (`seed`, `model`, `tokens`, `wall_s`,
+`metric.<name>`, `y` (higher is better; computed by the objective recorded in `y_objective`,
+causal/objective.py), provenance (`seed`, `model`, `tokens`, `wall_s`,
 `status`). Unknown columns are kept and ignored. Parquet or CSV on input.
 """
 from __future__ import annotations
@@ -109,6 +110,27 @@ def read_runs_table(path: str | Path, *, require_y: bool = True) -> RunsTable:
     return table
 
 
+def read_runs_table_with_objective(path: str | Path, objective=None):
+    """(RunsTable, resolved objective or None). With `objective` (causal.objective.Objective),
+    `y` is recomputed from the `metric.*` columns, so a table refits on another objective, or on
+    one metric, without rerunning anything; the table's own `y` may then be absent. Without it,
+    the table's `y` is used as it is."""
+    if objective is None:
+        return read_runs_table(path), None
+
+    path = Path(path)
+    where = f"runs table {path}"
+    frame = read_frame(path)
+    if "run_id" not in frame.columns:
+        raise UserError(f"{where}: missing column 'run_id'")
+    y, resolved = objective.apply(frame, where=where)
+    frame = frame.assign(y=y, y_objective=resolved.dumps())
+    table = validate_runs_frame(frame, where=where)
+    table.source = str(path)
+    table.sha256 = sha256_file(path)
+    return table, resolved
+
+
 def runs_from_rows(rows: Sequence[dict], *, where: str = "run rows") -> RunsTable:
     if not rows:
         raise UserError(f"{where}: no rows")
@@ -125,6 +147,31 @@ def _short_metric(col: str) -> str:
     return _REGMIX_METRIC.sub("", col)
 
 
+def _regmix_index(index: pd.Series, path) -> pd.Series:
+    """RegMix's run index as integers, unique; a clear error for anything else."""
+    numbers = pd.to_numeric(index, errors="coerce")
+    bad = index[numbers.isna() | (numbers != numbers.round())]
+    if len(bad):
+        raise UserError(f"RegMix CSV {path}: column 'index' must hold whole numbers (run indices); "
+                        f"row {int(bad.index[0]) + 2} has {bad.iloc[0]!r}")
+    numbers = numbers.astype("int64")
+    dup = numbers[numbers.duplicated()]
+    if len(dup):
+        raise UserError(f"RegMix CSV {path}: run index {int(dup.iloc[0])} appears more than once "
+                        f"({int(numbers.duplicated(keep=False).sum())} rows share an index)")
+    return numbers
+
+
+def _regmix_numbers(frame: pd.DataFrame, col: str, path) -> pd.Series:
+    """A weight or loss column as floats; a clear error naming the first non-number."""
+    values = pd.to_numeric(frame[col], errors="coerce")
+    bad = frame[col][values.isna() & frame[col].notna()]
+    if len(bad):
+        raise UserError(f"RegMix CSV {path}: column {col!r} must hold numbers; the row with index "
+                        f"{frame['index'][bad.index[0]]} has {bad.iloc[0]!r}")
+    return values.astype(float)
+
+
 def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: str = "pile_cc") -> pd.DataFrame:
     """Map RegMix's `*_mixture_*.csv` + `*_loss_*.csv` into a runs table frame.
 
@@ -136,6 +183,9 @@ def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: s
     for name, frame, path in (("mixtures", mixes, mixtures_csv), ("losses", losses, losses_csv)):
         if "index" not in frame.columns:
             raise UserError(f"RegMix {name} CSV {path}: missing the 'index' column")
+        frame["index"] = _regmix_index(frame["index"], path)
+        for col in frame.columns.drop("index"):
+            frame[col] = _regmix_numbers(frame, col, path)
     missing = sorted(set(mixes["index"]) ^ set(losses["index"]))
     if missing:
         raise UserError(f"RegMix CSVs {mixtures_csv} and {losses_csv} disagree on run indices, "
@@ -150,7 +200,16 @@ def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: s
         metrics[_short_metric(col)] = merged[col].astype(float)
         out[METRIC + _short_metric(col)] = metrics[_short_metric(col)]
     if target == "mean":
-        out["y"] = -pd.DataFrame(metrics).mean(axis=1)
+        frame = pd.DataFrame(metrics)
+        gaps = frame.isna()
+        if gaps.any().any():
+            # A mean over whichever losses a run has would compare runs on different tasks.
+            rows = merged["index"][gaps.any(axis=1)].tolist()
+            raise UserError(f"--target mean: {losses_csv} has missing losses ({int(gaps.sum().sum())} "
+                            f"cells, runs {rows[:5]}, columns {sorted(frame.columns[gaps.any()])[:5]}); "
+                            "a mean over the rest would compare runs on different tasks. Fill them, "
+                            "or pick one complete loss column as --target")
+        out["y"] = -frame.mean(axis=1)
     else:
         matches = [s for s in metrics if target in (s, s.removesuffix("_val_loss"))
                    or target in loss_cols and _short_metric(target) == s]

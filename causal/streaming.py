@@ -78,10 +78,19 @@ class PolicyTracker:
 
     # ---- writers
     def add_runs(self, rows: list[dict]) -> int:
+        """Add finished runs, keyed by `run_id`: a run already added (a resumed sweep feeds the
+        landed rows and its trials may report them again) is not added twice, which would make
+        every later fit fail the runs table's unique-run_id check."""
         rows = [dict(r) for r in rows]
         runs_from_rows(rows, where="added run rows")  # reject bad rows before they join the log
         with self._lock:
-            self._rows.extend(rows)
+            known = {r.get("run_id") for r in self._rows}
+            new = []
+            for row in rows:
+                if row.get("run_id") is None or row["run_id"] not in known:
+                    known.add(row.get("run_id"))
+                    new.append(row)
+            self._rows.extend(new)
             n, due = len(self._rows), len(self._rows) - self._rows_at_fit >= self.refit_every
         if due:
             self._start_fit()

@@ -14,6 +14,8 @@ def add_arguments(parser) -> None:
     build = sub.add_parser("build", help="materialise MANIFEST as Parquet shards with stable doc_ids")
     build.add_argument("manifest", help="pool manifest YAML (see datapool/manifest.py)")
     build.add_argument("--out", default=None, help="output folder (default: the manifest's folder)")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace OUT/shards and OUT/dev even when OUT is not a built pool")
     info = sub.add_parser("info", help="print a built pool's domains, shards and dev sets as JSON")
     info.add_argument("pool", help="built pool folder or its manifest")
 
@@ -30,7 +32,7 @@ def describe(pool: Pool) -> dict:
 
 def run(args) -> int:
     if args.pool_action == "build":
-        out = build_pool(args.manifest, args.out)
+        out = build_pool(args.manifest, args.out, overwrite=args.overwrite)
         pool = Pool.open(out)
         print(json.dumps(describe(pool)))
         return 0

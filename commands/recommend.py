@@ -1,15 +1,18 @@
 """`recommend`: recommend a mixture for a pool from a fitted model (one JSON object on the last line)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from causal.covariates import features_in, pool_covariates
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
-from causal.policy import POLICIES
+from causal.policy import POLICIES, check_trust_radius
 from causal.runs_table import read_frame
+from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.errors import UserError
+from mixture_space import MAX_TRUST_RADIUS
 from core.warn import warnings_to_stderr
 
 HELP = "recommend a mixture for a pool from a fitted model"
@@ -26,13 +29,36 @@ def add_arguments(parser) -> None:
                         "file (covariates = per-domain means)")
     parser.add_argument("--policy", choices=POLICIES, default="analytic",
                         help="analytic (CausalMix-A), search (CausalMix-S) or top-k (RegMix's policy)")
-    parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=DEFAULT_TRUST_RADIUS,
-                        help="L2 radius of the trust region around the reference mixture")
+    parser.add_argument("--trust-radius", dest="trust_radius", type=_radius, default=DEFAULT_TRUST_RADIUS,
+                        help="auto (default: set by the runs' support and the gain's lower bound, "
+                        f"docs/causal.md) or the L2 radius around the reference, at most {MAX_TRUST_RADIUS:.4f}")
     parser.add_argument("--reference", default="equal", help="'equal' or a JSON file {domain: weight}")
-    parser.add_argument("--alpha", type=float, default=0.1, help="interval level is 1 - alpha")
+    parser.add_argument("--alpha", type=float, default=0.1,
+                        help="interval level is 1 - alpha; the auto radius maximises that interval's lower bound")
     parser.add_argument("--top-k", dest="top_k", type=int, default=None,
                         help="search: average the top k candidates (default 1); top-k: 128")
-    parser.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
+    parser.add_argument("--seed", type=_seed, default=0, help="candidate sampling seed (>= 0)")
+    add_constraint_arguments(parser)
+
+
+def _seed(text: str) -> int:
+    """numpy's generators take only non-negative seeds; say so at the flag, not in a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _radius(text: str):
+    import argparse
+
+    try:
+        return check_trust_radius(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _read_json(path: str, what: str):
@@ -73,18 +99,22 @@ def _run(args) -> int:
     if args.endpoint:
         from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
 
-        names = None if args.covariates else model_info_via_endpoint(args.endpoint)["covariate_names"]
+        info = model_info_via_endpoint(args.endpoint)
         covariates = (_read_json(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, names))
+                      else covariates_from_features(args.pool_features, info["covariate_names"]))
+        bounds = bounds_from_args(args, info["domains"])
         result = recommend_via_endpoint(args.endpoint, {
             "covariates": covariates, "policy": args.policy, "trust_radius": args.trust_radius,
-            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed})
+            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed,
+            **({"constraints": {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}}
+               if bounds is not None else {})})
     else:
         model = load_model_dir(args.model)
         covariates = (_read_json(args.covariates, "covariates") if args.covariates
                       else covariates_from_features(args.pool_features, model.covariate_names))
         result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
-                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed)
+                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed,
+                                 constraints=bounds_from_args(args, model.domains))
     for name in result["extrapolated"]:
         s = result["support"][name]
         print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "
@@ -92,5 +122,7 @@ def _run(args) -> int:
     if result["mixture_beyond_runs"]:
         print(f"warning: the mixture gives {result['mixture_beyond_runs']} more weight than any run in the "
               "log had; the expected gain there is an extrapolation", file=sys.stderr)
+    if result.get("fallback"):
+        print(f"warning: {result['fallback']}", file=sys.stderr)
     print(json.dumps(result))
     return 0

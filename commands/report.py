@@ -17,10 +17,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--folds", type=int, default=4,
                         help="cross-fitting folds for predicted-vs-actual y (more when a split is too small)")
     parser.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it exists and is not a report folder")
 
 
 def run(args) -> int:
     summary = write_report(args.run_dir, args.out, validation_dir=args.validation, model_dir=args.model,
-                           cv_folds=args.folds)
+                           cv_folds=args.folds, overwrite=args.overwrite)
     print(json.dumps(summary))
     return 0

@@ -9,8 +9,10 @@ then handed to the running replicas through the deployment's `reconfigure`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -67,6 +69,30 @@ def _dir_stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
+def writable_by_others(model_dir: Path) -> str | None:
+    """Why someone other than this user could put a model into `model_dir`, or None.
+
+    The watcher loads whatever replaces the directory, and a model directory is code
+    (causal/model_dir.py), so the directory, its files and the folder it sits in (where a
+    refit renames the new directory into place) must be writable only by this user (or
+    root). A parent with the sticky bit (like /tmp) lets others add entries but not rename
+    or delete ours, so it passes.
+    """
+    me = os.getuid()
+    checks = [(model_dir.parent, True), (model_dir, False)]
+    checks += [(p, False) for p in sorted(model_dir.iterdir())] if model_dir.is_dir() else []
+    for path, sticky_ok in checks:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if st.st_uid not in (me, 0):
+            return f"{path} belongs to user id {st.st_uid}, not to this user ({me})"
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+            return f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
 def run(args) -> int:
     from actors.serve.app import ModelSlot
     from actors.serve.deployment import ServeSettings
@@ -80,6 +106,12 @@ def run(args) -> int:
     if args.watch < 0:
         raise UserError(f"--watch must be >= 0 seconds, got {args.watch}")
     model_dir = Path(settings.model).resolve()
+    if args.watch:
+        why = writable_by_others(model_dir)
+        if why:
+            raise UserError(f"serve --watch: {why}; whatever replaced {model_dir} would be loaded and "
+                            "run (a model directory is code). Make it writable only by you "
+                            "(chmod go-w), or serve a fixed copy with --watch 0")
     stamp = _dir_stamp(model_dir)
     loaded = ModelSlot().load(str(model_dir))
     settings.model, settings.version = str(model_dir), loaded.version
@@ -126,22 +158,32 @@ def run(args) -> int:
 
 
 def _reload_if_new(settings, model_dir: Path, stamp):
-    """Check the model now in `model_dir` and, when its version is new, deploy it; a bad
-    directory is reported and the running model keeps serving."""
+    """Check the model now in `model_dir` and, when its version is new, have the replicas
+    load it; returns the directory stamp to compare with next time. A directory that does not
+    load is reported and skipped until it changes again (a refit replaces it whole). A reload
+    that fails on the replicas is reported and returns None, so the next poll tries again;
+    `settings.version` changes only once the replicas serve the new version. The running
+    model keeps serving throughout."""
+    from actors.serve import deployment
     from actors.serve.app import ModelSlot
-    from actors.serve.deployment import apply
 
+    why = writable_by_others(model_dir)
+    if why:  # the replacement may have come with looser permissions than the first directory
+        print(f"not reloading {model_dir}: {why}", file=sys.stderr)
+        return stamp
     try:
         loaded = ModelSlot().load(str(model_dir))
     except Exception as exc:  # a refit may be half-way or broken: keep the running model
         print(f"not reloading {model_dir}: {exc}", file=sys.stderr)
         return stamp
     if loaded.version != settings.version:
-        settings.version = loaded.version
+        target = dataclasses.replace(settings, version=loaded.version)
         try:
-            apply(settings)
+            deployment.reload(target)
         except UserError as exc:
-            print(f"reloading {model_dir} (version {loaded.version}) failed: {exc}", file=sys.stderr)
-            return stamp
+            print(f"reloading {model_dir} (version {loaded.version}) failed, will retry: {exc}",
+                  file=sys.stderr)
+            return None  # never equal to a real stamp: the next poll tries again
+        settings.version = loaded.version
         print(f"now serving model {loaded.version}", file=sys.stderr)
     return stamp

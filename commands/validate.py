@@ -33,14 +33,17 @@ def add_arguments(parser) -> None:
                         "regmix (with --regmix-model), equal, natural, and grid with --grid")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per mixture, shared across mixtures for paired comparisons (default 3)")
-    parser.add_argument("--trust-radius", dest="trust_radius", type=float, default=None)
+    parser.add_argument("--trust-radius", dest="trust_radius", default=None,
+                        help="trust radius of the CausalMix policies: auto (default) or an L2 radius")
     parser.add_argument("--out", default=None, help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it exists and is not a validation folder")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
 
 
 def run(args) -> int:
     cfg = load_config(ValidateConfig, args.config, vars(args))
-    summary = run_validation(cfg)
+    summary = run_validation(cfg, overwrite=args.overwrite)
     print(json.dumps({"best": summary["best"],
                       "avgdev_mean": {k: v["avgdev_mean"] for k, v in summary["candidates"].items()},
                       "y_mean": {k: v["y_mean"] for k, v in summary["candidates"].items()},

@@ -4,19 +4,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def _tmp_sibling(path: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+from core.errors import UserError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -64,20 +63,132 @@ def atomic_write_parquet(path: str | os.PathLike, table: pa.Table | "pandas.Data
     return path
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `path` whole.
+# Temporary names carry the writer's host and pid, so that a later writer can tell the leftovers
+# of a killed write (same host, pid gone) from a write still in progress, and remove them.
+_HOST = socket.gethostname().replace(".", "_")
+# Leftovers from another host (a shared file system) are removed only once this old.
+STALE_FOREIGN_S = 24 * 3600
 
-    On an exception the temporary directory is removed and `path` is untouched.
-    """
+
+def _tmp_sibling(path: Path, suffix: str = "") -> Path:
+    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}.{os.getpid()}."
+
+
+def temporary_sibling_dir(path: str | os.PathLike) -> Path:
+    """A new temporary directory beside `path`, named so that `clean_stale_temporaries(path)`
+    removes it if this process is killed before it is done with it (the caller removes it
+    otherwise)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale_temporaries(path)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed writes of `path` left beside it (`.NAME.HOST.PID.*.tmp*` / `.old`
+    whose writer on this host is gone, or from another host and a day old); returns them."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.(?P<host>[^.]+)\.(?P<pid>\d+)\..*\.(tmp|old)")
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if not m:
+            continue
+        if m["host"] == _HOST:
+            stale = int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))
+        else:
+            try:
+                stale = time.time() - entry.lstat().st_mtime > STALE_FOREIGN_S
+            except OSError:
+                continue
+        if not stale:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def check_output_path(path: str | os.PathLike, *, kind: str, markers: tuple[str, ...],
+                      overwrite: bool = False, inputs: Iterable[str | os.PathLike | None] = (),
+                      flag: str = "--out") -> Path:
+    """Refuse an output directory whose replacement would lose data; returns it resolved.
+
+    `markers`: the metadata file(s) an artifact of this `kind` holds; an existing `path`
+    without them (another kind of folder, a file) is replaced only with `overwrite`. Whatever
+    `overwrite` says, `path` may not be the current directory or one above it, nor hold
+    (or be) any of `inputs`: replacing it would delete what is being read.
+    """
+    given = Path(path)
+    if str(path) in ("", ".", "..") or given.name in ("", ".", ".."):
+        raise UserError(f"{flag} {str(path)!r}: name a folder for the {kind} (e.g. {flag} ./{kind.split()[0]}); "
+                        "it is replaced whole, so it cannot be the current or a parent directory")
+    resolved = given.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise UserError(f"{flag} {path}: it is the current directory or one above it; name a new "
+                        f"folder for the {kind} (it is replaced whole)")
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == resolved or resolved in source.parents:
+            raise UserError(f"{flag} {path}: it holds the input {item}, which writing the {kind} "
+                            "there would delete; choose another output folder")
+    if os.path.lexists(resolved) and not overwrite:
+        if not resolved.is_dir() or resolved.is_symlink():
+            raise UserError(f"{flag} {path}: exists and is not a folder; remove it or pass --overwrite "
+                            "to replace it")
+        missing = [m for m in markers if not (resolved / m).is_file()]
+        if missing:
+            raise UserError(f"{flag} {path}: exists and is not a {kind} (no {', '.join(missing)}); "
+                            "writing there would replace everything in it. Choose another folder, "
+                            "or pass --overwrite to replace it")
+    return resolved
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, kind: str = "output folder",
+                     markers: tuple[str, ...] = (), overwrite: bool = False,
+                     inputs: Iterable[str | os.PathLike | None] = (),
+                     flag: str = "--out") -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `path` whole.
+
+    `path` is first checked by `check_output_path` (an existing folder must be a `kind`
+    artifact holding `markers` unless `overwrite`; inputs are never inside it), and what
+    killed earlier writes left beside it is removed. On an exception the temporary
+    directory is removed and `path` is untouched.
+    """
+    path = check_output_path(path, kind=kind, markers=markers, overwrite=overwrite,
+                             inputs=inputs, flag=flag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the artifact private to its writer
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        if os.path.lexists(path):
+            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,3 @@ class UserError(Exception):
     message without a traceback and exits with status 2; anything else is a bug
     and keeps its traceback."""
 
-
-class NotBuiltError(UserError):
-    """A sub-command whose capability does not exist yet."""

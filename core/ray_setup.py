@@ -2,11 +2,84 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
 
 from core.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# Set when SIGTERM arrived, so that `launch.py` can exit 143 (128 + SIGTERM) rather than 130.
+terminated = threading.Event()
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM (what a supervisor, `kill` or Kubernetes sends) does what Ctrl-C does: the SIGINT
+    handler in place runs (Python's raises KeyboardInterrupt; Ray Tune's stops the
+    experiment), so every command's interrupt path (stop, shut Ray down, exit) applies."""
+    terminated.set()
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIG_DFL / SIG_IGN / None: no Python handler to defer to
+        raise KeyboardInterrupt
+
+
+def handle_sigterm_like_sigint() -> None:
+    """Install `_on_sigterm` (main thread only, where Python runs signal handlers). `ray.init`
+    replaces the SIGTERM handler with one that calls sys.exit inside whatever runs, which
+    skipped the commands' cleanup and aborted the driver (exit -6), so `init_ray` calls this
+    again after it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+_reaper = None
+
+
+def _start_reaper() -> None:
+    """See core/reaper.py: what a killed driver's local Ray leaves behind is stopped."""
+    global _reaper
+    import subprocess
+
+    if not sys.platform.startswith("linux") or (_reaper is not None and _reaper.poll() is None):
+        return
+    # Its own session: a Ctrl-C to the terminal's process group must not stop it first.
+    _reaper = subprocess.Popen([sys.executable, "-m", "core.reaper", str(os.getpid())],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
+                               start_new_session=True, stderr=subprocess.DEVNULL)
+    # Wait until it has noted the processes ray.init just started (a killed driver's agents).
+    _reaper.stdin.write(b"r")
+    _reaper.stdin.flush()
+    _reaper.stdout.read(1)
+
+
+def _stop_reaper() -> None:
+    global _reaper
+    if _reaper is not None:
+        _reaper.stdin.close()  # with this process alive, the reaper just exits
+        _reaper.wait()
+        _reaper = None
+
+
+def shutdown_ray() -> None:
+    """Disconnect from Ray; a local Ray this process started is stopped with all its processes.
+    Repeated SIGINT/SIGTERM are ignored meanwhile, so a supervisor's second signal does not
+    cut the shutdown short and leave Ray's processes behind."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    main = threading.current_thread() is threading.main_thread()
+    previous = [(s, signal.signal(s, signal.SIG_IGN)) for s in (signal.SIGINT, signal.SIGTERM)] if main else []
+    try:
+        ray.shutdown()
+        _stop_reaper()
+    finally:
+        for sig, handler in previous:
+            signal.signal(sig, handler)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
@@ -32,6 +105,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
         # "local" starts a fresh instance; without it Ray would join whatever cluster
         # another process on this machine left in /tmp/ray/ray_current_cluster.
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        _start_reaper()
+    handle_sigterm_like_sigint()
     return ray
 
 

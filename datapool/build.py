@@ -16,14 +16,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text, temporary_sibling_dir
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.manifest import PoolManifest, SourceSpec, load_manifest
@@ -40,8 +39,15 @@ def doc_id(domain: str, prompt: str, response: str, is_text: bool, occurrence: i
 
 def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    # Bytes decoded line by line, so that a non-UTF-8 file is reported with its line number.
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{where}: {path} line {lineno} is not UTF-8 text (byte {exc.start} of "
+                                f"the line is {raw[exc.start:exc.start + 1]!r}); re-encode the file "
+                                "as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -65,7 +71,10 @@ def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
     missing = [c for c in needed if c not in names]
     if missing:
         raise UserError(f"{where}.columns: {path} has no column(s) {missing} (it has {names})")
-    return pq.read_table(path, columns=needed).to_pandas()
+    try:
+        return pq.read_table(path, columns=needed).to_pandas()
+    except Exception as exc:  # e.g. ArrowInvalid for a string column that is not valid UTF-8
+        raise UserError(f"{where}: cannot read columns {needed} of Parquet file {path}: {exc}") from None
 
 
 def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]:
@@ -147,6 +156,18 @@ def _shard_domain(manifest: PoolManifest, domain, tmp: Path) -> list[dict]:
     return shards
 
 
+def check_exact_match_references(frame: pd.DataFrame, pattern, where: str) -> None:
+    """Refuse an exact-match dev set with a reference whose answer the pattern cannot find: with
+    no reference answer there is nothing to match, and such rows used to count as correct."""
+    missing = [i for i, ref in enumerate(frame["response"]) if pattern.extract(ref) is None]
+    if missing:
+        shown = ", ".join(f"row {i} ({frame['response'].iloc[i][-60:]!r})" for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise UserError(f"{where}.answer: {len(missing)} of {len(frame)} references have no answer "
+                        f"for pattern {pattern.to_json()!r}: {shown}{more}; give the matching "
+                        "`answer` pattern (the_answer_is, gsm8k, auto or {regex: ...}) or fix the rows")
+
+
 def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
     if domain.dev is None:
         return None
@@ -155,20 +176,52 @@ def _build_dev(manifest: PoolManifest, domain, tmp: Path) -> dict | None:
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise UserError(f"{where}: the dev set is empty")
+    if domain.dev.metric == "exact_match":
+        check_exact_match_references(frame, domain.dev.answer, where)
     frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, Counter()))
     frame.insert(1, "domain", domain.name)
     rel = f"dev/{domain.name}.parquet"
     atomic_write_parquet(tmp / rel, frame[DOC_COLUMNS])
-    return {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
+    info = {"path": rel, "metric": domain.dev.metric, "n_docs": len(frame)}
+    if domain.dev.answer is not None:
+        info["answer"] = domain.dev.answer.to_json()
+    return info
 
 
-def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None) -> Path:
+def _input_files(manifest: PoolManifest) -> list[Path]:
+    sources = [(s, f"domain {d.name!r}: sources[{j}]") for d in manifest.domains
+               for j, s in enumerate(d.sources)]
+    sources += [(d.dev, f"domain {d.name!r}: dev") for d in manifest.domains if d.dev is not None]
+    return [path.resolve() for source, where in sources if source.path is not None
+            for path in _resolve_files(source, manifest.base_dir, f"manifest: {where}")]
+
+
+def _check_replaceable(out_dir: Path, manifest: PoolManifest, overwrite: bool) -> None:
+    """The build replaces OUT/shards and OUT/dev whole: refuse when they hold one of the
+    manifest's own input files, or (without `overwrite`) when OUT is not a built pool."""
+    targets = [(out_dir / part).resolve() for part in ("shards", "dev")]
+    for path in _input_files(manifest):
+        for target in targets:
+            if target in path.parents:
+                raise UserError(f"pool build: the manifest reads {path}, inside {target}, which the "
+                                "build replaces; move the input, or build with --out to another folder")
+    existing = [t for t in targets if os.path.lexists(t)]
+    if existing and not overwrite and not (out_dir / POOL_INDEX).is_file():
+        raise UserError(f"pool build: {out_dir} is not a built pool (no {POOL_INDEX}) but has "
+                        f"{[t.name for t in existing]}, which the build would replace; choose another "
+                        "--out, or pass --overwrite")
+
+
+def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
+               overwrite: bool = False) -> Path:
     """Build the pool of `manifest_path` into `out_dir` (default: the manifest's folder)."""
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
+    _check_replaceable(out_dir, manifest, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".pool-build.", dir=out_dir))
+    # Named for this process, so that the next build removes what a killed one left here.
+    tmp = temporary_sibling_dir(out_dir / "pool-build")
     try:
         index = {"name": manifest.name, "shard_size": manifest.shard_size, "domains": {}}
         for domain in manifest.domains:
@@ -179,6 +232,8 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None) -> 
                 "shards": shards,
                 "dev": _build_dev(manifest, domain, tmp),
             }
+        if manifest.harness:
+            index["harness"] = [spec.to_json(out_dir.resolve()) for spec in manifest.harness]
         index["manifest_sha256"] = sha256_file(manifest_path)
         index["provenance"] = provenance(None, manifest=manifest_path.name)
         (out_dir / POOL_INDEX).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ import yaml
 
 from core.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from datapool.build import build_pool
+from datapool.demo_harness import HARNESS_ENTRY, write_harness_task
 from datapool.demo_sources import DOMAINS, clean_sample
 
 NOISE_KINDS = ("corrupt", "truncate", "shuffle", "mismatch")
@@ -128,7 +129,7 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
     shards, per_shard = ((spec.small_shards, spec.small_docs_per_shard) if pool == "demo-small"
                          else (spec.large_shards, spec.large_docs_per_shard))
     target = Path(pools_dir) / pool
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, kind="demo pool", markers=("demo_profile.json",)) as tmp:
         profile = {}
         for domain in DOMAINS:
             rates = noise_profile(spec, pool, domain)
@@ -138,6 +139,8 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
                 _write_jsonl(tmp / "sources" / domain / f"part-{k:04d}.jsonl",
                              shard_samples(domain, per_shard, rate, rng))
             _write_jsonl(tmp / "sources" / "dev" / f"{domain}.jsonl", _dev_rows(domain, spec))
+        # one dev task through lm-evaluation-harness, so the demo exercises that path end to end
+        write_harness_task(tmp / "sources" / "harness", _dev_rows("arithmetic", spec), spec.seed)
         manifest = {
             "name": pool,
             "shard_size": per_shard,
@@ -148,6 +151,7 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
                 # right (arithmetic_em was 0.000 in every run), so that metric carried only noise
                 "dev": {"path": f"sources/dev/{d}.jsonl", "metric": "nll"},
             } for d in DOMAINS],
+            "dev": [HARNESS_ENTRY],
         }
         atomic_write_text(tmp / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))
         atomic_write_json(tmp / "demo_profile.json", {"pool": pool, "noise_rate_per_shard": profile,

@@ -14,12 +14,21 @@ domains:
       path: raw/math_dev.jsonl
       columns: {prompt: question, response: answer}
       metric: exact_match                    # or nll (the default)
+      answer: gsm8k                          # exact_match only: the_answer_is, gsm8k, auto
+                                             # (default: either), or {regex: PATTERN}
   - name: web
     sources:
       - path: raw/web/*.parquet
         columns: {text: content}             # plain text instead of prompt/response
+dev:                                         # optional pool-wide dev entries
+  - lm_eval:                                 # lm-evaluation-harness tasks (proxy/harness.py)
+      tasks: [tasks/arith_mc.yaml, tasks/private/, hellaswag]   # task YAML, folder, or registry name
+      limit: 200                             # documents per task (null: all)
+      num_fewshot: 0                         # null: each task's own default
+      batch_size: 8
 ```
-Every error names the domain and the field.
+Every error names the domain and the field. An exact-match dev set's answer pattern is checked
+by `pool build` against every reference (see proxy/answers.py).
 """
 from __future__ import annotations
 
@@ -28,11 +37,14 @@ from pathlib import Path
 
 from core.config import read_yaml_mapping
 from core.errors import UserError
+from proxy.answers import AnswerPattern
+from proxy.harness import HarnessSpec
 
-POOL_KEYS = {"name", "domains", "shard_size"}
+POOL_KEYS = {"name", "domains", "shard_size", "dev"}
 DOMAIN_KEYS = {"name", "sources", "dev"}
 SOURCE_KEYS = {"path", "hf", "columns", "format"}
-DEV_KEYS = SOURCE_KEYS | {"metric"}
+DEV_KEYS = SOURCE_KEYS | {"metric", "answer"}
+POOL_DEV_KEYS = {"lm_eval"}
 HF_KEYS = {"name", "config", "split", "data_files"}
 METRICS = ("nll", "exact_match")
 FORMATS = ("parquet", "jsonl")
@@ -51,7 +63,9 @@ class SourceSpec:
     format: str | None = None
     """parquet or jsonl; inferred from the file extension when absent."""
     metric: str = "nll"
-    """Dev sets only: nll, or exact_match (final number of the response)."""
+    """Dev sets only: nll, or exact_match (final answer of the response)."""
+    answer: AnswerPattern | None = None
+    """Exact-match dev sets only: how the final answer is found (default: `auto`)."""
 
     @property
     def is_text(self) -> bool:
@@ -72,6 +86,8 @@ class PoolManifest:
     base_dir: Path
     """Folder that relative source globs are resolved against (the manifest's)."""
     shard_size: int = 2000
+    harness: list[HarnessSpec] = field(default_factory=list)
+    """Pool-wide lm-evaluation-harness dev entries (the manifest's top-level `dev` list)."""
 
     @property
     def domain_names(self) -> list[str]:
@@ -117,8 +133,33 @@ def _parse_source(raw, where: str, *, dev: bool) -> SourceSpec:
     metric = raw.get("metric", "nll")
     if metric not in METRICS:
         raise UserError(f"{where}.metric: {metric!r} is not one of {METRICS}")
+    answer = None
+    if metric == "exact_match":
+        try:
+            answer = AnswerPattern.parse(raw.get("answer"))
+        except ValueError as exc:
+            raise UserError(f"{where}.answer: {exc}") from None
+    elif "answer" in raw:
+        raise UserError(f"{where}.answer: only an exact_match dev set has an answer pattern "
+                        f"(metric is {metric!r})")
     return SourceSpec(columns=_parse_columns(raw.get("columns"), where), path=raw.get("path"),
-                      hf=hf, format=fmt, metric=metric)
+                      hf=hf, format=fmt, metric=metric, answer=answer)
+
+
+def _parse_pool_dev(raw, base_dir: Path, origin: str) -> list[HarnessSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"{origin}: field 'dev' must be a non-empty list of entries like "
+                        "{lm_eval: {tasks: [...]}}")
+    specs = []
+    for i, entry in enumerate(raw):
+        where = f"{origin}: dev[{i}]"
+        _check_keys(entry, POOL_DEV_KEYS, where)
+        if "lm_eval" not in entry:
+            raise UserError(f"{where}: expected the key 'lm_eval'")
+        specs.append(HarnessSpec.parse(entry["lm_eval"], base_dir, f"{where}.lm_eval"))
+    return specs
 
 
 def parse_manifest(data: dict, base_dir: Path, origin: str = "manifest") -> PoolManifest:
@@ -150,7 +191,8 @@ def parse_manifest(data: dict, base_dir: Path, origin: str = "manifest") -> Pool
         parsed = [_parse_source(s, f"{where}: sources[{j}]", dev=False) for j, s in enumerate(sources)]
         dev = _parse_source(raw["dev"], f"{where}: dev", dev=True) if "dev" in raw else None
         domains.append(DomainSpec(name=dname, sources=parsed, dev=dev))
-    return PoolManifest(name=name, domains=domains, base_dir=base_dir, shard_size=shard_size)
+    return PoolManifest(name=name, domains=domains, base_dir=base_dir, shard_size=shard_size,
+                        harness=_parse_pool_dev(data.get("dev"), base_dir, origin))
 
 
 def load_manifest(path: str | Path) -> PoolManifest:

@@ -30,6 +30,8 @@ class DevSet:
     path: Path
     metric: str
     n_docs: int
+    answer: object = None
+    """The exact-match answer pattern as pool.json stores it (None: `auto`, or an nll set)."""
 
 
 class Pool:
@@ -75,8 +77,25 @@ class Pool:
         for d, info in self.index["domains"].items():
             if info.get("dev"):
                 dev = info["dev"]
-                out[d] = DevSet(d, self.root / dev["path"], dev["metric"], dev["n_docs"])
+                out[d] = DevSet(d, self.root / dev["path"], dev["metric"], dev["n_docs"],
+                                dev.get("answer"))
         return out
+
+    def harness(self):
+        """The pool's lm-evaluation-harness dev entries (proxy.harness.HarnessSpec)."""
+        from proxy.harness import HarnessSpec
+
+        return [HarnessSpec.from_json(h, self.root) for h in self.index.get("harness", [])]
+
+    def dev_tasks(self) -> dict:
+        """Everything the dev suite evaluates: {name: proxy.evaluate.DevTask} for the domains'
+        dev sets (read into memory) and `lm_eval:<i>` entries for the harness entries."""
+        from proxy.evaluate import DevTask
+
+        tasks = {d: DevTask.from_dev_set(ds, pd.read_parquet(ds.path)) for d, ds in self.dev_sets().items()}
+        tasks.update({f"lm_eval:{i}": DevTask(kind="lm_eval", harness=spec)
+                      for i, spec in enumerate(self.harness())})
+        return tasks
 
     def n_docs(self, domain: str | None = None) -> int:
         return sum(s.n_docs for s in self.shards(domain))

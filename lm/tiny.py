@@ -151,7 +151,7 @@ def build_tiny_model(out_dir: str | Path, tokenizer_dir: str | Path, corpus: lis
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     model = build_model(tokenizer, spec, seed=seed)
     losses = pretrain(model, tokenizer, corpus, spec, seed=seed, desc=f"pretrain {name}")
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, kind="tiny model", markers=("causalmix_model.json",)) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         n_params = sum(p.numel() for p in model.parameters())

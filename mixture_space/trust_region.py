@@ -29,6 +29,30 @@ def _check(reference: np.ndarray, radius: float) -> np.ndarray:
     return ref
 
 
+# The L2 diameter of the simplex (two vertices): no trust radius needs to be larger.
+MAX_TRUST_RADIUS = float(np.sqrt(2.0))
+
+
+def farthest_reach(reference: np.ndarray) -> float:
+    """L2 distance from `reference` to the farthest vertex of the simplex."""
+    ref = np.asarray(reference, dtype=float)
+    return float(np.sqrt(((np.eye(ref.size) - ref[None, :]) ** 2).sum(axis=1)).max())
+
+
+def steps_along(reference: np.ndarray, direction: np.ndarray, radii: np.ndarray, bounds=None) -> np.ndarray:
+    """`step_to_radius` for every radius of `radii` at once, shape (len(radii), K): the path a
+    step along `direction` traces as the trust region grows; with `bounds` (a
+    `MixtureBounds`), projected onto the bounded region instead of the simplex."""
+    ref = np.asarray(reference, dtype=float)
+    d = np.asarray(direction, dtype=float) - np.mean(direction)
+    norm = np.linalg.norm(d)
+    radii = np.asarray(radii, dtype=float)
+    if norm < 1e-15:
+        return np.repeat(ref[None, :], len(radii), axis=0)
+    project = project_to_simplex if bounds is None else bounds.project
+    return project(ref[None, :] + radii[:, None] * (d / norm)[None, :])
+
+
 def step_to_radius(reference: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
     """From `reference`, move distance `radius` (L2) along `direction` centred to sum zero,
     then project exactly onto the simplex (non-expansive, so the result stays within radius).
@@ -44,7 +68,7 @@ def step_to_radius(reference: np.ndarray, direction: np.ndarray, radius: float) 
 
 
 def trust_region_candidates(reference: np.ndarray, radius: float, n: int, *, norm: str = "l2",
-                            seed: int = 0) -> np.ndarray:
+                            seed: int = 0, bounds=None) -> np.ndarray:
     """`n` mixtures inside the trust region, shape (n, K); row 0 is the reference itself.
 
     Directions are uniform in the sum-zero plane; half the candidates lie on the
@@ -65,7 +89,8 @@ def trust_region_candidates(reference: np.ndarray, radius: float, n: int, *, nor
     r = np.full((n - 1, 1), radius)
     inner = rng.random(n - 1) < 0.5
     r[inner, 0] = radius * rng.random(inner.sum()) ** (1.0 / max(k - 1, 1))
-    pts = project_to_simplex(ref[None, :] + r * z / np.maximum(scale, 1e-15))
+    project = project_to_simplex if bounds is None else bounds.project
+    pts = project(ref[None, :] + r * z / np.maximum(scale, 1e-15))
     if norm == "l1":
         dist = simplex_distance(pts, ref, "l1")
         shrink = np.minimum(1.0, radius / np.maximum(dist, 1e-15))

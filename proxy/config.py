@@ -43,9 +43,13 @@ class ProxyConfig:
     em_batch_size: int = 32
     """Prompts per generation batch."""
     dev_limit: int = 0
-    """Dev documents per task (0: all of them)."""
+    """Dev documents per pool dev set (0: all of them); lm_eval entries have their own `limit`."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
+    objective: dict | None = None
+    """How each run's `y` is computed from its metrics (causal/objective.py form: metrics,
+    directions, weights, normalise); None: the default mean, loss-type metrics negated. It must
+    score a row alone: normalise none, or zscore/minmax with `stats` given."""
 
     def __post_init__(self):
         if self.budget < 1:
@@ -68,3 +72,20 @@ class ProxyConfig:
             raise ValueError(f"attention must be auto, sdpa, flash_attention_2 or eager, got {self.attention!r}")
         if self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("dev_limit, threads, weight_decay and max_grad_norm must be >= 0")
+        if self.objective is not None:
+            from causal.objective import Objective
+
+            try:
+                objective = Objective.from_json(self.objective)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"objective: {exc}") from None
+            if not objective.row_wise:
+                raise ValueError(f"objective: normalise {objective.normalise!r} needs a whole runs table; "
+                                 "a run's y needs normalise 'none' (or zscore/minmax with stats); "
+                                 "refit later with `fit --objective`")
+
+    def objective_spec(self):
+        """The run objective (causal.objective.Objective)."""
+        from causal.objective import Objective
+
+        return Objective.from_json(self.objective)

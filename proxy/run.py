@@ -69,13 +69,13 @@ def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], s
 
 
 def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFrame],
-              dev_sets: Mapping[str, tuple[str, pd.DataFrame]], features: pd.DataFrame,
+              dev_sets: Mapping[str, object], features: pd.DataFrame,
               feature_names: Sequence[str] = DEFAULT_FEATURES,
               on_step: Callable[[int, float], None] | None = None) -> dict:
     """Train `cfg.model` on the run's sample, evaluate the dev suite, return the row.
 
     shards: {shard name: frame with doc_id, prompt, response, is_text} (at least the state's).
-    dev_sets: {domain: (metric kind, dev frame)}.
+    dev_sets: {name: proxy.evaluate.DevTask, or (metric kind, dev frame)} (`Pool.dev_tasks()`).
     features: per-document features (doc_id, domain, feature_names...).
     """
     import torch
@@ -93,7 +93,7 @@ def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFr
     packed = pack_documents(sample.docs, cfg.max_length, tokenizer.pad_token_id, rng=rng)
     model = load_for_training(cfg, device)
     stats = train_packed(model, packed, cfg, device=device, rng=rng, on_step=on_step)
-    metrics = dev_suite(model, tokenizer, dev_sets, cfg, device)
+    metrics = dev_suite(model, tokenizer, dev_sets, cfg, device, seed=spec.seed)
     domains = list(spec.mixture)
     covariates = sample_covariates(
         features, sample.doc_ids, domains, feature_names,
@@ -103,7 +103,9 @@ def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFr
     row.update({f"mix.{d}": float(w) for d, w in spec.mixture.items()})
     row.update(covariates)
     row.update(metrics)
-    row["y"] = outcome(metrics)
+    objective = cfg.objective_spec()
+    row["y"] = outcome(metrics, objective)
+    row["y_objective"] = objective.dumps()
     row.update({
         "seed": int(spec.seed), "model": cfg.model, "tokens": int(stats.tokens),
         "wall_s": round(time.perf_counter() - start, 3), "status": "ok", "sampler": spec.sampler,

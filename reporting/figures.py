@@ -188,3 +188,30 @@ def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, samplers
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"spearman": rho, "r2": r2, "folds": folds}
+
+
+def plot_radius_choice(choice: Mapping, path: Path) -> None:
+    """The expected gain and its interval along the analytic path as the trust region grows,
+    the part of the path inside the runs' support, and the radius the policy chose: why the
+    recommended mixture lies where it does (`recommend`'s `radius_choice`)."""
+    curve = choice["curve"]
+    radius = np.asarray(curve["radius"], dtype=float)
+    gain, lower, upper = (np.asarray(curve[k], dtype=float) for k in ("gain", "lower", "upper"))
+    supported = np.asarray(curve["supported"], dtype=bool)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.fill_between(radius, lower, upper, color="tab:blue", alpha=0.18, label="interval")
+    ax.plot(radius, gain, color="tab:blue", label="expected gain")
+    ax.plot(radius, lower, color="tab:blue", lw=0.8, ls="--", label="lower bound")
+    if not supported.all():
+        edge = radius[np.argmin(supported)]
+        ax.axvspan(edge, radius[-1], color="0.85", zorder=0, label="outside the runs' support")
+    ax.axhline(0.0, color="0.3", lw=0.7)
+    ax.axvline(choice["radius"], color="tab:red", lw=1.2, label=f"chosen radius {choice['radius']:.3f}")
+    ax.set_xlabel("trust radius (L2 distance from the reference)")
+    ax.set_ylabel("gain over the reference")
+    ax.set_title(f"Trust radius ({choice['mode']}): {choice['reason'][:70]}", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -111,6 +111,7 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
                   "too few runs per leaf makes no split), so the recommendation rests on the average "
                   "returns, not on the target pool's data state.", ""]
     summary["figures"].append("return_curves.png")
+    lines += _metric_returns_section(model, runs, target, tmp, summary)
     table = validate_runs_frame(runs[["run_id", *(f"mix.{d}" for d in model.domains),
                                       *model.covariate_names, "y"]], where="runs for cross-fitting")
     try:
@@ -125,6 +126,29 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     return lines + [f"Held-out runs ({folds}-fold cross-fitting with the model's estimator settings): "
                     f"Spearman {cv['spearman']:.2f}, R² {cv['r2']:.2f}.", "",
                     "![predicted vs actual](predicted_vs_actual.png)", ""]
+
+
+def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:
+    """Domain x metric returns at the target pool: one fit per metric (causal/metric_returns.py)."""
+    from causal.fitting import FitConfig
+    from causal.metric_returns import metric_returns, plot_metric_returns
+    from causal.objective import default_metrics
+
+    if not default_metrics(runs.columns):
+        return []
+    try:
+        estimates, half = metric_returns(runs, target, config=FitConfig(estimator=model.estimator_name))
+    except UserError as exc:
+        return [f"Per-metric returns skipped: {exc}", ""]
+    plot_metric_returns(estimates, tmp / "metric_returns.png")
+    summary["figures"].append("metric_returns.png")
+    summary["metric_returns"] = {m: estimates[m].to_dict() for m in estimates.columns}
+    shown = estimates.map(lambda v: f"{v:+.3g}") + half.map(lambda v: f" ± {v:.2g}")
+    return ["### What each domain does to each metric", "",
+            f"Estimated return of each domain on each dev metric at the target pool (one "
+            f"{model.estimator_name} fit per metric on the same runs, signed so that higher is better; "
+            "± half the 90 % interval).", "", "![metric returns](metric_returns.png)", "",
+            _markdown_table(shown), ""]
 
 
 def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
@@ -169,7 +193,7 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
                  validation_dir: str | Path | None = None, model_dir: str | Path | None = None,
-                 cv_folds: int = 4) -> dict:
+                 cv_folds: int = 4, overwrite: bool = False) -> dict:
     from causal.model_dir import load_model_dir
 
     run_dir = Path(run_dir)
@@ -195,7 +219,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
         target = pool_cov or target
     sections = _runs_section(runs, domains, run_dir)
     summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": [], "out": str(out)}
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, kind="report folder", markers=("report.md",), overwrite=overwrite,
+                          inputs=[runs_path, run_dir / "policy.jsonl", validation_dir, model_dir]) as tmp:
         figures.plot_sampled_mixtures(runs, domains, tmp / "sampled_mixtures.png")
         figures.plot_outcome_by_domain(runs, domains, tmp / "outcome_by_domain.png")
         sections += ["## Proxy runs", "", "![sampled mixtures](sampled_mixtures.png)", "",

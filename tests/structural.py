@@ -72,3 +72,17 @@ class StructuralModel:
     def regret(self, mixture: np.ndarray) -> float:
         best = self.best_outcome([mixture])
         return best - float(self.outcome(mixture, self.target_state)[0])
+
+
+def fitted_regression_world(n_domains: int = 3, n_runs: int = 200, seed: int = 0):
+    """(world, runs table, FittedMixtureModel) of the fast `regression` estimator on a world's
+    runs: the policy tests' model, whose returns are right by construction."""
+    from causal.estimators import RegressionEstimator
+    from causal.model_dir import FittedMixtureModel
+    from causal.runs_table import validate_runs_frame
+
+    world = StructuralModel(n_domains=n_domains, seed=seed)
+    table = validate_runs_frame(world.runs(n_runs))
+    estimator = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(
+        table.mixtures(), table.covariates(), table.y)
+    return world, table, FittedMixtureModel.from_runs_table(estimator, "regression", table)

@@ -54,6 +54,22 @@ def test_recommend_with_covariates_file(fitted, capsys):
         assert lo <= result["expected_gain"] <= hi and result["model_version"]
 
 
+def test_recommend_auto_radius_by_default_and_bounded_radius(fitted, capsys):
+    root, frame = fitted
+    cov = {c: float(frame[c].mean()) for c in frame.columns if c.startswith("x.")}
+    (root / "cov_auto.json").write_text(json.dumps(cov))
+    capsys.readouterr()
+    code = launch.main(["recommend", "--model", str(root / "model"), "--covariates", str(root / "cov_auto.json")])
+    result, _ = _last_json(capsys)
+    assert code == 0 and result["radius_choice"]["mode"] == "auto"
+    assert result["trust_radius"] == result["radius_choice"]["radius"]
+    assert result["expected_gain"] >= 0 and result["interval"][0] >= 0
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(["recommend", "--model", str(root / "model"), "--covariates", str(root / "cov_auto.json"),
+                     "--trust-radius", "5"])
+    assert exit_info.value.code == 2 and "exceeds the simplex's L2 diameter" in capsys.readouterr().err
+
+
 def test_recommend_with_pool_features_warns_outside_support(fitted, capsys):
     root, frame = fitted
     rng = np.random.default_rng(0)

@@ -115,7 +115,7 @@ def test_mismatched_inputs_rejected():
         est.predict(W[:, :2], X[:, :1])
 
 
-@pytest.mark.parametrize("kind", ["linear", "log", "log-only", "sqrt"])
+@pytest.mark.parametrize("kind", ["linear", "log", "log-only", "sqrt", "log-pairs"])
 def test_featurizer_jacobian_matches_finite_differences(kind):
     f = MixtureFeaturizer(kind=kind).fit(np.zeros((1, 3)))
     T = np.array([[0.2, 0.3, 0.1], [0.05, 0.5, 0.25]])
@@ -137,3 +137,16 @@ def test_featurizer_selection_prefers_the_true_form():
     y_curvy = y_log + 3.0 * W[:, 1]
     assert select_featurizer(T, X, y_log)[0] == "log-only"
     assert select_featurizer(T, X, y_curvy)[0] == "log"
+    # one domain's return depends on another's weight: only the degree-2 log terms can bend so
+    y_pairs = y_curvy + 0.3 * np.log(W[:, 0] + 0.01) * np.log(W[:, 2] + 0.01)
+    assert select_featurizer(T, X, y_pairs)[0] == "log-pairs"
+
+
+def test_featurizer_eps_is_chosen_by_cv_when_auto():
+    rng = np.random.default_rng(1)
+    W = rng.dirichlet(np.full(3, 0.3), 400)
+    y = np.log(W + 0.003) @ np.array([1.0, 0.5, -0.2]) + 0.01 * rng.normal(size=400)
+    kind, eps, scores = select_featurizer(W[:, 1:], np.zeros((400, 0)), y, candidates=("log-only",),
+                                          eps_grid=(0.003, 0.01, 0.03))
+    assert (kind, eps) == ("log-only", 0.003) and set(scores) == {"log-only@0.003", "log-only@0.01",
+                                                                    "log-only@0.03"}

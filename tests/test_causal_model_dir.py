@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
+from causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES
 from causal.fitting import FitConfig, fit_runs_table
 from causal.model_dir import FittedMixtureModel, load_model_dir, save_model_dir
 from causal.runs_table import validate_runs_frame
@@ -33,7 +34,7 @@ def _cov(table, shift=0.0):
 
 def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
     out, model = forest_dir
-    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "estimator.pkl", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checksums.json", "estimator.pkl", "model.json", "support.npz"]
     loaded = load_model_dir(out)
     assert loaded.version == model.version and len(loaded.version) == 16
     assert loaded.domains == ["d0", "d1", "d2"] and loaded.covariate_names == table.covariate_names
@@ -42,8 +43,9 @@ def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
     assert info["fitted_on"]["n_runs"] == 160 and info["fitted_on"]["runs_table_sha256"] == "f" * 64
     assert set(info["fitted_on"]["covariate_ranges"]) == set(table.covariate_names)
     assert info["versions"]["econml"].startswith("0.17")
-    assert info["treatment_featurizer"]["kind"] in ("log", "log-only")
-    assert set(info["treatment_featurizer"]["cv_mse"]) <= {"log", "log-only"}
+    assert info["treatment_featurizer"]["kind"] in AUTO_CANDIDATES
+    assert info["treatment_featurizer"]["eps"] in EPS_CANDIDATES
+    assert {key.split("@")[0] for key in info["treatment_featurizer"]["cv_mse"]} <= set(AUTO_CANDIDATES)
     described = json.loads((out / "model.json").read_text())
     assert described["provenance"]["config"]["n_estimators"] == 40
     W, X = table.mixtures()[:7], table.covariates()[:7]

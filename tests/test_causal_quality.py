@@ -1,8 +1,13 @@
-"""Quality figures of issue 5, measured and printed (run with -s to see them):
+"""Quality figures, measured and printed (run with -s to see them):
 - RegMix's released runs: Spearman of the default estimator's predicted vs actual y on the 256
-  held-out runs (target Pile-CC) >= 0.98.
-- A confounded structural model with a shifted target pool: the causal policy's regret is
-  clearly below the RegMix baseline's and the equal mixture's, over several seeds.
+  held-out runs (target Pile-CC) >= 0.989, beside the RegMix LightGBM's in the same run.
+- Issue 12, regime (a): a confounded structural model over 5 domains whose log covers the
+  simplex (256 runs) and whose target pool's optimum lies ~0.36 L2 from equal: normalized
+  regret of the default fit + recommend <= 0.2 on every seed.
+- The causal forest (the paper's estimator, by name) with a fixed radius still beats RegMix's
+  policy and the equal mixture under confounding and shift.
+`benchmarks/bench_policy.py` prints the whole comparison (old defaults, every estimator and
+policy, the noisy 48-run regime).
 """
 import warnings
 
@@ -10,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from causal.fitting import FitConfig, fit_runs_table
+from causal.fitting import FitConfig, estimator_label, fit_runs_table
 from causal.model_dir import FittedMixtureModel
 from causal.regmix import RegMixEstimator
 from causal.runs_table import import_regmix, validate_runs_frame
@@ -18,22 +23,49 @@ from regmix_data import regmix_dir
 from structural import StructuralModel
 
 
-def test_regmix_heldout_spearman_of_default_estimator():
+def _regmix(split):
     data = regmix_dir()
-    train = validate_runs_frame(import_regmix(data / "train_mixture_1m.csv", data / "train_pile_loss_1m.csv",
-                                              target="pile_cc"))
-    test = validate_runs_frame(import_regmix(data / "test_mixture_1m.csv", data / "test_pile_loss_1m.csv",
+    return validate_runs_frame(import_regmix(data / f"{split}_mixture_1m.csv", data / f"{split}_pile_loss_1m.csv",
                                              target="pile_cc"))
+
+
+@pytest.mark.slow
+def test_regmix_heldout_spearman_of_default_estimator():
+    train, test = _regmix("train"), _regmix("test")
     config = FitConfig()
-    assert config.estimator == "causal-forest"
+    assert config.estimator == "auto"
     estimator = fit_runs_table(train, config)
     rho = spearmanr(estimator.predict(test.mixtures(), test.covariates()), test.y).statistic
-    print(f"\nFIGURE regmix_heldout_spearman estimator=causal-forest featurizer={estimator.featurizer_kind_} "
-          f"rho={rho:.4f} (n_test={test.n_runs})")
-    assert rho >= 0.98
+    lgbm = RegMixEstimator(n_bootstrap=0).fit(train.mixtures(), train.covariates(), train.y)
+    rho_lgbm = spearmanr(lgbm.predict(test.mixtures(), test.covariates()), test.y).statistic
+    print(f"\nFIGURE regmix_heldout_spearman default={estimator_label(estimator, config)} "
+          f"featurizer={estimator.featurizer_kind_}@{estimator.featurizer_eps_} rho={rho:.4f} "
+          f"regmix_lightgbm_rho={rho_lgbm:.4f} (n_test={test.n_runs})")
+    assert rho >= 0.989
 
 
-def test_causal_policy_regret_beats_regmix_and_equal_under_confounding_and_shift():
+@pytest.mark.slow
+def test_default_fit_and_recommend_reach_a_far_optimum():
+    regrets = []
+    for seed in range(3):
+        world = StructuralModel(n_domains=5, seed=seed)
+        table = validate_runs_frame(world.runs(256))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = FitConfig(seed=seed)
+            estimator = fit_runs_table(table, config)
+        model = FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
+        rec = model.recommend(world.target_covariates())
+        mixture = np.array([rec["mixture"][d] for d in world.domains])
+        regrets.append(world.regret(mixture) / world.regret(np.full(world.k, 1 / world.k)))
+        assert rec["radius_choice"]["mode"] == "auto"
+    print("\nFIGURE structural_far_optimum_normalized_regret (5 domains, 256 runs, default fit + recommend) "
+          + " ".join(f"seed{s}={r:.3f}" for s, r in enumerate(regrets)))
+    assert max(regrets) <= 0.2
+
+
+@pytest.mark.slow
+def test_causal_forest_policy_regret_beats_regmix_and_equal_under_confounding_and_shift():
     regrets = {"causal-forest analytic": [], "causal-forest search": [], "regmix top-k": [], "equal": []}
     for seed in range(3):
         world = StructuralModel(seed=seed)
@@ -42,7 +74,8 @@ def test_causal_policy_regret_beats_regmix_and_equal_under_confounding_and_shift
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # nuisances pinned to the polynomial ridge (what CV picks here) to keep the test fast
-            config = FitConfig(seed=seed, nuisance_model="poly")
+            config = FitConfig(estimator="causal-forest", seed=seed, nuisance_model="poly",
+                               treatment_featurizer="log-only", featurizer_eps=0.01)
             causal = FittedMixtureModel.from_runs_table(fit_runs_table(table, config), "causal-forest", table)
             baseline = FittedMixtureModel.from_runs_table(
                 RegMixEstimator(random_state=seed, n_bootstrap=0).fit(table.mixtures(), table.covariates(),

@@ -193,18 +193,80 @@ def test_raycluster_has_an_autoscaling_gpu_group():
                        "RayCluster", gpu_groups=True)
 
 
-def test_rayjob_runs_a_resumable_sweep_on_the_raycluster():
+# The RayJob API (ray.io/v1) of current KubeRay, written down from its published RayJobSpec
+# (ray-operator/apis/ray/v1/rayjob_types.go) and the checks of ValidateRayJobSpec
+# (ray-operator/controllers/ray/utils/validation.go) after ray-project/kuberay#4527 (February
+# 2026), which rejects backoffLimit > 0 together with clusterSelector.
+RAYJOB_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate", "metadata",
+    "clusterSelector", "submitterConfig", "managedBy", "deletionStrategy", "entrypoint",
+    "runtimeEnvYAML", "jobId", "submissionMode", "entrypointResources", "entrypointNumCpus",
+    "entrypointNumGpus", "ttlSecondsAfterFinished", "shutdownAfterJobFinishes", "suspend", "schedule",
+}
+RAYJOB_SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
+
+
+def rayjob_violations(spec: dict) -> list[str]:
+    """Why KubeRay would reject this RayJob spec, or would not retry it as the docs say."""
+    found = [f"unknown field spec.{k}" for k in sorted(set(spec) - RAYJOB_SPEC_FIELDS)]
+    mode = spec.get("submissionMode", "K8sJobMode")
+    backoff = spec.get("backoffLimit", 0)
+    selector = spec.get("clusterSelector") or {}
+    if mode not in RAYJOB_SUBMISSION_MODES:
+        found.append(f"submissionMode {mode!r}")
+    if not selector and spec.get("rayClusterSpec") is None:
+        found.append("one of rayClusterSpec or clusterSelector must be set")
+    if selector:
+        if not selector.get("ray.io/cluster"):
+            found.append("clusterSelector needs ray.io/cluster")
+        if mode == "SidecarMode":
+            found.append("clusterSelector is not supported in SidecarMode")
+        if backoff > 0:
+            found.append("backoffLimit > 0 with clusterSelector (a retry would delete the selected cluster)")
+        if spec.get("suspend"):
+            found.append("suspend with clusterSelector")
+    if mode == "InteractiveMode" and backoff > 0:
+        found.append("backoffLimit > 0 with InteractiveMode")
+    if not isinstance(backoff, int) or backoff < 0:
+        found.append(f"backoffLimit {backoff!r} must be a non-negative integer")
+    if spec.get("ttlSecondsAfterFinished", 0) < 0:
+        found.append("ttlSecondsAfterFinished < 0")
+    if spec.get("ttlSecondsAfterFinished", 0) > 0 and not spec.get("shutdownAfterJobFinishes"):
+        found.append("ttlSecondsAfterFinished needs shutdownAfterJobFinishes: true")
+    if spec.get("suspend") and not spec.get("shutdownAfterJobFinishes"):
+        found.append("suspend needs shutdownAfterJobFinishes: true")
+    try:
+        yaml.safe_load(spec.get("runtimeEnvYAML", "") or "{}")
+    except yaml.YAMLError:
+        found.append("runtimeEnvYAML is not YAML")
+    return found
+
+
+def test_rayjob_is_a_spec_kuberay_accepts_and_retries_a_resumable_sweep():
     docs = manifests()
     job = docs["RayJob"]["spec"]
-    assert job["clusterSelector"]["ray.io/cluster"] == docs["RayCluster"]["metadata"]["name"]
-    assert job["backoffLimit"] >= 1
-    yaml.safe_load(job["runtimeEnvYAML"])
+    assert rayjob_violations(job) == []
+    # what docs/cluster.md promises: retries, each on a new cluster of the same spec, resuming
+    assert job["backoffLimit"] >= 1 and "clusterSelector" not in job
+    assert job["rayClusterSpec"] == docs["RayCluster"]["spec"], "rayjob-sweep.yaml's cluster drifted"
     calls = parse_launch_calls(job["entrypoint"])
     assert [c[0] for c in calls] == ["sweep", "sweep"]
     resume, fresh = calls
     assert "--resume" in resume and "--resume" not in fresh
     out = {c[c.index("--out") + 1] for c in calls}
     assert len(out) == 1 and f"-f {out.pop()}/" in job["entrypoint"], "resume must test the same RUN_DIR"
+    docs_text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    assert "backoffLimit" in docs_text and "clusterSelector" in docs_text
+
+
+def test_rayjob_rules_catch_what_kuberay_rejects():
+    selected = {"clusterSelector": {"ray.io/cluster": "causalmix"}, "entrypoint": "x", "backoffLimit": 2}
+    assert any("clusterSelector" in v for v in rayjob_violations(selected))  # the old manifest's shape
+    assert rayjob_violations({**selected, "backoffLimit": 0}) == []
+    assert rayjob_violations({"entrypoint": "x"}) == ["one of rayClusterSpec or clusterSelector must be set"]
+    assert rayjob_violations({"rayClusterSpec": {}, "retries": 1}) == ["unknown field spec.retries"]
+    assert rayjob_violations({"rayClusterSpec": {}, "ttlSecondsAfterFinished": 60}) == [
+        "ttlSecondsAfterFinished needs shutdownAfterJobFinishes: true"]
 
 
 def test_rayservice_serves_the_recommender_app():

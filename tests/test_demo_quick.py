@@ -10,7 +10,7 @@ import pytest
 
 import launch
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 FIGURES = ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.png", "return_curves.png",
            "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png")

@@ -81,3 +81,16 @@ def test_fit_actor_refits_in_background_with_increasing_versions(ray_local, tmp_
     assert load_model_dir(path).n_runs == 120
     assert len((tmp_path / "policy.jsonl").read_text().splitlines()) == 4
     ray_local.kill(actor)
+
+
+def test_tracker_keys_runs_by_run_id_so_a_resume_keeps_fitting(tmp_path):
+    """Issue 18, case 6: rows fed again on resume (by the driver and by re-reporting trials)
+    are added once, and the next fit still runs on every distinct run."""
+    tracker = PolicyTracker(config=FAST, refit_every=30, background=False)
+    rows = _rows(90, seed=4)
+    tracker.add_runs(rows[:60])
+    assert tracker.latest_snapshot()["n_runs"] == 60
+    assert tracker.add_runs(rows[:60]) == 60  # the resumed driver's landed rows
+    assert tracker.add_runs(rows[30:90]) == 90  # trials re-reporting, plus 30 new runs
+    snap = tracker.latest_snapshot()
+    assert snap["n_runs"] == 90 and tracker.last_error is None

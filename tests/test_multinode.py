@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).with_name("multinode_scenarios.py")
 
-pytestmark = [pytest.mark.multinode, pytest.mark.slow]
+pytestmark = [pytest.mark.multinode, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def write_stand_in_features(pool_dir: Path, out: Path) -> Path:

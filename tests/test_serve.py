@@ -7,9 +7,9 @@ Two model directories are fitted with `launch.py fit` on a synthetic runs table.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,21 +17,16 @@ import pytest
 
 import launch
 from actors.serve.client import recommend_via_endpoint
-from actors.serve.deployment import APP_NAME, ServeSettings, apply
+from actors.serve.deployment import APP_NAME, ServeSettings, apply, reload
 from causal.model_dir import load_model_dir
 from core.errors import UserError
+from tests.ports import free_port
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
 COVS = [f"x.{d}.normalized_loss" for d in DOMAINS]
 POOL = {c: 0.4 + 0.05 * i for i, c in enumerate(COVS)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +41,9 @@ def model_dirs(tmp_path_factory):
 def service(ray_local, model_dirs):
     from ray import serve
 
-    settings = ServeSettings(model=str(model_dirs[0]), port=_free_port(), replica_cpus=0.25)
-    apply(settings)
+    settings = ServeSettings(model=str(model_dirs[0]), port=free_port(), replica_cpus=0.25,
+                             version=load_model_dir(model_dirs[0]).version)
+    apply(settings)  # returns once every replica reports this version
     client = httpx.Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=30)
     try:
         yield client, settings
@@ -126,7 +122,7 @@ BAD_REQUESTS = {
                                    ["body", "reference"], "sum to 1"),
     "trust radius zero": ("/v1/recommend", {**GOOD, "trust_radius": 0}, ["body", "trust_radius"], "greater than 0"),
     "trust radius too large": ("/v1/recommend", {**GOOD, "trust_radius": 5}, ["body", "trust_radius"],
-                               "less than or equal to 2"),
+                               "less than or equal to 1.4142"),
     "unknown policy": ("/v1/recommend", {**GOOD, "policy": "greedy"}, ["body", "policy"], "analytic"),
     "alpha out of range": ("/v1/recommend", {**GOOD, "alpha": 1.5}, ["body", "alpha"], "less than 1"),
     "top_k too large": ("/v1/recommend", {**GOOD, "policy": "search", "top_k": 10**6}, ["body", "top_k"],
@@ -201,7 +197,7 @@ def test_endpoint_client(service):
     with pytest.raises(UserError, match="non-finite"):
         recommend_via_endpoint(url, {"covariates": {**POOL, COVS[0]: float("inf")}})
     with pytest.raises(UserError, match="cannot reach"):
-        recommend_via_endpoint(f"http://127.0.0.1:{_free_port()}", {"covariates": POOL})
+        recommend_via_endpoint(f"http://127.0.0.1:{free_port()}", {"covariates": POOL})
 
 
 
@@ -225,9 +221,20 @@ def _replica_actors() -> set[str]:
             if "SERVE_REPLICA" in a["name"] and APP_NAME in a["name"]}
 
 
+def _wait_for(condition, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f} s"
+        time.sleep(0.05)
+
+
 def test_reload_while_requests_run_drops_none(service, model_dirs):
+    """A refit written into the served directory reaches the running replica in place (what
+    the watcher does): every answer is a 200, from the old model until `reload` returns and
+    from the new one after. Runs last: it leaves the served directory holding the refit."""
     client, settings = service
-    old, new = (load_model_dir(d).version for d in model_dirs)
+    served = Path(settings.model)
+    old = load_model_dir(served).version
     replicas_before = _replica_actors()
     stop = threading.Event()
     answers: list[tuple[int, str | None]] = []
@@ -243,19 +250,24 @@ def test_reload_while_requests_run_drops_none(service, model_dirs):
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
-        settings.model, settings.version = str(model_dirs[1]), new
-        apply(settings)
-        deadline = time.monotonic() + 30
-        while client.get("/v1/model").json()["version"] != new and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        _wait_for(lambda: len(answers) >= 8, "8 answers before the reload")
+        fit_synthetic_model_dir(served, estimator="regression", seed=1)  # a refit, in place
+        new = load_model_dir(served).version
+        assert new != old
+        settings.version = new
+        reload(settings)  # returns once every replica serves `new`
+        reloaded_at = len(answers)
+        _wait_for(lambda: len(answers) >= reloaded_at + 8, "8 answers after the reload")
     finally:
         stop.set()
         for thread in threads:
             thread.join(30)
     statuses = [status for status, _ in answers]
     versions = [version for _, version in answers]
-    assert statuses and set(statuses) == {200}, f"{len(statuses)} answers, statuses {set(statuses)}"
-    assert versions[0] == old and versions[-1] == new
+    assert set(statuses) == {200}, f"{len(statuses)} answers, statuses {set(statuses)}"
+    assert versions[0] == old and set(versions) == {old, new}
+    # answers started after reload() returned all come from the new model (4 threads: the
+    # first 4 after it may have been sent before it returned)
+    assert set(versions[reloaded_at + 4:]) == {new}
     assert _replica_actors() == replicas_before, "reload restarted replicas instead of reconfiguring them"
+    assert client.get("/v1/model").json()["version"] == new

@@ -143,10 +143,17 @@ def test_serve_config_file_is_a_valid_serve_deploy_config():
 
     config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / "configs" / "serve.yaml").read_text()))
     (app,) = config.applications
-    assert app.import_path == IMPORT_PATH
+    # the import path resolves to a builder of the app, whose deployment the config configures
+    import importlib
+
+    from actors.serve.deployment import Recommender
+
+    module, attribute = app.import_path.split(":")
+    built = getattr(importlib.import_module(module), attribute)(app.args)
+    assert isinstance(built, Application)
     AppArgs.model_validate(app.args)
     (deployment,) = app.deployments
-    assert deployment.name == DEPLOYMENT_NAME
+    assert deployment.name == Recommender.name
     ModelRef.model_validate(deployment.user_config)
 
 
@@ -161,3 +168,43 @@ def test_serve_command_rejects_bad_input_before_starting_ray(tmp_path, capsys):
     assert "autoscale" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", "--model", str(tmp_path), "--replicas", "2", "--autoscale", "1:3"])
+
+
+def test_a_failed_reload_is_retried_at_the_next_poll(tmp_path, monkeypatch, capsys):
+    """Issue 18, case 9: the watcher's version changes only once the replicas serve it."""
+    from actors.serve import deployment
+    from causal.model_dir import load_model_dir
+    from commands.serve import _reload_if_new
+    from tests.serve_model import fit_synthetic_model_dir
+
+    model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", n_runs=40)
+    settings = ServeSettings(model=str(model), version=load_model_dir(model).version)
+    first = settings.version
+    fit_synthetic_model_dir(model, estimator="regression", n_runs=40, seed=1)
+    second = load_model_dir(model).version
+    calls = []
+
+    def flaky_reload(target):
+        calls.append(target.version)
+        if len(calls) == 1:
+            raise UserError("a replica failed to load it")
+
+    monkeypatch.setattr(deployment, "reload", flaky_reload)
+    assert _reload_if_new(settings, model, "stamp-1") is None  # None: differs from every stamp
+    assert settings.version == first and "will retry" in capsys.readouterr().err
+    assert _reload_if_new(settings, model, "stamp-2") == "stamp-2"
+    assert settings.version == second and calls == [second, second]
+    assert _reload_if_new(settings, model, "stamp-3") == "stamp-3" and calls == [second, second]
+
+
+def test_the_deferred_ingress_hook_is_still_public():
+    """`Recommender` builds its FastAPI app in `__serve_build_asgi_app__` (it needs the
+    replica's model slot). Ray documents that hook in `serve.ingress`'s docstring; if a Ray
+    upgrade stops documenting it, this fails and the deployment needs another way."""
+    from ray import serve
+
+    from actors.serve.deployment import Recommender
+
+    assert "__serve_build_asgi_app__" in (serve.ingress.__doc__ or "")
+    assert "Pass nothing to defer the app to replica init time" in serve.ingress.__doc__
+    assert callable(getattr(Recommender.func_or_class, "__serve_build_asgi_app__", None))

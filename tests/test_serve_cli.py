@@ -1,12 +1,12 @@
 """`launch.py serve` end to end, as a user runs it: its own local Ray in Serve's
-high-throughput mode (HAProxy ingress), answers over loopback, and a refit written into
-the watched model directory is picked up without a restart."""
+high-throughput mode (HAProxy ingress), answers over loopback, a refit written into
+the watched model directory is picked up without a restart, and SIGTERM (what a supervisor
+sends) stops it with every process it started (issue 18, case 5)."""
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,18 +17,15 @@ import httpx
 import pytest
 
 from causal.model_dir import load_model_dir
+from core.reaper import alive, descendants
+from tests.ports import free_port
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
+from tests.test_shutdown import wait_gone
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve]
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = {f"x.{d}.normalized_loss": 0.5 for d in DOMAINS}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _first_json_line(proc: subprocess.Popen, timeout_s: float) -> dict:
@@ -65,7 +62,7 @@ def _haproxy_running() -> bool:
 def test_serve_command_answers_and_reloads_a_refit_in_high_throughput_mode(tmp_path):
     model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", seed=0)
     first = load_model_dir(model).version
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "launch.py", "serve", "--model", str(model), "--port", str(port),
          "--high-throughput", "--watch", "1", "--replica-cpus", "0.25", "--no-access-log"],
@@ -75,6 +72,7 @@ def test_serve_command_answers_and_reloads_a_refit_in_high_throughput_mode(tmp_p
         assert started == {"url": f"http://127.0.0.1:{port}", "model_version": first,
                            "model_dir": str(model.resolve())}
         assert _haproxy_running()
+        started_procs = descendants(proc.pid)
         with httpx.Client(base_url=started["url"], timeout=30) as client:
             assert client.get("/healthz").json()["model_version"] == first
             answer = client.post("/v1/recommend", json={"covariates": POOL}).json()
@@ -90,10 +88,13 @@ def test_serve_command_answers_and_reloads_a_refit_in_high_throughput_mode(tmp_p
                 time.sleep(0.5)
             assert client.post("/v1/recommend", json={"covariates": POOL}).json()["model_version"] == second
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(90)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+    # Ray's own processes (GCS, raylet, agents, HAProxy, replicas) and anything they started.
+    assert len(started_procs) >= 4
+    assert wait_gone(started_procs, timeout_s=60) == []

@@ -143,24 +143,48 @@ def test_recommended_mixture_reads_policies_or_mixture():
 
 @pytest.mark.ray
 def test_round_snapshot_reader_never_waits_for_a_slow_fit_actor(ray_local):
+    """The fit actor's answer is held back until the test releases it: a reader that waited
+    would hang here (and pytest-timeout fails the test), one that does not answers PENDING."""
     import ray
 
     @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            import asyncio
+
+            self.opened = asyncio.Event()
+
+        async def wait(self):
+            await self.opened.wait()
+
+        def open(self):
+            self.opened.set()
+
+    @ray.remote(num_cpus=0)
     class SlowFit:
-        def round_snapshot(self, rows, round_index):
-            time.sleep(1.5)
+        def __init__(self, gate):
+            self.gate = gate
+
+        async def round_snapshot(self, rows, round_index):
+            await self.gate.wait.remote()
             return {"version": round_index, "n_runs": len(rows)}
 
-    actor = SlowFit.options(name="slow-fit-test").remote()
+    gate = Gate.remote()
+    actor = SlowFit.options(name="slow-fit-test").remote(gate)
     reader = ActorRoundSnapshots("slow-fit-test")
     assert reader.poll(1) is PENDING                    # nothing requested
-    start = time.perf_counter()
     reader.request(1, [{"run_id": "run-00000"}])
-    assert reader.poll(1) is PENDING and time.perf_counter() - start < 1.0
-    deadline = time.time() + 30
+    assert [reader.poll(1) for _ in range(3)] == [PENDING] * 3  # the gate is closed: no answer yet
+    ray.get(gate.open.remote())
+    deadline = time.monotonic() + 60
     answer = PENDING
-    while answer is PENDING and time.time() < deadline:
-        time.sleep(0.2)
+    while answer is PENDING:
+        assert time.monotonic() < deadline, "the released answer never reached the reader"
+        time.sleep(0.05)
         answer = reader.poll(1)
     assert answer == {"version": 1, "n_runs": 1}
+    missing = ActorRoundSnapshots("no-such-actor")
+    missing.request(2, [])
+    assert missing.poll(2) is None                      # no fit actor: the prior, not a crash
     ray.kill(actor)
+    ray.kill(gate)

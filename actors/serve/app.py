@@ -21,6 +21,7 @@ from actors.serve import schemas
 from actors.serve.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
                                   RecommendRequest, RecommendResponse, error)
 from core.errors import UserError
+from mixture_space import MixtureBounds
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,14 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         model = loaded.model
         _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
         try:
+            options = request.policy_options()
+            if request.constraints is not None:
+                lower, upper = request.constraints.lower, request.constraints.upper
+                options["constraints"] = MixtureBounds(
+                    domains=tuple(model.domains), lower=np.array([lower.get(d, 0.0) for d in model.domains]),
+                    upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
             result = model.recommend(request.covariate_values(), policy=request.policy,
-                                     reference=request.reference, **request.policy_options())
+                                     reference=request.reference, **options)
         except UserError as exc:
             _reject([error(("body",), str(exc))])
         return RecommendResponse.model_validate(to_builtin(result))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from core.errors import UserError
@@ -19,8 +20,14 @@ def _describe_422(body: dict) -> str:
 def call(url: str, path: str, payload: dict | None = None, *, timeout_s: float = 30.0) -> dict:
     """POST `payload` (or GET when None) to `url` + `path`; the JSON answer, or a UserError
     that names the fields the service rejected."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(f"endpoint {url!r} is not an http(s) URL (expected e.g. http://127.0.0.1:8000)")
     target = url.rstrip("/") + path
-    data = None if payload is None else json.dumps(payload, allow_nan=False).encode("utf-8")
+    try:
+        data = None if payload is None else json.dumps(payload, allow_nan=False).encode("utf-8")
+    except ValueError as exc:  # json.dumps refuses NaN and infinity before anything is sent
+        raise UserError(f"the request to {target} holds a non-finite number: {exc}") from None
     request = urllib.request.Request(target, data=data, method="GET" if data is None else "POST",
                                      headers={"Content-Type": "application/json"})
     try:
@@ -51,10 +58,7 @@ def recommend_via_endpoint(url: str, request_dict: dict, *, timeout_s: float = 3
     """
     if not isinstance(request_dict, dict):
         raise UserError(f"a recommend request must be a JSON object, got {type(request_dict).__name__}")
-    try:
-        return call(url, "/v1/recommend", request_dict, timeout_s=timeout_s)
-    except ValueError as exc:  # json.dumps refuses NaN and infinity before anything is sent
-        raise UserError(f"the recommend request holds a non-finite number: {exc}") from None
+    return call(url, "/v1/recommend", request_dict, timeout_s=timeout_s)
 
 
 def model_info_via_endpoint(url: str, *, timeout_s: float = 30.0) -> dict:

@@ -4,11 +4,15 @@ The deployment is a thin shell over `actors.serve.app`: it builds the FastAPI ap
 over a `ModelSlot`, takes the model directory (and expected version) from its
 `user_config`, and reports unhealthy when the model cannot answer.
 
-It is always deployed from a Serve config (`serve_config` here, or
-configs/serve.yaml with `serve run`/`serve deploy`), never with `serve.run(app)`:
-an application deployed from a config keeps its code version across updates, so a
-new `user_config` reaches the running replicas through `reconfigure`, in place,
-while `serve.run` gives every call a new code version and restarts the replicas.
+`launch.py serve` deploys it with the public `serve.start` + `serve.run` and swaps a new
+model in with `reload`: a handle's `broadcast` calls `reconfigure_and_report` on every
+replica, in place (a second `serve.run` would give the app a new code version and restart
+the replicas). `serve_config` is the same application as a Serve config file
+(configs/serve.yaml) for `serve deploy` / a RayService, where a new `user_config` reaches the
+replicas through `reconfigure`.
+
+The ASGI app is built per replica by `__serve_build_asgi_app__`, which `serve.ingress()`
+documents for a class decorated with no app (tests/test_serve_app.py checks that it still does).
 """
 from __future__ import annotations
 
@@ -93,6 +97,15 @@ class Recommender:
                            "serving %s", ref.model_dir, loaded.version, ref.version, loaded.version)
         self._slot.install(loaded)
 
+    async def reconfigure_and_report(self, user_config: dict) -> str:
+        """`reconfigure`, then the version now served (what `reload` broadcasts)."""
+        await self.reconfigure(user_config)
+        return self._slot.require().version
+
+    def model_version(self) -> str | None:
+        loaded = self._slot.current
+        return None if loaded is None else loaded.version
+
     async def check_health(self) -> None:
         await asyncio.to_thread(self._slot.check_health)
 
@@ -166,10 +179,13 @@ class ServeSettings:
                 "target_ongoing_requests": self.target_ongoing_requests}
         return options
 
+    def proxy_location(self) -> str:
+        return "HeadOnly"
+
     def serve_config(self) -> dict:
         """The Serve deploy config (the schema of configs/serve.yaml) for these settings."""
         return {
-            "proxy_location": "HeadOnly",
+            "proxy_location": self.proxy_location(),
             "http_options": {"host": self.host, "port": self.port},
             "applications": [{
                 "name": APP_NAME,
@@ -182,37 +198,82 @@ class ServeSettings:
         }
 
 
+def _application(settings: ServeSettings) -> serve.Application:
+    return Recommender.options(**settings.deployment_options()).bind(max_body_bytes=settings.max_body_bytes)
+
+
 def apply(settings: ServeSettings, *, timeout_s: float = 120.0) -> None:
-    """Start Serve on the connected Ray cluster if needed and deploy (or update) the app.
+    """Start Serve on the connected Ray cluster if needed and deploy the app, with public Serve
+    APIs only (`serve.start`, `serve.run`, `serve.status`, a handle's `broadcast`).
 
-    Applying the same settings with another model directory or version reloads the
-    model in place. Waits until the application is RUNNING, or raises naming what
-    Serve reported.
+    Ready means every replica answers with the model version `settings.version` (when set),
+    asked through `broadcast`, not a guess at how long Serve takes. Raises UserError naming
+    what Serve reported when the app does not come up within `timeout_s`.
+
+    `serve.run` gives each call a new code version, so calling this again restarts the
+    replicas (a rolling update); `reload` swaps the model in place instead.
     """
-    from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
+    serve.start(proxy_location=settings.proxy_location(),
+                http_options={"host": settings.host, "port": settings.port})
+    try:
+        serve.run(_application(settings), name=APP_NAME, route_prefix="/",
+                  logging_config={"enable_access_log": settings.access_log})
+    except Exception as exc:  # serve.run raises RuntimeError (and others) when the deploy fails
+        raise UserError(f"Serve application {APP_NAME!r} did not start: {exc} "
+                        f"({_status_details()}); see the replica logs under the Ray session's "
+                        "logs/serve folder") from None
+    if settings.version is not None:
+        wait_for_version(settings, timeout_s=timeout_s)
 
-    config = ServeDeploySchema.model_validate(settings.serve_config())
-    # The public `serve.start` returns nothing; the client it creates is what applies a
-    # config (the same call `serve run CONFIG.yaml` makes).
-    client = serve_start(http_options=config.http_options.model_dump(),
-                         proxy_location=config.proxy_location)
-    client.deploy_apps(config, _blocking=False)
-    wait_until_running(timeout_s=timeout_s)
+
+def reload(settings: ServeSettings, *, timeout_s: float = 120.0) -> None:
+    """Make every running replica load `settings.model` and check that each now serves
+    `settings.version`; requests keep being answered by the old model meanwhile.
+
+    Replicas started later (autoscaling, a restart after a failed health check) load the
+    model directory the deployment was started with, which is the watched directory itself,
+    so they serve its current contents. Raises UserError when a replica fails to load it or
+    answers with another version; the caller keeps its old version and tries again.
+    """
+    ref = ModelRef(model_dir=str(Path(settings.model).resolve()), version=settings.version)
+    versions = _broadcast("reconfigure_and_report", ref.model_dump(), timeout_s=timeout_s)
+    wrong = sorted({v for v in versions if v != settings.version})
+    if wrong:
+        raise UserError(f"reloading {settings.model}: replicas serve {wrong}, not {settings.version}")
 
 
-def wait_until_running(*, timeout_s: float, settle_s: float = 0.5) -> None:
+def wait_for_version(settings: ServeSettings, *, timeout_s: float) -> None:
+    """Until every replica reports `settings.version` (a replica loads its model in
+    `reconfigure` before Serve marks it running, so this is normally at once)."""
     deadline = time.monotonic() + timeout_s
-    # The controller applies a config asynchronously; give it a moment to leave RUNNING.
-    time.sleep(settle_s)
     while True:
-        app = serve.status().applications.get(APP_NAME)
-        status = getattr(app, "status", None)
-        if status == "RUNNING":
+        try:
+            versions = set(_broadcast("model_version", timeout_s=max(1.0, deadline - time.monotonic())))
+        except UserError:
+            versions = set()
+        if versions == {settings.version}:
             return
-        if status == "DEPLOY_FAILED" or time.monotonic() > deadline:
-            details = {name: (d.status, d.message) for name, d in (app.deployments.items() if app else [])}
-            raise UserError(f"Serve application {APP_NAME!r} is {status} (waited up to {timeout_s:.0f} s) "
-                            f"(deployments: {details}); see the replica logs under the Ray session's "
-                            "logs/serve folder")
-        time.sleep(0.25)
+        if time.monotonic() > deadline:
+            raise UserError(f"Serve application {APP_NAME!r}: replicas serve {sorted(map(str, versions))}, "
+                            f"not {settings.version}, after {timeout_s:.0f} s ({_status_details()})")
+        time.sleep(0.25)  # polling what the replicas report; the outcome is decided by that
+
+
+def _broadcast(method: str, *args, timeout_s: float) -> list:
+    handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
+    try:
+        return list(handle.broadcast(method, *args).results(timeout_s=timeout_s))
+    except Exception as exc:  # a replica's exception, or a timeout, surfaces here
+        raise UserError(f"Serve application {APP_NAME!r}: {method} failed on a replica: "
+                        f"{type(exc).__name__}: {exc}") from None
+
+
+def _status_details() -> str:
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception as exc:  # the controller itself may be what failed
+        return f"serve.status() failed: {exc}"
+    if app is None:
+        return "no such application"
+    details = {name: (d.status, d.message) for name, d in app.deployments.items()}
+    return f"application {app.status}, deployments {details}"

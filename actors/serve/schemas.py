@@ -11,21 +11,35 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Tag,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
+                      Tag, field_validator, model_validator)
 
-# No two mixtures are further apart than 2 (L1; sqrt(2) in L2), so a larger radius means nothing.
-MAX_TRUST_RADIUS = 2.0
+from mixture_space import MAX_TRUST_RADIUS
+
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
 MAX_PREDICT_ROWS = 10_000
 MAX_TOP_K = 1024
 
-Weights = dict[str, FiniteFloat]
+# Strict: pydantic's lax mode would take JSON `true` as 1 (and "0.5" as 0.5); a number must be
+# a JSON number. Integers are still accepted where a float is expected.
+Number = Annotated[FiniteFloat, Strict()]
+Weights = dict[str, Number]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Share = Annotated[FiniteFloat, Field(ge=0.0, le=1.0)]
+
+
+class Constraints(_Strict):
+    """Per-domain bounds of the mixture (e.g. from a token budget and an epoch cap, as
+    `recommend --endpoint --domain-tokens ...` computes them); a domain left out is unbounded."""
+
+    lower: dict[str, Share] = Field(default_factory=dict, description="{domain: lowest weight}")
+    upper: dict[str, Share] = Field(default_factory=dict, description="{domain: highest weight}")
 
 
 class RecommendRequest(_Strict):
@@ -35,24 +49,44 @@ class RecommendRequest(_Strict):
         default=None,
         description="Pool covariates by name, as in GET /v1/model `covariate_names` "
                     "(e.g. `x.code.normalized_loss`).")
-    pool_features: dict[str, dict[str, FiniteFloat]] | None = Field(
+    pool_features: dict[str, dict[str, Number]] | None = Field(
         default=None,
         description="Alternative to `covariates`: per-domain feature means of the pool, "
                     "`{domain: {feature: mean}}`, mapped to covariates `x.<domain>.<feature>`.")
     policy: Literal["analytic", "search", "top-k"] = Field(
         default="analytic", description="analytic (CausalMix-A), search (CausalMix-S) or top-k "
                                         "(RegMix's policy, no trust region).")
-    trust_radius: FiniteFloat | None = Field(
-        default=None, gt=0.0, le=MAX_TRUST_RADIUS,
-        description="Largest distance of the recommended mixture from the reference "
-                    "(default: the model's).")
+    trust_radius: float | Literal["auto"] | None = Field(
+        default=None,
+        description='"auto" (the default: set by the evidence, see docs/causal.md) or the largest L2 '
+                    f"distance of the recommended mixture from the reference, in (0, {MAX_TRUST_RADIUS:.4f}].")
     reference: Literal["equal"] | Weights = Field(
         default="equal", description='"equal", or a mixture {domain: weight} summing to 1.')
-    alpha: FiniteFloat | None = Field(default=None, gt=0.0, lt=1.0,
+    alpha: Number | None = Field(default=None, gt=0.0, lt=1.0,
                                       description="The interval's level is 1 - alpha (default: the model's).")
-    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K,
+    top_k: StrictInt | None = Field(default=None, ge=1, le=MAX_TOP_K,
                               description="search/top-k: average the best k candidates.")
-    seed: int | None = Field(default=None, description="Seed of the candidate sampling (search, top-k).")
+    seed: StrictInt | None = Field(default=None, ge=0, le=2**63 - 1, description="Seed of the candidate sampling (search, top-k).")
+    constraints: Constraints | None = Field(
+        default=None, description="Bounds every policy must respect (docs/causal.md); the JSON answer "
+                                  "says which bind.")
+
+    @field_validator("trust_radius", mode="before")
+    @classmethod
+    def _trust_radius(cls, value):
+        # one check with one error location; JSON `true` is not a radius
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError('Input should be "auto" or a number')
+        if not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        if value <= 0:
+            raise ValueError("Input should be greater than 0")
+        if value > MAX_TRUST_RADIUS:
+            raise ValueError(f"Input should be less than or equal to {MAX_TRUST_RADIUS:.4f} (the simplex's "
+                             "L2 diameter)")
+        return float(value)
 
     def policy_options(self) -> dict[str, Any]:
         """The keyword arguments of `FittedMixtureModel.recommend` that the request sets."""
@@ -99,7 +133,7 @@ def _form(value) -> str:
     return BY_NAME_TAG if isinstance(value, Mapping) else VALUES_TAG
 
 
-Row = Annotated[Union[Annotated[list[FiniteFloat], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
+Row = Annotated[Union[Annotated[list[Number], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
                 Discriminator(_form)]
 Rows = Annotated[Union[Annotated[list[Row], Tag(VALUES_TAG)], Annotated[Weights, Tag(BY_NAME_TAG)]],
                  Discriminator(_form)]
@@ -175,6 +209,11 @@ def model_errors_recommend(request: RecommendRequest, domains: Sequence[str],
         loc = ("body", "reference")
         ref_errors = name_errors(list(request.reference), domains, loc, "domains")
         errors += ref_errors or weight_errors(list(request.reference.values()), loc)
+    if request.constraints is not None:
+        for side in ("lower", "upper"):
+            unknown = sorted(set(getattr(request.constraints, side)) - set(domains))
+            if unknown:
+                errors.append(error(("body", "constraints", side), f"unknown domains: {unknown}"))
     return errors
 
 

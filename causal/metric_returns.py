@@ -1,0 +1,69 @@
+"""What each domain does to each benchmark: a domain x metric table of estimated returns.
+
+One fit per metric on the same runs (the objective `Objective.target(metric)`: the metric alone,
+signed so that higher is better), then each domain's marginal return at the target pool's
+covariates (`causal.streaming.domain_returns`: gain per unit of weight moved to the domain from
+the equal mixture). Nothing is rerun; each fit takes seconds with the runs in hand. A positive
+cell means more of that domain is estimated to improve that metric.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from causal.objective import Objective, default_metrics
+
+
+def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: Sequence[str] | None = None,
+                   config=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(estimates, interval half-widths): frames indexed by domain, one column per metric (its
+    `metric.` prefix dropped). `config`: a causal.fitting.FitConfig (default: its defaults);
+    `target`: covariates of the target pool (those of the fitted model's covariate names)."""
+    from causal.fitting import FitConfig, fit_runs_table
+    from causal.model_dir import FittedMixtureModel
+    from causal.runs_table import validate_runs_frame
+    from causal.streaming import domain_returns
+
+    config = config or FitConfig()
+    names = list(metrics) if metrics is not None else default_metrics(runs.columns)
+    estimates, widths = {}, {}
+    for name in names:
+        y, _ = Objective.target(name).apply(runs, where=f"runs (metric {name})")
+        table = validate_runs_frame(runs.assign(y=y), where=f"runs (metric {name})")
+        model = FittedMixtureModel.from_runs_table(fit_runs_table(table, config), config.estimator, table)
+        covariates = {c: float(target[c]) for c in model.covariate_names}
+        returns = domain_returns(model, covariates, "equal")
+        label = name.removeprefix("metric.")
+        estimates[label] = {d: r["estimate"] for d, r in returns.items()}
+        widths[label] = {d: (r["interval"][1] - r["interval"][0]) / 2 for d, r in returns.items()}
+    est, half = pd.DataFrame(estimates), pd.DataFrame(widths)
+    est.index.name = half.index.name = "domain"
+    return est, half
+
+
+def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> None:
+    """Heatmap of the domain x metric returns, each column scaled by its largest |value| (metrics
+    have different units), the estimate printed in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = estimates.to_numpy(dtype=float)
+    scale = np.abs(values).max(axis=0, keepdims=True)
+    scaled = values / np.where(scale > 0, scale, 1.0)
+    fig, ax = plt.subplots(figsize=(1.3 * values.shape[1] + 2.5, 0.5 * values.shape[0] + 1.8))
+    image = ax.imshow(scaled, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(values.shape[1]), estimates.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(values.shape[0]), estimates.index, fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="return / largest |return| of the metric")
+    ax.set_title("Estimated return of each domain on each metric (higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
