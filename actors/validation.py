@@ -110,7 +110,8 @@ def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, st
 
 
 def _validation_inputs(cfg: ValidateConfig) -> list:
-    return [cfg.model, cfg.regmix_model, cfg.pool, cfg.features]
+    return [cfg.model, cfg.regmix_model, cfg.no_dml_model, cfg.no_covariates_model, cfg.runs, cfg.pool,
+            cfg.features]
 
 
 def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
