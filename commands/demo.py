@@ -172,6 +172,9 @@ def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
         pool=str(work / "pools" / "demo-small"), features=str(work / "features" / "demo-small"),
         out=str(out), runs=cfg.sweep_runs, seed=cfg.seed, adaptive=cfg.sweep_adaptive,
         adaptive_round=cfg.sweep_round, final_model=False,
+        # the rounds' fits use the fit stage's estimator (`auto` would cross-validate several
+        # and need more runs per fold than the quick demo has)
+        adaptive_fit={"estimator": FITTED["model"]},
         proxy=ProxyConfig(model=str(work / "models" / "proxy"), **(QUICK_PROXY if cfg.quick else {})),
         cover=(str(work / "features" / "demo-large"),), resume=(out / CONFIG_FILE).is_file(), **quick))
     return {k: summary[k] for k in ("status", "runs_done", "best_y", "wall_s")}
