@@ -111,6 +111,7 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
                   "too few runs per leaf makes no split), so the recommendation rests on the average "
                   "returns, not on the target pool's data state.", ""]
     summary["figures"].append("return_curves.png")
+    lines += _selection_and_radius_section(model, target, tmp, summary)
     lines += _metric_returns_section(model, runs, target, tmp, summary)
     table = validate_runs_frame(runs[["run_id", *(f"mix.{d}" for d in model.domains),
                                       *model.covariate_names, "y"]], where="runs for cross-fitting")
@@ -126,6 +127,28 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     return lines + [f"Held-out runs ({folds}-fold cross-fitting with the model's estimator settings): "
                     f"Spearman {cv['spearman']:.2f}, R² {cv['r2']:.2f}.", "",
                     "![predicted vs actual](predicted_vs_actual.png)", ""]
+
+
+def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> list[str]:
+    """Which estimator `fit --estimator auto` chose and why, and how the trust radius of the
+    recommendation for the target pool was set (the lower-bound-by-radius curve)."""
+    lines = []
+    selection = model.info().get("selection")
+    if selection:
+        rows = pd.DataFrame([{"candidate": name, "out-of-fold MSE": s["oof_mse"], "out-of-fold R²": s["oof_r2"],
+                              "Spearman": s["oof_spearman"], "chosen": "yes" if name == selection["chosen"] else ""}
+                             for name, s in selection["scores"].items()])
+        lines += [f"Estimator chosen by {selection['folds']}-fold out-of-fold outcome error "
+                  f"(`fit --estimator auto`): **{selection['chosen']}**.", "", _markdown_table(rows), ""]
+        lines += [f"Skipped: {name}: {why}." for name, why in selection["skipped"].items()] + [""]
+        summary["selection"] = selection
+    rec = model.recommend(target)
+    choice = rec["radius_choice"]
+    figures.plot_radius_choice(choice, tmp / "radius_choice.png")
+    summary["figures"].append("radius_choice.png")
+    summary["radius_choice"] = {k: choice[k] for k in ("mode", "radius", "support_radius", "reason")}
+    return lines + [f"Trust radius of CausalMix-A for the target pool: {choice['radius']:.3f} ({choice['reason']}).",
+                    "", "![trust radius](radius_choice.png)", ""]
 
 
 def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:

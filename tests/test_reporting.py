@@ -93,9 +93,11 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = run_dir / "report"  # the default --out
     for name in ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.png", "return_curves.png",
-                 "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png"):
+                 "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png",
+                 "radius_choice.png"):
         assert (report / name).read_bytes()[:4] == b"\x89PNG", name
     assert out["cross_fit"]["spearman"] > 0.5  # y is a noiseless function of the mixture
+    assert out["radius_choice"]["mode"] == "auto" and out["radius_choice"]["reason"]
     text = (report / "report.md").read_text()
     assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
     assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
