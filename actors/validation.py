@@ -12,6 +12,7 @@ import pandas as pd
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
+from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig
 from reporting.validation import parse_mixture_list
 
@@ -55,6 +56,15 @@ class ValidateConfig:
     trust_radius: float | str | None = None
     """Trust radius of the CausalMix policies: "auto", an L2 radius, or None (the model's default,
     auto)."""
+    target_tokens: float | None = None
+    """Token budget the mixtures are meant for (None: the target pool's total); with max_epochs it
+    caps each domain's weight (mixture_space/constraints.py)."""
+    max_epochs: float = DEFAULT_MAX_EPOCHS
+    """Epochs of one domain a CausalMix, ablation or RegMix mixture may use at target_tokens."""
+    fix: dict = field(default_factory=dict)
+    """{domain: weight} pinned in every model's mixture."""
+    minimum: dict = field(default_factory=dict)
+    """{domain: weight} lower bounds of every model's mixture."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
     address: str | None = None
@@ -143,11 +153,14 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
         raise UserError(f"pool {cfg.pool} has domains {inputs.pool.domains}, the model {model.domains}")
     covariates = pool_covariates(inputs.features, model.domains, feature_names,
                                  where=f"features {cfg.features}")
+    bounds = MixtureBounds.build(model.domains, domain_tokens=inputs.domain_tokens,
+                                 target_tokens=cfg.target_tokens, max_epochs=cfg.max_epochs,
+                                 fixed=cfg.fix, minimum=cfg.minimum)
     candidates = candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names},
                                     inputs.domain_tokens, entries=cfg.mixtures,
                                     trust_radius=cfg.trust_radius, regmix_model=regmix,
                                     no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
-                                    grid=cfg.grid)
+                                    grid=cfg.grid, constraints=bounds)
     proxy = cfg.proxy_config()
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -177,6 +190,7 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
         "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
         "verdict": verdict_sentences(paper_table),
         "pool_covariates": covariates,
+        "constraints": bounds.to_json(),
     }
     with atomic_directory(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
                           overwrite=overwrite, inputs=_validation_inputs(cfg)) as tmp:

@@ -20,14 +20,16 @@ def _weight_pair(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected DOMAIN=WEIGHT, got {text!r}") from None
 
 
-def add_constraint_arguments(parser) -> None:
+def add_constraint_arguments(parser, *, domain_tokens: bool = True) -> None:
+    """The flags; `domain_tokens=False` where the command knows its pool (validate)."""
     group = parser.add_argument_group("mixture constraints (docs/causal.md, Constraints)")
-    group.add_argument("--domain-tokens", dest="domain_tokens", default=None,
-                       help="tokens per domain: a JSON file {domain: tokens} or a pool (folder or manifest); "
-                       "with --target-tokens and --max-epochs it caps each domain's weight")
+    if domain_tokens:
+        group.add_argument("--domain-tokens", dest="domain_tokens", default=None,
+                           help="tokens per domain: a JSON file {domain: tokens} or a pool (folder or "
+                           "manifest); with --target-tokens and --max-epochs it caps each domain's weight")
     group.add_argument("--target-tokens", dest="target_tokens", type=float, default=None,
                        help="token budget of the training run (default: the pool's total)")
-    group.add_argument("--max-epochs", dest="max_epochs", type=float, default=DEFAULT_MAX_EPOCHS,
+    group.add_argument("--max-epochs", dest="max_epochs", type=float, default=None,
                        help=f"epochs of any one domain a mixture may use (default {DEFAULT_MAX_EPOCHS:g})")
     group.add_argument("--fix", action="append", type=_weight_pair, default=[], metavar="DOMAIN=W",
                        help="pin a domain's weight (repeatable)")
@@ -62,4 +64,11 @@ def bounds_from_args(args, domains: list[str]) -> MixtureBounds | None:
         return None
     tokens = read_domain_tokens(args.domain_tokens) if args.domain_tokens else None
     return MixtureBounds.build(domains, domain_tokens=tokens, target_tokens=args.target_tokens,
-                               max_epochs=args.max_epochs, fixed=dict(args.fix), minimum=dict(args.minimum))
+                               max_epochs=DEFAULT_MAX_EPOCHS if args.max_epochs is None else args.max_epochs,
+                               fixed=dict(args.fix), minimum=dict(args.minimum))
+
+
+def constraint_overrides(args) -> dict:
+    """The flags as config overrides (None where not given, so the config's defaults hold)."""
+    return {"target_tokens": args.target_tokens, "max_epochs": args.max_epochs,
+            "fix": dict(args.fix) or None, "minimum": dict(args.minimum) or None}

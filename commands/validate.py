@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from actors.validation import ValidateConfig, run_validation
+from commands.constraints import add_constraint_arguments, constraint_overrides
 from core.config import load_config
 
 HELP = "train the target model on the recommended and baseline mixtures of a pool and compare them"
@@ -39,10 +40,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a validation folder")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    add_constraint_arguments(parser, domain_tokens=False)
 
 
 def run(args) -> int:
-    cfg = load_config(ValidateConfig, args.config, vars(args))
+    cfg = load_config(ValidateConfig, args.config, {**vars(args), **constraint_overrides(args)})
     summary = run_validation(cfg, overwrite=args.overwrite)
     print(json.dumps({"best": summary["best"],
                       "avgdev_mean": {k: v["avgdev_mean"] for k, v in summary["candidates"].items()},

@@ -155,17 +155,19 @@ def _file_label(path: str) -> str:
 def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Mapping[str, float], *,
                        entries: Sequence[str] = DEFAULT_MIXTURES, trust_radius: float | None = None,
                        regmix_model=None, no_dml_model=None, no_covariates_model=None,
-                       runs: pd.DataFrame | None = None, grid: int = 0) -> dict[str, dict]:
+                       runs: pd.DataFrame | None = None, grid: int = 0, constraints=None) -> dict[str, dict]:
     """{candidate name: {"mixture": {domain: w}, "source": ...}} for the target pool, in the
-    order of `entries` (parse_mixture_list); `grid` adds grid-01 .. grid-N in its place."""
+    order of `entries` (parse_mixture_list); `grid` adds grid-01 .. grid-N in its place.
+    `constraints` (a MixtureBounds: token caps, fixed weights) bind every model's policy."""
     kwargs = {} if trust_radius is None else {"trust_radius": trust_radius}
+    bounded = {} if constraints is None else {"constraints": constraints}
     domains = list(model.domains)
     ablations = {"no-dml": no_dml_model, "no-covariates": no_covariates_model}
     candidates = {}
     for entry in entries:
         if entry in CAUSALMIX:
             name, policy = CAUSALMIX[entry]
-            rec = model.recommend(covariates, policy=policy, **kwargs)
+            rec = model.recommend(covariates, policy=policy, **kwargs, **bounded)
             candidates[name] = {"mixture": rec["mixture"], "source": f"{model.estimator_name}/{policy}",
                                 "expected_gain": rec["expected_gain"], "interval": rec["interval"]}
         elif entry in ablations:
@@ -178,7 +180,7 @@ def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Ma
             if missing:
                 raise UserError(f"{entry} model needs covariates {missing} the target pool's features lack")
             rec = other.recommend({n: covariates[n] for n in other.covariate_names}, policy="analytic",
-                                  **kwargs)
+                                  **kwargs, **bounded)
             candidates[entry] = {"mixture": rec["mixture"], "source": f"{other.estimator_name}/analytic"
                                  + (" (no covariates)" if not other.covariate_names else ""),
                                  "expected_gain": rec["expected_gain"], "interval": rec["interval"]}
@@ -188,7 +190,7 @@ def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Ma
             if list(regmix_model.domains) != domains:
                 raise UserError(f"RegMix model domains {regmix_model.domains} differ from {domains}")
             rec = regmix_model.recommend({n: covariates[n] for n in regmix_model.covariate_names},
-                                         policy="top-k")
+                                         policy="top-k", **bounded)
             candidates["regmix"] = {"mixture": rec["mixture"], "source": "regmix/top-k"}
         elif entry == "equal":
             candidates["equal"] = {"mixture": {d: 1.0 / len(domains) for d in domains}, "source": "equal"}

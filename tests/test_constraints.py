@@ -103,3 +103,25 @@ def test_recommend_cli_and_http_take_the_constraints(model, tmp_path, capsys):
     assert bad.status_code == 422 and "sum to 1.2 > 1" in bad.text
     unknown = client.post("/v1/recommend", json={**body, "constraints": {"upper": {"tv": 0.1}}})
     assert unknown.status_code == 422 and "unknown domains: ['tv']" in unknown.text
+
+
+def test_validation_mixtures_respect_the_constraints(model):
+    from actors.validation import ValidateConfig
+    from commands.constraints import constraint_overrides
+    from core.config import load_config
+    from reporting.validation import candidate_mixtures
+
+    world, fitted = model
+    bounds = MixtureBounds.build(world.domains, domain_tokens={"d0": 10, "d1": 1000, "d2": 1000},
+                                 target_tokens=1000, max_epochs=2, fixed={"d1": 0.4})
+    picks = candidate_mixtures(fitted, world.target_covariates(), {"d0": 10, "d1": 1000, "d2": 1000},
+                               entries=("causalmix-a", "causalmix-s", "equal"), constraints=bounds)
+    for name in ("causalmix-A", "causalmix-S"):
+        assert picks[name]["mixture"]["d0"] <= 0.02 + 1e-9 and picks[name]["mixture"]["d1"] == pytest.approx(0.4)
+    args = launch.build_parser().parse_args(["validate", "--fix", "d1=0.4", "--max-epochs", "2"])
+    cfg = load_config(ValidateConfig, None, {**vars(args), **constraint_overrides(args), "model": "m", "pool": "p",
+                                             "features": "f", "target_model": "t", "out": "o"})
+    assert cfg.fix == {"d1": 0.4} and cfg.max_epochs == 2 and cfg.minimum == {}
+    default = load_config(ValidateConfig, None, {**constraint_overrides(launch.build_parser().parse_args(
+        ["validate"])), "model": "m", "pool": "p", "features": "f", "target_model": "t", "out": "o"})
+    assert default.max_epochs == 4.0 and default.target_tokens is None
