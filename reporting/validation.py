@@ -216,14 +216,17 @@ def candidate_mixtures(model, covariates: Mapping[str, float], domain_tokens: Ma
 def add_avgdev(results: pd.DataFrame) -> pd.DataFrame:
     """`results` with column `avgdev` (module docstring): per task, the signed metric (NLLs
     negated) standardised over all rows, then the mean over tasks."""
-    metrics = [c for c in results.columns if c.startswith("metric.")]
+    from causal.objective import default_metrics, lower_is_better
+
+    # tasks only: a harness metric's `_stderr` column is its standard error, not a task
+    metrics = default_metrics(results.columns)
     out = results.copy()
     if not metrics:
         out[SCORE] = out["y"].astype(float)
         return out
     z = []
     for col in metrics:
-        v = results[col].astype(float) * (-1.0 if col.endswith("_nll") else 1.0)
+        v = results[col].astype(float) * (-1.0 if lower_is_better(col) else 1.0)
         sd = v.std(ddof=0)
         z.append((v - v.mean()) / sd if sd > 0 else v * 0.0)
     out[SCORE] = pd.concat(z, axis=1).mean(axis=1)
@@ -299,8 +302,10 @@ def validation_table(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's table in numbers: per method, its mixture, mean and std over seeds of every
     `metric.*` column, of AvgDev and of y, and the paired AvgDev gain against each baseline
     present (equal, regmix, no-covariates)."""
+    from causal.objective import default_metrics
+
     results = add_avgdev(results)
-    metrics = [c for c in results.columns if c.startswith("metric.")] + [SCORE, "y"]
+    metrics = default_metrics(results.columns) + [SCORE, "y"]
     grouped = results.groupby("candidate", sort=False)
     table = pd.DataFrame(index=pd.Index(results["candidate"].unique(), name="method"))
     mix_cols = [c for c in results.columns if c.startswith("mix.")]

@@ -115,6 +115,11 @@ def test_avgdev_weighs_every_task_the_same_whatever_its_scale():
     assert np.allclose(base, (z(-frame["metric.a_nll"]) + z(frame["metric.b_em"])) / 2)
     flat = frame.assign(**{"metric.b_em": 0.0})               # a task that never moves counts 0
     assert np.allclose(add_avgdev(flat)["avgdev"], z(-frame["metric.a_nll"]) / 2)
+    # a harness task's standard error is not a task, and a harness loss is minimised
+    harness = frame.assign(**{"metric.b_em_stderr": rng.random(9), "metric.c_loss": rng.normal(size=9)})
+    assert np.allclose(add_avgdev(harness)["avgdev"],
+                       (z(-frame["metric.a_nll"]) + z(frame["metric.b_em"]) + z(-harness["metric.c_loss"])) / 3)
+    assert "metric.b_em_stderr_mean" not in validation_table(harness.assign(**{"mix.d": 1.0}))
 
 
 def test_candidates_follow_the_selection_in_order(tmp_path):
