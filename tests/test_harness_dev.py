@@ -45,12 +45,12 @@ def test_a_proxy_run_evaluates_the_harness_tasks(tiny_env, small):
     assert set(dev) == {*pool.domains, "lm_eval:0"}
     shards = {s.name: pd.read_parquet(s.path) for s in pool.shards()}
     states = DataStateSampler({d: [s.name for s in pool.shards(d)] for d in pool.domains})
-    cfg = tiny_proxy_config(tiny_env.proxy_model, objective={"metrics": ["arith_mc_acc", "arithmetic_em"]})
+    cfg = tiny_proxy_config(tiny_env.proxy_model, objective={"metrics": ["arith_mc_acc", "arithmetic_nll"]})
     row = run_proxy(cfg, RunSpec("h", dict(zip(pool.domains, [0.4, 0.3, 0.3, 0.0])), states.state(0), seed=1),
                     shards=shards, dev_sets=dev, features=pd.read_parquet(features_path))
-    assert HARNESS_METRICS <= set(row) and "metric.arithmetic_em" in row
+    assert HARNESS_METRICS <= set(row) and "metric.arithmetic_nll" in row
     assert 0.0 <= row["metric.arith_mc_acc"] <= 1.0 and 0.0 <= row["metric.arith_gen_exact_match"] <= 1.0
-    assert row["y"] == pytest.approx((row["metric.arith_mc_acc"] + row["metric.arithmetic_em"]) / 2)
+    assert row["y"] == pytest.approx((row["metric.arith_mc_acc"] - row["metric.arithmetic_nll"]) / 2)  # NLL minimised
     assert json.loads(row["y_objective"])["metrics"][0]["metric"] == "metric.arith_mc_acc"
 
 

@@ -96,7 +96,7 @@ def test_run_proxy_returns_a_deterministic_runs_table_row(tiny_env, pool_data):
     again = run_proxy(cfg, spec, shards=shards, dev_sets=dev, features=features)
     assert row["run_id"] == "run-x" and row["status"] == "ok" and row["sampler"] == "dirichlet"
     assert [row[f"mix.{d}"] for d in pool.domains] == [0.4, 0.3, 0.3, 0.0]
-    metric_names = {"metric.arithmetic_em", "metric.code_nll", "metric.dialog_nll", "metric.docs_qa_nll"}
+    metric_names = {"metric.arithmetic_nll", "metric.code_nll", "metric.dialog_nll", "metric.docs_qa_nll"}
     assert metric_names <= set(row)
     assert row["y"] == pytest.approx(outcome({k: row[k] for k in metric_names}))
     covs = [c for c in row if c.startswith("x.")]
