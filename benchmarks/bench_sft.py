@@ -1,17 +1,21 @@
 """Proxy SFT throughput: the packed trainer (proxy/train.py) against `transformers.Trainer`
-with a padding collator, same run, same model, same documents, same token budget.
+with `DataCollatorWithFlattening` (padding-free: each batch's documents concatenated in one
+row, position ids restarted per document, response-only labels), and with a padding
+collator as a second reference. Same run, same model, same documents, same token budget.
 
-Both train one epoch over the same drawn sample (a proxy run's documents, tokenised by
-`encode_document`, prompt tokens masked) with AdamW, 10 % warmup and cosine decay, and about
-the same tokens per optimiser step (ours: 2 rows x 512 tokens x 2 accumulation steps;
-Trainer: 8 documents x 2 accumulation steps, padded to the longest in the batch by
-`DataCollatorForSeq2Seq`). Throughput = document tokens (padding excluded) / training wall
-time, model already loaded; tokenisation is outside both timings. Repeated `--repeats`
-times, alternating, median reported. Also reports the padding share of each.
+All train one epoch over the same drawn sample (a proxy run's documents, tokenised by
+`encode_document`, prompt tokens masked) with AdamW, 10 % warmup, cosine decay, clipping at
+1.0 and the same number of optimiser steps (ours: 2 rows x 512 tokens x 2 accumulation
+steps; the Trainers: the same documents per step, 2 accumulation steps). Throughput =
+document tokens (padding excluded) / training wall time, model already loaded, tokenisation
+outside every timing. Repeated `--repeats` times, alternating, median reported; every
+repeat starts from the same weights. The per-step loss curves of our trainer and the
+padding-free Trainer (its `log_history`, logging every step) are printed side by side.
+`--compile` adds our trainer with `torch.compile` of the decoder (ProxyConfig.compile).
 
     python benchmarks/bench_sft.py --workdir /tmp/demo2    # demo artifacts (launch.py demo --until models)
-Ends with `RESULT sft ...`. On a GPU (not available here) it also reports MFU = 6 x params x
-tokens/s / peak (--peak-tflops, default 989 for an H100 bf16 dense) for the model given.
+Ends with `RESULT sft ...`; `ratio` = ours / padding-free Trainer in tokens/s. On a GPU it
+also reports MFU = 6 x params x tokens/s / peak (--peak-tflops, default 989, H100 bf16 dense).
 """
 from __future__ import annotations
 
@@ -55,34 +59,43 @@ def run_ours(model_path: str, tokenizer, docs, cfg, device: str):
     torch.manual_seed(0)
     packed = pack_documents(docs, cfg.max_length, tokenizer.pad_token_id, rng=np.random.default_rng(0))
     model = load_for_training(cfg, device)
-    stats = train_packed(model, packed, cfg, device=device, rng=np.random.default_rng(0))
-    pad_share = 1 - packed.n_tokens / packed.input_ids.size
-    return stats.tokens, stats.seconds, pad_share, stats.last_loss
+    curve = []
+    stats = train_packed(model, packed, cfg, device=device, rng=np.random.default_rng(0),
+                         on_step=lambda step, loss: curve.append(loss))
+    return {"tokens": stats.tokens, "seconds": stats.seconds, "steps": stats.steps,
+            "padding": 1 - packed.n_tokens / packed.input_ids.size, "curve": curve}
 
 
-def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: int):
+def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: int, flatten: bool):
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
+                              TrainingArguments)
 
     from lm.loading import load_causal_lm
 
     torch.manual_seed(0)
-    features = [{"input_ids": d.input_ids, "attention_mask": [1] * len(d.input_ids),
-                 "labels": [-100] * d.response_start + d.input_ids[d.response_start:]} for d in docs]
-    model = load_causal_lm(model_path, device=device, dtype="float32").train()
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    padded_slots = 0
+    features = [{"input_ids": d.input_ids, "labels": [-100] * d.response_start + d.input_ids[d.response_start:]}
+                for d in docs]
+    if flatten:
+        collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    else:
+        features = [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features]
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    slots = 0
     for start in range(0, len(features), batch_docs):
         chunk = features[start:start + batch_docs]
-        padded_slots += len(chunk) * max(len(f["input_ids"]) for f in chunk)
+        lengths = [len(f["input_ids"]) for f in chunk]
+        slots += sum(lengths) if flatten else len(chunk) * max(lengths)
+    model = load_causal_lm(model_path, device=device, dtype="float32").train()
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=batch_docs,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
             lr_scheduler_type="cosine", warmup_steps=cfg.warmup_ratio, num_train_epochs=1,
-            weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, logging_strategy="no",
-            save_strategy="no", report_to=[], use_cpu=device == "cpu", bf16=device != "cpu",
-            dataloader_num_workers=0, disable_tqdm=True, seed=0)
+            weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+            logging_strategy="steps", logging_steps=1, save_strategy="no", report_to=[],
+            use_cpu=device == "cpu", bf16=device != "cpu", dataloader_num_workers=0,
+            disable_tqdm=True, seed=0)
         trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
         start = time.perf_counter()
         out = trainer.train()
@@ -90,7 +103,17 @@ def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: 
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     tokens = sum(len(f["input_ids"]) for f in features)
-    return tokens, seconds, 1 - tokens / padded_slots, out.training_loss
+    curve = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"tokens": tokens, "seconds": seconds, "steps": out.global_step,
+            "padding": 1 - tokens / slots, "curve": curve}
+
+
+def print_curves(ours: list, theirs: list) -> None:
+    print("step  ours(packed)  Trainer(flattening)", file=sys.stderr)
+    for step in range(max(len(ours), len(theirs))):
+        a = f"{ours[step]:.4f}" if step < len(ours) else "-"
+        b = f"{theirs[step]:.4f}" if step < len(theirs) else "-"
+        print(f"{step + 1:4d}  {a:>12}  {b:>19}", file=sys.stderr)
 
 
 def main() -> int:
@@ -99,12 +122,15 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="model (default WORKDIR/models/proxy)")
     parser.add_argument("--budget", type=int, default=400, help="documents per training run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for all")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     args = parser.parse_args()
 
+    import dataclasses
     import importlib.util
+    import math
 
     import torch
     import transformers
@@ -126,27 +152,44 @@ def main() -> int:
     cfg = ProxyConfig(model=model, budget=args.budget, max_length=512, rows_per_micro_batch=2,
                       grad_accum=2, device=device)
     tokenizer, docs = build_sample(workdir, model, args.budget, cfg.max_length)
-    ours, theirs = [], []
+    from proxy.packing import pack_documents
+
+    n_rows = len(pack_documents(docs, cfg.max_length, tokenizer.pad_token_id).input_ids)
+    steps = math.ceil(n_rows / (cfg.rows_per_micro_batch * cfg.grad_accum))
+    # same optimiser steps as ours, so the loss curves line up step by step
+    batch_docs = math.ceil(len(docs) / (steps * cfg.grad_accum))
+    runs = {"ours": lambda: run_ours(model, tokenizer, docs, cfg, device),
+            "flatten": lambda: run_trainer(model, tokenizer, docs, cfg, device, batch_docs, True),
+            "padding": lambda: run_trainer(model, tokenizer, docs, cfg, device, batch_docs, False)}
+    if args.compile:
+        compiled = dataclasses.replace(cfg, compile=True)
+        runs["ours_compile"] = lambda: run_ours(model, tokenizer, docs, compiled, device)
+    tps, last = {name: [] for name in runs}, {}
     for rep in range(args.repeats):
-        tokens, seconds, pad, loss = run_ours(model, tokenizer, docs, cfg, device)
-        ours.append(tokens / seconds)
-        print(f"[rep {rep}] packed trainer: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tok/s, "
-              f"padding {pad:.1%}, last step loss {loss:.3f}", file=sys.stderr)
-        tokens, seconds, tpad, tloss = run_trainer(model, tokenizer, docs, cfg, device, batch_docs=8)
-        theirs.append(tokens / seconds)
-        print(f"[rep {rep}] transformers.Trainer: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} "
-              f"tok/s, padding {tpad:.1%}, mean loss {tloss:.3f}", file=sys.stderr)
-    ours_tps, theirs_tps = statistics.median(ours), statistics.median(theirs)
+        for name, fn in runs.items():
+            last[name] = r = fn()
+            tps[name].append(r["tokens"] / r["seconds"])
+            print(f"[rep {rep}] {name}: {r['tokens']} tokens, {r['steps']} steps in {r['seconds']:.2f} s "
+                  f"= {tps[name][-1]:.0f} tok/s, padding {r['padding']:.1%}, "
+                  f"loss first {r['curve'][0]:.3f} last {r['curve'][-1]:.3f}", file=sys.stderr)
+    print_curves(last["ours"]["curve"], last["flatten"]["curve"])
+    med = {name: statistics.median(v) for name, v in tps.items()}
     extra = ""
+    if "ours_compile" in med:
+        extra += (f" ours_compile_tokens_per_s={med['ours_compile']:.0f}"
+                  f" compile_ratio={med['ours_compile'] / med['flatten']:.2f}")
     if device.startswith("cuda"):
         from lm.loading import load_causal_lm
 
         n_params = sum(p.numel() for p in load_causal_lm(model, device="cpu").parameters())
-        mfu = 6 * n_params * ours_tps / (args.peak_tflops * 1e12)
-        extra = f" params={n_params} mfu={mfu:.3f}"
-    print(f"RESULT sft device={device} threads={args.threads} docs={len(docs)} "
-          f"ours_tokens_per_s={ours_tps:.0f} trainer_tokens_per_s={theirs_tps:.0f} "
-          f"ratio={ours_tps / theirs_tps:.2f} ours_padding={pad:.3f} trainer_padding={tpad:.3f}{extra}")
+        extra += f" params={n_params} mfu={6 * n_params * med['ours'] / (args.peak_tflops * 1e12):.3f}"
+    print(f"RESULT sft device={device} threads={args.threads} docs={len(docs)} steps={steps} "
+          f"ours_tokens_per_s={med['ours']:.0f} flatten_trainer_tokens_per_s={med['flatten']:.0f} "
+          f"padding_trainer_tokens_per_s={med['padding']:.0f} ratio={med['ours'] / med['flatten']:.2f} "
+          f"ratio_vs_padding={med['ours'] / med['padding']:.2f} "
+          f"ours_padding={last['ours']['padding']:.3f} padding_trainer_padding={last['padding']['padding']:.3f} "
+          f"loss_last_ours={last['ours']['curve'][-1]:.3f} loss_last_flatten={last['flatten']['curve'][-1]:.3f}"
+          f"{extra}")
     return 0
 
 

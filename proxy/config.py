@@ -46,6 +46,12 @@ class ProxyConfig:
     """Dev documents per pool dev set (0: all of them); lm_eval entries have their own `limit`."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
+    compile: bool = False
+    """`torch.compile` the decoder body of the training step (the LM head and loss stay eager:
+    their row count changes with every micro-batch); pays a compile at the start of each run."""
+    liger_loss: bool = False
+    """Liger's fused linear cross-entropy for the training loss (`causalmix[liger]`, CUDA only):
+    the scored tokens' logits are never materialised. Refused on CPU."""
     objective: dict | None = None
     """How each run's `y` is computed from its metrics (causal/objective.py form: metrics,
     directions, weights, normalise); None: the default mean, loss-type metrics negated. It must
@@ -72,6 +78,9 @@ class ProxyConfig:
             raise ValueError(f"attention must be auto, sdpa, flash_attention_2 or eager, got {self.attention!r}")
         if self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("dev_limit, threads, weight_decay and max_grad_norm must be >= 0")
+        if self.liger_loss and self.device == "cpu":
+            raise ValueError("liger_loss needs a CUDA device (Liger's kernels are Triton); "
+                             "device is 'cpu'")
         if self.objective is not None:
             from causal.objective import Objective
 

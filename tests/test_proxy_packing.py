@@ -140,3 +140,32 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lr[10:], lr[11:]))
     assert lr[-1] < 0.001
+
+
+def test_step_loss_is_read_once_per_step_and_only_for_the_hook(model, monkeypatch):
+    import copy
+
+    packed = pack_documents(random_docs(40, seed=11), 64, pad_id=0)
+    cfg = ProxyConfig(model="x", rows_per_micro_batch=1, grad_accum=3, warmup_ratio=0.0)
+    reads = []
+    original = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(1) or original(t))
+    stats = train_packed(copy.deepcopy(model), packed, cfg, device="cpu", rng=np.random.default_rng(0))
+    assert stats.steps > 3 and len(reads) == 2  # first and last loss, after the loop
+    reads.clear()
+    seen = []
+    stats = train_packed(copy.deepcopy(model), packed, cfg, device="cpu", rng=np.random.default_rng(0),
+                         on_step=lambda step, loss: seen.append((step, loss)))
+    assert [s for s, _ in seen] == list(range(1, stats.steps + 1))
+    assert len(reads) == stats.steps + 2
+    assert seen[0][1] == stats.first_loss and seen[-1][1] == stats.last_loss
+    assert all(isinstance(loss, float) and loss > 0 for _, loss in seen)
+
+
+def test_liger_loss_is_refused_on_cpu(model):
+    with pytest.raises(ValueError, match="liger_loss needs a CUDA device"):
+        ProxyConfig(model="x", device="cpu", liger_loss=True)
+    cfg = ProxyConfig(model="x", liger_loss=True)  # device auto: refused when the run lands on CPU
+    with pytest.raises(ValueError, match="liger_loss needs a CUDA device.*'cpu'"):
+        train_packed(model, pack_documents(random_docs(4), 64, pad_id=0), cfg, device="cpu",
+                     rng=np.random.default_rng(0))
