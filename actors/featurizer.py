@@ -1,11 +1,17 @@
 """The featurizer actor pool: Ray Data batch inference over a pool's Parquet shards.
 
-  read_parquet (CPU tasks)  ->  prepare_documents (fused into the read tasks:
-  tokens via lm.formatting.encode_document, style statistics)  ->  map_batches(
-  FeaturizerActor, ActorPoolStrategy): the reference model, loaded once per actor
-  (one GPU each on a cluster, bf16 + SDPA; CPU here), scores token-budget,
-  length-sorted batches  ->  the driver, which hands back each shard once all
-  its documents have arrived.
+  shard paths (from_items, one block each)  ->  map_batches(FeaturizerActor,
+  ActorPoolStrategy, one shard per call): the actor reads the shard, tokenizes it
+  (lm.formatting.encode_document), computes the style columns and scores the
+  documents with the reference model, loaded once per actor (one GPU each on a
+  cluster, bf16 + SDPA; CPU here), in token-budget, length-sorted batches  ->  the
+  driver, which writes each shard as it arrives.
+
+Reading and tokenizing live in the actor rather than in separate read tasks: the
+token ids then never cross the object store (an Arrow list column per shard, and a
+pandas conversion each way), and on a CPU-only cluster the actors can take every
+CPU instead of leaving one to read tasks that finish early and then idle (on 2 CPUs
+that doubled the scoring throughput, benchmarks/bench_featurize.py).
 
 The math lives in `causal.doc_features` and `causal.style`; this module only
 places it. Batches are formed within one source shard, so a shard's values do
@@ -29,30 +35,16 @@ from core.errors import UserError
 from core.ray_setup import check_resources
 
 READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
-PREPARE_CPUS = 0.5
-"""CPUs per read-and-tokenize task (one shard each). Differing from the actors' request keeps Ray
-Data from fusing this stage into the actors, so tokenizing overlaps scoring."""
-_TOKENIZERS: dict = {}
-
-
-def _tokenizer(model: str):
-    """One tokenizer per worker process and model (read tasks reuse their worker)."""
-    from lm.loading import load_tokenizer
-
-    if model not in _TOKENIZERS:
-        _TOKENIZERS[model] = load_tokenizer(model)
-    return _TOKENIZERS[model]
 
 
 def _path_key(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def prepare_documents(frame: pd.DataFrame, *, path: str, model: str, max_length: int) -> pd.DataFrame:
+def prepare_documents(frame: pd.DataFrame, *, path: str, tokenizer, max_length: int) -> pd.DataFrame:
     """Token ids, scored span, truncation flag and style columns of one shard's rows."""
     from lm.formatting import encode_document
 
-    tokenizer = _tokenizer(model)
     rows = []
     for doc_id, domain, prompt, response, is_text in zip(
             frame["doc_id"], frame["domain"], frame["prompt"], frame["response"], frame["is_text"]):
@@ -66,41 +58,35 @@ def prepare_documents(frame: pd.DataFrame, *, path: str, model: str, max_length:
     return pd.DataFrame(rows)
 
 
-def read_and_prepare(batch: dict, *, model: str, max_length: int) -> pd.DataFrame:
-    """Read-side task: whole shards in, one block of prepared rows per shard out."""
-    import pyarrow.parquet as pq
-
-    return pd.concat([prepare_documents(pq.read_table(path, columns=READ_COLUMNS).to_pandas(),
-                                        path=str(path), model=model, max_length=max_length)
-                      for path in batch["path"]], ignore_index=True)
-
-
 class FeaturizerActor:
-    """Holds the reference model; scores every document of the shards in a batch."""
+    """Holds the reference model; reads, tokenizes and scores whole shards."""
 
-    def __init__(self, model: str, device: str, batch_tokens: int, cpu_threads: int):
+    def __init__(self, model: str, device: str, batch_tokens: int, cpu_threads: int, max_length: int):
         import torch
 
-        from lm.loading import load_causal_lm
+        from lm.loading import load_causal_lm, load_tokenizer
 
         if device == "cpu":
             torch.set_num_threads(cpu_threads)
         self.model = load_causal_lm(model, device=device)
+        self.tokenizer = load_tokenizer(model)
         self.pad_id = int(self.model.config.pad_token_id or 0)
         self.batch_tokens = batch_tokens
+        self.max_length = max_length
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = []
-        for _, shard_rows in batch.groupby("path", sort=True):
-            shard_rows = shard_rows.sort_values("doc_id", kind="stable")
-            docs = [ScoredDoc(ids, int(start)) for ids, start in
-                    zip(shard_rows["input_ids"], shard_rows["response_start"])]
-            features = score_documents(self.model, docs, batch_tokens=self.batch_tokens,
-                                       pad_id=self.pad_id)
-            out.append(shard_rows.drop(columns=["input_ids", "response_start"]).assign(
-                n_tokens=features.n_tokens, normalized_loss=features.normalized_loss,
-                hes=features.hes))
-        return pd.concat(out, ignore_index=True)
+    def featurize_shard(self, path: str) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        rows = prepare_documents(pq.read_table(path, columns=READ_COLUMNS).to_pandas(), path=path,
+                                 tokenizer=self.tokenizer, max_length=self.max_length)
+        rows = rows.sort_values("doc_id", kind="stable", ignore_index=True)
+        docs = [ScoredDoc(ids, int(start)) for ids, start in zip(rows["input_ids"], rows["response_start"])]
+        features = score_documents(self.model, docs, batch_tokens=self.batch_tokens, pad_id=self.pad_id)
+        return rows.drop(columns=["input_ids", "response_start"]).assign(
+            n_tokens=features.n_tokens, normalized_loss=features.normalized_loss, hes=features.hes)
+
+    def __call__(self, batch: dict) -> pd.DataFrame:
+        return pd.concat([self.featurize_shard(str(path)) for path in batch["path"]], ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -113,8 +99,8 @@ class ShardJob:
 def resolve_pool_size(concurrency: int | None, device: str, cpus_per_actor: float) -> tuple[int, str]:
     """Actors to run and the device they use, from the cluster's resources unless given.
 
-    On CPU-only clusters one CPU stays free of actors, else the actor pool takes
-    every CPU and the read tasks feeding it can never be scheduled (Ray Data hangs).
+    On CPU-only clusters the actors take every CPU: they read their shards themselves,
+    so no other task of the pipeline needs one.
     """
     import ray
 
@@ -128,14 +114,11 @@ def resolve_pool_size(concurrency: int | None, device: str, cpus_per_actor: floa
         check_resources({"CPU": cpus_per_actor, "GPU": 1}, "a featurizer actor")
         return (concurrency or gpus), device
     check_resources({"CPU": cpus_per_actor}, "a featurizer actor")
-    spare = int((cpus - 1) // cpus_per_actor)
-    if spare < 1:
-        raise UserError(f"the featurizer needs {cpus_per_actor} CPU(s) per actor plus 1 CPU for "
-                        f"reading shards, but the Ray cluster has {cpus:g} CPU(s)")
-    if concurrency is not None and concurrency > spare:
-        raise UserError(f"--concurrency {concurrency} x {cpus_per_actor} CPU(s) would leave no CPU "
-                        f"for the read tasks of the {cpus:g}-CPU cluster; use at most {spare}")
-    return (concurrency or spare), device
+    fits = int(cpus // cpus_per_actor)
+    if concurrency is not None and concurrency > fits:
+        raise UserError(f"--concurrency {concurrency} x {cpus_per_actor} CPU(s) needs more than the "
+                        f"{cpus:g} CPU(s) of the Ray cluster; use at most {fits}")
+    return (concurrency or fits), device
 
 
 class FeaturizerPool:
@@ -157,19 +140,17 @@ class FeaturizerPool:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.wait_for_min_actors_s = self.actor_start_timeout_s
-        # One shard per read task and per block: batches never mix or split shards.
+        # One shard per block and per call: batches never mix or split shards.
         dataset = ray.data.from_items([{"path": _path_key(str(j.path))} for j in jobs],
                                       override_num_blocks=len(jobs))
-        dataset = dataset.map_batches(read_and_prepare, batch_size=1, batch_format="numpy",
-                                      fn_kwargs={"model": self.model, "max_length": self.max_length},
-                                      num_cpus=PREPARE_CPUS)
         on_gpu = self.device.startswith("cuda")
         return dataset.map_batches(
-            FeaturizerActor, batch_size=None, batch_format="pandas",
+            FeaturizerActor, batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.size),
             fn_constructor_kwargs={"model": self.model, "device": self.device,
                                    "batch_tokens": self.batch_tokens,
-                                   "cpu_threads": max(1, int(self.cpus_per_actor))},
+                                   "cpu_threads": max(1, int(self.cpus_per_actor)),
+                                   "max_length": self.max_length},
             num_cpus=self.cpus_per_actor, num_gpus=1 if on_gpu else 0)
 
     def _batches(self, jobs: Sequence[ShardJob]) -> Iterator[pd.DataFrame]:

@@ -99,23 +99,25 @@ def _check_supported(model) -> None:
 
 def _score_batch(model, docs: Sequence[ScoredDoc], pad_id: int):
     """Per-token NLL and entropy (float32, on CPU) of every scored token, and the
-    owning document of each, for one right-padded batch."""
+    owning document of each, for one right-padded batch. The batch is laid out with
+    array operations (no per-document tensor work: that was a fifth of the CPU time)."""
     import torch
 
     device = next(model.parameters()).device
-    width = max(len(d.input_ids) for d in docs)
-    ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
-    positions, owners, targets = [], [], []
-    for row, doc in enumerate(docs):
-        n = len(doc.input_ids)
-        ids[row, :n] = torch.tensor(np.asarray(doc.input_ids), dtype=torch.long)
-        # hidden state at position t predicts token t + 1
-        positions.append(torch.arange(doc.response_start - 1, n - 1) + row * width)
-        targets.append(ids[row, doc.response_start:n])
-        owners.append(torch.full((n - doc.response_start,), row, dtype=torch.long))
-    positions, targets, owners = torch.cat(positions), torch.cat(targets), torch.cat(owners)
+    lengths = np.fromiter((len(d.input_ids) for d in docs), dtype=np.int64, count=len(docs))
+    starts = np.fromiter((d.response_start for d in docs), dtype=np.int64, count=len(docs))
+    width = int(lengths.max())
+    column = np.arange(width)[None, :]
+    real = column < lengths[:, None]
+    ids = np.full((len(docs), width), pad_id, dtype=np.int64)
+    ids[real] = np.concatenate([np.asarray(d.input_ids, dtype=np.int64) for d in docs])
+    # row-major order: documents in batch order, tokens in text order
+    owners, cols = np.nonzero(real & (column >= starts[:, None]))
+    # hidden state at position t predicts token t + 1
+    positions = torch.from_numpy(owners * width + cols - 1)
+    targets = torch.from_numpy(ids[owners, cols])
 
-    hidden = model.base_model(input_ids=ids.to(device)).last_hidden_state
+    hidden = model.base_model(input_ids=torch.from_numpy(ids).to(device)).last_hidden_state
     hidden = hidden.reshape(-1, hidden.shape[-1])[positions.to(device)]
     lm_head = model.get_output_embeddings()
     vocab = lm_head.weight.shape[0]
@@ -126,7 +128,7 @@ def _score_batch(model, docs: Sequence[ScoredDoc], pad_id: int):
         tgt = targets[start:start + chunk].to(device)
         nll.append(-logp.gather(-1, tgt[:, None])[:, 0].cpu())
         entropy.append(-(logp.exp() * logp).sum(-1).cpu())
-    return torch.cat(nll), torch.cat(entropy), owners, vocab
+    return torch.cat(nll), torch.cat(entropy), torch.from_numpy(owners), vocab
 
 
 def score_documents(model, docs: Sequence[ScoredDoc], *, batch_tokens: int = 8192,

@@ -125,11 +125,12 @@ def test_empty_shard_is_a_user_error(tiny_env, tmp_path):
 
 
 @pytest.mark.ray
-def test_actor_pool_leaves_a_cpu_for_the_readers(ray_local):
+def test_actor_pool_takes_every_cpu(ray_local):
     from actors.featurizer import resolve_pool_size
 
-    assert resolve_pool_size(None, "cpu", 1) == (1, "cpu")
-    with pytest.raises(UserError, match="would leave no CPU"):
-        resolve_pool_size(2, "cpu", 1)
+    assert resolve_pool_size(None, "cpu", 1) == (2, "cpu")
+    assert resolve_pool_size(None, "cpu", 2) == (1, "cpu")
+    with pytest.raises(UserError, match="needs more than the 2 CPU"):
+        resolve_pool_size(3, "cpu", 1)
     with pytest.raises(UserError, match="no GPU"):
         resolve_pool_size(None, "cuda", 1)
