@@ -2,10 +2,14 @@
 
 Baseline (same run, same model, same documents): one process scores one
 document at a time — encode_document, a full forward pass, torch.log_softmax
-over the whole vocabulary, style statistics — the obvious implementation.
-The pipeline is `launch.py featurize` on a fresh output directory (actor start-up
-and model loading included; Ray start-up excluded). Both compute every column.
-Also checks that the two agree (max |difference| of normalized_loss and hes).
+over the whole vocabulary, style statistics — the obvious implementation, with
+the faster of 1 thread and all cores' torch threads (timed on the first 200
+documents; on a loaded 2-core machine 2 threads can be many times slower).
+The pipeline is `launch.py featurize` on a fresh output directory, start-up
+included: Ray start, actor start, model loading (`pipeline_s`). Also reported:
+the Ray start alone, the time to the first finished shard, and the steady-state
+documents/s from the first finished shard to the last. Both compute every column;
+the two are checked to agree (max |difference| of normalized_loss and hes).
 
     python benchmarks/bench_featurize.py --workdir /tmp/issue3-demo   # demo artifacts
 (`python launch.py demo --until models --workdir DIR` makes them, ~2 min.)
@@ -75,9 +79,12 @@ def main() -> int:
     parser.add_argument("--batch-tokens", type=int, default=8192)
     args = parser.parse_args()
 
+    import os
+
     import pandas as pd
     import torch
 
+    import commands.featurize as featurize_cmd
     from commands.featurize import FeaturizeConfig, featurize
     from core.ray_setup import init_ray
     from causal.features_io import load_features
@@ -103,28 +110,51 @@ def main() -> int:
     print(f"[bench] {len(frame)} docs of {args.pool}, {len(domains)} domains; torch threads "
           f"{torch.get_num_threads()}", file=sys.stderr)
 
+    calibration = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        naive_features(model, tokenizer, frame.head(200), max_length)
+        calibration[threads] = time.perf_counter() - start
+    naive_threads = min(calibration, key=calibration.get)
+    torch.set_num_threads(naive_threads)
+    print(f"[bench] naive loop on 200 docs by torch threads: {calibration}", file=sys.stderr)
     start = time.perf_counter()
     naive_rows, tokens = naive_features(model, tokenizer, frame, max_length)
     naive_s = time.perf_counter() - start
-    print(f"[bench] naive loop: {naive_s:.1f} s", file=sys.stderr)
+    print(f"[bench] naive loop ({naive_threads} thread(s)): {naive_s:.1f} s", file=sys.stderr)
     del model
 
-    init_ray(address="local", object_store_memory=512 * 1024**2, log_to_driver=False)
+    arrivals = []  # (time, documents) of every shard the command writes
+    write = featurize_cmd.write_feature_shard
+
+    def timed_write(path, rows, key):
+        write(path, rows, key)
+        arrivals.append((time.perf_counter(), len(rows)))
+
+    featurize_cmd.write_feature_shard = timed_write
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as tmp:
         start = time.perf_counter()
+        init_ray(address="local", object_store_memory=512 * 1024**2, log_to_driver=False)
+        ray_s = time.perf_counter() - start
         featurize(FeaturizeConfig(pool=str(pool_dir), model=str(model_dir), out=tmp,
                                   batch_tokens=args.batch_tokens))
         pipeline_s = time.perf_counter() - start
         features = load_features(tmp)
-    print(f"[bench] pipeline: {pipeline_s:.1f} s", file=sys.stderr)
+    first_s = arrivals[0][0] - start
+    steady = (sum(n for _, n in arrivals[1:]) / (arrivals[-1][0] - arrivals[0][0])
+              if len(arrivals) > 1 else float("nan"))
+    print(f"[bench] pipeline: {pipeline_s:.1f} s (Ray start {ray_s:.1f} s, first shard written at "
+          f"{first_s:.1f} s, then {steady:.1f} docs/s)", file=sys.stderr)
 
     merged = features.merge(pd.DataFrame(naive_rows), on="doc_id", suffixes=("", "_naive"))
     assert len(merged) == len(frame), "pipeline and naive loop disagree on the documents"
     diff = max(float((merged["normalized_loss"] - merged["normalized_loss_naive"]).abs().max()),
                float((merged["hes"] - merged["hes_naive"]).abs().max()))
     n = len(frame)
-    print(f"RESULT featurize device=cpu docs={n} tokens={tokens} "
-          f"pipeline_s={pipeline_s:.2f} naive_s={naive_s:.2f} "
+    print(f"RESULT featurize device=cpu docs={n} tokens={tokens} naive_threads={naive_threads} "
+          f"pipeline_s={pipeline_s:.2f} naive_s={naive_s:.2f} ray_start_s={ray_s:.2f} "
+          f"first_shard_s={first_s:.2f} steady_docs_per_s={steady:.1f} "
           f"pipeline_docs_per_s={n / pipeline_s:.1f} naive_docs_per_s={n / naive_s:.1f} "
           f"pipeline_tokens_per_s={tokens / pipeline_s:.0f} naive_tokens_per_s={tokens / naive_s:.0f} "
           f"speedup={naive_s / pipeline_s:.2f} max_abs_diff={diff:.2e}")
