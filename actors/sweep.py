@@ -96,7 +96,11 @@ class SweepConfig:
     cpus_per_trial: float = 1.0
     """CPUs per trial (torch threads follow)."""
     gpus_per_trial: float | None = None
-    """GPUs per trial; None: 1 when the cluster has GPUs, else 0."""
+    """GPUs per trial; None: 1 / trials_per_gpu when the cluster has GPUs, else 0."""
+    trials_per_gpu: int = 1
+    """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
+    proxy.memory's estimate says k trials of the proxy model do not fit the GPU's memory
+    (known from CAUSALMIX_GPU_MEMORY_GB or a GPU visible to the driver)."""
     max_concurrent: int = 0
     """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
     max_pending: int = 0
@@ -119,6 +123,10 @@ class SweepConfig:
             raise ValueError(f"adaptive must lie in [0, 1], got {self.adaptive}")
         if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
             raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
+        if self.trials_per_gpu < 1:
+            raise ValueError(f"trials_per_gpu must be >= 1, got {self.trials_per_gpu}")
+        if self.trials_per_gpu > 1 and self.gpus_per_trial is not None:
+            raise ValueError("give trials_per_gpu or gpus_per_trial, not both")
         if self.adaptive_round < 1:
             raise ValueError(f"adaptive_round must be >= 1, got {self.adaptive_round}")
         if self.adaptive_refit_every < 1:
@@ -249,6 +257,56 @@ def _check_resume(cfg: SweepConfig, out: Path) -> None:
                         "resume with the same settings or start a new --out")
 
 
+def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
+    """GPUs one trial asks for: gpus_per_trial if given, else 1 / trials_per_gpu on a
+    cluster with GPUs, else 0."""
+    from proxy.memory import gpus_per_trial
+
+    if cfg.gpus_per_trial is not None:
+        return float(cfg.gpus_per_trial)
+    return gpus_per_trial(cfg.trials_per_gpu) if cluster_gpus > 0 else 0.0
+
+
+def trial_resources(cfg: SweepConfig, gpus: float) -> dict:
+    """The resource request of every Tune trial."""
+    return {"CPU": cfg.cpus_per_trial, "GPU": gpus}
+
+
+def gpu_memory_bytes() -> int | None:
+    """Memory of one GPU of the cluster, where the driver can know it."""
+    if os.environ.get("CAUSALMIX_GPU_MEMORY_GB"):
+        return int(float(os.environ["CAUSALMIX_GPU_MEMORY_GB"]) * 1024**3)
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+
+
+def check_trials_fit(cfg: SweepConfig) -> None:
+    """Refuse `trials_per_gpu` trials per GPU when the memory estimate says they do not fit."""
+    from transformers import AutoConfig
+
+    from proxy.memory import ModelShape, max_trials_per_gpu, trial_memory_bytes
+
+    memory = gpu_memory_bytes()
+    if memory is None:
+        print(f"[sweep] trials_per_gpu {cfg.trials_per_gpu}: GPU memory unknown here (set "
+              "CAUSALMIX_GPU_MEMORY_GB to check that they fit)", flush=True)
+        return
+    try:
+        shape = ModelShape.from_config(AutoConfig.from_pretrained(cfg.proxy.model))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UserError(f"trials_per_gpu: cannot read the config of {cfg.proxy.model!r}: {exc}") from None
+    per_trial = trial_memory_bytes(shape, tokens_per_micro_batch=cfg.proxy.rows_per_micro_batch
+                                   * cfg.proxy.max_length)
+    fits = max_trials_per_gpu(memory, per_trial)
+    if cfg.trials_per_gpu > fits:
+        raise UserError(f"trials_per_gpu {cfg.trials_per_gpu}: one trial of {cfg.proxy.model} needs about "
+                        f"{per_trial / 1024**3:.1f} GiB (proxy/memory.py estimate), so at most {fits} fit "
+                        f"a {memory / 1024**3:.0f} GiB GPU")
+
+
 def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_kwargs: dict | None = None,
               callbacks: list | None = None) -> dict:
     """Run (or resume) the sweep; returns the summary also written to RUN_DIR/sweep.json."""
@@ -282,9 +340,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress bar replaces Tune's tables
     local = (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
     init_ray(cfg.address, **({"object_store_memory": 512 * 1024**2} if local else {}))
-    gpus = cfg.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    gpus = trial_gpus(cfg, ray.cluster_resources().get("GPU", 0))
+    if gpus and cfg.trials_per_gpu > 1:
+        check_trials_fit(cfg)
     check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
     slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
              else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
@@ -307,7 +365,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     run_fn = tune.with_resources(
         tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
                              **(trainable_kwargs or {})),
-        {"CPU": cfg.cpus_per_trial, "GPU": gpus})
+        trial_resources(cfg, gpus))
     streaming = cfg.stream_fit or cfg.adaptive > 0
     fit_actor = _start_fit_actor(cfg, targets) if streaming else None
     if fit_actor is not None and finished:

@@ -48,7 +48,9 @@ def add_arguments(parser) -> None:
                         "sweep.json reports whether the runs' covariates span it")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default 1)")
     parser.add_argument("--gpus-per-trial", type=float, default=None,
-                        help="GPUs per trial (default: 1 when the cluster has GPUs)")
+                        help="GPUs per trial (default: 1 / --trials-per-gpu when the cluster has GPUs)")
+    parser.add_argument("--trials-per-gpu", dest="trials_per_gpu", type=int, default=None,
+                        help="proxy trials sharing one GPU (fractional GPU requests; default 1)")
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="cap on trials at once (default 0: as many as resources allow)")
     parser.add_argument("--max-failures", type=int, default=None, help="retries per failed trial (default 2)")
