@@ -10,8 +10,9 @@
 Reading and tokenizing live in the actor rather than in separate read tasks: the
 token ids then never cross the object store (an Arrow list column per shard, and a
 pandas conversion each way), and on a CPU-only cluster the actors can take every
-CPU instead of leaving one to read tasks that finish early and then idle (on 2 CPUs
-that doubled the scoring throughput, benchmarks/bench_featurize.py).
+CPU instead of leaving one to read tasks that finish early and then idle (on 2 CPUs:
+two scoring actors instead of one). The price, on GPU actors: tokenizing a shard no
+longer overlaps the forward passes of the previous one.
 
 The math lives in `causal.doc_features` and `causal.style`; this module only
 places it. Batches are formed within one source shard, so a shard's values do

@@ -180,7 +180,10 @@ def concurrent(s: dict, args, k: int, timeout_s: float) -> dict:
     killer.start()
     try:
         for p in procs:
-            if p.stdout.readline().strip() != "ready":
+            line = "-"
+            while line and line.strip() != "ready":  # anything a library prints first is skipped
+                line = p.stdout.readline()
+            if not line:
                 raise RuntimeError(f"a worker died before its timed pass: {p.stderr.read().strip()[-300:]}")
         for p in procs:
             p.stdin.write("go\n")
@@ -231,7 +234,9 @@ def worker(args) -> int:
     return 0
 
 
-def section(results: dict, name: str, fn):
+def section(results: dict, name: str, fn, json_path: str | None = None):
+    """Run one measurement; its figures or its error go into `results` (and the JSON file
+    at once, so a run stopped by the time limit keeps what it measured)."""
     start = time.perf_counter()
     try:
         results[name] = fn()
@@ -240,6 +245,8 @@ def section(results: dict, name: str, fn):
     except Exception as exc:  # one failed section must not cost the others their figures
         traceback.print_exc()
         results[name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2, default=str))
 
 
 def main() -> int:
@@ -264,29 +271,30 @@ def main() -> int:
         torch.set_num_threads(max(1, s["threads"]))
     results: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                      "torch": torch.__version__}
-    section(results, "peak", lambda: {"flops_per_s": peak_flops(device, s["matmul"])})
+    section(results, "peak", lambda: {"flops_per_s": peak_flops(device, s["matmul"])}, args.json)
     peak = results["peak"].get("flops_per_s")
-    section(results, "sft_packed", lambda: sft_once(s, device, packed=True))
-    section(results, "sft_unpacked", lambda: sft_once(s, device, packed=False))
+    section(results, "sft_packed", lambda: sft_once(s, device, packed=True), args.json)
+    section(results, "sft_unpacked", lambda: sft_once(s, device, packed=False), args.json)
     if device == "cuda":
         torch.cuda.empty_cache()
     k, why = choose_k(s, device, args.k or s["k"])
     print(f"[gpu_check] k = {k} ({why})", file=sys.stderr)
-    section(results, "sft_k", lambda: concurrent(s, args, k, timeout_s=60 if args.smoke else 240))
-    section(results, "featurize", lambda: featurize_once(s, device))
+    section(results, "sft_k", lambda: concurrent(s, args, k, timeout_s=60 if args.smoke else 240), args.json)
+    section(results, "featurize", lambda: featurize_once(s, device), args.json)
 
     def fig(name, key, scale=1.0, fmt="{:.0f}"):
         value = results.get(name, {}).get(key)
         return "error" if value is None else fmt.format(value * scale)
 
-    one = results.get("sft_packed", {}).get("tokens_per_s")
-    params = results.get("sft_packed", {}).get("params")
-    mfu = {}
+    one = results["sft_packed"].get("tokens_per_s")
+    unpacked = results["sft_unpacked"].get("tokens_per_s")
+    params = results["sft_packed"].get("params")
     for name in ("sft_packed", "sft_unpacked"):
-        tps = results.get(name, {}).get("tokens_per_s")
-        mfu[name] = 6 * params * tps / peak if (tps and params and peak) else None
-        results.setdefault(name, {})["mfu"] = mfu[name]
-    k_tps = results.get("sft_k", {}).get("total_tokens_per_s")
+        tps = results[name].get("tokens_per_s")
+        results[name]["mfu"] = 6 * params * tps / peak if (tps and params and peak) else None
+    k_tps = results["sft_k"].get("total_tokens_per_s")
+    packing_ratio = one / unpacked if (one and unpacked) else float("nan")
+    k_ratio = k_tps / one if (k_tps and one) else float("nan")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     ok = all("error" not in v for v in results.values() if isinstance(v, dict))
@@ -295,10 +303,8 @@ def main() -> int:
           f"packed_tokens_per_s={fig('sft_packed', 'tokens_per_s')} "
           f"packed_mfu={fig('sft_packed', 'mfu', 1, '{:.3f}')} "
           f"unpacked_tokens_per_s={fig('sft_unpacked', 'tokens_per_s')} "
-          f"unpacked_mfu={fig('sft_unpacked', 'mfu', 1, '{:.3f}')} "
-          f"packing_ratio={(one / results['sft_unpacked']['tokens_per_s']) if one and results['sft_unpacked'].get('tokens_per_s') else float('nan'):.2f} "
-          f"k={k} k_total_tokens_per_s={fig('sft_k', 'total_tokens_per_s')} "
-          f"k_ratio={(k_tps / one) if (k_tps and one) else float('nan'):.2f} "
+          f"unpacked_mfu={fig('sft_unpacked', 'mfu', 1, '{:.3f}')} packing_ratio={packing_ratio:.2f} "
+          f"k={k} k_total_tokens_per_s={fig('sft_k', 'total_tokens_per_s')} k_ratio={k_ratio:.2f} "
           f"featurize_docs_per_s={fig('featurize', 'docs_per_s', 1, '{:.1f}')} "
           f"featurize_tflops={fig('featurize', 'flops_per_s', 1e-12, '{:.2f}')}")
     return 0 if ok else 1

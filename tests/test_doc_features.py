@@ -92,6 +92,19 @@ def test_features_equal_direct_log_softmax(proxy, pool_docs):
         assert got.hes[i] == pytest.approx(hes, rel=1e-5, abs=1e-6)
 
 
+def test_logit_chunks_do_not_change_the_features(proxy, pool_docs, monkeypatch):
+    import causal.doc_features as doc_features
+
+    model, _ = proxy
+    whole = score_documents(model, pool_docs, batch_tokens=10**6)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(doc_features, "CPU_LOGIT_CHUNK_BYTES", 4 * vocab * 7)  # 7 rows a chunk
+    chunked = score_documents(model, pool_docs, batch_tokens=10**6)
+    assert whole.n_tokens.sum() > 7 * 3  # several chunk boundaries, inside documents too
+    np.testing.assert_allclose(whole.normalized_loss, chunked.normalized_loss, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(whole.hes, chunked.hes, rtol=1e-6, atol=1e-7)
+
+
 def test_batch_of_one_equals_batch_of_sixteen(proxy, pool_docs):
     model, _ = proxy
     docs = pool_docs[:16]
