@@ -9,7 +9,9 @@ All train one epoch over the same drawn sample (a proxy run's documents, tokenis
 steps; the Trainers: the same documents per step, 2 accumulation steps). Throughput =
 document tokens (padding excluded) / training wall time, model already loaded, tokenisation
 outside every timing. Repeated `--repeats` times, alternating, median reported; every
-repeat starts from the same weights. The per-step loss curves of our trainer and the
+repeat starts from the same weights. Also tokens per CPU-second of the process (all run
+with `--threads` torch threads, 1 by default, and no loader workers), which a machine
+shared with other jobs disturbs far less than wall time. The per-step loss curves of our trainer and the
 padding-free Trainer (its `log_history`, logging every step) are printed side by side.
 `--compile` adds our trainer with `torch.compile` of the decoder (ProxyConfig.compile).
 
@@ -60,9 +62,11 @@ def run_ours(model_path: str, tokenizer, docs, cfg, device: str):
     packed = pack_documents(docs, cfg.max_length, tokenizer.pad_token_id, rng=np.random.default_rng(0))
     model = load_for_training(cfg, device)
     curve = []
+    cpu = time.process_time()
     stats = train_packed(model, packed, cfg, device=device, rng=np.random.default_rng(0),
                          on_step=lambda step, loss: curve.append(loss))
-    return {"tokens": stats.tokens, "seconds": stats.seconds, "steps": stats.steps,
+    cpu = time.process_time() - cpu
+    return {"tokens": stats.tokens, "seconds": stats.seconds, "cpu_s": cpu, "steps": stats.steps,
             "padding": 1 - packed.n_tokens / packed.input_ids.size, "curve": curve}
 
 
@@ -97,14 +101,14 @@ def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: 
             use_cpu=device == "cpu", bf16=device != "cpu", dataloader_num_workers=0,
             disable_tqdm=True, seed=0)
         trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = trainer.train()
         if device != "cpu":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     tokens = sum(len(f["input_ids"]) for f in features)
     curve = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"tokens": tokens, "seconds": seconds, "steps": out.global_step,
+    return {"tokens": tokens, "seconds": seconds, "cpu_s": cpu, "steps": out.global_step,
             "padding": 1 - tokens / slots, "curve": curve}
 
 
@@ -164,16 +168,19 @@ def main() -> int:
     if args.compile:
         compiled = dataclasses.replace(cfg, compile=True)
         runs["ours_compile"] = lambda: run_ours(model, tokenizer, docs, compiled, device)
-    tps, last = {name: [] for name in runs}, {}
+    tps, per_cpu_s, last = {name: [] for name in runs}, {name: [] for name in runs}, {}
     for rep in range(args.repeats):
         for name, fn in runs.items():
             last[name] = r = fn()
             tps[name].append(r["tokens"] / r["seconds"])
+            per_cpu_s[name].append(r["tokens"] / r["cpu_s"])
             print(f"[rep {rep}] {name}: {r['tokens']} tokens, {r['steps']} steps in {r['seconds']:.2f} s "
-                  f"= {tps[name][-1]:.0f} tok/s, padding {r['padding']:.1%}, "
+                  f"= {tps[name][-1]:.0f} tok/s ({per_cpu_s[name][-1]:.0f} per CPU-second), "
+                  f"padding {r['padding']:.1%}, "
                   f"loss first {r['curve'][0]:.3f} last {r['curve'][-1]:.3f}", file=sys.stderr)
     print_curves(last["ours"]["curve"], last["flatten"]["curve"])
     med = {name: statistics.median(v) for name, v in tps.items()}
+    med_cpu = {name: statistics.median(v) for name, v in per_cpu_s.items()}
     extra = ""
     if "ours_compile" in med:
         extra += (f" ours_compile_tokens_per_s={med['ours_compile']:.0f}"
@@ -187,6 +194,8 @@ def main() -> int:
           f"ours_tokens_per_s={med['ours']:.0f} flatten_trainer_tokens_per_s={med['flatten']:.0f} "
           f"padding_trainer_tokens_per_s={med['padding']:.0f} ratio={med['ours'] / med['flatten']:.2f} "
           f"ratio_vs_padding={med['ours'] / med['padding']:.2f} "
+          f"ratio_per_cpu_s={med_cpu['ours'] / med_cpu['flatten']:.2f} "
+          f"ratio_per_cpu_s_vs_padding={med_cpu['ours'] / med_cpu['padding']:.2f} "
           f"ours_padding={last['ours']['padding']:.3f} padding_trainer_padding={last['padding']['padding']:.3f} "
           f"loss_last_ours={last['ours']['curve'][-1]:.3f} loss_last_flatten={last['flatten']['curve'][-1]:.3f}"
           f"{extra}")
