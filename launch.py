@@ -10,7 +10,7 @@ import sys
 
 from commands import (demo, export, featurize, fit, import_regmix, import_swarm, pool, predict, recommend,
                       report, serve, sweep, validate)
-from core.errors import UserError
+from core.errors import RunsFailed, UserError
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
 
 COMMANDS = {
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunsFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("terminated" if terminated.is_set() else "interrupted", file=sys.stderr)
         return 143 if terminated.is_set() else 130
