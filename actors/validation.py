@@ -95,7 +95,6 @@ class ValidateConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.trust_radius is not None:
             from causal.policy import check_trust_radius
-            from core.errors import RunsFailed, UserError
 
             try:
                 object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
