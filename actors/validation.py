@@ -156,6 +156,9 @@ def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
     from actors.validation_runs import SETTINGS_FILE, LandedRuns
 
     if cfg.resume:
+        if not (Path(cfg.out) / SETTINGS_FILE).is_file():
+            raise UserError(f"--resume: {cfg.out} holds no validation to resume (no {SETTINGS_FILE}); "
+                            "run without --resume")
         return check_output_path(cfg.out, kind="validation folder", markers=(SETTINGS_FILE,),
                                  inputs=_validation_inputs(cfg))
     out = Path(cfg.out)

@@ -142,7 +142,9 @@ def test_a_failed_run_keeps_the_others_and_resume_trains_only_it(ray_local, tiny
     config.write_text(yaml.safe_dump({"proxy": {**TINY_TRAINING, "budget": 20}}))
     assert launch.main([*common, "--resume"]) == 2
     assert "proxy.budget: landed 16, now 20" in capsys.readouterr().err
-    assert len(list(calls.iterdir())) == 4                  # neither trained anything
+    assert launch.main([*common[:-4], "--out", str(tmp_path / "none"), "--config", str(config), "--resume"]) == 2
+    assert "holds no validation to resume" in capsys.readouterr().err
+    assert len(list(calls.iterdir())) == 4                  # none of these trained anything
 
     summary = run_validation(ValidateConfig(**{**cfg.__dict__, "resume": True}),
                              train_fn=counting_train(str(calls)))
