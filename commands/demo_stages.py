@@ -60,8 +60,9 @@ def decide(record: Mapping | None, inputs: Mapping[str, str], *, complete: bool,
     """The stage's action from its record (None: none), its inputs' current fingerprints,
     whether its outputs are complete, and whether a stage it reads ran in this invocation."""
     if record is None:
-        if upstream_ran:
-            return Decision(FRESH, "no fingerprint recorded and a stage it reads ran again")
+        if upstream_ran:  # whatever it holds was made before the stages it reads ran again
+            return Decision(FRESH, "not done yet" if not complete else
+                            "no fingerprint recorded and a stage it reads ran again")
         if complete:
             return Decision(REUSE, "complete, no fingerprint recorded (adopted)")
         return Decision(RUN, "not done yet")
