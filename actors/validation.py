@@ -141,10 +141,12 @@ def _plain(value):
 def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
     """What decides a run's result besides its mixture and seed (recorded with each landed run)."""
     from causal.features_io import model_fingerprint
+    from causal.streaming import frame_sha256
 
     return json.loads(json.dumps({
         "target_model": model_fingerprint(cfg.target_model),
-        "pool": str(Path(cfg.pool).resolve()), "pool_shards": sorted(inputs.shard_names),
+        "pool": str(Path(cfg.pool).resolve()),
+        "pool_shards": {name: frame_sha256(frame) for name, frame in sorted(inputs.shards.items())},
         "pool_domain_tokens": dict(inputs.domain_tokens),
         "features": str(Path(cfg.features).resolve()),
         "proxy": {k: v for k, v in asdict(proxy).items() if k != "model"}}, default=_plain))
