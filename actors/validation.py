@@ -67,6 +67,10 @@ class ValidateConfig:
     """{domain: weight} lower bounds of every model's mixture."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
+    train: dict = field(default_factory=dict)
+    """How one run is spread over workers (fields of proxy.distributed.TargetTrainConfig:
+    workers, gpu_type, activation_checkpointing, max_failures, checkpoint_every, ...); workers > 1
+    trains each run through Ray Train with FSDP (actors/ray_train.py)."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
 
@@ -93,6 +97,15 @@ class ValidateConfig:
             except UserError as exc:
                 raise ValueError(str(exc)) from None
         self.proxy_config()
+        self.train_config()
+
+    def train_config(self):
+        from proxy.distributed import TargetTrainConfig
+
+        unknown = set(self.train) - set(TargetTrainConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"train: unknown key(s) {sorted(unknown)}")
+        return TargetTrainConfig(**self.train)
 
     def proxy_config(self) -> ProxyConfig:
         unknown = set(self.proxy) - set(ProxyConfig.__dataclass_fields__)
@@ -161,15 +174,23 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
                                     trust_radius=cfg.trust_radius, regmix_model=regmix,
                                     no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
                                     grid=cfg.grid, constraints=bounds)
-    proxy = cfg.proxy_config()
+    proxy, train = cfg.proxy_config(), cfg.train_config()
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    check_resources({"CPU": 1, **({"GPU": gpus} if gpus else {})}, "a validation training run")
+    from actors.ray_train import check_memory_plan, train_candidate_distributed
+
+    check_memory_plan(proxy, train, ray.cluster_resources())
+    check_resources({"CPU": train.cpus_per_worker * train.workers,
+                     **({"GPU": gpus * train.workers} if gpus else {})}, "a validation training run")
     shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
     dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
     task = ray.remote(_train_candidate).options(num_cpus=1, num_gpus=gpus, max_retries=2)
+    extra = {}
+    if train.distributed:  # the task only drives a TorchTrainer, whose workers hold the resources
+        task = ray.remote(train_candidate_distributed).options(num_cpus=0, max_retries=0)
+        extra = {"train": train}
     refs = [task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
-                        features_ref, tuple(feature_names))
+                        features_ref, tuple(feature_names), **extra)
             for seed in range(cfg.seeds) for name, cand in candidates.items()]
     rows = []
     with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:

@@ -29,13 +29,16 @@ class TargetTrainConfig:
     `accelerator_type` when Ray reports one with a single memory size, else unchecked."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in backward (transformers'
-    gradient_checkpointing_enable): memory of one layer instead of all."""
+    activation_checkpointing_enable): memory of one layer instead of all."""
     max_failures: int = 2
     """Worker-group restarts Ray Train allows a run; each resumes from the last checkpoint."""
     checkpoint_every: int = 50
     """Optimiser steps between checkpoints (and always after the last step)."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker."""
+    storage_path: str | None = None
+    """Where Ray Train keeps checkpoints: shared storage (NFS path or s3:// URI) on a multi-node
+    cluster; None: ~/ray_results, enough on one node."""
 
     def __post_init__(self):
         if self.workers < 1:

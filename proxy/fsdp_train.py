@@ -48,7 +48,7 @@ def shard_model(model, cfg: ProxyConfig, tcfg: TargetTrainConfig, device: str, w
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     if tcfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.startswith("cuda"))
     policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
               if bf16 else MixedPrecisionPolicy())

@@ -290,6 +290,30 @@ def plan_memory(p: PlanInputs) -> MemoryPlan:
     return MemoryPlan(p, terms)
 
 
+RAY_ACCELERATOR_TYPES = {"A100-40G": "A100-40", "A100-80G": "A100-80", "H100": "H100-80",
+                         "H200": "H200-141", "B200": "B200-180", "L4": "L4-24", "A10G": "A10G-24",
+                         "L40S": "L40S-48"}
+"""Ray's `accelerator_type:<name>` resources whose name pins one memory size ("A100" does not)."""
+
+
+def detect_gpu_type(cluster_resources: Mapping[str, float]) -> str | None:
+    """The GPU type of a cluster from Ray's resources; None when absent, ambiguous or mixed."""
+    kinds = {RAY_ACCELERATOR_TYPES.get(k.split(":", 1)[1]) for k in cluster_resources
+             if k.startswith("accelerator_type:")}
+    return kinds.pop() if len(kinds) == 1 and None not in kinds else None
+
+
+def plan_for_run(shape: ModelShape, cfg, workers: int, *, gpu_type: str | None, on_gpu: bool,
+                 activation_checkpointing: bool) -> MemoryPlan:
+    """The plan of a run with ProxyConfig `cfg` (sequence length, micro-batch, dtype, attention)."""
+    bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and on_gpu)
+    return plan_memory(PlanInputs(shape, seq_len=cfg.max_length, micro_batch=cfg.rows_per_micro_batch,
+                                  workers=workers, gpu_type=gpu_type,
+                                  activation_checkpointing=activation_checkpointing,
+                                  compute_bytes=2 if bf16 else 4,
+                                  attention="eager" if cfg.attention == "eager" else "flash"))
+
+
 def suggestions(p: PlanInputs) -> list[str]:
     """Changes that make `p` fit, each alone: more GPUs, checkpointing, a smaller micro-batch."""
     from dataclasses import replace
