@@ -1,5 +1,6 @@
-"""Target training through Ray Train + FSDP2 on CPU (gloo): 2 workers against 1 on the same
-data and seed, and a worker failure that resumes from the checkpoint."""
+"""Target training through Ray Train + FSDP2 on CPU (gloo): 2 workers against the
+single-device path (what `validate` runs with 1 GPU per run) on the same data and seed, a
+worker failure that resumes from the checkpoint, and `validate --gpus-per-run 2`."""
 from __future__ import annotations
 
 import json
@@ -33,11 +34,13 @@ def _spec(inputs, seed=0):
 
 @pytest.fixture(scope="module")
 def runs(ray_local, tiny_env, tmp_path_factory):
-    """The same run with 1 worker, and with 2 workers where the last rank fails once right
-    after the checkpoint of step 2 (every rank traces the rows it trains)."""
+    """The same run on the single-device path (proxy.run.run_proxy, in this process), and with
+    2 Ray Train workers where the last rank fails once right after the checkpoint of step 2
+    (every rank traces the rows it trains)."""
     from actors.ray_train import train_distributed
     from actors.sweep_inputs import load_sweep_inputs
     from proxy.fsdp_train import FaultDrill
+    from proxy.run import run_proxy
 
     ray = ray_local
     root = tmp_path_factory.mktemp("target")
@@ -50,8 +53,10 @@ def runs(ray_local, tiny_env, tmp_path_factory):
             "dev_sets_ref": ray.put(inputs.dev_sets), "features_ref": ray.put(inputs.features),
             "feature_names": DEFAULT_FEATURES, "storage_path": str(root / "ray")}
     spec = _spec(inputs)
-    one = train_distributed(cfg, TargetTrainConfig(workers=1, checkpoint_every=100, cpus_per_worker=1),
-                            spec, **refs, use_gpu=False)
+    losses = []
+    one = run_proxy(cfg, spec, shards=inputs.shards, dev_sets=inputs.dev_sets, features=inputs.features,
+                    on_step=lambda step, loss: losses.append(loss))
+    one.update(workers=1, train_losses=json.dumps(losses))
     (root / "trace").mkdir()
     drill = FaultDrill(step=2, marker=str(root / "failed.marker"), trace_dir=str(root / "trace"))
     two = train_distributed(cfg, TargetTrainConfig(workers=2, checkpoint_every=2, max_failures=1,
@@ -85,3 +90,34 @@ def test_failed_worker_resumes_without_repeating_rows(runs):
     assert sorted(seen) == list(range(len(seen)))
     for t0, t1 in zip(traces[0], traces[1]):
         assert not set(t0["rows"]) & set(t1["rows"])
+
+
+def test_validate_gpus_per_run_trains_through_ray_train(ray_local, tiny_env, runs, tmp_path, capsys):
+    """The CLI path: `validate --gpus-per-run 2` dispatches each run to Ray Train."""
+    import pandas as pd
+    import yaml
+
+    import launch
+    from causal.fitting import FitConfig
+    from commands.fit import fit_and_save
+
+    _, _, root, _ = runs
+    domains = list(pd.read_parquet(root / "features.parquet")["domain"].unique())
+    rng = np.random.default_rng(0)
+    mix = rng.dirichlet(np.ones(len(domains)), size=24)
+    table = pd.DataFrame({"run_id": [f"r{i}" for i in range(24)],
+                          **{f"mix.{d}": mix[:, j] for j, d in enumerate(domains)},
+                          "y": mix @ np.linspace(-1, 1, len(domains))})
+    table.to_parquet(tmp_path / "runs.parquet")
+    fit_and_save(str(tmp_path / "runs.parquet"), str(tmp_path / "model"), FitConfig(estimator="regression"))
+    config = tmp_path / "validate.yaml"
+    config.write_text(yaml.safe_dump({"proxy": {"budget": 12, "max_length": 64, "dev_limit": 2,
+                                                "em_max_new_tokens": 4, "threads": 1, "device": "cpu"},
+                                      "train": {"checkpoint_every": 100, "storage_path": str(tmp_path / "ray")}}))
+    assert launch.main(["validate", "--config", str(config), "--model", str(tmp_path / "model"),
+                        "--pool", str(tiny_env.pool_large), "--features", str(root / "features.parquet"),
+                        "--target-model", str(tiny_env.target_model), "--mixtures", "equal",
+                        "--seeds", "1", "--gpus-per-run", "2", "--out", str(tmp_path / "val")]) == 0
+    assert "2 GPU(s) (FSDP)" in capsys.readouterr().err
+    results = pd.read_parquet(tmp_path / "val" / "validation.parquet")
+    assert results["workers"].tolist() == [2] and results["y"].notna().all()
