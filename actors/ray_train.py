@@ -38,7 +38,7 @@ def _train_loop_per_worker(config: dict) -> None:
         torch.cuda.set_device(torch.device(device))
     start = time.perf_counter()
     _, tokenizer, sample, packed, rng = prepare_run(cfg, spec, shards, device=device)
-    model = shard_model(load_for_training(cfg, device), cfg, tcfg, device, world)
+    model = shard_model(load_for_training(cfg, device, place="cpu"), cfg, tcfg, device, world)
 
     def save(step: int, losses: list, write) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -55,6 +55,9 @@ def _train_loop_per_worker(config: dict) -> None:
             stats, losses = train_rank(model, packed, cfg, tcfg, device=device, rng=rng, rank=rank,
                                        world=world, resume=resume, save=save, drill=config["drill"])
     weights = full_state_dict(model)
+    del model  # rank 0 evaluates a plain copy; the shards need not stay beside it
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     row = {}
     if rank == 0:
         plain = load_for_training(cfg, device)

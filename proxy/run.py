@@ -42,12 +42,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_for_training(cfg: ProxyConfig, device: str):
+def load_for_training(cfg: ProxyConfig, device: str, *, place: str | None = None):
     """fp32 weights (bf16 autocast on GPU); flash_attention_2 when asked for or, with
-    'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask."""
+    'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask.
+    `place`: where the weights are loaded when not on `device` (FSDP loads on the host and
+    moves each layer's shard to the GPU as it wraps it, so no GPU holds the whole model)."""
     import importlib.util
 
-    model = load_causal_lm(cfg.model, device=device,
+    model = load_causal_lm(cfg.model, device=place or device,
                            dtype="bfloat16" if cfg.dtype == "bfloat16" and device == "cpu" else "float32")
     want = cfg.attention
     if want == "auto":

@@ -35,8 +35,8 @@ def _spec(inputs, seed=0):
 @pytest.fixture(scope="module")
 def runs(ray_local, tiny_env, tmp_path_factory):
     """The same run on the single-device path (proxy.run.run_proxy, in this process), and with
-    2 Ray Train workers where the last rank fails once right after the checkpoint of step 2
-    (every rank traces the rows it trains)."""
+    2 Ray Train workers, activation checkpointing on, where the last rank fails once right
+    after the checkpoint of step 2 (every rank traces the rows it trains)."""
     from actors.ray_train import train_distributed
     from actors.sweep_inputs import load_sweep_inputs
     from proxy.fsdp_train import FaultDrill
@@ -60,7 +60,7 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     (root / "trace").mkdir()
     drill = FaultDrill(step=2, marker=str(root / "failed.marker"), trace_dir=str(root / "trace"))
     two = train_distributed(cfg, TargetTrainConfig(workers=2, checkpoint_every=2, max_failures=1,
-                                                   cpus_per_worker=1),
+                                                   cpus_per_worker=1, activation_checkpointing=True),
                             spec, **refs, use_gpu=False, drill=drill)
     return one, two, root, cfg
 
