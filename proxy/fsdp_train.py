@@ -126,7 +126,7 @@ def train_rank(model, packed: PackedBatch, cfg: ProxyConfig, tcfg: TargetTrainCo
         local = accumulate_padded(model, packed, mine, rows[0], max(1, packed.rows(rows).n_scored),
                                   device, autocast, scale)
         optimizer_step(model, optimizer, scheduler, cfg)
-        total = torch.tensor([local], dtype=torch.float64)
+        total = torch.tensor([local], dtype=torch.float64, device=device)  # NCCL reduces on the GPU
         dist.all_reduce(total)
         losses.append(float(total))
         if drill is not None and drill.trace_dir:

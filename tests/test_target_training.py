@@ -16,11 +16,11 @@ from sweep_helpers import synthetic_features
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 LOSS_RTOL = 1e-4
-"""fp32 on CPU: 2 ranks sum the same token NLLs in another order (reduce-scatter of two
-partial gradients instead of one sum), about 1e-7 relative per step; AdamW's normalised
-updates pass that through almost unchanged over a few steps (measured: about 1e-6 after
-8 steps). 1e-4 is 100x that and far below the loss's step-to-step change (~1e-2), so a
-wrong partition, a doubled or dropped row or a wrong gradient scale fails it."""
+"""fp32 on CPU: 2 ranks sum the same token NLLs in another order (each rank's partial
+gradient, then FSDP's reduce-scatter) than one process does, about 1e-7 relative per step;
+AdamW passes that on almost unchanged over a few steps (measured: at most 9e-8 relative over
+10 steps, benchmarks/bench_train_scaling.py). 1e-4 is 1000x that and far below the loss's
+change over the run (>1e-2 relative), so a wrong partition, a doubled or dropped row or a wrong gradient scale fails it."""
 
 
 def _spec(inputs, seed=0):
