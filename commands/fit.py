@@ -74,6 +74,10 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
         for candidate, score in selection["scores"].items():
             print(f"  {candidate}: out-of-fold MSE {score['oof_mse']:.4g}, Spearman {score['oof_spearman']:.3f}"
                   + ("  <- chosen" if candidate == name else ""), file=sys.stderr)
+        evidence = selection["mixture_evidence"]
+        print(f"  covariates alone ({evidence['covariates_only']}): out-of-fold MSE "
+              f"{evidence['covariates_only_oof_mse']:.4g}; the mixture helps with p = {evidence['p_value']:.3g} "
+              "(one-sided paired t-test; recommend does not move at p >= alpha)", file=sys.stderr)
     return {"model_dir": str(saved), "model_version": model.version,
             "estimator": name, "selection": selection, "n_runs": table.n_runs,
             "domains": table.domains, "covariate_names": table.covariate_names,
