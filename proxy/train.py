@@ -107,7 +107,7 @@ def accumulate(model, micro_batches, n_scored: int, device: str, autocast, *, sc
     step_loss = 0.0
     for micro in micro_batches:
         nll, _ = token_nll_sum(model, micro, device, autocast)
-        (nll * (scale / n_scored)).backward()
+        (nll * scale / n_scored).backward()  # scale 1.0 leaves nll bit for bit: same as nll / n_scored
         step_loss += float(nll.detach()) / n_scored
     return step_loss
 
