@@ -73,6 +73,10 @@ class ValidateConfig:
     """{domain: weight} lower bounds of every model's mixture."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
+    train: dict = field(default_factory=dict)
+    """How one run is spread over workers (fields of proxy.distributed.TargetTrainConfig:
+    workers, gpu_type, activation_checkpointing, max_failures, checkpoint_every, ...); workers > 1
+    trains each run through Ray Train with FSDP (actors/ray_train.py)."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
     resume: bool = False
@@ -101,6 +105,15 @@ class ValidateConfig:
             except UserError as exc:
                 raise ValueError(str(exc)) from None
         self.proxy_config()
+        self.train_config()
+
+    def train_config(self):
+        from proxy.distributed import TargetTrainConfig
+
+        unknown = set(self.train) - set(TargetTrainConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"train: unknown key(s) {sorted(unknown)}")
+        return TargetTrainConfig(**self.train)
 
     def proxy_config(self) -> ProxyConfig:
         unknown = set(self.proxy) - set(ProxyConfig.__dataclass_fields__)
@@ -173,24 +186,42 @@ def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
                              overwrite=overwrite, inputs=_validation_inputs(cfg))
 
 
-def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, int]], landed, settings,
-                   proxy: ProxyConfig, inputs, feature_names) -> tuple[dict, list[dict]]:
-    """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
-    A lost worker or node is retried (max_retries); an exception raised by the training code is
-    not (it would fail again) and is returned as a failure, the other runs going on."""
+def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
+    """Start or join Ray and refuse, before anything is written, a run whose memory plan does not
+    fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
     import ray
-    from tqdm import tqdm
 
+    from actors.ray_train import check_memory_plan
     from core.ray_setup import check_resources, init_ray
 
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    check_resources({"CPU": 1, **({"GPU": gpus} if gpus else {})}, "a validation training run")
+    check_memory_plan(proxy, train, ray.cluster_resources())
+    check_resources({"CPU": train.cpus_per_worker * train.workers,
+                     **({"GPU": gpus * train.workers} if gpus else {})}, "a validation training run")
+    return gpus
+
+
+def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, int]], landed, settings,
+                   proxy: ProxyConfig, train, gpus: float, inputs, feature_names) -> tuple[dict, list[dict]]:
+    """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
+    A lost worker or node is retried (max_retries); an exception raised by the training code is
+    not (it would fail again) and is returned as a failure, the other runs going on. With
+    `train.workers` > 1 each task drives a Ray Train run (actors/ray_train.py), whose workers
+    hold the resources and whose checkpoints, not the task, survive a lost worker."""
+    import ray
+    from tqdm import tqdm
+
+    from actors.ray_train import train_candidate_distributed
+
     shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
     dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
-    task = ray.remote(train_fn).options(num_cpus=1, num_gpus=gpus, max_retries=2)
+    task, extra = ray.remote(train_fn).options(num_cpus=1, num_gpus=gpus, max_retries=2), {}
+    if train.distributed and train_fn is train_candidate:
+        task = ray.remote(train_candidate_distributed).options(num_cpus=0, max_retries=0)
+        extra = {"train": train}
     refs = {task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
-                        features_ref, tuple(feature_names)): (name, cand, seed)
+                        features_ref, tuple(feature_names), **extra): (name, cand, seed)
             for name, cand, seed in jobs}
     rows, failures = {}, []
     with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:
@@ -247,11 +278,12 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
                                     trust_radius=cfg.trust_radius, regmix_model=regmix,
                                     no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
                                     grid=cfg.grid, constraints=bounds)
-    proxy = cfg.proxy_config()
+    proxy, train = cfg.proxy_config(), cfg.train_config()
     settings = _run_settings(cfg, proxy, inputs)
     landed = LandedRuns(out)
     reused = (landed.reusable(settings, {n: c["mixture"] for n, c in candidates.items()}, cfg.seeds)
               if cfg.resume else {})
+    gpus = _check_cluster(cfg, proxy, train)
     if not cfg.resume:  # a fresh folder now: the runs land in it from the first one on
         with atomic_directory(out, kind="validation folder", markers=("summary.json", "table.md"),
                               overwrite=True, inputs=_validation_inputs(cfg)) as tmp:
@@ -260,8 +292,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
             if (name, seed) not in reused]
     if reused:
         print(f"validate: {len(reused)} landed run(s) kept, {len(jobs)} to train", file=sys.stderr)
-    trained, failures = (_train_missing(cfg, train_fn, jobs, landed, settings, proxy, inputs, feature_names)
-                         if jobs else ({}, []))
+    trained, failures = (_train_missing(cfg, train_fn, jobs, landed, settings, proxy, train, gpus, inputs,
+                                        feature_names) if jobs else ({}, []))
     if failures:
         write_failures(out, failures)
         names = ", ".join(f"{run_name(f['candidate'], f['seed'])} ({f['error']})" for f in failures[:3])

@@ -188,7 +188,7 @@ def featurize(cfg: FeaturizeConfig) -> dict:
 
 
 def run(args) -> int:
-    cfg = load_config(FeaturizeConfig, args.config, vars(args))
+    cfg = load_config(FeaturizeConfig, args.config, vars(args), section="featurize")
     record = featurize(cfg)
     print(json.dumps({k: record[k] for k in ("pool", "model", "feature_version", "n_docs",
                                              "shards_computed", "wall_s")}))

@@ -68,56 +68,86 @@ def autocast_for(device: str, dtype: str):
     return contextlib.nullcontext
 
 
-def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
-                 rng: np.random.Generator,
-                 on_step: Callable[[int, float], None] | None = None) -> TrainStats:
-    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch)."""
+def step_orders(n_rows: int, cfg: ProxyConfig, rng: np.random.Generator) -> tuple[int, list[np.ndarray]]:
+    """(optimiser steps per epoch, each epoch's row order). All epochs' orders are drawn up front
+    (the same draws as one per epoch, since nothing else consumes `rng` in between), so a resumed
+    or distributed run knows the rows of every step from the seed alone."""
+    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
+    return math.ceil(n_rows / rows_per_step), [rng.permutation(n_rows) for _ in range(cfg.epochs)]
+
+
+def step_rows(orders: list[np.ndarray], step: int, steps_per_epoch: int, cfg: ProxyConfig) -> np.ndarray:
+    """Packed-row indices of global optimiser step `step` (0-based)."""
+    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
+    epoch, s = divmod(step, steps_per_epoch)
+    return orders[epoch][s * rows_per_step:(s + 1) * rows_per_step]
+
+
+def build_optimizer(model, cfg: ProxyConfig, total_steps: int, *, fused: bool):
+    """AdamW (no decay on norms and biases) and the warmup-cosine schedule over `total_steps`."""
     import torch
 
-    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
-    steps_per_epoch = math.ceil(len(packed.input_ids) / rows_per_step)
-    total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_ratio * total_steps)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=cfg.learning_rate, fused=device.startswith("cuda"))
+                                  lr=cfg.learning_rate, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, total_steps, warmup))
+    return optimizer, scheduler
+
+
+def accumulate(model, micro_batches, n_scored: int, device: str, autocast, *, scale: float = 1.0) -> float:
+    """Forward/backward of each micro-batch with loss NLL / n_scored x `scale` (n_scored: the
+    whole optimiser step's scored tokens, so accumulation equals one large batch); returns the
+    unscaled loss summed over the micro-batches. A micro-batch without scored tokens still runs:
+    under FSDP every rank must take part in each gather."""
+    step_loss = 0.0
+    for micro in micro_batches:
+        nll, _ = token_nll_sum(model, micro, device, autocast)
+        (nll * scale / n_scored).backward()  # scale 1.0 leaves nll bit for bit: same as nll / n_scored
+        step_loss += float(nll.detach()) / n_scored
+    return step_loss
+
+
+def optimizer_step(model, optimizer, scheduler, cfg: ProxyConfig) -> None:
+    import torch
+
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
+                 rng: np.random.Generator,
+                 on_step: Callable[[int, float], None] | None = None) -> TrainStats:
+    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch)."""
+    import torch
+
+    steps_per_epoch, orders = step_orders(len(packed.input_ids), cfg, rng)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer, scheduler = build_optimizer(model, cfg, total_steps, fused=device.startswith("cuda"))
     autocast = autocast_for(device, cfg.dtype)
     model.train()
-    first = last = float("nan")
-    step = 0
+    losses = []
     start = time.perf_counter()
-    for _ in range(cfg.epochs):
-        order = rng.permutation(len(packed.input_ids))
-        for s in range(steps_per_epoch):
-            rows = order[s * rows_per_step:(s + 1) * rows_per_step]
-            step_batch = packed.rows(rows)
-            n_scored = max(1, step_batch.n_scored)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for m in range(0, len(rows), cfg.rows_per_micro_batch):
-                micro = step_batch.rows(slice(m, m + cfg.rows_per_micro_batch))
-                if micro.n_scored == 0:
-                    continue
-                nll, _ = token_nll_sum(model, micro, device, autocast)
-                (nll / n_scored).backward()
-                step_loss += float(nll.detach()) / n_scored
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            first = step_loss if step == 0 else first
-            last = step_loss
-            step += 1
-            if on_step is not None:
-                on_step(step, step_loss)
+    for step in range(total_steps):
+        step_batch = packed.rows(step_rows(orders, step, steps_per_epoch, cfg))
+        micro = [step_batch.rows(slice(m, m + cfg.rows_per_micro_batch))
+                 for m in range(0, len(step_batch.input_ids), cfg.rows_per_micro_batch)]
+        losses.append(accumulate(model, micro, max(1, step_batch.n_scored), device, autocast))
+        optimizer_step(model, optimizer, scheduler, cfg)
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     model.eval()
-    return TrainStats(steps=step, tokens=packed.n_tokens * cfg.epochs,
-                      scored_tokens=packed.n_scored * cfg.epochs, first_loss=first,
-                      last_loss=last, seconds=time.perf_counter() - start)
+    return TrainStats(steps=total_steps, tokens=packed.n_tokens * cfg.epochs,
+                      scored_tokens=packed.n_scored * cfg.epochs,
+                      first_loss=losses[0] if losses else float("nan"),
+                      last_loss=losses[-1] if losses else float("nan"),
+                      seconds=time.perf_counter() - start)
