@@ -126,7 +126,7 @@ def _validation_inputs(cfg: ValidateConfig) -> list:
 
 def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
     import ray
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from actors.sweep_inputs import load_sweep_inputs
     from causal.covariates import features_in, pool_covariates

@@ -19,6 +19,23 @@ from proxy.config import ProxyConfig
 from proxy.packing import IGNORE, PackedBatch
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What the per-step hook gets besides the step and its loss."""
+
+    lr: float
+    """Learning rate the optimiser step used."""
+    grad_norm: object
+    """Gradient norm before clipping, a 0-d tensor (read it only when logging: on GPU that
+    syncs), or None with clipping off."""
+    tokens: int
+    """Document tokens of the step (padding excluded)."""
+    scored_tokens: int
+    """Response tokens the step's loss is over."""
+    total_steps: int
+    """Optimiser steps of the whole run."""
+
+
 @dataclass
 class TrainStats:
     steps: int
@@ -70,8 +87,9 @@ def autocast_for(device: str, dtype: str):
 
 def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
                  rng: np.random.Generator,
-                 on_step: Callable[[int, float], None] | None = None) -> TrainStats:
-    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch)."""
+                 on_step: Callable[[int, float, StepInfo], None] | None = None) -> TrainStats:
+    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch).
+    `on_step(step, loss, info)` runs after every optimiser step (step counts from 1)."""
     import torch
 
     rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
@@ -106,15 +124,18 @@ def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
                 nll, _ = token_nll_sum(model, micro, device, autocast)
                 (nll / n_scored).backward()
                 step_loss += float(nll.detach()) / n_scored
+            grad_norm = None
             if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             first = step_loss if step == 0 else first
             last = step_loss
             step += 1
             if on_step is not None:
-                on_step(step, step_loss)
+                on_step(step, step_loss, StepInfo(lr=lr, grad_norm=grad_norm, tokens=step_batch.n_tokens,
+                                                  scored_tokens=n_scored, total_steps=total_steps))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     model.eval()

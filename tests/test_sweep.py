@@ -12,6 +12,7 @@ from ray.tune import Callback
 
 import launch
 from actors.sweep import SweepConfig, run_sweep
+from actors.trainer import ROW_KEY
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 pytestmark = pytest.mark.ray
@@ -76,7 +77,7 @@ def test_bad_input_names_the_problem(ray_local, tiny_env, tmp_path, capsys):
 def test_killed_trial_is_retried_and_lands_once(ray_local, tiny_env, features, tmp_path):
     marker = tmp_path / "killed-once"
 
-    def kill_first_attempt(step, loss):
+    def kill_first_attempt(step, loss, info):
         if step == 2 and not marker.exists():
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -95,7 +96,7 @@ class InterruptOnce(Callback):
         self.marker = marker
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not os.path.exists(self.marker):
+        if ROW_KEY in result and not os.path.exists(self.marker):  # not a learning-curve report
             Path(self.marker).write_text("interrupted")
             os.kill(os.getpid(), signal.SIGUSR1)
 

@@ -1,0 +1,144 @@
+"""Experiment tracking settings (`--tracking mlflow[=URI]` / `--tracking wandb[=PROJECT]`) and the
+MLflow parent run of a sweep or validation. No Ray here: the per-run Tune callbacks are in
+actors/tracking.py."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+TRACKERS = ("mlflow", "wandb")
+MLFLOW_DIR = "mlruns"
+WANDB_DIR = "wandb"
+DEFAULT_WANDB_PROJECT = "causalmix"
+ROLE_TAG = "causalmix.role"
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a command's runs are tracked."""
+
+    kind: str
+    """'mlflow' or 'wandb'."""
+    target: str
+    """MLflow tracking URI, or the W&B project."""
+    offline: bool
+    """W&B only: runs are written under the run directory and synced later (`wandb sync`)."""
+    directory: str
+    """The command's output folder: the default MLflow store and W&B's files go under it."""
+
+    def __post_init__(self):
+        if self.kind not in TRACKERS:
+            raise ValueError(f"tracking: unknown tracker {self.kind!r}; use mlflow[=URI] or wandb[=PROJECT]")
+        if not self.target:
+            raise ValueError(f"tracking: {self.kind}= needs a value")
+
+    @property
+    def experiment(self) -> str:
+        """One MLflow experiment (W&B group) per output folder, so several sweeps can share a store."""
+        return f"causalmix/{Path(self.directory).name}"
+
+
+def parse_tracking(text: str | None, directory: str | Path) -> Tracking | None:
+    """`mlflow`, `mlflow=URI`, `wandb`, `wandb=PROJECT` (or empty/None/'none': no tracking).
+    The default MLflow store is a local file store under `directory` (works offline); W&B runs
+    offline unless WANDB_API_KEY is set."""
+    if not text or text == "none":
+        return None
+    kind, _, value = text.partition("=")
+    if kind not in TRACKERS:
+        raise ValueError(f"tracking: unknown tracker {kind!r} in {text!r}; use mlflow[=URI] or wandb[=PROJECT]")
+    if "=" in text and not value:
+        raise ValueError(f"tracking: {text!r} gives no value after '='")
+    directory = str(Path(directory).resolve())
+    if kind == "mlflow":
+        target = value or (Path(directory) / MLFLOW_DIR).as_uri()
+        return Tracking("mlflow", target, offline=False, directory=directory)
+    return Tracking("wandb", value or DEFAULT_WANDB_PROJECT,
+                    offline=not os.environ.get("WANDB_API_KEY"), directory=directory)
+
+
+def add_tracking_argument(parser) -> None:
+    parser.add_argument("--tracking", default=None, metavar="mlflow[=URI]|wandb[=PROJECT]",
+                        help="track every run (learning curve, dev metrics, y, its mixture and data state) "
+                        f"in MLflow (default store: OUT/{MLFLOW_DIR}, offline) or Weights & Biases "
+                        f"(offline under OUT/{WANDB_DIR} unless WANDB_API_KEY is set)")
+
+
+def mlflow_client(tracking: Tracking):
+    """An MlflowClient on the store. MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE
+    is set: the default store is one (no database to install or start), so it is allowed here;
+    the variable also reaches Ray's MLflowLoggerCallback, which runs in this process."""
+    from mlflow import MlflowClient
+
+    if tracking.target.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # The registry defaults to a sqlite database, which mlflow-skinny cannot open: same store.
+    return MlflowClient(tracking_uri=tracking.target, registry_uri=tracking.target)
+
+
+def experiment_id(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else client.create_experiment(name)
+
+
+def numeric_leaves(value, prefix: str = "") -> dict[str, float]:
+    """Every finite number of a nested dict, keyed by its dotted path (lists are skipped:
+    intervals and the like are not one metric)."""
+    out: dict[str, float] = {}
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            out.update(numeric_leaves(item, f"{prefix}{key}."))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        out[prefix.rstrip(".")] = float(value)
+    return out
+
+
+def read_snapshots(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def snapshot_metrics(snapshot: dict) -> dict[str, float]:
+    """The numbers of a fit-actor snapshot worth a curve: runs fitted on, fit time, each
+    domain's estimated return and each policy's mixture and expected gain."""
+    keep = {k: snapshot[k] for k in ("n_runs", "fit_s") if k in snapshot}
+    keep["returns"] = snapshot.get("returns", {})
+    keep["policies"] = snapshot.get("policies", {})
+    return numeric_leaves(keep)
+
+
+class MlflowParent:
+    """The parent run of a tracked command: the per-run children carry its id in
+    `mlflow.parentRunId` (the UI nests them); the sweep's fit-actor snapshots and summary go
+    into it as metrics."""
+
+    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None):
+        self.client = mlflow_client(tracking)
+        self.experiment_id = experiment_id(self.client, tracking.experiment)
+        run = self.client.create_run(self.experiment_id, run_name=role, tags={ROLE_TAG: role})
+        self.run_id = run.info.run_id
+        for key, value in (params or {}).items():
+            self.client.log_param(self.run_id, key, str(value)[:500])
+
+    def child_tags(self) -> dict[str, str]:
+        return {"mlflow.parentRunId": self.run_id}
+
+    def log_snapshots(self, snapshots: Iterable[dict]) -> int:
+        """One step per snapshot version; returns how many were logged."""
+        n = 0
+        for snapshot in snapshots:
+            step = int(snapshot.get("round", snapshot.get("version", n)))
+            for key, value in snapshot_metrics(snapshot).items():
+                self.client.log_metric(self.run_id, f"fit.{key}", value, step=step)
+            n += 1
+        return n
+
+    def finish(self, summary: Mapping, status: str = "FINISHED") -> None:
+        for key, value in numeric_leaves(dict(summary)).items():
+            self.client.log_metric(self.run_id, f"summary.{key}", value)
+        self.client.set_terminated(self.run_id, status=status)
