@@ -12,11 +12,15 @@ import pandas as pd
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
+from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig
 from reporting.validation import parse_mixture_list
 
 DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
+CURVE_KEY = "_curve"
+"""Key of a training run's learning-curve points in the row a task returns (popped before the
+row joins the table: they go to the tracker)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,15 @@ class ValidateConfig:
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
+    tracking: str = ""
+    """Experiment tracker of the training runs (as `sweep --tracking`: mlflow[=URI], default store
+    OUT/mlruns, or wandb[=PROJECT]); empty: none. `proxy.log_every` sets the curve's spacing."""
 
     def __post_init__(self):
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
+        parse_tracking(self.tracking, self.out)
         if self.grid < 0:
             raise ValueError(f"grid must be >= 0, got {self.grid}")
         have = [name for name, given in (("no-dml", self.no_dml_model), ("no-covariates",
@@ -107,15 +115,19 @@ def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, st
     the shards stay references inside a dict until fetched here."""
     import ray
 
+    from proxy.curves import curve_hook
     from proxy.run import RunSpec, run_proxy
 
     names = sorted(shard_refs)
     frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
+    curve: list[dict] = []
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
-                    features=features, feature_names=feature_names)
+                    features=features, feature_names=feature_names,
+                    on_step=curve_hook(proxy.log_every, curve.append))
     row["candidate"] = name
+    row[CURVE_KEY] = curve
     return row
 
 
@@ -178,6 +190,7 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
             done, pending = ray.wait(pending, num_returns=1)
             rows.append(ray.get(done[0]))
             bar.update(1)
+    curves = {row["run_id"]: row.pop(CURVE_KEY, []) for row in rows}
     results = pd.DataFrame(rows).sort_values(["candidate", "seed"]).reset_index(drop=True)
     results = add_avgdev(results)
     table = summarize(results)
@@ -200,4 +213,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
                           + "\n".join(summary["verdict"]) + "\n")
         plot_validation(results, tmp / "validation.png")
         atomic_write_json(tmp / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    tracking = parse_tracking(cfg.tracking, cfg.out)
+    if tracking is not None:  # after the folder is in place: the default store lives in it
+        track_runs(tracking, "validate", rows, curves, tags=("candidate", "sampler"),
+                   summary={"seeds": cfg.seeds})
     return summary

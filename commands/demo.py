@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,9 @@ from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_poo
 from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
 from lm.tiny import TinyModelSpec, build_model_family
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 HELP = "run the pipeline end to end on the embedded default (local Ray, tiny models, demo pools)"
 POOLS = ("demo-small", "demo-large")
@@ -370,7 +372,7 @@ def run(args) -> int:
     try:
         for stage in STAGES:
             if stage.done(cfg, work):
-                print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
+                log.info("[demo] %s: already done, reusing %s", stage.name, work)
                 timings[stage.name] = "reused"
             else:
                 if stage.name in RAY_STAGES and not ray.is_initialized():
@@ -378,7 +380,7 @@ def run(args) -> int:
                     local = not os.environ.get("RAY_ADDRESS")
                     init_ray(None, **({"object_store_memory": 512 * 1024**2} if local else {}))
                     started_ray = True
-                print(f"[demo] {stage.name}: running", file=sys.stderr)
+                log.info("[demo] %s: running", stage.name)
                 start = time.perf_counter()
                 results[stage.name] = stage.run(cfg, work)
                 timings[stage.name] = round(time.perf_counter() - start, 1)

@@ -6,6 +6,7 @@ import json
 from actors.validation import ValidateConfig, run_validation
 from commands.constraints import add_constraint_arguments, constraint_overrides
 from core.config import load_config
+from core.tracking import add_tracking_argument
 
 HELP = "train the target model on the recommended and baseline mixtures of a pool and compare them"
 
@@ -40,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a validation folder")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    add_tracking_argument(parser)
     add_constraint_arguments(parser, domain_tokens=False)
 
 

@@ -142,3 +142,88 @@ class MlflowParent:
         for key, value in numeric_leaves(dict(summary)).items():
             self.client.log_metric(self.run_id, f"summary.{key}", value)
         self.client.set_terminated(self.run_id, status=status)
+
+    def log_child(self, row: Mapping, curve: list[dict], tags: Mapping[str, str]) -> str:
+        """One tracked run of a finished training run (a runs-table row and its curve points)."""
+        run = self.client.create_run(self.experiment_id, run_name=str(row.get("run_id")),
+                                     tags={**tags, **self.child_tags()})
+        run_id = run.info.run_id
+        for key in [k for k in row if k.startswith("mix.")]:
+            self.client.log_param(run_id, f"mixture/{key[len('mix.'):]}", row[key])
+        for point in curve:
+            for key, value in numeric_leaves({k: v for k, v in point.items() if k != "step"}).items():
+                self.client.log_metric(run_id, key, value, step=int(point["step"]))
+        final = {k: v for k, v in row.items() if k == "y" or k.startswith("metric.")}
+        for key, value in numeric_leaves(final).items():
+            self.client.log_metric(run_id, key, value, step=int(row.get("steps") or 0))
+        self.client.set_terminated(run_id)
+        return run_id
+
+
+class WandbParent:
+    """The W&B counterpart of core.tracking.MlflowParent: a run of the same group."""
+
+    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None):
+        import wandb
+
+        # W&B writes its own `wandb/` folder under `dir`: OUT/wandb.
+        Path(tracking.directory).mkdir(parents=True, exist_ok=True)
+        self.settings = dict(project=tracking.target, group=tracking.experiment, dir=tracking.directory,
+                             mode="offline" if tracking.offline else "online", reinit="create_new")
+        self.run = wandb.init(job_type=role, name=f"{Path(tracking.directory).name}-{role}",
+                              config=dict(params or {}), **self.settings)
+
+    def child_tags(self) -> dict[str, str]:
+        return {}
+
+    def log_snapshots(self, snapshots) -> int:
+        n = 0
+        for snapshot in snapshots:
+            self.run.log({f"fit.{k}": v for k, v in snapshot_metrics(snapshot).items()},
+                         step=int(snapshot.get("round", snapshot.get("version", n))))
+            n += 1
+        return n
+
+    def finish(self, summary: Mapping, status: str = "FINISHED") -> None:
+        self.run.summary.update({f"summary.{k}": v for k, v in numeric_leaves(dict(summary)).items()})
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+    def log_child(self, row: Mapping, curve: list[dict], tags: Mapping[str, str]) -> str:
+        import wandb
+
+        mixture = {k[len("mix."):]: v for k, v in row.items() if k.startswith("mix.")}
+        run = wandb.init(job_type="run", name=str(row.get("run_id")), config={"mixture": mixture, **tags},
+                         **self.settings)
+        for point in curve:
+            run.log({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
+        run.log(numeric_leaves({k: v for k, v in row.items() if k == "y" or k.startswith("metric.")}),
+                step=int(row.get("steps") or 0))
+        run.finish()
+        return run.id
+
+
+def start_parent(tracking: Tracking, role: str, params: Mapping | None = None):
+    return (MlflowParent if tracking.kind == "mlflow" else WandbParent)(tracking, role, params)
+
+
+def row_tags(row: Mapping, extra: Iterable[str] = ()) -> dict[str, str]:
+    """Tags of a tracked run from its runs-table row: run_id, seed, sampler, mixture, data state."""
+    tags = {"causalmix.run_id": str(row.get("run_id", "")), "causalmix.seed": str(row.get("seed", "")),
+            "causalmix.sampler": str(row.get("sampler", ""))}
+    tags.update({k: f"{float(v):.6g}" for k, v in row.items() if k.startswith("mix.")})
+    tags.update({k: str(v) for k, v in row.items() if k.startswith("state.")})
+    tags.update({f"causalmix.{k}": str(row[k]) for k in extra if k in row})
+    return tags
+
+
+def track_runs(tracking: Tracking, role: str, rows: Iterable[Mapping], curves: Mapping[str, list],
+               *, tags: Iterable[str] = (), summary: Mapping | None = None) -> int:
+    """A parent run and one child per finished run (for commands whose runs are Ray tasks, not
+    Tune trials: `validate`); returns the number of children."""
+    parent = start_parent(tracking, role, summary)
+    n = 0
+    for row in rows:
+        parent.log_child(row, curves.get(row["run_id"], []), row_tags(row, tags))
+        n += 1
+    parent.finish({"runs": n})
+    return n

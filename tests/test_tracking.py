@@ -128,3 +128,44 @@ def test_three_run_sweep_tracked_in_mlflow(ray_local, tiny_env, tmp_path, capsys
         assert child["metrics.y"] == pytest.approx(row["y"])
         nll = [c for c in table.columns if c.startswith("metric.")]
         assert child[f"metrics.{nll[0]}"] == pytest.approx(row[nll[0]])
+
+
+VALIDATION_ROWS = [{"run_id": f"{c}-seed{s}", "candidate": c, "seed": s, "sampler": "validation", "mix.a": w,
+                    "mix.b": 1 - w, "state.a": "a-0000", "state.b": "b-0000,b-0001", "y": -1.0 - w,
+                    "metric.a_nll": 1.0 + w, "steps": 3}
+                   for c, w in (("equal", 0.5), ("causalmix-a", 0.7)) for s in (0, 1)]
+
+
+def validation_curves():
+    return {row["run_id"]: [{"step": 2, "train_loss": 2.0, "lr": 1e-3, "grad_norm": 1.0},
+                            {"step": 3, "train_loss": 1.5, "lr": 5e-4, "grad_norm": 0.5}]
+            for row in VALIDATION_ROWS}
+
+
+def test_validation_runs_tracked_in_mlflow(tmp_path):
+    import mlflow
+
+    from core.tracking import track_runs
+
+    tracking = parse_tracking("mlflow", tmp_path / "validation")
+    assert track_runs(tracking, "validate", VALIDATION_ROWS, validation_curves(), tags=("candidate",)) == 4
+    mlflow.set_tracking_uri(tracking.target)
+    runs = mlflow.search_runs(experiment_names=[tracking.experiment])
+    children = runs[runs["tags.causalmix.role"].isna()].set_index("tags.causalmix.run_id")
+    assert sorted(children.index) == sorted(r["run_id"] for r in VALIDATION_ROWS)
+    child = children.loc["causalmix-a-seed1"]
+    assert child["tags.causalmix.candidate"] == "causalmix-a" and child["tags.state.b"] == "b-0000,b-0001"
+    assert float(child["params.mixture/a"]) == 0.7 and child["metrics.metric.a_nll"] == pytest.approx(1.7)
+    history = mlflow.MlflowClient(tracking.target).get_metric_history(child["run_id"], "train_loss")
+    assert [(m.step, m.value) for m in history] == [(2, 2.0), (3, 1.5)]
+
+
+def test_validation_runs_tracked_in_wandb_offline(tmp_path, monkeypatch):
+    from core.tracking import track_runs
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    tracking = parse_tracking("wandb=causalmix-test", tmp_path)
+    assert tracking.offline
+    assert track_runs(tracking, "validate", VALIDATION_ROWS[:1], validation_curves()) == 1
+    offline = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(list(run.glob("*.wandb")) for run in offline)  # parent + the run
