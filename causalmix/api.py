@@ -86,6 +86,19 @@ def predict_table(fitted, table, *, where: str) -> pd.DataFrame:
     return pd.DataFrame({"run_id": frame["run_id"].to_numpy(), "y_pred": np.asarray(y_pred, dtype=float)})
 
 
+def build_config(cls, settings: Mapping, what: str):
+    """`cls` from keyword settings; unlike the CLI's namespace, every key must be a field."""
+    import dataclasses
+
+    from core.config import load_config
+
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise UserError(f"{what}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+    return load_config(cls, None, settings)
+
+
 def load_model(path: PathLike) -> Model:
     """A model directory written by `fit` (a pickle inside: load only directories you trust,
     or set CAUSALMIX_MODEL_KEY; see README)."""
@@ -100,10 +113,10 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
     `settings` are FitConfig fields (causal/fitting.py: estimator, seed, treatment_featurizer,
     objective, ...). With `out` the model directory is written too."""
     from causal.fitting import FitConfig
+    from causal.runs_table import validate_runs_frame
     from commands.fit import fit_and_save
-    from core.config import load_config
 
-    config = load_config(FitConfig, None, settings)
+    config = build_config(FitConfig, settings, "fit")
     if not isinstance(runs, pd.DataFrame):
         if out is not None:
             record = fit_and_save(str(runs), str(out), config, overwrite=overwrite)
@@ -111,6 +124,7 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
         with tempfile.TemporaryDirectory(prefix="causalmix-fit-") as tmp:
             record = fit_and_save(str(runs), str(Path(tmp) / "model"), config)
             return Model(load_model(Path(tmp) / "model").fitted, fit_record=record)
+    validate_runs_frame(runs, where="runs (DataFrame)", require_y=config.objective is None)
     with tempfile.TemporaryDirectory(prefix="causalmix-runs-") as tmp:
         path = Path(tmp) / "runs.parquet"
         runs.to_parquet(path)
@@ -138,10 +152,9 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
     `settings`: FeaturizeConfig fields (commands/featurize.py). Starts a local Ray unless one
     is up or RAY_ADDRESS is set; it stays up for the next call (`ray.shutdown()` ends it)."""
     from commands.featurize import FeaturizeConfig, featurize as run_featurize
-    from core.config import load_config
 
-    run_featurize(load_config(FeaturizeConfig, None, {**settings, "pool": str(pool), "model": model,
-                                                     "out": str(out)}))
+    run_featurize(build_config(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
+                                                 "out": str(out)}, "featurize"))
     return Path(out)
 
 
@@ -152,11 +165,10 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
     adaptive=0.5) and `proxy={...}` (ProxyConfig fields). Raises SweepIncomplete (with the
     summary) when runs failed or the sweep was interrupted."""
     from actors.sweep import SweepConfig, run_sweep
-    from core.config import load_config
 
     proxy = dict(settings.pop("proxy", {}) or {})
-    cfg = load_config(SweepConfig, None, {**settings, "pool": str(pool), "features": str(features),
-                                         "out": str(out), "runs": runs, "proxy": {**proxy, "model": model}})
+    cfg = build_config(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),
+                                     "runs": runs, "proxy": {**proxy, "model": model}}, "sweep")
     summary = run_sweep(cfg)
     if summary["status"] != "ok":
         raise SweepIncomplete(summary)
