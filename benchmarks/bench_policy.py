@@ -4,13 +4,15 @@ regimes x 3 seeds, the defaults beside the old defaults and fixed-radius setting
   (a) far optimum, a log that covers it: 5 domains, 256 runs, noise 0.05; the target pool's
       optimum lies ~0.36 L2 from equal.
   (b) few noisy runs: the same world, 48 runs, noise 1.0, where a long step would hurt.
+  (c) twice as many noisy runs: 96 runs, noise 1.0, where the evidence should let it move.
 
 Normalized regret: 0 = the target's optimum, 1 = no better than the equal mixture. "covers"
 counts the seeds whose reported interval contains the true gain.
 
     python benchmarks/bench_policy.py [--seeds 3]
 
-Ends with `RESULT policy ...`: the worst seed of the default per regime, and the old default's.
+Ends with `RESULT policy ...`: the worst seed of the default per regime, the old default's, and
+how many seeds' intervals held the true gain in (b).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from causal.model_dir import FittedMixtureModel  # noqa: E402
 from causal.runs_table import validate_runs_frame  # noqa: E402
 from structural import StructuralModel  # noqa: E402
 
-REGIMES = {"a": dict(n=256, noise=0.05), "b": dict(n=48, noise=1.0)}
+REGIMES = {"a": dict(n=256, noise=0.05), "b": dict(n=48, noise=1.0), "c": dict(n=96, noise=1.0)}
 # label -> (FitConfig fields, recommend options)
 SETTINGS = {
     "default analytic": ({}, {"policy": "analytic"}),
@@ -47,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    worst, fits = {}, {}
+    worst, covers, fits = {}, {}, {}
 
     def fitted(regime, seed, fit_fields):
         """One fit per (regime, seed, estimator settings), shared by the policies that use it."""
@@ -92,12 +94,16 @@ def main() -> None:
                   + f"  covers {covered}/{len(rows)}  [{', '.join(chosen)}]  {took:.0f} s", flush=True)
             if label in ("default analytic", "old default (causal-forest, r=0.1)", "default search"):
                 worst[(regime, label)] = max(rows)
+                covers[(regime, label)] = covered
     print(f"RESULT policy regime_a_default_worst_regret={worst[('a', 'default analytic')]:.3f} "
           f"regime_a_search_worst_regret={worst[('a', 'default search')]:.3f} "
           f"regime_a_old_default_worst_regret={worst[('a', 'old default (causal-forest, r=0.1)')]:.3f} "
           f"regime_b_default_worst_regret={worst[('b', 'default analytic')]:.3f} "
           f"regime_b_search_worst_regret={worst[('b', 'default search')]:.3f} "
-          f"regime_b_old_default_worst_regret={worst[('b', 'old default (causal-forest, r=0.1)')]:.3f}")
+          f"regime_b_old_default_worst_regret={worst[('b', 'old default (causal-forest, r=0.1)')]:.3f} "
+          f"regime_b_default_covers={covers[('b', 'default analytic')]}/{args.seeds} "
+          f"regime_c_default_worst_regret={worst[('c', 'default analytic')]:.3f} "
+          f"regime_c_old_default_worst_regret={worst[('c', 'old default (causal-forest, r=0.1)')]:.3f}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ _CACHE_SIZE = 1024
 NUISANCE_MODELS = ("auto", "linear", "poly", "forest")
 
 
-def _poly_ridge():
+def poly_ridge():
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
@@ -52,8 +52,8 @@ def _selector(name: str, n_covariates: int):
     if n_covariates == 0:
         return "linear"
     if name == "auto":
-        return ["linear", _poly_ridge(), "forest"]
-    return _poly_ridge() if name == "poly" else name
+        return ["linear", poly_ridge(), "forest"]
+    return poly_ridge() if name == "poly" else name
 
 
 def _cross(phi: np.ndarray, x1: np.ndarray) -> np.ndarray:

@@ -96,7 +96,7 @@ def _auto_step(estimator, x, reference, alpha, support, bounds=None):
     inside = int(np.argmin(ok)) if not ok.all() else len(ok)
     support_radius = float(radii[inside - 1]) if inside else 0.0
     curve = _curve(radii, g, lo, hi, ok)
-    reason = no_evidence_reason(estimator)
+    reason = no_evidence_reason(estimator, alpha)
     if reason:
         return reference.copy(), RadiusChoice(AUTO, 0.0, 0.0, reason, curve)
     if inside == 0:

@@ -76,6 +76,10 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
         for candidate, score in selection["scores"].items():
             log.info("  %s: out-of-fold MSE %.4g, Spearman %.3f%s", candidate, score["oof_mse"],
                      score["oof_spearman"], "  <- chosen" if candidate == name else "")
+        evidence = selection["mixture_evidence"]
+        log.info("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "
+                 "(one-sided paired t-test; recommend does not move at p >= alpha)",
+                 evidence["covariates_only"], evidence["covariates_only_oof_mse"], evidence["p_value"])
     return {"model_dir": str(saved), "model_version": model.version,
             "estimator": name, "selection": selection, "n_runs": table.n_runs,
             "domains": table.domains, "covariate_names": table.covariate_names,

@@ -141,6 +141,13 @@ def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> li
         lines += [f"Estimator chosen by {selection['folds']}-fold out-of-fold outcome error "
                   f"(`fit --estimator auto`): **{selection['chosen']}**.", "", _markdown_table(rows), ""]
         lines += [f"Skipped: {name}: {why}." for name, why in selection["skipped"].items()] + [""]
+        evidence = selection.get("mixture_evidence")
+        if evidence:
+            lines += [f"Does the mixture matter beyond the covariates? Out-of-fold MSE {evidence['model_oof_mse']:.4g} "
+                      f"with it, {evidence['covariates_only_oof_mse']:.4g} for the covariates alone "
+                      f"({evidence['covariates_only']}); {evidence['test']}: t = {evidence['t']:.2f}, "
+                      f"p = {evidence['p_value']:.3g}. At p >= alpha (0.1 by default) the auto radius does not "
+                      "move the mixture.", ""]
         summary["selection"] = selection
     rec = model.recommend(target)
     choice = rec["radius_choice"]

@@ -1,12 +1,14 @@
 """The automatic trust radius, the search policy and the negative-gain fallback (pure, no Ray)."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from actors.serve.schemas import RecommendRequest
 from causal.estimators import RegressionEstimator
 from causal.model_dir import load_model_dir, save_model_dir
 from causal.policy import analytic_policy, check_trust_radius, search_policy
-from causal.selection import no_evidence_reason
+from causal.runs_table import validate_runs_frame
+from causal.selection import mixture_evidence, no_evidence_reason
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
 from structural import fitted_regression_world
@@ -66,6 +68,37 @@ def test_auto_radius_stays_at_the_reference_without_evidence():
     assert "no better than their mean" in no_evidence_reason(noise)
     blocked = analytic_policy(noise, np.zeros(0), equal_mixture(3))
     assert np.allclose(blocked.mixture, equal_mixture(3)) and "R^2 -0.200" in blocked.radius.reason
+
+
+def _table(W, X, y):
+    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(len(y))], "y": y})
+    for j in range(W.shape[1]):
+        frame[f"mix.d{j}"] = W[:, j]
+    for c in range(X.shape[1]):
+        frame[f"x.d{c}.quality"] = X[:, c]
+    return validate_runs_frame(frame)
+
+
+def test_mixture_evidence_tells_a_mixture_effect_from_covariates_alone():
+    rng = np.random.default_rng(0)
+    W, X = rng.dirichlet(np.ones(3), 80), rng.normal(size=(80, 2))
+    baseline = 2.0 * X[:, 0] + 0.1 * rng.normal(size=80)
+    mixture_term = np.log(W + 0.01) @ np.array([1.0, -0.5, 0.3])
+    predicted_by_covariates = 2.0 * X[:, 0]
+    for y, helps in ((baseline + mixture_term, True), (baseline, False)):
+        table = _table(W, X, y)
+        # a model that knows the true surface (with the mixture term) or only the covariates'
+        model_errors = (y - predicted_by_covariates - (mixture_term if helps else rng.normal(0, 0.3, 80))) ** 2
+        evidence = mixture_evidence(table, model_errors, folds=4, seed=0)
+        assert evidence["covariates_only"] in ("linear", "poly", "forest")
+        assert (evidence["p_value"] < 0.01) if helps else (evidence["p_value"] > 0.5), evidence
+    noise = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(W, X, baseline)
+    noise.selection_ = {"chosen": "regression", "scores": {"regression": {"oof_r2": 0.9}},
+                        "mixture_evidence": evidence}
+    reason = no_evidence_reason(noise, alpha=0.1)
+    assert reason.startswith("no step") and "covariates alone" in reason and f"{evidence['p_value']:.3f}" in reason
+    evidence["p_value"] = 0.05
+    assert no_evidence_reason(noise, alpha=0.1) is None and no_evidence_reason(noise, alpha=0.01)
 
 
 def test_a_fixed_step_the_model_expects_to_lose_falls_back(world_model):

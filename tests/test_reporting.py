@@ -82,12 +82,15 @@ def _validation_dir(tmp_path):
     return vdir
 
 
-def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys):
+def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, monkeypatch):
+    from causal import selection
     from causal.fitting import FitConfig
     from commands.fit import fit_and_save
 
+    # estimator auto with its cheapest candidate only: the report's selection section, quickly
+    monkeypatch.setattr(selection, "AUTO_CANDIDATES", {"regression": selection.AUTO_CANDIDATES["regression"]})
     run_dir = _run_dir(tmp_path, n=40)
-    fit_and_save(str(run_dir / "runs.parquet"), str(run_dir / "model"), FitConfig(estimator="regression"))
+    fit_and_save(str(run_dir / "runs.parquet"), str(run_dir / "model"), FitConfig())  # estimator auto
     vdir = _validation_dir(tmp_path)
     assert launch.main(["report", "--run-dir", str(run_dir), "--validation", str(vdir)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -101,6 +104,9 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys):
     text = (report / "report.md").read_text()
     assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
     assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
+    assert "Estimator chosen by 4-fold out-of-fold outcome error" in text and out["selection"]["scores"]
+    assert "Does the mixture matter beyond the covariates?" in text
+    assert out["selection"]["mixture_evidence"]["p_value"] < 0.01  # y is the mixture's, not the covariates'
 
 
 def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
