@@ -40,6 +40,7 @@ TUNE_DIR = "tune"
 RUNS_FILE = "runs.parquet"
 CONFIG_FILE = "sweep_config.yaml"
 SUMMARY_FILE = "sweep.json"
+TRACKING_FILE = "tracking.json"
 FIT_ACTOR_NAME = "causalmix-fit"
 MODEL_DIR = "model"
 FIT_ACTOR_START_TIMEOUT_S = 120
@@ -255,6 +256,10 @@ def _check_resume(cfg: SweepConfig, out: Path) -> None:
     if changed:
         raise UserError(f"--resume: {', '.join(changed)} differ from the sweep saved in {saved_path}; "
                         "resume with the same settings or start a new --out")
+    if (saved.get("tracking") or "") != (now.get("tracking") or ""):
+        # Tune restores the experiment's callbacks (the trackers among them) as they were.
+        raise UserError(f"--resume: --tracking {now.get('tracking') or '(none)'} differs from the sweep's "
+                        f"{saved.get('tracking') or '(none)'}; a sweep's tracking is fixed when it starts")
 
 
 def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_kwargs: dict | None = None,
@@ -323,9 +328,14 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     searcher = build_searcher(cfg, inputs)
     from actors.tracking import start_tracking
 
+    record = out / TRACKING_FILE
+    previous = json.loads(record.read_text())["parent_run_id"] if cfg.resume and record.is_file() else None
     parent, tracker_callbacks = start_tracking(parse_tracking(cfg.tracking, out), "sweep",
                                                params={"runs": cfg.runs, "seed": cfg.seed, "pool": cfg.pool,
-                                                       "model": cfg.proxy.model, "adaptive": cfg.adaptive})
+                                                       "model": cfg.proxy.model, "adaptive": cfg.adaptive},
+                                               parent_run_id=previous)
+    if parent is not None:
+        atomic_write_json(record, {"tracking": cfg.tracking, "parent_run_id": parent.run_id})
     if cfg.resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
                                    restart_errored=True)

@@ -54,11 +54,13 @@ def wandb_callback(tracking: Tracking):
                                mode="offline" if tracking.offline else "online", dir=tracking.directory)
 
 
-def start_tracking(tracking: Tracking | None, role: str, params: Mapping | None = None):
-    """(parent run, Tune callbacks) of a tracked command; (None, []) without tracking."""
+def start_tracking(tracking: Tracking | None, role: str, params: Mapping | None = None,
+                   parent_run_id: str | None = None):
+    """(parent run, Tune callbacks) of a tracked command; (None, []) without tracking.
+    `parent_run_id` reopens the parent of the sweep being resumed (MLflow)."""
     if tracking is None:
         return None, []
-    parent = start_parent(tracking, role, params)  # MLflow's also opts in to the file store
+    parent = start_parent(tracking, role, params, parent_run_id)  # MLflow's also opts in to the file store
     if tracking.kind == "mlflow":
         return parent, [TrackedMLflowCallback(tracking.target, registry_uri=tracking.target,
                                               experiment_name=tracking.experiment,

@@ -117,9 +117,15 @@ class MlflowParent:
     `mlflow.parentRunId` (the UI nests them); the sweep's fit-actor snapshots and summary go
     into it as metrics."""
 
-    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None):
+    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None,
+                 run_id: str | None = None):
+        """`run_id`: the parent of an interrupted sweep, reopened by its resume."""
         self.client = mlflow_client(tracking)
         self.experiment_id = experiment_id(self.client, tracking.experiment)
+        if run_id is not None:
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return
         run = self.client.create_run(self.experiment_id, run_name=role, tags={ROLE_TAG: role})
         self.run_id = run.info.run_id
         for key, value in (params or {}).items():
@@ -163,7 +169,9 @@ class MlflowParent:
 class WandbParent:
     """The W&B counterpart of core.tracking.MlflowParent: a run of the same group."""
 
-    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None):
+    def __init__(self, tracking: Tracking, role: str, params: Mapping | None = None,
+                 run_id: str | None = None):
+        """`run_id` is ignored: a resumed sweep's W&B parent is a new run of the same group."""
         import wandb
 
         # W&B writes its own `wandb/` folder under `dir`: OUT/wandb.
@@ -172,6 +180,7 @@ class WandbParent:
                              mode="offline" if tracking.offline else "online", reinit="create_new")
         self.run = wandb.init(job_type=role, name=f"{Path(tracking.directory).name}-{role}",
                               config=dict(params or {}), **self.settings)
+        self.run_id = self.run.id
 
     def child_tags(self) -> dict[str, str]:
         return {}
@@ -202,8 +211,8 @@ class WandbParent:
         return run.id
 
 
-def start_parent(tracking: Tracking, role: str, params: Mapping | None = None):
-    return (MlflowParent if tracking.kind == "mlflow" else WandbParent)(tracking, role, params)
+def start_parent(tracking: Tracking, role: str, params: Mapping | None = None, run_id: str | None = None):
+    return (MlflowParent if tracking.kind == "mlflow" else WandbParent)(tracking, role, params, run_id)
 
 
 def row_tags(row: Mapping, extra: Iterable[str] = ()) -> dict[str, str]:

@@ -89,7 +89,6 @@ def test_parent_run_holds_the_fit_snapshots(tmp_path):
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_three_run_sweep_tracked_in_mlflow(ray_local, tiny_env, tmp_path, capsys):
     import mlflow
 
@@ -128,6 +127,13 @@ def test_three_run_sweep_tracked_in_mlflow(ray_local, tiny_env, tmp_path, capsys
         assert child["metrics.y"] == pytest.approx(row["y"])
         nll = [c for c in table.columns if c.startswith("metric.")]
         assert child[f"metrics.{nll[0]}"] == pytest.approx(row[nll[0]])
+    # A resume keeps the sweep's tracker and its parent run; another tracker is refused up front.
+    assert launch.main(["sweep", "--out", str(out), "--resume", "--tracking", "wandb"]) == 2
+    assert "tracking is fixed" in capsys.readouterr().err
+    assert launch.main(["sweep", "--out", str(out), "--resume", "--no-progress"]) == 0
+    again = mlflow.search_runs(experiment_names=[tracking.experiment])
+    assert list(again.loc[again["tags.causalmix.role"] == "sweep", "run_id"]) == list(parent["run_id"])
+    assert set(again["status"]) == {"FINISHED"}
 
 
 VALIDATION_ROWS = [{"run_id": f"{c}-seed{s}", "candidate": c, "seed": s, "sampler": "validation", "mix.a": w,
