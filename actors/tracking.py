@@ -28,7 +28,11 @@ def finite_numbers(result: Mapping) -> dict:
 
 
 class TrackedMLflowCallback(MLflowLoggerCallback):
-    """MLflowLoggerCallback whose runs carry per-run tags (Ray's takes one tag set for all)."""
+    """MLflowLoggerCallback whose runs carry per-run tags (Ray's takes one tag set for all).
+    It leans on two behaviours of Ray 2.60's class, both checked by
+    tests/test_tracking.py::test_three_run_sweep_tracked_in_mlflow: `log_trial_start` reads the
+    public `tags` attribute when it creates the run, and a result's `timesteps_total` is the
+    metric's step."""
 
     def log_trial_start(self, trial) -> None:
         shared = self.tags or {}
