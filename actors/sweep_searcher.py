@@ -14,7 +14,7 @@ An adaptive run of round r draws its mixture inside a trust region around the
 recommendation of the snapshot fitted on exactly the runs of rounds < r (sorted by run_id),
 or from the prior when that fit fails (too few runs yet). So what run i trains on depends
 only on the seed, the settings and the outcomes of runs before its round, never on how many
-trials run at once or in which order they finish (DESIGN.md: reproducibility).
+trials run at once or in which order they finish (docs/architecture.md: where reproducibility is defined).
 The searcher never blocks: an adaptive run whose round snapshot is not in yet is simply not
 proposed; later non-adaptive runs are proposed meanwhile (Tune asks again), so trial slots
 do not idle at round boundaries unless every remaining run waits for a snapshot.

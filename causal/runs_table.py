@@ -1,4 +1,4 @@
-"""The runs table (DESIGN.md): one row per finished proxy run.
+"""The runs table (docs/architecture.md): one row per finished proxy run.
 
 Columns: `run_id`, `mix.<domain>` (>= 0, sum 1), `x.<name>` covariates (zero or more),
 `metric.<name>`, `y` (higher is better; computed by the objective recorded in `y_objective`,

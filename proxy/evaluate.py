@@ -9,7 +9,7 @@
 - kind 'lm_eval'       -> `metric.<task>_<metric>` (+ `_stderr`) per task of the entry, through
                           lm-evaluation-harness on the in-memory model (proxy/harness.py).
 `y` is the run's objective over these metrics (causal/objective.py; by default the mean of the
-metrics, loss-type ones negated, stderr columns left out: DESIGN.md's default).
+metrics, loss-type ones negated, stderr columns left out: the runs table's default, docs/architecture.md).
 """
 from __future__ import annotations
 

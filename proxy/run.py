@@ -1,5 +1,5 @@
 """One proxy run, end to end: a pure function of (config, mixture, data state, seed) and the
-pool's data, returning one runs-table row (DESIGN.md)."""
+pool's data, returning one runs-table row (causal/runs_table.py)."""
 from __future__ import annotations
 
 import time

@@ -1,5 +1,5 @@
 """Where RegMix's released CSVs are: tests/data/regmix/ (copied with their MIT licence so a fresh
-clone has them), else ../shared/data/regmix/ beside the repository (DESIGN.md)."""
+clone has them), else ../shared/data/regmix/ beside the repository."""
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,4 @@
-"""Reproducible adaptive sweeps (DESIGN.md): the same seed and settings give the same runs table
+"""Reproducible adaptive sweeps (docs/architecture.md): the same seed and settings give the same runs table
 whatever the concurrency and the order in which trials finish. The trial is synthetic (a
 deterministic outcome of its mixture and data state, after a sleep that scrambles the
 finish order); everything else is the real driver: Tune, the searcher's rounds, the fit
