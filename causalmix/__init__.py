@@ -6,7 +6,7 @@ mixtures, featurize pools and run sweeps from a notebook, with the CLI's checks 
     model.recommend(pool_features="features/")["mixture"]
 """
 from causalmix.api import (Model, SweepIncomplete, UserError, featurize, fit, import_regmix, load_model,
-                           pool_covariates, predict_table, read_runs, sweep)
+                           pool_covariates, read_runs, sweep)
 
 __all__ = ["Model", "fit", "load_model", "pool_covariates", "featurize", "sweep", "read_runs",
-           "import_regmix", "predict_table", "UserError", "SweepIncomplete"]
+           "import_regmix", "UserError", "SweepIncomplete"]

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
 
 from core.errors import SweepIncomplete, UserError
@@ -65,25 +64,9 @@ class Model:
 
         table = (validate_runs_frame(runs, where="runs", require_y=False) if isinstance(runs, pd.DataFrame)
                  else read_runs_table(runs, require_y=False))
+        from causal.predict import predict_table
+
         return predict_table(self.fitted, table, where=f"runs {table.source}")
-
-
-def predict_table(fitted, table, *, where: str) -> pd.DataFrame:
-    """`predict`'s rows, after its checks: the table's domains and covariates are the model's."""
-    from causal.runs_table import MIX
-
-    missing = [d for d in fitted.domains if d not in table.domains]
-    extra = [d for d in table.domains if d not in fitted.domains]
-    if missing or extra:
-        raise UserError(f"{where}: mixture domains do not match the model's: missing "
-                        f"{[MIX + d for d in missing]}, extra {[MIX + d for d in extra]}")
-    missing_x = [c for c in fitted.covariate_names if c not in table.covariate_names]
-    if missing_x:
-        raise UserError(f"{where}: missing covariate columns {missing_x}")
-    frame = table.frame
-    y_pred = fitted.predict(frame[[MIX + d for d in fitted.domains]].to_numpy(float),
-                            frame[fitted.covariate_names].to_numpy(float).reshape(len(frame), -1))
-    return pd.DataFrame({"run_id": frame["run_id"].to_numpy(), "y_pred": np.asarray(y_pred, dtype=float)})
 
 
 def build_config(cls, settings: Mapping, what: str):
@@ -190,4 +173,4 @@ def import_regmix(mixtures: PathLike, losses: PathLike, *, target: str = "mean")
 
 
 __all__ = ["Model", "fit", "load_model", "pool_covariates", "featurize", "sweep", "read_runs",
-           "import_regmix", "predict_table", "UserError", "SweepIncomplete"]
+           "import_regmix", "UserError", "SweepIncomplete"]

@@ -5,8 +5,8 @@ import json
 import sys
 
 from causal.model_dir import load_model_dir
+from causal.predict import predict_table
 from causal.runs_table import read_runs_table
-from causalmix.api import predict_table
 from core.atomic import atomic_write_parquet
 from core.warn import warnings_to_stderr
 from core.provenance import provenance
