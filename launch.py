@@ -12,7 +12,7 @@ from pathlib import Path
 
 from commands import (demo, export, featurize, fit, import_regmix, import_swarm, pool, predict, recommend,
                       report, serve, sweep, validate)
-from core.errors import UserError
+from core.errors import RunsFailed, UserError
 from core.logs import common_options, configure, get_logger
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         log.error("%s", exc)
         return 2
+    except RunsFailed as exc:
+        log.error("%s", exc)
+        return 1
     except KeyboardInterrupt:
         log.warning("terminated" if terminated.is_set() else "interrupted")
         return 143 if terminated.is_set() else 130

@@ -40,6 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="output folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a validation folder")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="continue the validation in --out: keep its landed runs (same settings "
+                        "and mixtures, else refused) and train only the missing ones")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
     add_tracking_argument(parser)
     add_constraint_arguments(parser, domain_tokens=False)
@@ -51,5 +54,5 @@ def run(args) -> int:
     print(json.dumps({"best": summary["best"],
                       "avgdev_mean": {k: v["avgdev_mean"] for k, v in summary["candidates"].items()},
                       "y_mean": {k: v["y_mean"] for k, v in summary["candidates"].items()},
-                      "verdict": summary["verdict"], "out": cfg.out}))
+                      "verdict": summary["verdict"], "runs": summary["runs"], "out": cfg.out}))
     return 0
