@@ -17,12 +17,19 @@ import pandas as pd
 
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import RunsFailed, UserError
+from core.logs import get_logger
 from core.provenance import provenance
+from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig
 from reporting.validation import parse_mixture_list
 
+log = get_logger(__name__)
+
 DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
+CURVE_KEY = "_curve"
+"""Key of a training run's learning-curve points in the row a task returns (popped before the
+row lands: they go to the tracker)."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,15 @@ class ValidateConfig:
     resume: bool = False
     """Continue the validation in `out`: keep its landed runs (they must have been trained
     under these settings and mixtures) and train only the missing ones."""
+    tracking: str = ""
+    """Experiment tracker of the training runs (as `sweep --tracking`: mlflow[=URI], default store
+    OUT/mlruns, or wandb[=PROJECT]); empty: none. `proxy.log_every` sets the curve's spacing."""
 
     def __post_init__(self):
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
+        parse_tracking(self.tracking, self.out)
         if self.grid < 0:
             raise ValueError(f"grid must be >= 0, got {self.grid}")
         have = [name for name, given in (("no-dml", self.no_dml_model), ("no-covariates",
@@ -130,15 +141,19 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
     dict until fetched here."""
     import ray
 
+    from proxy.curves import curve_hook
     from proxy.run import RunSpec, run_proxy
 
     names = sorted(shard_refs)
     frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
+    curve: list[dict] = []
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
-                    features=features, feature_names=feature_names)
+                    features=features, feature_names=feature_names,
+                    on_step=curve_hook(proxy.log_every, curve.append))
     row["candidate"] = name
+    row[CURVE_KEY] = curve
     return row
 
 
@@ -203,14 +218,16 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
 
 
 def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, int]], landed, settings,
-                   proxy: ProxyConfig, train, gpus: float, inputs, feature_names) -> tuple[dict, list[dict]]:
+                   proxy: ProxyConfig, train, gpus: float, inputs, feature_names,
+                   curves: dict | None = None) -> tuple[dict, list[dict]]:
     """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
     A lost worker or node is retried (max_retries); an exception raised by the training code is
     not (it would fail again) and is returned as a failure, the other runs going on. With
     `train.workers` > 1 each task drives a Ray Train run (actors/ray_train.py), whose workers
-    hold the resources and whose checkpoints, not the task, survive a lost worker."""
+    hold the resources and whose checkpoints, not the task, survive a lost worker. Each run's
+    learning curve goes into `curves` ({run_id: points}) rather than into the landed row."""
     import ray
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from actors.ray_train import train_candidate_distributed
 
@@ -236,6 +253,9 @@ def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, in
                 failures.append({"candidate": name, "seed": seed, "error": reason})
                 bar.write(f"validate: {name} seed {seed} failed: {reason}")
             else:
+                curve = row.pop(CURVE_KEY, [])
+                if curves is not None:
+                    curves[row["run_id"]] = curve
                 landed.land(name, seed, cand["mixture"], settings, row)
                 rows[(name, seed)] = row
             bar.update(1)
@@ -291,9 +311,10 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     jobs = [(name, cand, seed) for seed in range(cfg.seeds) for name, cand in candidates.items()
             if (name, seed) not in reused]
     if reused:
-        print(f"validate: {len(reused)} landed run(s) kept, {len(jobs)} to train", file=sys.stderr)
+        log.info("validate: %d landed run(s) kept, %d to train", len(reused), len(jobs))
+    curves: dict[str, list] = {}
     trained, failures = (_train_missing(cfg, train_fn, jobs, landed, settings, proxy, train, gpus, inputs,
-                                        feature_names) if jobs else ({}, []))
+                                        feature_names, curves) if jobs else ({}, []))
     if failures:
         write_failures(out, failures)
         names = ", ".join(f"{run_name(f['candidate'], f['seed'])} ({f['error']})" for f in failures[:3])
@@ -323,4 +344,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     plot_validation(results, out / "validation.png")
     (out / FAILURES_FILE).unlink(missing_ok=True)
     atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    tracking = parse_tracking(cfg.tracking, cfg.out)
+    if tracking is not None:  # the runs trained now (a resume's kept runs were tracked before)
+        track_runs(tracking, "validate", trained.values(), curves, tags=("candidate", "sampler"),
+                   summary={"seeds": cfg.seeds})
     return summary

@@ -113,7 +113,7 @@ def main() -> int:
             losses = []
             start = time.perf_counter()
             row = run_proxy(cfg(threads), spec, shards=shards, dev_sets={}, features=features,
-                            feature_names=(), on_step=lambda s, loss: losses.append(loss))
+                            feature_names=(), on_step=lambda s, loss, info: losses.append(loss))
             results[f"single{threads}"].append(samples_per_s(row))
             curves["single"] = losses
             print(f"[rep {rep}] single device, {threads} thread(s): {samples_per_s(row):.1f} samples/s "

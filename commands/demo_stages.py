@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from core.atomic import atomic_write_json
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 RECORDS_DIR = "stages"
 REUSE, RUN, FRESH = "reuse", "run", "fresh"
@@ -133,7 +135,7 @@ def run_stages(stages: Iterable[Stage], cfg, work: Path, *, until: str | None = 
         decision = decide(record, inputs, complete=stage.done(cfg, work),
                           upstream_ran=any(name in ran for name in stage.reads))
         if decision.action == REUSE:
-            print(f"[demo] {stage.name}: reusing {work} ({decision.reason})", file=sys.stderr)
+            log.info("[demo] %s: reusing %s (%s)", stage.name, work, decision.reason)
             timings[stage.name] = "reused"
             if record is None:
                 write_record(work, stage.name, inputs, "done")
@@ -142,7 +144,7 @@ def run_stages(stages: Iterable[Stage], cfg, work: Path, *, until: str | None = 
                 for rel in stage.kept:
                     shutil.rmtree(work / rel, ignore_errors=True)
             before_run(stage)
-            print(f"[demo] {stage.name}: running ({decision.reason})", file=sys.stderr)
+            log.info("[demo] %s: running (%s)", stage.name, decision.reason)
             write_record(work, stage.name, inputs, "running")
             start = time.perf_counter()
             results[stage.name] = stage.run(cfg, work)

@@ -8,6 +8,7 @@ from actors.validation import DEFAULT_TARGET_PROXY, ValidateConfig, run_validati
 from commands.constraints import add_constraint_arguments, constraint_overrides
 from core.config import config_section, load_config, read_yaml_mapping
 from core.errors import UserError
+from core.tracking import add_tracking_argument
 
 HELP = "train the target model on the recommended and baseline mixtures of a pool and compare them"
 
@@ -57,6 +58,7 @@ def add_arguments(parser) -> None:
     group.add_argument("--dry-run", dest="dry_run", action="store_true",
                        help="print the memory plan of one training run and stop (exit 2 if it does not "
                        "fit); needs only --target-model (or the config's)")
+    add_tracking_argument(parser)
     add_constraint_arguments(parser, domain_tokens=False)
 
 

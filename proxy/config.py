@@ -46,6 +46,9 @@ class ProxyConfig:
     """Dev documents per pool dev set (0: all of them); lm_eval entries have their own `limit`."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
+    log_every: int = 10
+    """Optimiser steps between two learning-curve points (loss, lr, grad norm, tokens/s, step
+    tokens) a run reports to Tune and the tracker, plus the last step (0: no curve)."""
     objective: dict | None = None
     """How each run's `y` is computed from its metrics (causal/objective.py form: metrics,
     directions, weights, normalise); None: the default mean, loss-type metrics negated. It must
@@ -70,8 +73,9 @@ class ProxyConfig:
             raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
             raise ValueError(f"attention must be auto, sdpa, flash_attention_2 or eager, got {self.attention!r}")
-        if self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("dev_limit, threads, weight_decay and max_grad_norm must be >= 0")
+        if (self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0
+                or self.log_every < 0):
+            raise ValueError("dev_limit, threads, weight_decay, max_grad_norm and log_every must be >= 0")
         if self.objective is not None:
             from causal.objective import Objective
 

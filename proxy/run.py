@@ -16,7 +16,7 @@ from proxy.config import ProxyConfig
 from proxy.data import draw_sample
 from proxy.evaluate import dev_suite, outcome
 from proxy.packing import pack_documents
-from proxy.train import train_packed
+from proxy.train import StepInfo, train_packed
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], s
 def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFrame],
               dev_sets: Mapping[str, object], features: pd.DataFrame,
               feature_names: Sequence[str] = DEFAULT_FEATURES,
-              on_step: Callable[[int, float], None] | None = None) -> dict:
+              on_step: Callable[[int, float, StepInfo], None] | None = None) -> dict:
     """Train `cfg.model` on the run's sample, evaluate the dev suite, return the row.
 
     shards: {shard name: frame with doc_id, prompt, response, is_text} (at least the state's).

@@ -19,6 +19,23 @@ from proxy.config import ProxyConfig
 from proxy.packing import IGNORE, PackedBatch
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What the per-step hook gets besides the step and its loss."""
+
+    lr: float
+    """Learning rate the optimiser step used."""
+    grad_norm: object
+    """Gradient norm before clipping, a 0-d tensor (read it only when logging: on GPU that
+    syncs), or None with clipping off."""
+    tokens: int
+    """Document tokens of the step (padding excluded)."""
+    scored_tokens: int
+    """Response tokens the step's loss is over."""
+    total_steps: int
+    """Optimiser steps of the whole run."""
+
+
 @dataclass
 class TrainStats:
     steps: int
@@ -112,20 +129,26 @@ def accumulate(model, micro_batches, n_scored: int, device: str, autocast, *, sc
     return step_loss
 
 
-def optimizer_step(model, optimizer, scheduler, cfg: ProxyConfig) -> None:
+def optimizer_step(model, optimizer, scheduler, cfg: ProxyConfig):
+    """Clip, step, advance the schedule. Returns (the learning rate the step used, the gradient
+    norm before clipping as a 0-d tensor, or None with clipping off)."""
     import torch
 
+    grad_norm = None
     if cfg.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    return lr, grad_norm
 
 
 def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
                  rng: np.random.Generator,
-                 on_step: Callable[[int, float], None] | None = None) -> TrainStats:
-    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch)."""
+                 on_step: Callable[[int, float, StepInfo], None] | None = None) -> TrainStats:
+    """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch).
+    `on_step(step, loss, info)` runs after every optimiser step (step counts from 1)."""
     import torch
 
     steps_per_epoch, orders = step_orders(len(packed.input_ids), cfg, rng)
@@ -139,10 +162,12 @@ def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
         step_batch = packed.rows(step_rows(orders, step, steps_per_epoch, cfg))
         micro = [step_batch.rows(slice(m, m + cfg.rows_per_micro_batch))
                  for m in range(0, len(step_batch.input_ids), cfg.rows_per_micro_batch)]
-        losses.append(accumulate(model, micro, max(1, step_batch.n_scored), device, autocast))
-        optimizer_step(model, optimizer, scheduler, cfg)
+        n_scored = max(1, step_batch.n_scored)
+        losses.append(accumulate(model, micro, n_scored, device, autocast))
+        lr, grad_norm = optimizer_step(model, optimizer, scheduler, cfg)
         if on_step is not None:
-            on_step(step + 1, losses[-1])
+            on_step(step + 1, losses[-1], StepInfo(lr=lr, grad_norm=grad_norm, tokens=step_batch.n_tokens,
+                                                   scored_tokens=n_scored, total_steps=total_steps))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     model.eval()

@@ -13,6 +13,7 @@ from ray.tune import Callback
 import launch
 import sweep_helpers
 from actors.sweep import SweepConfig, run_sweep
+from actors.trainer import ROW_KEY
 from causal.model_dir import load_model_dir
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
@@ -78,7 +79,7 @@ def test_bad_input_names_the_problem(ray_local, tiny_env, tmp_path, capsys):
 def test_killed_trial_is_retried_and_lands_once(ray_local, tiny_env, features, tmp_path):
     marker = tmp_path / "killed-once"
 
-    def kill_first_attempt(step, loss):
+    def kill_first_attempt(step, loss, info):
         if step == 2 and not marker.exists():
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -108,6 +109,8 @@ class InterruptOnce(Callback):
                                             for line in Path(path).read_text().splitlines())
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if ROW_KEY not in result:  # a learning-curve report, not a finished run
+            return
         self.seen += 1
         if self.seen >= self.after and self._round_written() and not os.path.exists(self.marker):
             Path(self.marker).write_text("interrupted")

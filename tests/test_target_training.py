@@ -55,7 +55,7 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     spec = _spec(inputs)
     losses = []
     one = run_proxy(cfg, spec, shards=inputs.shards, dev_sets=inputs.dev_sets, features=inputs.features,
-                    on_step=lambda step, loss: losses.append(loss))
+                    on_step=lambda step, loss, info: losses.append(loss))
     one.update(workers=1, train_losses=json.dumps(losses))
     (root / "trace").mkdir()
     drill = FaultDrill(step=2, marker=str(root / "failed.marker"), trace_dir=str(root / "trace"))
