@@ -1,4 +1,5 @@
-"""CausalMix command line: `python launch.py SUBCOMMAND --help`.
+"""CausalMix command line: `causalmix SUBCOMMAND --help` (the console script `pip install` puts
+on PATH) or `python launch.py SUBCOMMAND --help` from a checkout.
 
 Works the same locally and on a Ray cluster
 (`ray job submit --working-dir . -- python launch.py SUBCOMMAND ...`).
@@ -7,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from commands import (demo, export, featurize, fit, import_regmix, import_swarm, pool, predict, recommend,
                       report, serve, sweep, validate)
-from core.errors import UserError
+from core.errors import RunsFailed, UserError
+from core.logs import common_options, configure, get_logger
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
+
+log = get_logger("launch")
 
 COMMANDS = {
     "demo": demo,
@@ -31,11 +36,11 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name or "launch.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, module in COMMANDS.items():
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common_options()],
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(cmd)
         cmd.set_defaults(handler=module.run)
@@ -44,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure(args.log_level or "info")
     handle_sigterm_like_sigint()
     terminated.clear()
     ray = sys.modules.get("ray")
@@ -51,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
+    except RunsFailed as exc:
+        log.error("%s", exc)
+        return 1
     except KeyboardInterrupt:
-        print("terminated" if terminated.is_set() else "interrupted", file=sys.stderr)
+        log.warning("terminated" if terminated.is_set() else "interrupted")
         return 143 if terminated.is_set() else 130
     finally:
         # Stop the Ray this command started (a local one with all its processes) here, not in

@@ -167,7 +167,7 @@ class FeaturizerPool:
 
     def featurize(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[ShardJob, pd.DataFrame]]:
         """Yield (shard, its feature rows) as each shard completes, in completion order."""
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         if not jobs:
             return

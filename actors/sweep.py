@@ -31,6 +31,7 @@ from causal.covariates import DEFAULT_FEATURES, pool_covariates
 from core.atomic import atomic_write_json, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
+from core.tracking import parse_tracking, read_snapshots
 from mixture_space.dirichlet import DirichletMixtureSampler
 from mixture_space.state import DataStateSampler, StateSamplerConfig, coverage
 from proxy.config import ProxyConfig
@@ -39,6 +40,7 @@ TUNE_DIR = "tune"
 RUNS_FILE = "runs.parquet"
 CONFIG_FILE = "sweep_config.yaml"
 SUMMARY_FILE = "sweep.json"
+TRACKING_FILE = "tracking.json"
 FIT_ACTOR_NAME = "causalmix-fit"
 MODEL_DIR = "model"
 FIT_ACTOR_START_TIMEOUT_S = 120
@@ -115,6 +117,10 @@ class SweepConfig:
     """Restore the interrupted sweep in `out` and run only what is missing."""
     progress: bool = True
     """Progress bar on stderr."""
+    tracking: str = ""
+    """Experiment tracker of the runs: "mlflow" (a local store in RUN_DIR/mlruns), "mlflow=URI",
+    "wandb" (offline under RUN_DIR/wandb unless WANDB_API_KEY is set), "wandb=PROJECT";
+    empty: none. One tracked run per proxy run with its learning curve."""
 
     def __post_init__(self):
         if self.runs < 1:
@@ -137,6 +143,7 @@ class SweepConfig:
             raise ValueError("feature_names must name at least one feature")
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
         object.__setattr__(self, "cover", tuple(self.cover))
+        parse_tracking(self.tracking, self.out or ".")
 
     # Fields that define the sweep: a resume must not change them.
     IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
@@ -251,10 +258,16 @@ def _check_resume(cfg: SweepConfig, out: Path) -> None:
         raise UserError(f"--resume: {out} holds no sweep ({CONFIG_FILE} missing); run without --resume")
     saved = yaml.safe_load(saved_path.read_text())
     now = yaml.safe_load(config_yaml(cfg))
+    for values in (saved, now):  # how often a run logs its curve does not change the sweep
+        (values.get("proxy") or {}).pop("log_every", None)
     changed = [k for k in SweepConfig.IDENTITY if saved.get(k) != now.get(k)]
     if changed:
         raise UserError(f"--resume: {', '.join(changed)} differ from the sweep saved in {saved_path}; "
                         "resume with the same settings or start a new --out")
+    if (saved.get("tracking") or "") != (now.get("tracking") or ""):
+        # Tune restores the experiment's callbacks (the trackers among them) as they were.
+        raise UserError(f"--resume: --tracking {now.get('tracking') or '(none)'} differs from the sweep's "
+                        f"{saved.get('tracking') or '(none)'}; a sweep's tracking is fixed when it starts")
 
 
 def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
@@ -371,6 +384,16 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     if fit_actor is not None and finished:
         fit_actor.add_runs.remote([json.loads(row) for row in finished.values()])
     searcher = build_searcher(cfg, inputs)
+    from actors.tracking import start_tracking
+
+    record = out / TRACKING_FILE
+    previous = json.loads(record.read_text())["parent_run_id"] if cfg.resume and record.is_file() else None
+    parent, tracker_callbacks = start_tracking(parse_tracking(cfg.tracking, out), "sweep",
+                                               params={"runs": cfg.runs, "seed": cfg.seed, "pool": cfg.pool,
+                                                       "model": cfg.proxy.model, "adaptive": cfg.adaptive},
+                                               parent_run_id=previous)
+    if parent is not None:
+        atomic_write_json(record, {"tracking": cfg.tracking, "parent_run_id": parent.run_id})
     if cfg.resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
                                    restart_errored=True)
@@ -387,7 +410,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
             run_config=tune.RunConfig(
                 name=TUNE_DIR, storage_path=str(out), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                callbacks=[progress, *(callbacks or [])]))
+                callbacks=[progress, *tracker_callbacks, *(callbacks or [])]))
     results = tuner.fit()
     writer = RunsTableWriter(out / RUNS_FILE)
     errors = []
@@ -418,5 +441,10 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         summary["fit_actor"] = {**(_fit_actor_status() or {}),
                                 **(_write_final_model(fit_actor, out) if cfg.final_model else {})}
         _stop_fit_actor(fit_actor)
+    if parent is not None:
+        summary["tracked_snapshots"] = parent.log_snapshots(read_snapshots(out / "policy.jsonl"))
+        parent.finish({k: summary[k] for k in ("runs_done", "runs_total", "best_y", "wall_s")
+                       if summary.get(k) is not None},
+                      status="FINISHED" if summary["status"] == "ok" else "FAILED")
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary

@@ -61,7 +61,7 @@ class SweepProgress(Callback):
         return state
 
     def setup(self, **info) -> None:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         self._writer = RunsTableWriter(self.runs_path)
         self._bar = tqdm(total=self.total, initial=len(self._writer.rows), desc="sweep", unit="run",

@@ -3,19 +3,41 @@ cluster, one CPU here). A thin shell over `proxy.run.run_proxy`.
 
 The pool's shards, dev sets and features travel through the object store: the driver puts
 each shard once and hands the trial a dict of references; a trial fetches only the shards
-of its data state. The finished row goes back to the driver as the trial's one result.
+of its data state. Every `proxy.log_every` optimiser steps the trial reports a learning-curve
+point (no checkpoint); the finished row goes back to the driver in the trial's last result, the
+only one holding `ROW_KEY` (what the runs table, the progress bar and the Searcher read).
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 from proxy.config import ProxyConfig
+from proxy.curves import curve_hook
 from proxy.run import RunSpec, run_proxy
+from proxy.train import StepInfo
 
 ROW_KEY = "run_row"
-"""Result key holding the runs-table row as JSON (Tune would flatten a nested dict)."""
+"""Result key holding the runs-table row as JSON (Tune would flatten a nested dict); only a
+trial's final result has it."""
+STEP_KEY = "timesteps_total"
+"""Tune's own result key for the x-axis: the optimiser step (MLflowLoggerCallback uses it as the
+metric's step)."""
+
+
+def final_result(row: dict, row_json: str) -> dict:
+    """A trial's last report: y, the row, and its dev metrics as numbers a tracker can plot."""
+    metrics = {k: float(v) for k, v in row.items()
+               if k.startswith("metric.") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"y": row["y"], ROW_KEY: row_json, STEP_KEY: int(row.get("steps") or 0), **metrics}
+
+
+def curve_result(point: dict) -> dict:
+    """An intermediate report. y is NaN: Tune requires the Searcher's metric in every result,
+    and a NaN is what no reader of y mistakes for an outcome."""
+    return {**point, "y": math.nan, STEP_KEY: point["step"]}
 
 
 @dataclass
@@ -41,7 +63,7 @@ def spec_from_config(config: dict) -> RunSpec:
 
 def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
                 finished: dict[str, str] | None = None,
-                on_step: Callable[[int, float], None] | None = None) -> None:
+                on_step: Callable[[int, float, StepInfo], None] | None = None) -> None:
     """Run one proxy run and report its row. `finished` ({run_id: row JSON}, from a resumed
     sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
     Tune had not marked finished when the sweep was interrupted."""
@@ -51,13 +73,13 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
 
     transformers.utils.logging.disable_progress_bar()
     if finished and config["run_id"] in finished:
-        row = json.loads(finished[config["run_id"]])
-        tune.report({"y": row["y"], ROW_KEY: finished[config["run_id"]]})
+        tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
         return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     frames = ray.get([data.shards[n] for n in names])
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(data.dev_sets),
                     features=ray.get(data.features), feature_names=data.feature_names,
-                    on_step=on_step)
-    tune.report({"y": row["y"], ROW_KEY: json.dumps(row)})
+                    on_step=curve_hook(proxy.log_every, lambda point: tune.report(curve_result(point)), on_step))
+    tune.report(final_result(row, json.dumps(row)))
+

@@ -1,22 +1,35 @@
 """`validate` on Ray: one task per (candidate mixture, seed) trains the target model on the
-target pool and evaluates the dev suite. Shards go into the object store once."""
+target pool and evaluates the dev suite. Shards go into the object store once.
+
+Each run lands in VAL_DIR/runs/ as it finishes (actors/validation_runs.py); a run that fails
+after its retries is reported while the others land, and `--resume` trains only what did not
+land. `train_candidate` is the one function a validation run is: the scheduling around it
+(retries, landing, resume) does not depend on how it trains."""
 from __future__ import annotations
 
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
-from core.errors import UserError
+from core.errors import RunsFailed, UserError
+from core.logs import get_logger
 from core.provenance import provenance
+from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig
 from reporting.validation import parse_mixture_list
 
+log = get_logger(__name__)
+
 DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
+CURVE_KEY = "_curve"
+"""Key of a training run's learning-curve points in the row a task returns (popped before the
+row lands: they go to the tracker)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +80,24 @@ class ValidateConfig:
     """{domain: weight} lower bounds of every model's mixture."""
     proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
     """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
+    train: dict = field(default_factory=dict)
+    """How one run is spread over workers (fields of proxy.distributed.TargetTrainConfig:
+    workers, gpu_type, activation_checkpointing, max_failures, checkpoint_every, ...); workers > 1
+    trains each run through Ray Train with FSDP (actors/ray_train.py)."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
+    resume: bool = False
+    """Continue the validation in `out`: keep its landed runs (they must have been trained
+    under these settings and mixtures) and train only the missing ones."""
+    tracking: str = ""
+    """Experiment tracker of the training runs (as `sweep --tracking`: mlflow[=URI], default store
+    OUT/mlruns, or wandb[=PROJECT]); empty: none. `proxy.log_every` sets the curve's spacing."""
 
     def __post_init__(self):
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
+        parse_tracking(self.tracking, self.out)
         if self.grid < 0:
             raise ValueError(f"grid must be >= 0, got {self.grid}")
         have = [name for name, given in (("no-dml", self.no_dml_model), ("no-covariates",
@@ -86,13 +110,21 @@ class ValidateConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.trust_radius is not None:
             from causal.policy import check_trust_radius
-            from core.errors import UserError
 
             try:
                 object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
             except UserError as exc:
                 raise ValueError(str(exc)) from None
         self.proxy_config()
+        self.train_config()
+
+    def train_config(self):
+        from proxy.distributed import TargetTrainConfig
+
+        unknown = set(self.train) - set(TargetTrainConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"train: unknown key(s) {sorted(unknown)}")
+        return TargetTrainConfig(**self.train)
 
     def proxy_config(self) -> ProxyConfig:
         unknown = set(self.proxy) - set(ProxyConfig.__dataclass_fields__)
@@ -101,21 +133,27 @@ class ValidateConfig:
         return ProxyConfig(**{**DEFAULT_TARGET_PROXY, **self.proxy, "model": self.target_model})
 
 
-def _train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
-                     shard_refs: dict, dev_sets: dict, features, feature_names) -> dict:
-    """One training run; Ray resolves the top-level `dev_sets`/`features` references, while
-    the shards stay references inside a dict until fetched here."""
+def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
+                    shard_refs: dict, dev_sets: dict, features, feature_names) -> dict:
+    """One validation run: the target model trained on `mixture` with `seed`, evaluated on the
+    dev suite; returns its runs-table row (plus `candidate`). Runs as a Ray task: Ray resolves
+    the top-level `dev_sets`/`features` references, while the shards stay references inside a
+    dict until fetched here."""
     import ray
 
+    from proxy.curves import curve_hook
     from proxy.run import RunSpec, run_proxy
 
     names = sorted(shard_refs)
     frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
+    curve: list[dict] = []
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
-                    features=features, feature_names=feature_names)
+                    features=features, feature_names=feature_names,
+                    on_step=curve_hook(proxy.log_every, curve.append))
     row["candidate"] = name
+    row[CURVE_KEY] = curve
     return row
 
 
@@ -124,20 +162,119 @@ def _validation_inputs(cfg: ValidateConfig) -> list:
             cfg.features]
 
 
-def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
-    import ray
-    from tqdm import tqdm
+def _plain(value):
+    return value.item() if hasattr(value, "item") else str(value)
 
+
+def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
+    """What decides a run's result besides its mixture and seed (recorded with each landed run)."""
+    from causal.features_io import model_fingerprint
+    from causal.streaming import frame_sha256
+
+    return json.loads(json.dumps({
+        "target_model": model_fingerprint(cfg.target_model),
+        "pool": str(Path(cfg.pool).resolve()),
+        "pool_shards": {name: frame_sha256(frame) for name, frame in sorted(inputs.shards.items())},
+        "pool_domain_tokens": dict(inputs.domain_tokens),
+        "features": str(Path(cfg.features).resolve()),
+        "proxy": {k: v for k, v in asdict(proxy).items() if k != "model"}}, default=_plain))
+
+
+def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
+    """Refused before hours of training: a resume needs an unfinished (or finished) validation
+    folder; a fresh start may not silently discard the landed runs of an unfinished one."""
+    from actors.validation_runs import SETTINGS_FILE, LandedRuns
+
+    if cfg.resume:
+        if not (Path(cfg.out) / SETTINGS_FILE).is_file():
+            raise UserError(f"--resume: {cfg.out} holds no validation to resume (no {SETTINGS_FILE}); "
+                            "run without --resume")
+        return check_output_path(cfg.out, kind="validation folder", markers=(SETTINGS_FILE,),
+                                 inputs=_validation_inputs(cfg))
+    out = Path(cfg.out)
+    landed = LandedRuns(out).records() if out.is_dir() else []
+    if landed and not (out / "summary.json").is_file() and not overwrite:
+        raise UserError(f"--out {cfg.out}: holds {len(landed)} landed run(s) of an unfinished validation; "
+                        "pass --resume to keep them and train only the missing ones, or --overwrite "
+                        "to start again")
+    return check_output_path(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
+                             overwrite=overwrite, inputs=_validation_inputs(cfg))
+
+
+def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
+    """Start or join Ray and refuse, before anything is written, a run whose memory plan does not
+    fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
+    import ray
+
+    from actors.ray_train import check_memory_plan
+    from core.ray_setup import check_resources, init_ray
+
+    init_ray(cfg.address)
+    gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    check_memory_plan(proxy, train, ray.cluster_resources())
+    check_resources({"CPU": train.cpus_per_worker * train.workers,
+                     **({"GPU": gpus * train.workers} if gpus else {})}, "a validation training run")
+    return gpus
+
+
+def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, int]], landed, settings,
+                   proxy: ProxyConfig, train, gpus: float, inputs, feature_names,
+                   curves: dict | None = None) -> tuple[dict, list[dict]]:
+    """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
+    A lost worker or node is retried (max_retries); an exception raised by the training code is
+    not (it would fail again) and is returned as a failure, the other runs going on. With
+    `train.workers` > 1 each task drives a Ray Train run (actors/ray_train.py), whose workers
+    hold the resources and whose checkpoints, not the task, survive a lost worker. Each run's
+    learning curve goes into `curves` ({run_id: points}) rather than into the landed row."""
+    import ray
+    from tqdm.auto import tqdm
+
+    from actors.ray_train import train_candidate_distributed
+
+    shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
+    dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
+    task, extra = ray.remote(train_fn).options(num_cpus=1, num_gpus=gpus, max_retries=2), {}
+    if train.distributed and train_fn is train_candidate:
+        task = ray.remote(train_candidate_distributed).options(num_cpus=0, max_retries=0)
+        extra = {"train": train}
+    refs = {task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
+                        features_ref, tuple(feature_names), **extra): (name, cand, seed)
+            for name, cand, seed in jobs}
+    rows, failures = {}, []
+    with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            name, cand, seed = refs[done[0]]
+            try:
+                row = json.loads(json.dumps(ray.get(done[0]), default=_plain))
+            except ray.exceptions.RayError as exc:
+                reason = str(exc).strip().splitlines()[-1][:300]
+                failures.append({"candidate": name, "seed": seed, "error": reason})
+                bar.write(f"validate: {name} seed {seed} failed: {reason}")
+            else:
+                curve = row.pop(CURVE_KEY, [])
+                if curves is not None:
+                    curves[row["run_id"]] = curve
+                landed.land(name, seed, cand["mixture"], settings, row)
+                rows[(name, seed)] = row
+            bar.update(1)
+    return rows, failures
+
+
+def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
+                   train_fn: Callable = train_candidate) -> dict:
+    """Train what is missing, land each run, then write the tables; raises RunsFailed (the
+    others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
+    signature)."""
     from actors.sweep_inputs import load_sweep_inputs
+    from actors.validation_runs import FAILURES_FILE, SETTINGS_FILE, LandedRuns, run_name, write_failures
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
-    from core.ray_setup import check_resources, init_ray
     from reporting.validation import (add_avgdev, candidate_mixtures, plot_validation, summarize,
                                       table_markdown, validation_table, verdict_sentences)
 
-    # Refused before hours of training, and again when the results are written.
-    check_output_path(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
-                      overwrite=overwrite, inputs=_validation_inputs(cfg))
+    out = _check_out(cfg, overwrite)
     model = load_model_dir(cfg.model)
     regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
     no_dml = load_model_dir(cfg.no_dml_model) if cfg.no_dml_model else None
@@ -161,25 +298,31 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
                                     trust_radius=cfg.trust_radius, regmix_model=regmix,
                                     no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
                                     grid=cfg.grid, constraints=bounds)
-    proxy = cfg.proxy_config()
-    init_ray(cfg.address)
-    gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    check_resources({"CPU": 1, **({"GPU": gpus} if gpus else {})}, "a validation training run")
-    shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
-    dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
-    task = ray.remote(_train_candidate).options(num_cpus=1, num_gpus=gpus, max_retries=2)
-    refs = [task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
-                        features_ref, tuple(feature_names))
-            for seed in range(cfg.seeds) for name, cand in candidates.items()]
-    rows = []
-    with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            rows.append(ray.get(done[0]))
-            bar.update(1)
-    results = pd.DataFrame(rows).sort_values(["candidate", "seed"]).reset_index(drop=True)
-    results = add_avgdev(results)
+    proxy, train = cfg.proxy_config(), cfg.train_config()
+    settings = _run_settings(cfg, proxy, inputs)
+    landed = LandedRuns(out)
+    reused = (landed.reusable(settings, {n: c["mixture"] for n, c in candidates.items()}, cfg.seeds)
+              if cfg.resume else {})
+    gpus = _check_cluster(cfg, proxy, train)
+    if not cfg.resume:  # a fresh folder now: the runs land in it from the first one on
+        with atomic_directory(out, kind="validation folder", markers=("summary.json", "table.md"),
+                              overwrite=True, inputs=_validation_inputs(cfg)) as tmp:
+            atomic_write_json(tmp / SETTINGS_FILE, settings)
+    jobs = [(name, cand, seed) for seed in range(cfg.seeds) for name, cand in candidates.items()
+            if (name, seed) not in reused]
+    if reused:
+        log.info("validate: %d landed run(s) kept, %d to train", len(reused), len(jobs))
+    curves: dict[str, list] = {}
+    trained, failures = (_train_missing(cfg, train_fn, jobs, landed, settings, proxy, train, gpus, inputs,
+                                        feature_names, curves) if jobs else ({}, []))
+    if failures:
+        write_failures(out, failures)
+        names = ", ".join(f"{run_name(f['candidate'], f['seed'])} ({f['error']})" for f in failures[:3])
+        raise RunsFailed(f"{len(failures)} of {len(jobs)} validation run(s) failed after their retries: "
+                         f"{names}. The other {len(trained) + len(reused)} landed in {out / landed.dir.name}; "
+                         f"`validate --resume` with the same settings trains only the missing ones")
+    results = pd.DataFrame([*reused.values(), *trained.values()]).sort_values(["candidate", "seed"])
+    results = add_avgdev(results.reset_index(drop=True))
     table = summarize(results)
     paper_table = validation_table(results)
     summary = {
@@ -187,17 +330,22 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False) -> dict:
         "candidates": {name: {**cand, **{k: float(v) for k, v in table.loc[name].items()}}
                        for name, cand in candidates.items()},
         "seeds": cfg.seeds,
+        "runs": {"trained": len(trained), "reused": len(reused)},
         "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
         "verdict": verdict_sentences(paper_table),
         "pool_covariates": covariates,
         "constraints": bounds.to_json(),
     }
-    with atomic_directory(cfg.out, kind="validation folder", markers=("summary.json", "table.md"),
-                          overwrite=overwrite, inputs=_validation_inputs(cfg)) as tmp:
-        atomic_write_parquet(tmp / "validation.parquet", results)
-        atomic_write_parquet(tmp / "table.parquet", paper_table.reset_index())
-        atomic_write_text(tmp / "table.md", table_markdown(paper_table) + "\n\n"
-                          + "\n".join(summary["verdict"]) + "\n")
-        plot_validation(results, tmp / "validation.png")
-        atomic_write_json(tmp / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    # Each file is replaced atomically and summary.json, which marks the folder finished, last.
+    atomic_write_parquet(out / "validation.parquet", results)
+    atomic_write_parquet(out / "table.parquet", paper_table.reset_index())
+    atomic_write_text(out / "table.md", table_markdown(paper_table) + "\n\n"
+                      + "\n".join(summary["verdict"]) + "\n")
+    plot_validation(results, out / "validation.png")
+    (out / FAILURES_FILE).unlink(missing_ok=True)
+    atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    tracking = parse_tracking(cfg.tracking, cfg.out)
+    if tracking is not None:  # the runs trained now (a resume's kept runs were tracked before)
+        track_runs(tracking, "validate", trained.values(), curves, tags=("candidate", "sampler"),
+                   summary={"seeds": cfg.seeds})
     return summary

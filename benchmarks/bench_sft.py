@@ -64,7 +64,7 @@ def run_ours(model_path: str, tokenizer, docs, cfg, device: str):
     curve = []
     cpu = time.process_time()
     stats = train_packed(model, packed, cfg, device=device, rng=np.random.default_rng(0),
-                         on_step=lambda step, loss: curve.append(loss))
+                         on_step=lambda step, loss, info: curve.append(loss))
     cpu = time.process_time() - cpu
     return {"tokens": stats.tokens, "seconds": stats.seconds, "cpu_s": cpu, "steps": stats.steps,
             "padding": 1 - packed.n_tokens / packed.input_ids.size, "curve": curve}

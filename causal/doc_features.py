@@ -14,7 +14,11 @@ are scored from their second token on):
   k = 1 for 1..200 tokens and 2 for 201..400. The entropy at a position is
   that of the model's distribution over the token to be predicted there.
 
-Documents are batched by a token budget in length-sorted order and right-padded;
+Documents are batched by a token budget (`batch_tokens`) in length-sorted order and
+right-padded; a document longer than the budget (long chain-of-thought, 16K+ tokens) runs
+alone in chunks of `batch_tokens` with a KV cache, so memory is one chunk's activations and
+logits plus the cache, and its values are those of one pass (HES still sums the top 0.5 % of
+all its tokens' entropies);
 with right padding the causal mask alone keeps padding out of every real
 position, so each document's values equal those of scoring it alone (up to
 float rounding of the differently shaped matrix products, ~1e-6).
@@ -123,17 +127,52 @@ def _score_batch(model, docs: Sequence[ScoredDoc], pad_id: int):
 
     hidden = model.base_model(input_ids=torch.from_numpy(ids).to(device)).last_hidden_state
     hidden = hidden.reshape(-1, hidden.shape[-1])[positions.to(device)]
+    nll, entropy, vocab = _nll_entropy(model, hidden, targets)
+    return nll, entropy, torch.from_numpy(owners), vocab
+
+
+def _nll_entropy(model, hidden, targets):
+    """NLL of `targets` and predictive entropy at each row of `hidden` (float32, on CPU),
+    the logits materialised LOGIT_CHUNK_BYTES at a time."""
+    import torch
+
     lm_head = model.get_output_embeddings()
     vocab = lm_head.weight.shape[0]
-    limit = LOGIT_CHUNK_BYTES if device.type == "cuda" else CPU_LOGIT_CHUNK_BYTES
+    limit = LOGIT_CHUNK_BYTES if hidden.device.type == "cuda" else CPU_LOGIT_CHUNK_BYTES
     chunk = max(1, limit // (4 * vocab))
     nll, entropy = [], []
     for start in range(0, hidden.shape[0], chunk):
         logp = torch.log_softmax(lm_head(hidden[start:start + chunk]).float(), dim=-1)
-        tgt = targets[start:start + chunk].to(device)
+        tgt = targets[start:start + chunk].to(hidden.device)
         nll.append(-logp.gather(-1, tgt[:, None])[:, 0].cpu())
         entropy.append(-(logp.exp() * logp).sum(-1).cpu())
-    return torch.cat(nll), torch.cat(entropy), torch.from_numpy(owners), vocab
+    return torch.cat(nll), torch.cat(entropy), vocab
+
+
+def _score_long(model, doc: ScoredDoc, chunk_tokens: int):
+    """Per-token NLL and entropy of one document longer than `chunk_tokens`, run through the
+    model `chunk_tokens` at a time with a KV cache: attention still sees the whole prefix, so
+    the values are those of one pass, while activations and logits stay within one chunk
+    (the cache grows by 2 x layers x kv width per token)."""
+    import torch
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    ids = torch.tensor(np.asarray(doc.input_ids), dtype=torch.long)
+    n = len(ids)
+    cache = DynamicCache()
+    nll, entropy, vocab = [], [], 0
+    for start in range(0, n - 1, chunk_tokens):
+        piece = ids[start:start + chunk_tokens]
+        hidden = model.base_model(input_ids=piece[None].to(device), cache=cache,
+                                  use_cache=True).last_hidden_state[0]
+        at = torch.arange(start, start + len(piece))
+        keep = (at >= doc.response_start - 1) & (at < n - 1)
+        if keep.any():
+            a, b, vocab = _nll_entropy(model, hidden[keep.to(device)], ids[at[keep] + 1])
+            nll.append(a)
+            entropy.append(b)
+    return torch.cat(nll), torch.cat(entropy), vocab
 
 
 def score_documents(model, docs: Sequence[ScoredDoc], *, batch_tokens: int = 8192,
@@ -147,8 +186,16 @@ def score_documents(model, docs: Sequence[ScoredDoc], *, batch_tokens: int = 819
     loss = np.zeros(n, dtype=np.float64)
     hes = np.zeros(n, dtype=np.float64)
     lengths = [len(d.input_ids) for d in docs]
+    long = [i for i in range(n) if lengths[i] > batch_tokens]
+    short = [i for i in range(n) if lengths[i] <= batch_tokens]
     with torch.inference_mode():
-        for batch in token_budget_batches(lengths, batch_tokens):
+        for i in long:
+            nll, entropy, vocab = _score_long(model, docs[i], batch_tokens)
+            n_tokens[i] = len(nll)
+            loss[i] = float(nll.double().sum()) / n_tokens[i] / math.log(vocab)
+            hes[i] = hes_from_entropies(entropy.numpy())
+        for group in token_budget_batches([lengths[i] for i in short], batch_tokens):
+            batch = [short[j] for j in group]
             nll, entropy, owners, vocab = _score_batch(model, [docs[i] for i in batch], pad_id)
             counts = torch.bincount(owners, minlength=len(batch))
             nll_sum = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, owners, nll.double())

@@ -127,7 +127,7 @@ def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, see
 
     from sklearn.base import clone
     from sklearn.model_selection import KFold
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     n = table.n_runs
     need = estimator.min_runs(len(table.domains), len(table.covariate_names))

@@ -44,18 +44,15 @@ def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: 
     return est, half
 
 
-def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> None:
+def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> "matplotlib.figure.Figure":
     """Heatmap of the domain x metric returns, each column scaled by its largest |value| (metrics
     have different units), the estimate printed in each cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from core.figure import subplots
 
     values = estimates.to_numpy(dtype=float)
     scale = np.abs(values).max(axis=0, keepdims=True)
     scaled = values / np.where(scale > 0, scale, 1.0)
-    fig, ax = plt.subplots(figsize=(1.3 * values.shape[1] + 2.5, 0.5 * values.shape[0] + 1.8))
+    fig, ax = subplots(figsize=(1.3 * values.shape[1] + 2.5, 0.5 * values.shape[0] + 1.8))
     image = ax.imshow(scaled, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(values.shape[1]), estimates.columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(values.shape[0]), estimates.index, fontsize=8)
@@ -66,4 +63,4 @@ def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> None:
     ax.set_title("Estimated return of each domain on each metric (higher is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

@@ -11,7 +11,10 @@ Everything lands under `--workdir` (default ./causalmix-demo):
   validation/                            the target model trained on demo-large per mixture
                                          (table.md: the paper-style table with paired gains)
   report/                                report.md and its figures
-Each stage is skipped when its output is already complete, so a rerun resumes;
+  stages/                                each stage's input fingerprints (commands/demo_stages.py)
+A stage is reused when its output is complete and its inputs (the files of the stages it reads,
+and the settings it uses) have the fingerprints recorded when it ran; an interrupted one
+resumes; one whose inputs changed (e.g. fit after a new sweep) runs again from scratch.
 `--until STAGE` stops after that stage. `--quick` runs the same stages at toy size (tiny
 pools and models, one covariate per domain, 24 proxy runs, 2 validation seeds) in a
 separate default workdir: a smoke test of the whole pipeline in a couple of minutes, whose
@@ -23,12 +26,11 @@ import dataclasses
 import json
 import os
 import random
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from commands.demo_stages import Stage, run_stages
 from core.atomic import atomic_write_json
 from core.config import load_config
 from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
@@ -97,13 +99,6 @@ QUICK_POOLS = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards
 QUICK_FEATURES = ("normalized_loss",)
 QUICK_PROXY = {"budget": 24, "max_length": 128, "dev_limit": 4, "em_max_new_tokens": 8, "threads": 1,
                "device": "cpu"}
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: Callable[[DemoConfig, Path], dict]
-    done: Callable[[DemoConfig, Path], bool]
 
 
 def _pools_done(cfg: DemoConfig, work: Path) -> bool:
@@ -249,14 +244,19 @@ def _run_validate(cfg: DemoConfig, work: Path) -> dict:
     """The target model trained on demo-large with each mixture: CausalMix vs the baselines."""
     from actors.validation import ValidateConfig, run_validation
 
+    from actors.validation_runs import SETTINGS_FILE
+
+    out = work / "validation"
     summary = run_validation(ValidateConfig(
         model=str(work / "model"), regmix_model=str(work / "model-regmix"),
         no_dml_model=str(work / "model-no-dml"), no_covariates_model=str(work / "model-no-covariates"),
         runs=str(work / "runs" / "runs.parquet"), grid=cfg.validate_grid,
         pool=str(work / "pools" / "demo-large"), features=str(work / "features" / "demo-large"),
-        target_model=str(work / "models" / "target"), out=str(work / "validation"),
+        target_model=str(work / "models" / "target"), out=str(out),
         mixtures=cfg.validate_mixtures, seeds=cfg.validate_seeds,
-        proxy={**(QUICK_PROXY if cfg.quick else {}), "budget": cfg.validate_budget}))
+        # an interrupted validation with the same inputs (the stage's record) keeps its runs
+        resume=(out / SETTINGS_FILE).is_file(),
+        proxy={**(QUICK_PROXY if cfg.quick else {}), "budget": cfg.validate_budget}), overwrite=True)
     return {"best": summary["best"], "verdict": summary["verdict"],
             "mixtures": {k: {d: round(w, 4) for d, w in v["mixture"].items()}
                          for k, v in summary["candidates"].items()},
@@ -276,15 +276,34 @@ def _run_report(cfg: DemoConfig, work: Path) -> dict:
     return {"report": str(work / "report" / "report.md"), "figures": summary["figures"]}
 
 
+def _under(*names: str) -> Callable[[Path], list[Path]]:
+    return lambda work: [work / n for n in names]
+
+
+def _pool_files(work: Path) -> list[Path]:
+    # not the pool's sizes.json: a cache the demo writes after every run
+    return [work / "pools" / p / n for p in POOLS
+            for n in ("pool.json", "manifest.yaml", "demo_profile.json", "shards", "dev")]
+
+
 STAGES = (
-    Stage("pools", _run_pools, _pools_done),
-    Stage("models", _run_models, _models_done),
-    Stage("features", _run_features, _features_done),
-    Stage("sweep", _run_sweep, _sweep_done),
-    Stage("fit", _run_fit, _fit_done),
-    Stage("recommend", _run_recommend, _recommend_done),
-    Stage("validate", _run_validate, _validate_done),
-    Stage("report", _run_report, _report_done),
+    Stage("pools", _run_pools, _pools_done, _pool_files, settings=("seed", "quick")),
+    Stage("models", _run_models, _models_done, _under("models/proxy", "models/target"), reads=("pools",),
+          settings=("seed", "quick", "tokenizer_vocab")),
+    Stage("features", _run_features, _features_done, _under(*(f"features/{p}" for p in POOLS)),
+          reads=("pools", "models"), kept=("features",)),
+    Stage("sweep", _run_sweep, _sweep_done, _under("runs/runs.parquet"), reads=("pools", "models", "features"),
+          settings=("seed", "quick", "sweep_runs", "sweep_adaptive", "sweep_round"), kept=("runs",)),
+    Stage("fit", _run_fit, _fit_done, _under(*FITTED), reads=("sweep",), settings=("seed",)),
+    Stage("recommend", _run_recommend, _recommend_done, _under("recommendation.json"),
+          reads=("fit", "features")),
+    Stage("validate", _run_validate, _validate_done,
+          _under("validation/summary.json", "validation/validation.parquet"),
+          reads=("pools", "models", "features", "sweep", "fit"),
+          settings=("quick", "validate_seeds", "validate_budget", "validate_mixtures", "validate_grid"),
+          kept=("validation",)),
+    Stage("report", _run_report, _report_done, _under("report/report.md"),
+          reads=("sweep", "fit", "validate")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -366,24 +385,18 @@ def run(args) -> int:
 
     cfg = load_config(DemoConfig, args.config, vars(args))
     work = _claim_workdir(cfg)
-    timings, results, started_ray = {}, {}, False
+    started_ray = False
+
+    def start_ray(stage: Stage) -> None:
+        nonlocal started_ray
+        if stage.name in RAY_STAGES and not ray.is_initialized():
+            # one small local Ray for every stage (the stages' own init_ray reuse it)
+            local = not os.environ.get("RAY_ADDRESS")
+            init_ray(None, **({"object_store_memory": 512 * 1024**2} if local else {}))
+            started_ray = True
+
     try:
-        for stage in STAGES:
-            if stage.done(cfg, work):
-                print(f"[demo] {stage.name}: already done, reusing {work}", file=sys.stderr)
-                timings[stage.name] = "reused"
-            else:
-                if stage.name in RAY_STAGES and not ray.is_initialized():
-                    # one small local Ray for every stage (the stages' own init_ray reuse it)
-                    local = not os.environ.get("RAY_ADDRESS")
-                    init_ray(None, **({"object_store_memory": 512 * 1024**2} if local else {}))
-                    started_ray = True
-                print(f"[demo] {stage.name}: running", file=sys.stderr)
-                start = time.perf_counter()
-                results[stage.name] = stage.run(cfg, work)
-                timings[stage.name] = round(time.perf_counter() - start, 1)
-            if stage.name == cfg.until:
-                break
+        timings, results = run_stages(STAGES, cfg, work, until=cfg.until, before_run=start_ray)
     finally:
         if started_ray:
             ray.shutdown()

@@ -8,7 +8,6 @@ version, so an interrupted run resumes.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import types
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ from causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_mani
 from core.config import load_config
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 HELP = "compute per-document features (normalized_loss, hes, style) of a pool with a reference model"
 
@@ -157,15 +159,15 @@ def featurize(cfg: FeaturizeConfig) -> dict:
         old = read_manifest(out)
         if jobs or (old.get("model_fingerprint"), old.get("feature_version")) != (fingerprint, FEATURE_VERSION):
             (out / MANIFEST).unlink()  # the directory is incomplete until this run's manifest
-    print(f"[featurize] {pool.name}: {len(shards) - len(jobs)} of {len(shards)} shards already "
-          f"featurized, {len(jobs)} to run", file=sys.stderr)
+    log.info("[featurize] %s: %d of %d shards already featurized, %d to run", pool.name,
+             len(shards) - len(jobs), len(shards), len(jobs))
     if jobs:
         init_ray(cfg.address)
         workers = FeaturizerPool(model, max_length=max_length, batch_tokens=cfg.batch_tokens,
                                  concurrency=cfg.concurrency, device=cfg.device,
                                  cpus_per_actor=cfg.cpus_per_actor,
                                  actor_start_timeout_s=cfg.actor_start_timeout_s)
-        print(f"[featurize] {workers.size} actor(s) on {workers.device}", file=sys.stderr)
+        log.info("[featurize] %d actor(s) on %s", workers.size, workers.device)
         keys = {shard.path: (out_path, key) for shard, out_path, key, _ in shards}
         for job, rows in workers.featurize(jobs):
             duplicated = rows["doc_id"][rows["doc_id"].duplicated()]
@@ -188,9 +190,9 @@ def featurize(cfg: FeaturizeConfig) -> dict:
 
 
 def run(args) -> int:
-    cfg = load_config(FeaturizeConfig, args.config, vars(args))
+    cfg = load_config(FeaturizeConfig, args.config, vars(args), section="featurize")
     record = featurize(cfg)
     print(json.dumps({k: record[k] for k in ("pool", "model", "feature_version", "n_docs",
                                              "shards_computed", "wall_s")}))
-    print(f"features: {Path(cfg.out).resolve()}", file=sys.stderr)
+    log.info("features: %s", Path(cfg.out).resolve())
     return 0

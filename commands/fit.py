@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 
 from causal.featurizers import TREATMENT_FEATURIZERS
@@ -15,6 +14,9 @@ from core.atomic import check_output_path
 from core.config import load_config
 from core.errors import UserError
 from core.warn import warnings_to_stderr
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 HELP = "fit a causal model (estimator chosen by cross-validation by default) on a runs table"
 
@@ -59,9 +61,9 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
     table, resolved = read_runs_table_with_objective(runs, objective)
     if resolved is not None:
         config = dataclasses.replace(config, objective=resolved.to_json())
-        print(f"objective: {resolved.describe()}", file=sys.stderr)
-    print(f"fitting {config.estimator} on {table.n_runs} runs x {len(table.domains)} domains x "
-          f"{len(table.covariate_names)} covariates", file=sys.stderr)
+        log.info("objective: %s", resolved.describe())
+    log.info("fitting %s on %d runs x %d domains x %d covariates", config.estimator, table.n_runs,
+             len(table.domains), len(table.covariate_names))
     start = time.perf_counter()
     estimator = fit_runs_table(table, config)
     fit_s = time.perf_counter() - start
@@ -72,12 +74,12 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
     selection = getattr(estimator, "selection_", None)
     if selection:
         for candidate, score in selection["scores"].items():
-            print(f"  {candidate}: out-of-fold MSE {score['oof_mse']:.4g}, Spearman {score['oof_spearman']:.3f}"
-                  + ("  <- chosen" if candidate == name else ""), file=sys.stderr)
+            log.info("  %s: out-of-fold MSE %.4g, Spearman %.3f%s", candidate, score["oof_mse"],
+                     score["oof_spearman"], "  <- chosen" if candidate == name else "")
         evidence = selection["mixture_evidence"]
-        print(f"  covariates alone ({evidence['covariates_only']}): out-of-fold MSE "
-              f"{evidence['covariates_only_oof_mse']:.4g}; the mixture helps with p = {evidence['p_value']:.3g} "
-              "(one-sided paired t-test; recommend does not move at p >= alpha)", file=sys.stderr)
+        log.info("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "
+                 "(one-sided paired t-test; recommend does not move at p >= alpha)",
+                 evidence["covariates_only"], evidence["covariates_only_oof_mse"], evidence["p_value"])
     return {"model_dir": str(saved), "model_version": model.version,
             "estimator": name, "selection": selection, "n_runs": table.n_runs,
             "domains": table.domains, "covariate_names": table.covariate_names,

@@ -5,18 +5,19 @@ import json
 
 from datapool.build import build_pool
 from datapool.pool import Pool
+from core.logs import common_options
 
 HELP = "build a pool manifest into Parquet shards (`pool build`), or describe a built pool (`pool info`)"
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="pool_action", metavar="ACTION", required=True)
-    build = sub.add_parser("build", help="materialise MANIFEST as Parquet shards with stable doc_ids")
+    build = sub.add_parser("build", parents=[common_options()], help="materialise MANIFEST as Parquet shards with stable doc_ids")
     build.add_argument("manifest", help="pool manifest YAML (see datapool/manifest.py)")
     build.add_argument("--out", default=None, help="output folder (default: the manifest's folder)")
     build.add_argument("--overwrite", action="store_true",
                        help="replace OUT/shards and OUT/dev even when OUT is not a built pool")
-    info = sub.add_parser("info", help="print a built pool's domains, shards and dev sets as JSON")
+    info = sub.add_parser("info", parents=[common_options()], help="print a built pool's domains, shards and dev sets as JSON")
     info.add_argument("pool", help="built pool folder or its manifest")
 
 

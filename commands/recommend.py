@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from causal.covariates import features_in, pool_covariates
@@ -14,6 +13,9 @@ from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS
 from core.warn import warnings_to_stderr
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 HELP = "recommend a mixture for a pool from a fitted model"
 
@@ -117,12 +119,12 @@ def _run(args) -> int:
                                  constraints=bounds_from_args(args, model.domains))
     for name in result["extrapolated"]:
         s = result["support"][name]
-        print(f"warning: covariate {name}={s['value']:.6g} is outside the range the runs covered "
-              f"[{s['min']:.6g}, {s['max']:.6g}]; the estimate there is an extrapolation", file=sys.stderr)
+        log.warning("covariate %s=%.6g is outside the range the runs covered [%.6g, %.6g]; the estimate "
+                    "there is an extrapolation", name, s["value"], s["min"], s["max"])
     if result["mixture_beyond_runs"]:
-        print(f"warning: the mixture gives {result['mixture_beyond_runs']} more weight than any run in the "
-              "log had; the expected gain there is an extrapolation", file=sys.stderr)
+        log.warning("the mixture gives %s more weight than any run in the log had; the expected gain "
+                    "there is an extrapolation", result["mixture_beyond_runs"])
     if result.get("fallback"):
-        print(f"warning: {result['fallback']}", file=sys.stderr)
+        log.warning("%s", result["fallback"])
     print(json.dumps(result))
     return 0

@@ -13,12 +13,14 @@ import dataclasses
 import json
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
 from core.config import load_config
 from core.errors import UserError
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 HELP = "serve the recommender as a Ray Serve deployment (HTTP on loopback by default)"
 
@@ -124,9 +126,8 @@ def run(args) -> int:
     if settings.high_throughput and local:
         os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
     elif settings.high_throughput:
-        print("--high-throughput: a running cluster keeps the mode its `ray start` had; set "
-              f"{' '.join(f'{k}={v}' for k, v in HIGH_THROUGHPUT_ENV.items())} there (cluster/*.yaml do)",
-              file=sys.stderr)
+        log.warning("--high-throughput: a running cluster keeps the mode its `ray start` had; set %s there "
+                    "(cluster/*.yaml do)", " ".join(f"{k}={v}" for k, v in HIGH_THROUGHPUT_ENV.items()))
     # "local": a Ray of our own, not whatever cluster some other process started on this machine.
     init_ray(address=address, **({"object_store_memory": 256 * 1024**2} if local else {}))
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
@@ -137,8 +138,7 @@ def run(args) -> int:
             serve.shutdown()
         raise
     url = f"http://{settings.host}:{settings.port}"
-    print(f"serving model {loaded.version} from {model_dir} at {url} (API docs at {url}/docs)",
-          file=sys.stderr)
+    log.info("serving model %s from %s at %s (API docs at %s/docs)", loaded.version, model_dir, url, url)
     print(json.dumps({"url": url, "model_version": loaded.version, "model_dir": str(model_dir)}),
           flush=True)
     if args.detach:
@@ -151,7 +151,7 @@ def run(args) -> int:
             if args.watch and _dir_stamp(model_dir) != stamp:
                 stamp = _reload_if_new(settings, model_dir, _dir_stamp(model_dir))
     except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
+        log.info("stopping")
     finally:
         serve.shutdown()
     return 0
@@ -169,21 +169,20 @@ def _reload_if_new(settings, model_dir: Path, stamp):
 
     why = writable_by_others(model_dir)
     if why:  # the replacement may have come with looser permissions than the first directory
-        print(f"not reloading {model_dir}: {why}", file=sys.stderr)
+        log.warning("not reloading %s: %s", model_dir, why)
         return stamp
     try:
         loaded = ModelSlot().load(str(model_dir))
     except Exception as exc:  # a refit may be half-way or broken: keep the running model
-        print(f"not reloading {model_dir}: {exc}", file=sys.stderr)
+        log.warning("not reloading %s: %s", model_dir, exc)
         return stamp
     if loaded.version != settings.version:
         target = dataclasses.replace(settings, version=loaded.version)
         try:
             deployment.reload(target)
         except UserError as exc:
-            print(f"reloading {model_dir} (version {loaded.version}) failed, will retry: {exc}",
-                  file=sys.stderr)
+            log.warning("reloading %s (version %s) failed, will retry: %s", model_dir, loaded.version, exc)
             return None  # never equal to a real stamp: the next poll tries again
         settings.version = loaded.version
-        print(f"now serving model {loaded.version}", file=sys.stderr)
+        log.info("now serving model %s", loaded.version)
     return stamp

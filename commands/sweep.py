@@ -15,6 +15,7 @@ from pathlib import Path
 from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
 from core.config import load_config
 from core.errors import UserError
+from core.tracking import add_tracking_argument
 
 HELP = "run the Dirichlet sweep of proxy SFT runs on Ray Tune (resumable)"
 
@@ -55,6 +56,7 @@ def add_arguments(parser) -> None:
                         help="cap on trials at once (default 0: as many as resources allow)")
     parser.add_argument("--max-failures", type=int, default=None, help="retries per failed trial (default 2)")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    add_tracking_argument(parser)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="no progress bar")
 

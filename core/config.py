@@ -33,6 +33,15 @@ def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
     return data
 
 
+def config_section(data: dict, section: str | None, fields) -> dict:
+    """A file may hold several commands' settings, one mapping per command name (e.g.
+    configs/longcot.yaml: `featurize:` and `validate:`); a command reads its own. A file
+    without that key is the command's settings as a whole."""
+    if section is not None and section not in fields and isinstance(data.get(section), dict):
+        return dict(data[section])
+    return data
+
+
 def _build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
@@ -54,18 +63,19 @@ def _build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
 
 
 def load_config(cls: type[T], yaml_path: str | Path | None = None,
-                overrides: Mapping[str, Any] | None = None) -> T:
-    """Build `cls` from an optional YAML file, then overrides (None values are skipped).
+                overrides: Mapping[str, Any] | None = None, *, section: str | None = None) -> T:
+    """Build `cls` from an optional YAML file (its `section` when it has one, see
+    `config_section`), then overrides (None values are skipped).
 
     Override keys that are not fields of `cls` are ignored, so an argparse
     namespace can be passed whole.
     """
     values: dict[str, Any] = {}
     where = cls.__name__
-    if yaml_path is not None:
-        values.update(read_yaml_mapping(yaml_path))
-        where = f"config {yaml_path}"
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    if yaml_path is not None:
+        values.update(config_section(read_yaml_mapping(yaml_path), section, names))
+        where = f"config {yaml_path}" + (f" ({section})" if section else "")
     for key, value in (overrides or {}).items():
         if key in names and value is not None:
             values[key] = value

@@ -97,6 +97,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     if str(REPO_ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
     address = address or os.environ.get("RAY_ADDRESS")
+    from core.logs import ray_init_kwargs
+
+    for key, value in ray_init_kwargs().items():
+        kwargs.setdefault(key, value)
     kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("configure_logging", False)
     if address:

@@ -1,10 +1,12 @@
-"""Show Python warnings to CLI users as plain `warning: ...` lines on stderr."""
+"""Show Python warnings to CLI users as `warning: ...` lines (the causalmix logger, core/logs.py)."""
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
 from typing import Iterator
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 
 @contextlib.contextmanager
@@ -16,4 +18,4 @@ def warnings_to_stderr() -> Iterator[None]:
         finally:
             for w in caught:
                 if issubclass(w.category, UserWarning):
-                    print(f"warning: {w.message}", file=sys.stderr)
+                    log.warning("%s", w.message)

@@ -101,7 +101,7 @@ def pretrain(model, tokenizer, texts: list[str], spec: TinyModelSpec, *, seed: i
              desc: str = "pretrain") -> list[float]:
     """Plain next-token training on a token stream cut into fixed blocks; returns losses."""
     import torch
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     # Tokenise only what the step budget can use (twice over, so sampling still varies).
     wanted = 2 * max(1, spec.pretrain_steps) * spec.pretrain_batch * spec.pretrain_seq_len

@@ -52,6 +52,9 @@ class ProxyConfig:
     liger_loss: bool = False
     """Liger's fused linear cross-entropy for the training loss (`causalmix[liger]`, CUDA only):
     the scored tokens' logits are never materialised. Refused on CPU."""
+    log_every: int = 10
+    """Optimiser steps between two learning-curve points (loss, lr, grad norm, tokens/s, step
+    tokens) a run reports to Tune and the tracker, plus the last step (0: no curve)."""
     objective: dict | None = None
     """How each run's `y` is computed from its metrics (causal/objective.py form: metrics,
     directions, weights, normalise); None: the default mean, loss-type metrics negated. It must
@@ -76,8 +79,9 @@ class ProxyConfig:
             raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.attention not in ("auto", "sdpa", "flash_attention_2", "eager"):
             raise ValueError(f"attention must be auto, sdpa, flash_attention_2 or eager, got {self.attention!r}")
-        if self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("dev_limit, threads, weight_decay and max_grad_norm must be >= 0")
+        if (self.dev_limit < 0 or self.threads < 0 or self.weight_decay < 0 or self.max_grad_norm < 0
+                or self.log_every < 0):
+            raise ValueError("dev_limit, threads, weight_decay, max_grad_norm and log_every must be >= 0")
         if self.liger_loss and self.device == "cpu":
             raise ValueError("liger_loss needs a CUDA device (Liger's kernels are Triton); "
                              "device is 'cpu'")

@@ -16,7 +16,7 @@ from proxy.config import ProxyConfig
 from proxy.data import draw_sample
 from proxy.evaluate import dev_suite, outcome
 from proxy.packing import pack_documents
-from proxy.train import train_packed
+from proxy.train import StepInfo, train_packed
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_for_training(cfg: ProxyConfig, device: str):
+def load_for_training(cfg: ProxyConfig, device: str, *, place: str | None = None):
     """fp32 weights (bf16 autocast on GPU); flash_attention_2 when asked for or, with
-    'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask."""
+    'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask.
+    `place`: where the weights are loaded when not on `device` (FSDP loads on the host and
+    moves each layer's shard to the GPU as it wraps it, so no GPU holds the whole model)."""
     import importlib.util
 
-    model = load_causal_lm(cfg.model, device=device,
+    model = load_causal_lm(cfg.model, device=place or device,
                            dtype="bfloat16" if cfg.dtype == "bfloat16" and device == "cpu" else "float32")
     want = cfg.attention
     if want == "auto":
@@ -71,28 +73,44 @@ def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], s
 def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFrame],
               dev_sets: Mapping[str, object], features: pd.DataFrame,
               feature_names: Sequence[str] = DEFAULT_FEATURES,
-              on_step: Callable[[int, float], None] | None = None) -> dict:
+              on_step: Callable[[int, float, StepInfo], None] | None = None) -> dict:
     """Train `cfg.model` on the run's sample, evaluate the dev suite, return the row.
 
     shards: {shard name: frame with doc_id, prompt, response, is_text} (at least the state's).
     dev_sets: {name: proxy.evaluate.DevTask, or (metric kind, dev frame)} (`Pool.dev_tasks()`).
     features: per-document features (doc_id, domain, feature_names...).
     """
+    start = time.perf_counter()
+    device, tokenizer, sample, packed, rng = prepare_run(cfg, spec, shards)
+    model = load_for_training(cfg, device)
+    stats = train_packed(model, packed, cfg, device=device, rng=rng, on_step=on_step)
+    return result_row(cfg, spec, model, tokenizer, sample, stats, shards=shards, dev_sets=dev_sets,
+                      features=features, feature_names=feature_names, device=device, start=start)
+
+
+def prepare_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFrame], device: str | None = None):
+    """Seeds, then the run's sample drawn and packed: (device, tokenizer, sample, packed rows,
+    the rng whose next draws order the training rows). A pure function of (cfg, spec, shards),
+    so every rank of a distributed run computes the same rows."""
     import torch
 
-    start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(spec.seed)
     rng = np.random.default_rng(spec.seed)
-    device = pick_device(cfg.device)
+    device = device or pick_device(cfg.device)
     tokenizer = load_tokenizer(cfg.model)
     sample = draw_sample(shards, spec.state, spec.mixture, budget=cfg.budget,
                          budget_unit=cfg.budget_unit, tokenizer=tokenizer,
                          max_length=cfg.max_length, rng=rng)
     packed = pack_documents(sample.docs, cfg.max_length, tokenizer.pad_token_id, rng=rng)
-    model = load_for_training(cfg, device)
-    stats = train_packed(model, packed, cfg, device=device, rng=rng, on_step=on_step)
+    return device, tokenizer, sample, packed, rng
+
+
+def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats, *,
+               shards: Mapping[str, pd.DataFrame], dev_sets: Mapping[str, object], features: pd.DataFrame,
+               feature_names: Sequence[str], device: str, start: float) -> dict:
+    """Evaluate the trained model's dev suite and build the runs-table row."""
     metrics = dev_suite(model, tokenizer, dev_sets, cfg, device, seed=spec.seed)
     domains = list(spec.mixture)
     covariates = sample_covariates(

@@ -27,6 +27,23 @@ from proxy.config import ProxyConfig
 from proxy.packing import IGNORE, PackedBatch
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What the per-step hook gets besides the step and its loss."""
+
+    lr: float
+    """Learning rate the optimiser step used."""
+    grad_norm: object
+    """Gradient norm before clipping, a 0-d tensor (read it only when logging: on GPU that
+    syncs), or None with clipping off."""
+    tokens: int
+    """Document tokens of the step (padding excluded)."""
+    scored_tokens: int
+    """Response tokens the step's loss is over."""
+    total_steps: int
+    """Optimiser steps of the whole run."""
+
+
 @dataclass
 class TrainStats:
     steps: int
@@ -88,9 +105,8 @@ def token_nll_sum(model, batch: PackedBatch, device: str, autocast, *, body=None
     targets = torch.from_numpy(np.ascontiguousarray(targets)).to(device, non_blocking=True)
     head = model.get_output_embeddings()
     with autocast():
-        decoder = model.base_model if body is None else body
-        hidden = decoder(input_ids=ids, position_ids=pos, attention_mask=None,
-                         use_cache=False).last_hidden_state
+        hidden = (body or model.base_model)(input_ids=ids, position_ids=pos, attention_mask=None,
+                                            use_cache=False).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat)
         if fused_loss is not None:
             out = fused_loss(head.weight, hidden, targets)
@@ -110,67 +126,109 @@ def autocast_for(device: str, dtype: str):
     return contextlib.nullcontext
 
 
-def make_optimizer(model, cfg: ProxyConfig, device: str):
-    """AdamW without decay on norms and biases; the fused kernel on CUDA."""
+def step_orders(n_rows: int, cfg: ProxyConfig, rng: np.random.Generator) -> tuple[int, list[np.ndarray]]:
+    """(optimiser steps per epoch, each epoch's row order). All epochs' orders are drawn up front
+    (the same draws as one per epoch, since nothing else consumes `rng` in between), so a resumed
+    or distributed run knows the rows of every step from the seed alone."""
+    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
+    return math.ceil(n_rows / rows_per_step), [rng.permutation(n_rows) for _ in range(cfg.epochs)]
+
+
+def step_rows(orders: list[np.ndarray], step: int, steps_per_epoch: int, cfg: ProxyConfig) -> np.ndarray:
+    """Packed-row indices of global optimiser step `step` (0-based)."""
+    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
+    epoch, s = divmod(step, steps_per_epoch)
+    return orders[epoch][s * rows_per_step:(s + 1) * rows_per_step]
+
+
+def build_optimizer(model, cfg: ProxyConfig, total_steps: int, *, fused: bool):
+    """AdamW (no decay on norms and biases) and the warmup-cosine schedule over `total_steps`."""
     import torch
 
+    warmup = int(cfg.warmup_ratio * total_steps)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=cfg.learning_rate, fused=device.startswith("cuda"))
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.learning_rate, fused=fused)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, total_steps, warmup))
+    return optimizer, scheduler
+
+
+def accumulate_on_device(model, micro_batches, n_scored: int, device: str, autocast, *,
+                         scale: float = 1.0, body=None, fused_loss=None):
+    """Forward/backward of each micro-batch with loss NLL / n_scored x `scale` (n_scored: the
+    whole optimiser step's scored tokens, so accumulation equals one large batch); returns the
+    unscaled loss summed over the micro-batches as a 0-d tensor on the device, so the step never
+    waits for it. A micro-batch without scored tokens still runs: under FSDP every rank must
+    take part in each gather."""
+    import torch
+
+    step_loss = torch.zeros((), device=device)
+    for micro in micro_batches:
+        nll, _ = token_nll_sum(model, micro, device, autocast, body=body, fused_loss=fused_loss)
+        (nll * scale / n_scored).backward()  # scale 1.0 leaves nll bit for bit: same as nll / n_scored
+        step_loss += nll.detach() / n_scored
+    return step_loss
+
+
+def accumulate(model, micro_batches, n_scored: int, device: str, autocast, *, scale: float = 1.0) -> float:
+    """`accumulate_on_device`, the loss read back as a float."""
+    return float(accumulate_on_device(model, micro_batches, n_scored, device, autocast, scale=scale))
+
+
+def optimizer_step(model, optimizer, scheduler, cfg: ProxyConfig):
+    """Clip, step, advance the schedule. Returns (the learning rate the step used, the gradient
+    norm before clipping as a 0-d tensor, or None with clipping off)."""
+    import torch
+
+    grad_norm = None
+    if cfg.max_grad_norm > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return lr, grad_norm
 
 
 def train_packed(model, packed: PackedBatch, cfg: ProxyConfig, *, device: str,
                  rng: np.random.Generator,
-                 on_step: Callable[[int, float], None] | None = None) -> TrainStats:
+                 on_step: Callable[[int, float, StepInfo], None] | None = None) -> TrainStats:
     """Train `model` in place for `cfg.epochs` passes over the packed rows (reshuffled per epoch).
-
-    on_step(step, loss) is called after every optimiser step (1-based step, the step's mean
-    token NLL); it is the only per-step read of the loss from the device."""
+    `on_step(step, loss, info)` runs after every optimiser step (step counts from 1); it is the
+    only per-step read of the loss from the device."""
     import torch
 
     fused_loss = liger_loss_fn(device) if cfg.liger_loss else None
     body = torch.compile(model.base_model, dynamic=False) if cfg.compile else None
-    rows_per_step = cfg.rows_per_micro_batch * cfg.grad_accum
-    steps_per_epoch = math.ceil(len(packed.input_ids) / rows_per_step)
+
+    steps_per_epoch, orders = step_orders(len(packed.input_ids), cfg, rng)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_ratio * total_steps)
-    optimizer = make_optimizer(model, cfg, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_with_warmup(s, total_steps, warmup))
+    optimizer, scheduler = build_optimizer(model, cfg, total_steps, fused=device.startswith("cuda"))
     autocast = autocast_for(device, cfg.dtype)
     model.train()
     losses = []
     start = time.perf_counter()
-    for _ in range(cfg.epochs):
-        order = rng.permutation(len(packed.input_ids))
-        for s in range(steps_per_epoch):
-            step_batch = packed.rows(order[s * rows_per_step:(s + 1) * rows_per_step])
-            n_scored = max(1, step_batch.n_scored)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = torch.zeros((), device=device)
-            for m in range(0, len(step_batch.input_ids), cfg.rows_per_micro_batch):
-                micro = step_batch.rows(slice(m, m + cfg.rows_per_micro_batch))
-                if micro.n_scored == 0:
-                    continue
-                nll, _ = token_nll_sum(model, micro, device, autocast, body=body,
-                                       fused_loss=fused_loss)
-                (nll / n_scored).backward()
-                step_loss += nll.detach() / n_scored
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(step_loss)
-            if on_step is not None:
-                on_step(len(losses), float(step_loss))
+    for step in range(total_steps):
+        step_batch = packed.rows(step_rows(orders, step, steps_per_epoch, cfg))
+        micro = [step_batch.rows(slice(m, m + cfg.rows_per_micro_batch))
+                 for m in range(0, len(step_batch.input_ids), cfg.rows_per_micro_batch)]
+        n_scored = max(1, step_batch.n_scored)
+        losses.append(accumulate_on_device(model, micro, n_scored, device, autocast, body=body,
+                                           fused_loss=fused_loss))
+        lr, grad_norm = optimizer_step(model, optimizer, scheduler, cfg)
+        if on_step is not None:
+            on_step(step + 1, float(losses[-1]), StepInfo(lr=lr, grad_norm=grad_norm, tokens=step_batch.n_tokens,
+                                                   scored_tokens=n_scored, total_steps=total_steps))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     model.eval()
-    first, last = (float(losses[0]), float(losses[-1])) if losses else (float("nan"),) * 2
-    return TrainStats(steps=len(losses), tokens=packed.n_tokens * cfg.epochs,
-                      scored_tokens=packed.n_scored * cfg.epochs, first_loss=first,
-                      last_loss=last, seconds=seconds)
+    return TrainStats(steps=total_steps, tokens=packed.n_tokens * cfg.epochs,
+                      scored_tokens=packed.n_scored * cfg.epochs,
+                      first_loss=float(losses[0]) if losses else float("nan"),
+                      last_loss=float(losses[-1]) if losses else float("nan"),
+                      seconds=seconds)

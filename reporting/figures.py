@@ -1,27 +1,23 @@
-"""The report's PNG figures (matplotlib, Agg): each function takes tables, writes one file."""
+"""The report's PNG figures: each function takes tables, writes one file and returns its
+`matplotlib.figure.Figure` (to show in a notebook)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
 
+from core.figure import subplots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 SAMPLER_COLOURS = {"dirichlet": "tab:blue", "adaptive": "tab:orange"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(domains), figsize=(3.2 * len(domains), 3.0), sharey=True)
+def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -> "Figure":
+    fig, axes = subplots(1, len(domains), figsize=(3.2 * len(domains), 3.0), sharey=True)
     axes = np.atleast_1d(axes)
     groups = runs.groupby(runs["sampler"]) if "sampler" in runs else [("runs", runs)]
     for ax, domain in zip(axes, domains):
@@ -34,17 +30,16 @@ def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -
     fig.suptitle(f"{len(runs)} proxy runs: outcome against each domain's weight")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None, path: Path) -> None:
+def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None, path: Path) -> "Figure":
     """Range of each covariate over the runs, with the target pool's value: a forest does not
     extrapolate, so a target outside the runs' range is a warning sign."""
     names = [c for c in runs.columns if c.startswith("x.")]
     if not names:
         return
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    fig, ax = subplots(figsize=(7, 0.32 * len(names) + 1.2))
     values = runs[names]
     lo, hi = values.min(), values.max()
     scale = (hi - lo).replace(0, 1.0)
@@ -57,12 +52,11 @@ def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None,
     ax.set_title("Covariate coverage of the proxy runs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_policy_trace(snapshots: list[dict], path: Path) -> None:
-    plt = _plt()
-    fig, (ax_mix, ax_ret) = plt.subplots(1, 2, figsize=(10, 3.4))
+def plot_policy_trace(snapshots: list[dict], path: Path) -> "Figure":
+    fig, (ax_mix, ax_ret) = subplots(1, 2, figsize=(10, 3.4))
     n_runs = [s["n_runs"] for s in snapshots]
     domains = list(snapshots[-1]["returns"])
     for domain in domains:
@@ -82,16 +76,15 @@ def plot_policy_trace(snapshots: list[dict], path: Path) -> None:
     fig.suptitle("Policy snapshots as runs land")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_returns(returns: dict[str, dict], path: Path) -> None:
-    plt = _plt()
+def plot_returns(returns: dict[str, dict], path: Path) -> "Figure":
     domains = list(returns)
     est = np.array([returns[d]["estimate"] for d in domains])
     lo = np.array([returns[d]["interval"][0] for d in domains])
     hi = np.array([returns[d]["interval"][1] for d in domains])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = subplots(figsize=(6, 3.2))
     ax.bar(domains, est, yerr=[est - lo, hi - est], capsize=4,
            color=["tab:green" if e > 0 else "tab:red" for e in est], alpha=0.8)
     ax.axhline(0, color="black", lw=0.6)
@@ -99,20 +92,19 @@ def plot_returns(returns: dict[str, dict], path: Path) -> None:
     ax.set_title("Estimated returns at the target pool (with interval)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _sampler_colour(name: str) -> str:
     return SAMPLER_COLOURS.get(str(name), "tab:gray")
 
 
-def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) -> None:
+def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) -> "Figure":
     """Left: every run's mixture as a stacked bar, in run order (adaptive runs marked below).
     Right: each domain's weights over the runs, one dot per run, coloured by sampler."""
-    plt = _plt()
     ordered = runs.sort_values("run_id").reset_index(drop=True)
     samplers = ordered["sampler"].astype(str) if "sampler" in ordered else pd.Series(["runs"] * len(ordered))
-    fig, (ax_bar, ax_strip) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax_bar, ax_strip) = subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     bottom = np.zeros(len(ordered))
     xs = np.arange(len(ordered))
     for domain in domains:
@@ -137,16 +129,15 @@ def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) ->
     fig.suptitle(f"Sampled mixtures of the {len(runs)} proxy runs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_return_curves(curves: Mapping[str, pd.DataFrame], target: Mapping[str, float], path: Path) -> None:
+def plot_return_curves(curves: Mapping[str, pd.DataFrame], target: Mapping[str, float], path: Path) -> "Figure":
     """Per domain: estimated marginal return (with interval) against one of that domain's
     covariates, the others held at the target pool's; dots: runs' covariate values (rug);
     dashed line: the target pool."""
-    plt = _plt()
     domains = list(curves)
-    fig, axes = plt.subplots(1, len(domains), figsize=(3.3 * len(domains), 3.2))
+    fig, axes = subplots(1, len(domains), figsize=(3.3 * len(domains), 3.2))
     axes = np.atleast_1d(axes)
     for ax, domain in zip(axes, domains):
         curve = curves[domain]
@@ -165,19 +156,19 @@ def plot_return_curves(curves: Mapping[str, pd.DataFrame], target: Mapping[str, 
     fig.suptitle("Estimated return of each domain against its covariate (90 % interval; ticks: runs)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, samplers, folds: int,
                              path: Path) -> dict:
-    """Out-of-fold predictions against the runs' y; returns Spearman and R^2."""
+    """Out-of-fold predictions against the runs' y; returns Spearman and R^2 (its numbers go into
+the report's summary, so this one returns them instead of the figure)."""
     from scipy.stats import spearmanr
 
-    plt = _plt()
     actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     rho = float(spearmanr(actual, predicted).statistic)
     r2 = float(1 - np.sum((actual - predicted) ** 2) / np.sum((actual - actual.mean()) ** 2))
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = subplots(figsize=(4.6, 4.2))
     ax.scatter(actual, predicted, s=16, alpha=0.8, c=[_sampler_colour(s) for s in samplers])
     lo, hi = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.7)
@@ -186,11 +177,10 @@ def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, samplers
     ax.set_title(f"Held-out runs: Spearman {rho:.2f}, R² {r2:.2f}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return {"spearman": rho, "r2": r2, "folds": folds}
 
 
-def plot_radius_choice(choice: Mapping, path: Path) -> None:
+def plot_radius_choice(choice: Mapping, path: Path) -> "Figure":
     """The expected gain and its interval along the analytic path as the trust region grows,
     the part of the path inside the runs' support, and the radius the policy chose: why the
     recommended mixture lies where it does (`recommend`'s `radius_choice`)."""
@@ -198,8 +188,7 @@ def plot_radius_choice(choice: Mapping, path: Path) -> None:
     radius = np.asarray(curve["radius"], dtype=float)
     gain, lower, upper = (np.asarray(curve[k], dtype=float) for k in ("gain", "lower", "upper"))
     supported = np.asarray(curve["supported"], dtype=bool)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = subplots(figsize=(6.4, 3.6))
     ax.fill_between(radius, lower, upper, color="tab:blue", alpha=0.18, label="interval")
     ax.plot(radius, gain, color="tab:blue", label="expected gain")
     ax.plot(radius, lower, color="tab:blue", lw=0.8, ls="--", label="lower bound")
@@ -214,4 +203,4 @@ def plot_radius_choice(choice: Mapping, path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

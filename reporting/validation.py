@@ -419,18 +419,15 @@ def seeds_outlook(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def plot_validation(results: pd.DataFrame, path) -> None:
+def plot_validation(results: pd.DataFrame, path) -> "matplotlib.figure.Figure":
     """Left: paired gain over equal per method (bars from 0 = equal; error bars: 90 % t-interval,
     so a bar whose whole bar clears 0 passes the one-sided 5 % test; dots: seeds).
     Right: y per seed across methods (one line per seed: the pairing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from core.figure import subplots
 
     results = add_avgdev(results)
     table = validation_table(results)
-    fig, (ax_gain, ax_seed) = plt.subplots(1, 2, figsize=(max(11.0, 1.1 * len(results['candidate'].unique())), 3.8))
+    fig, (ax_gain, ax_seed) = subplots(1, 2, figsize=(max(11.0, 1.1 * len(results['candidate'].unique())), 3.8))
     names = list(table.index)
     colours = ["tab:green" if str(n).startswith("causalmix") else "tab:gray" for n in names]
     xs = np.arange(len(names))
@@ -459,4 +456,4 @@ def plot_validation(results: pd.DataFrame, path) -> None:
     ax_seed.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

@@ -21,7 +21,8 @@ CLUSTER = REPO / "cluster"
 RAY_UP_FILES = [CLUSTER / "aws.yaml", CLUSTER / "gcp.yaml"]
 KUBERAY = CLUSTER / "kuberay"
 RAY_SCHEMA = Path(ray.__file__).parent / "autoscaler" / "ray-schema.json"
-LAUNCH_CALL = re.compile(r"python3?\s+(?:\S*/)?launch\.py\s+([^;'`&|\n]+)")
+# `python launch.py SUB ...` or the console script `causalmix SUB ...` (the same parser).
+LAUNCH_CALL = re.compile(r"(?:python3?\s+(?:\S*/)?launch\.py|(?<![\w./-])causalmix)\s+([^;'`&|\n]+)")
 
 
 def load_yaml(path: Path):
@@ -44,7 +45,7 @@ def unbuilt(command: str) -> bool:
 
 
 def parse_launch_calls(text: str, unbuilt_found: list | None = None) -> list[list[str]]:
-    """Parse each `python launch.py SUB ...` in `text` with launch.py's own parser.
+    """Parse each `python launch.py SUB ...` (or `causalmix SUB ...`) in `text` with launch.py's own parser.
 
     Calls of sub-commands not built in this checkout are collected in `unbuilt_found`
     (when given) instead of parsed."""

@@ -78,11 +78,11 @@ def test_sweep_writes_harness_metrics_and_fit_refits_on_them(ray_local, tiny_env
 
 @pytest.mark.ray
 def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_path):
-    """The validation task (`actors.validation._train_candidate`) on the target model."""
+    """The validation task (`actors.validation.train_candidate`) on the target model."""
     import ray
 
     from actors.sweep_inputs import load_sweep_inputs
-    from actors.validation import ValidateConfig, _train_candidate
+    from actors.validation import ValidateConfig, train_candidate
     from causal.covariates import DEFAULT_FEATURES
 
     pool = harness_pool(tiny_env.pool_large, tmp_path / "demo-large")
@@ -92,7 +92,7 @@ def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_p
                            proxy={"budget": 12, "max_length": 128, "dev_limit": 2, "em_max_new_tokens": 4,
                                   "threads": 1, "device": "cpu"}).proxy_config()
     refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
-    task = ray.remote(_train_candidate).options(num_cpus=1)
+    task = ray.remote(train_candidate).options(num_cpus=1)
     mixture = {d: 1.0 / len(pool.domains) for d in pool.domains}
     row = ray.get(task.remote(proxy, "equal", mixture, 0, inputs.shard_names, refs, ray.put(inputs.dev_sets),
                               ray.put(inputs.features), tuple(DEFAULT_FEATURES)))

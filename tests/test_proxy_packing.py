@@ -155,7 +155,7 @@ def test_step_loss_is_read_once_per_step_and_only_for_the_hook(model, monkeypatc
     reads.clear()
     seen = []
     stats = train_packed(copy.deepcopy(model), packed, cfg, device="cpu", rng=np.random.default_rng(0),
-                         on_step=lambda step, loss: seen.append((step, loss)))
+                         on_step=lambda step, loss, info: seen.append((step, loss)))
     assert [s for s, _ in seen] == list(range(1, stats.steps + 1))
     assert len(reads) == stats.steps + 2
     assert seen[0][1] == stats.first_loss and seen[-1][1] == stats.last_loss

@@ -92,7 +92,7 @@ def test_run_proxy_returns_a_deterministic_runs_table_row(tiny_env, pool_data):
     spec = RunSpec("run-x", mixture, states.state(0), seed=5)
     steps = []
     row = run_proxy(cfg, spec, shards=shards, dev_sets=dev, features=features,
-                    on_step=lambda s, loss: steps.append(loss))
+                    on_step=lambda s, loss, info: steps.append(loss))
     again = run_proxy(cfg, spec, shards=shards, dev_sets=dev, features=features)
     assert row["run_id"] == "run-x" and row["status"] == "ok" and row["sampler"] == "dirichlet"
     assert [row[f"mix.{d}"] for d in pool.domains] == [0.4, 0.3, 0.3, 0.0]

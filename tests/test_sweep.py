@@ -11,8 +11,11 @@ import yaml
 from ray.tune import Callback
 
 import launch
+import sweep_helpers
 from actors.sweep import SweepConfig, run_sweep
-from sweep_helpers import synthetic_features, tiny_proxy_config
+from actors.trainer import ROW_KEY
+from causal.model_dir import load_model_dir
+from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
 pytestmark = pytest.mark.ray
 
@@ -76,7 +79,7 @@ def test_bad_input_names_the_problem(ray_local, tiny_env, tmp_path, capsys):
 def test_killed_trial_is_retried_and_lands_once(ray_local, tiny_env, features, tmp_path):
     marker = tmp_path / "killed-once"
 
-    def kill_first_attempt(step, loss):
+    def kill_first_attempt(step, loss, info):
         if step == 2 and not marker.exists():
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -89,13 +92,27 @@ def test_killed_trial_is_retried_and_lands_once(ray_local, tiny_env, features, t
 
 
 class InterruptOnce(Callback):
-    """Sends the driver the signal Tune treats as Ctrl+C, once, after the first finished run."""
+    """Sends the driver the signal Tune treats as Ctrl+C, once, after `after` finished runs."""
 
-    def __init__(self, marker: str):
+    def __init__(self, marker: str, after: int = 1, policy_round: tuple[str, int] | None = None):
+        """policy_round (POLICY_JSONL, r): also wait until the fit actor has written round r."""
         self.marker = marker
+        self.after = after
+        self.policy_round = policy_round
+        self.seen = 0
+
+    def _round_written(self) -> bool:
+        if self.policy_round is None:
+            return True
+        path, r = self.policy_round
+        return os.path.exists(path) and any(json.loads(line).get("round") == r
+                                            for line in Path(path).read_text().splitlines())
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not os.path.exists(self.marker):
+        if ROW_KEY not in result:  # a learning-curve report, not a finished run
+            return
+        self.seen += 1
+        if self.seen >= self.after and self._round_written() and not os.path.exists(self.marker):
             Path(self.marker).write_text("interrupted")
             os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -111,3 +128,41 @@ def test_interrupted_sweep_resumes_only_what_is_missing(ray_local, tiny_env, fea
     runs = check_runs_table(out / "runs.parquet", 3, ["arithmetic", "code", "dialog", "docs_qa"])
     kept = runs.set_index("run_id").loc[before["run_id"]]
     assert kept["wall_s"].tolist() == before["wall_s"].tolist()  # finished runs were not rerun
+
+
+def test_resumed_adaptive_sweep_keeps_fitting_each_run_once(ray_local, tiny_env, features, tmp_path):
+    """Issue 18 case 6: a sweep interrupted after enough runs to fit, then resumed. The trial
+    running at the interruption had landed its row and reports it again on resume, beside the
+    landed rows the driver feeds the fresh fit actor: each run_id must still reach the fit
+    once, the rounds after the resume must fit on more runs, and RUN_DIR/model must hold all.
+    Synthetic trials (no training) on the real driver, searcher, Tune and fit actor."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sweep_helpers)  # the workers cannot import tests/
+    out = tmp_path / "sweep"
+    cfg = sweep_config(tiny_env, features, out, runs=24, adaptive=0.5, adaptive_round=6,
+                       max_concurrent=2,
+                       adaptive_fit={"estimator": "regression", "treatment_featurizer": "log-only"})
+    first = run_sweep(cfg, trainable=synthetic_trial, trainable_kwargs={"scramble": False},
+                      callbacks=[InterruptOnce(str(tmp_path / "marker"), after=14,
+                                               policy_round=(str(out / "policy.jsonl"), 2))])
+    assert first["status"] == "interrupted"
+    landed = first["runs_done"]
+    assert 12 <= landed < 24
+    assert first["fit_actor"]["n_runs"] == landed and first["fit_actor"]["model_dir"]
+    assert load_model_dir(out / "model").n_runs == landed  # a fit before the interruption
+    before = [json.loads(line) for line in (out / "policy.jsonl").read_text().splitlines()]
+    assert {s.get("round"): s["n_runs"] for s in before}.get(2) == 12  # round 2's fit
+
+    second = run_sweep(SweepConfig(**{**cfg.__dict__, "resume": True}), trainable=synthetic_trial,
+                       trainable_kwargs={"scramble": False})
+    assert second["status"] == "ok" and second["runs_done"] == 24
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs["run_id"].is_unique and len(runs) == 24
+    # every run reached the fit actor once (a duplicate would count twice here and fail its fits)
+    assert second["fit_actor"]["n_runs"] == 24 and second["fit_actor"]["last_error"] is None
+    after = [json.loads(line) for line in (out / "policy.jsonl").read_text().splitlines()][len(before):]
+    assert {s.get("round"): s["n_runs"] for s in after}.get(3) == 18  # round 3, after the resume
+    model = load_model_dir(out / "model")
+    assert model.n_runs == 24
+    assert (runs["sampler"] == "adaptive").any()

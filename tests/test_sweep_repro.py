@@ -4,42 +4,21 @@ deterministic outcome of its mixture and data state, after a sleep that scramble
 finish order); everything else is the real driver: Tune, the searcher's rounds, the fit
 actor's round snapshots on the regression estimator."""
 import json
-import time
-import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from actors.sweep import SweepConfig, run_sweep
-from sweep_helpers import synthetic_features, tiny_proxy_config
+import sweep_helpers
+from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
 pytestmark = pytest.mark.ray
 
-BEST = {"arithmetic": 0.4, "code": 0.1, "dialog": 0.3, "docs_qa": 0.2}
-
-
-def scrambled_trial(config, *, data, proxy, finished=None):
-    """y peaks at BEST, shifted by the data state; the sleep depends on the run_id only through a
-    hash, so trials finish in an order unrelated to their index."""
-    from ray import tune
-
-    time.sleep(0.05 + 0.35 * (zlib.crc32(config["run_id"].encode()) % 7) / 6)
-    mixture = config["mixture"]
-    quality = {d: (zlib.crc32(",".join(config["state"][d]).encode()) % 100) / 100 for d in mixture}
-    row = {"run_id": config["run_id"], **{f"mix.{d}": w for d, w in mixture.items()},
-           "x.arithmetic.quality": quality["arithmetic"],  # one covariate: regression fits from 11 runs
-           "y": -sum((w - BEST[d] * (0.5 + quality[d])) ** 2 for d, w in mixture.items()),
-           "status": "ok", "seed": config["seed"], "sampler": config["sampler"], **config["extra"]}
-    tune.report({"y": row["y"], "run_row": json.dumps(row)})
-
-
 def test_adaptive_sweep_gives_the_same_table_at_one_and_two_trials_at_a_time(ray_local, tiny_env, tmp_path):
-    import sys
-
     from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    cloudpickle.register_pickle_by_value(sweep_helpers)  # the workers cannot import tests/
     features = synthetic_features(tiny_env.pool_small, tmp_path / "features.parquet")
     tables = []
     for concurrent in (1, 2):
@@ -47,7 +26,7 @@ def test_adaptive_sweep_gives_the_same_table_at_one_and_two_trials_at_a_time(ray
                           runs=24, seed=3, adaptive=0.6, adaptive_round=6, max_concurrent=concurrent,
                           adaptive_fit={"estimator": "regression", "treatment_featurizer": "log-only"},
                           proxy=tiny_proxy_config(tiny_env.proxy_model), progress=False, final_model=False)
-        summary = run_sweep(cfg, trainable=scrambled_trial)
+        summary = run_sweep(cfg, trainable=synthetic_trial)
         assert summary["status"] == "ok"
         tables.append(pd.read_parquet(tmp_path / f"c{concurrent}" / "runs.parquet")
                       .drop(columns=["attempts"], errors="ignore"))

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,13 +12,18 @@ import pytest
 import yaml
 
 import launch
+from actors.validation import ValidateConfig, run_validation, train_candidate
 from causal.covariates import DEFAULT_FEATURES, covariate_names, pool_covariates
 from causal.fitting import FitConfig
 from commands.fit import fit_and_save
+from core.errors import RunsFailed
 from datapool.pool import Pool
 from sweep_helpers import synthetic_features
 
 pytestmark = pytest.mark.ray
+
+TINY_TRAINING = {"budget": 16, "max_length": 128, "dev_limit": 4, "em_max_new_tokens": 8, "threads": 1,
+                 "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +51,7 @@ def fitted(tiny_env, tmp_path_factory):
 def test_validate_trains_every_candidate(ray_local, tiny_env, fitted, tmp_path, capsys):
     root, features = fitted
     config = tmp_path / "validate.yaml"
-    config.write_text(yaml.safe_dump({"proxy": {"budget": 16, "max_length": 128, "dev_limit": 4,
-                                                "em_max_new_tokens": 8, "threads": 1, "device": "cpu"}}))
+    config.write_text(yaml.safe_dump({"proxy": TINY_TRAINING}))
     out = tmp_path / "validation"
     mine = tmp_path / "mine.json"
     domains = Pool.open(tiny_env.pool_large).domains
@@ -90,3 +97,74 @@ def test_validate_refuses_bad_mixture_selections(tiny_env, fitted, tmp_path, cap
     assert launch.main([*common, "--mixtures", f"equal,{bad}"]) == 2
     assert f"mixture file {bad}" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
+
+
+def counting_train(calls_dir: str, fail: tuple[str, int] | None = None):
+    """train_candidate, recording each call in `calls_dir` and raising for the run `fail`."""
+
+    def train(proxy, name, mixture, seed, *rest):
+        Path(calls_dir, f"{name}-seed{seed}.{uuid.uuid4().hex}").write_text("")
+        if (name, seed) == fail:
+            raise RuntimeError(f"injected failure of {name} seed {seed}")
+        return train_candidate(proxy, name, mixture, seed, *rest)
+
+    return train
+
+
+def test_a_failed_run_keeps_the_others_and_resume_trains_only_it(ray_local, tiny_env, fitted, tmp_path, capsys):
+    """Issue 18 case 7: every run lands as it finishes; one failing run is reported while the
+    others land; a fresh start refuses to drop them; a resume under other settings is refused;
+    `--resume` trains only the missing run."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    root, features = fitted
+    out, calls = tmp_path / "validation", tmp_path / "calls"
+    calls.mkdir()
+    cfg = ValidateConfig(model=str(root / "model"), pool=str(tiny_env.pool_large), features=str(features),
+                         target_model=str(tiny_env.target_model), out=str(out), mixtures="equal,natural",
+                         seeds=2, proxy=TINY_TRAINING)
+    with pytest.raises(RunsFailed, match=r"1 of 4 validation run\(s\) failed.*equal-seed1.*injected failure"):
+        run_validation(cfg, train_fn=counting_train(str(calls), fail=("equal", 1)))
+    landed = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+    assert sorted(landed) == ["equal-seed0.json", "natural-seed0.json", "natural-seed1.json"]
+    assert json.loads((out / "failures.json").read_text())["failed"][0]["candidate"] == "equal"
+    assert not (out / "summary.json").exists() and not (out / "table.md").exists()
+    assert len(list(calls.iterdir())) == 4
+
+    config = tmp_path / "validate.yaml"
+    common = ["validate", "--model", str(root / "model"), "--pool", str(tiny_env.pool_large), "--features",
+              str(features), "--target-model", str(tiny_env.target_model), "--mixtures", "equal,natural",
+              "--seeds", "2", "--out", str(out), "--config", str(config)]
+    config.write_text(yaml.safe_dump({"proxy": TINY_TRAINING}))
+    assert launch.main(common) == 2
+    assert "3 landed run(s) of an unfinished validation; pass --resume" in capsys.readouterr().err
+    config.write_text(yaml.safe_dump({"proxy": {**TINY_TRAINING, "budget": 20}}))
+    assert launch.main([*common, "--resume"]) == 2
+    assert "proxy.budget: landed 16, now 20" in capsys.readouterr().err
+    assert launch.main([*common[:-4], "--out", str(tmp_path / "none"), "--config", str(config), "--resume"]) == 2
+    assert "holds no validation to resume" in capsys.readouterr().err
+    assert len(list(calls.iterdir())) == 4                  # none of these trained anything
+
+    summary = run_validation(ValidateConfig(**{**cfg.__dict__, "resume": True}),
+                             train_fn=counting_train(str(calls)))
+    assert summary["runs"] == {"trained": 1, "reused": 3}
+    assert sorted(p.name.split(".")[0] for p in calls.iterdir()).count("equal-seed1") == 2
+    assert len(list(calls.iterdir())) == 5                  # only the missing run trained again
+    assert all((out / "runs" / name).read_bytes() == data for name, data in landed.items())
+    results = pd.read_parquet(out / "validation.parquet")
+    assert sorted(zip(results["candidate"], results["seed"])) == [("equal", 0), ("equal", 1),
+                                                                  ("natural", 0), ("natural", 1)]
+    assert (out / "summary.json").is_file() and not (out / "failures.json").exists()
+
+
+def test_failed_runs_exit_1_with_the_message(monkeypatch, capsys):
+    import commands.validate
+
+    def fail(cfg, **kwargs):
+        raise RunsFailed("1 of 4 validation run(s) failed after their retries: equal-seed1 (boom)")
+
+    monkeypatch.setattr(commands.validate, "run_validation", fail)
+    argv = ["validate", "--model", "m", "--pool", "p", "--features", "f", "--target-model", "t", "--out", "o"]
+    assert launch.main(argv) == 1
+    assert "equal-seed1 (boom)" in capsys.readouterr().err

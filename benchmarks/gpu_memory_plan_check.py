@@ -1,0 +1,87 @@
+"""On a GPU: the memory plan's estimate against `torch.cuda.max_memory_allocated` for a
+Qwen2.5-0.5B-sized model (random weights from configs/models/qwen2.5-0.5b.json, nothing
+downloaded), trained a few steps by the single-device step of proxy/train.py (fp32 weights,
+bf16 autocast, AdamW) on packed rows of `--seq` tokens, with and without activation
+checkpointing. The plan's CUDA-context reserve is left out of the comparison (the allocator
+does not see it).
+
+    python benchmarks/gpu_memory_plan_check.py [--seq 4096] [--micro-batch 1] [--steps 3]
+Ends with `RESULT memory_plan ...` (ratio = measured peak / planned, per setting).
+Prepared for a GPU machine; not run on this project's CPU-only machines.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def measure(config: dict, seq: int, micro: int, steps: int, checkpointing: bool) -> int:
+    import numpy as np
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from proxy.config import ProxyConfig
+    from proxy.packing import IGNORE, PackedBatch
+    from proxy.train import accumulate, autocast_for, build_optimizer, optimizer_step
+
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    hf = AutoConfig.for_model(**{k: v for k, v in config.items() if not k.startswith("_")})
+    model = AutoModelForCausalLM.from_config(hf, dtype=torch.float32, attn_implementation="sdpa").cuda()
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    cfg = ProxyConfig(model="random", max_length=seq, rows_per_micro_batch=micro, grad_accum=1,
+                      device="cuda", dtype="bfloat16")
+    optimizer, scheduler = build_optimizer(model, cfg, steps, fused=True)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        ids = rng.integers(0, hf.vocab_size, size=(micro, seq))
+        batch = PackedBatch(ids, np.where(np.arange(seq) > seq // 4, ids, IGNORE),
+                            np.tile(np.arange(seq), (micro, 1)), np.zeros_like(ids))
+        accumulate(model, [batch], batch.n_scored, "cuda", autocast_for("cuda", "bfloat16"))
+        optimizer_step(model, optimizer, scheduler, cfg)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    del model, optimizer
+    return peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq", type=int, default=4096)
+    parser.add_argument("--micro-batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from proxy.memory_plan import GiB, ModelShape, PlanInputs, plan_memory, read_model_config
+
+    if not torch.cuda.is_available():
+        print("gpu_memory_plan_check needs a CUDA GPU", file=sys.stderr)
+        return 2
+    config = read_model_config("Qwen/Qwen2.5-0.5B")
+    shape = ModelShape.from_config(config)
+    out = []
+    for ckpt in (False, True):
+        plan = plan_memory(PlanInputs(shape, seq_len=args.seq, micro_batch=args.micro_batch,
+                                      activation_checkpointing=ckpt))
+        planned = plan.total
+        peak = measure(config, args.seq, args.micro_batch, args.steps, ckpt)
+        print("\n".join(plan.lines()), file=sys.stderr)
+        print(f"checkpointing={ckpt}: planned {planned / GiB:.2f} GiB, measured peak {peak / GiB:.2f} GiB",
+              file=sys.stderr)
+        out.append(f"ckpt{int(ckpt)}_planned_gib={planned / GiB:.2f} ckpt{int(ckpt)}_peak_gib={peak / GiB:.2f} "
+                   f"ckpt{int(ckpt)}_ratio={peak / planned:.2f}")
+    print(f"RESULT memory_plan gpu={torch.cuda.get_device_name()} seq={args.seq} "
+          f"micro_batch={args.micro_batch} " + " ".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
