@@ -104,9 +104,17 @@ def token_nll_sum(model, batch: PackedBatch, device: str, autocast, *, body=None
     flat = torch.from_numpy(flat).to(device, non_blocking=True)
     targets = torch.from_numpy(np.ascontiguousarray(targets)).to(device, non_blocking=True)
     head = model.get_output_embeddings()
+    if _sharded(model):
+        # FSDP gathers the weights in the root module's forward hooks, so the decoder and the
+        # head cannot be called apart: full logits, then the scored rows
+        with autocast():
+            logits = model(input_ids=ids, position_ids=pos, attention_mask=None, use_cache=False).logits
+            logits = logits.reshape(-1, logits.shape[-1]).index_select(0, flat)
+            return F.cross_entropy(logits.float(), targets, reduction="sum"), len(targets)
     with autocast():
-        hidden = (body or model.base_model)(input_ids=ids, position_ids=pos, attention_mask=None,
-                                            use_cache=False).last_hidden_state
+        decoder = model.base_model if body is None else body
+        hidden = decoder(input_ids=ids, position_ids=pos, attention_mask=None,
+                         use_cache=False).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat)
         if fused_loss is not None:
             out = fused_loss(head.weight, hidden, targets)
@@ -114,6 +122,14 @@ def token_nll_sum(model, batch: PackedBatch, device: str, autocast, *, body=None
         else:
             nll = F.cross_entropy(head(hidden).float(), targets, reduction="sum")
     return nll, len(targets)
+
+
+def _sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(model, FSDPModule)
 
 
 def autocast_for(device: str, dtype: str):
