@@ -101,7 +101,7 @@ class SweepConfig:
     """GPUs per trial; None: 1 / trials_per_gpu when the cluster has GPUs, else 0."""
     trials_per_gpu: int = 1
     """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
-    proxy.memory's estimate says k trials of the proxy model do not fit the GPU's memory
+    the memory plan (proxy/memory.py) says k trials of the proxy model do not fit the GPU's memory
     (known from CAUSALMIX_GPU_MEMORY_GB or a GPU visible to the driver)."""
     max_concurrent: int = 0
     """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
@@ -298,25 +298,21 @@ def gpu_memory_bytes() -> int | None:
 
 def check_trials_fit(cfg: SweepConfig) -> None:
     """Refuse `trials_per_gpu` trials per GPU when the memory estimate says they do not fit."""
-    from transformers import AutoConfig
-
     from proxy.memory import ModelShape, max_trials_per_gpu, trial_memory_bytes
+    from proxy.memory_plan import read_model_config
 
     memory = gpu_memory_bytes()
     if memory is None:
         print(f"[sweep] trials_per_gpu {cfg.trials_per_gpu}: GPU memory unknown here (set "
               "CAUSALMIX_GPU_MEMORY_GB to check that they fit)", flush=True)
         return
-    try:
-        shape = ModelShape.from_config(AutoConfig.from_pretrained(cfg.proxy.model))
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UserError(f"trials_per_gpu: cannot read the config of {cfg.proxy.model!r}: {exc}") from None
-    per_trial = trial_memory_bytes(shape, tokens_per_micro_batch=cfg.proxy.rows_per_micro_batch
-                                   * cfg.proxy.max_length)
+    shape = ModelShape.from_config(read_model_config(cfg.proxy.model))
+    per_trial = trial_memory_bytes(shape, seq_len=cfg.proxy.max_length,
+                                   micro_batch=cfg.proxy.rows_per_micro_batch)
     fits = max_trials_per_gpu(memory, per_trial)
     if cfg.trials_per_gpu > fits:
         raise UserError(f"trials_per_gpu {cfg.trials_per_gpu}: one trial of {cfg.proxy.model} needs about "
-                        f"{per_trial / 1024**3:.1f} GiB (proxy/memory.py estimate), so at most {fits} fit "
+                        f"{per_trial / 1024**3:.1f} GiB (proxy/memory_plan.py), so at most {fits} fit "
                         f"a {memory / 1024**3:.0f} GiB GPU")
 
 

@@ -10,7 +10,7 @@ Measures, each section on its own so that one failure still leaves the others:
 - sft_packed / sft_unpacked: proxy SFT (proxy.train.train_packed, bf16 autocast, fused
   AdamW) tokens/s and MFU = 6 x params x tokens/s / peak, with packed rows and with one
   document per row padded to the row length (on half the documents);
-- sft_k: k proxies at once in separate processes on the same GPU (k from proxy.memory's
+- sft_k: k proxies at once in separate processes on the same GPU (k from proxy/memory.py's
   estimate, at most --k), their total tokens/s against one;
 - featurize: causal.doc_features.score_documents in bf16, documents/s and achieved
   FLOP/s (2 x params x tokens / s).
@@ -162,7 +162,7 @@ def choose_k(s: dict, device: str, k_max: int) -> tuple[int, str]:
     import torch
 
     shape = ModelShape.from_config(Qwen2Config(**json.loads(s["config"].read_text())))
-    per_trial = trial_memory_bytes(shape, tokens_per_micro_batch=s["row"] * s["rows"], scored_share=0.7)
+    per_trial = trial_memory_bytes(shape, seq_len=s["row"], micro_batch=s["rows"])
     fits = max_trials_per_gpu(torch.cuda.get_device_properties(0).total_memory, per_trial)
     return max(1, min(k_max, fits)), f"memory plan: {per_trial / 1024**3:.1f} GiB per trial, {fits} fit"
 

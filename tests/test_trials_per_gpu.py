@@ -17,20 +17,22 @@ def test_parameter_count_from_config_matches_the_built_model():
 
     config = Qwen2Config(**json.loads((CONFIGS / "tiny-smoke.json").read_text()))
     built = sum(p.numel() for p in Qwen2ForCausalLM(config).parameters())
-    assert ModelShape.from_config(config).n_params == built
+    assert ModelShape.from_config(config).params == built
     qwen = Qwen2Config(**json.loads((CONFIGS / "qwen2.5-0.5b.json").read_text()))
-    assert ModelShape.from_config(qwen).n_params == 494_032_768  # Qwen2.5-0.5B's published size
+    assert ModelShape.from_config(qwen).params == 494_032_768  # Qwen2.5-0.5B's published size
 
 
 def test_memory_estimate_decides_k():
-    qwen = ModelShape(494_032_768, 896, 24, 4864, 151936)
-    per_trial = trial_memory_bytes(qwen, tokens_per_micro_batch=8192, scored_share=0.7)
-    assert 16 * qwen.n_params < per_trial < 40 * 1024**3
-    assert trial_memory_bytes(qwen, tokens_per_micro_batch=16384) > per_trial
-    assert max_trials_per_gpu(141 * 10**9, per_trial) == int(0.9 * 141 * 10**9 // per_trial) >= 2
+    from transformers import Qwen2Config
+
+    qwen = ModelShape.from_config(Qwen2Config(**json.loads((CONFIGS / "qwen2.5-0.5b.json").read_text())))
+    per_trial = trial_memory_bytes(qwen, seq_len=2048, micro_batch=4)
+    assert 16 * qwen.params < per_trial < 40 * 1024**3
+    assert trial_memory_bytes(qwen, seq_len=2048, micro_batch=8) > per_trial
+    assert max_trials_per_gpu(141 * 10**9, per_trial) == int(0.92 * 141 * 10**9 // per_trial) >= 2
     assert max_trials_per_gpu(per_trial, per_trial) == 0  # headroom: one that fills the GPU does not fit
     with pytest.raises(ValueError):
-        trial_memory_bytes(qwen, tokens_per_micro_batch=0)
+        trial_memory_bytes(qwen, seq_len=0, micro_batch=1)
 
 
 def test_fractional_gpu_request_for_k_trials():
