@@ -10,7 +10,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from causal.covariates import covariate_name
 from core.errors import UserError
 from datapool.pool import Pool
 
@@ -48,9 +47,6 @@ class SweepInputs:
     feature_names: tuple[str, ...]
     shard_means: dict[str, np.ndarray]
     """{domain: (n_shards, n_features)} feature means per shard."""
-    shard_covariates: dict[str, dict[str, float]]
-    """{shard name: {covariate name: mean over the shard}}."""
-    shard_docs: dict[str, int]
     domain_tokens: dict[str, float]
     """Tokens per domain (features' n_tokens; characters / 4 without it): the prior's base."""
 
@@ -66,7 +62,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     keep = ["doc_id", "domain", *feature_names] + (["n_tokens"] if "n_tokens" in features else [])
     features = features[keep].assign(doc_id=features["doc_id"].astype(str))
     by_id = features.drop_duplicates("doc_id").set_index("doc_id")
-    shards, shard_names, shard_means, shard_covariates, shard_docs = {}, {}, {}, {}, {}
+    shards, shard_names, shard_means = {}, {}, {}
     tokens = {}
     for domain in pool.domains:
         shard_names[domain] = []
@@ -86,9 +82,6 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
             feats = by_id.loc[frame["doc_id"], list(feature_names)]
             means = feats.mean().to_numpy(dtype=float)
             rows.append(means)
-            shard_covariates[shard.name] = {covariate_name(domain, f): float(v)
-                                            for f, v in zip(feature_names, means)}
-            shard_docs[shard.name] = len(frame)
             tokens[domain] = tokens.get(domain, 0.0) + (
                 float(by_id.loc[frame["doc_id"], "n_tokens"].sum()) if "n_tokens" in by_id
                 else float((frame["prompt"].str.len() + frame["response"].str.len()).sum()) / 4)
@@ -98,5 +91,4 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
         raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
     pool_ids = {i for frame in shards.values() for i in frame["doc_id"]}
     features = features[features["doc_id"].isin(pool_ids)].reset_index(drop=True)
-    return SweepInputs(pool, shards, shard_names, dev_sets, features, feature_names, shard_means,
-                       shard_covariates, shard_docs, tokens)
+    return SweepInputs(pool, shards, shard_names, dev_sets, features, feature_names, shard_means, tokens)

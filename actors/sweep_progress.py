@@ -53,7 +53,6 @@ class SweepProgress(Callback):
         self._writer = None
         self._bar = None
         self.failures: dict[str, int] = {}
-        self.errored: set[str] = set()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -99,9 +98,6 @@ class SweepProgress(Callback):
         run_id = self._run_id(trial)
         self.failures[run_id] = self.failures.get(run_id, 0) + 1
         self._refresh()
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.errored.add(self._run_id(trial))
 
     def _feed_fit_actor(self, row: dict) -> None:
         import ray

@@ -204,13 +204,6 @@ class MixtureSearcher(Searcher):
             elif isinstance(row, dict):
                 self.rows[index] = dict(row)
 
-    @property
-    def best(self) -> tuple[int, float] | None:
-        if not self.completed:
-            return None
-        index = max(self.completed, key=self.completed.get)
-        return index, self.completed[index]
-
     def get_state(self) -> dict:
         # Unanswered round requests are not kept: a restored searcher asks for them again.
         return {"proposed": set(self.proposed), "live": dict(self.live),

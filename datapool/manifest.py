@@ -89,10 +89,6 @@ class PoolManifest:
     harness: list[HarnessSpec] = field(default_factory=list)
     """Pool-wide lm-evaluation-harness dev entries (the manifest's top-level `dev` list)."""
 
-    @property
-    def domain_names(self) -> list[str]:
-        return [d.name for d in self.domains]
-
 
 def _check_keys(obj, allowed: set[str], where: str) -> None:
     if not isinstance(obj, dict):

@@ -47,7 +47,7 @@ def test_attempts_not_successes_are_counted_and_nan_is_tolerated():
     s.on_trial_complete("t2", result={"y": -1.5})
     s.on_trial_complete("unknown", result={"y": 3.0})
     assert s.suggest("t3") == Searcher.FINISHED  # errors do not buy extra runs
-    assert s.failed == {0, 1} and s.best == (2, -1.5)
+    assert s.failed == {0, 1} and s.completed == {2: -1.5}
 
 
 def test_save_and_restore_continue_the_same_sequence(tmp_path):
