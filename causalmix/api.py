@@ -51,9 +51,9 @@ class Model:
         if pool_features is not None:
             covariates = pool_covariates(pool_features, self.covariate_names)
         elif not isinstance(covariates, Mapping):
-            from commands.recommend import _read_json
+            from commands.recommend import read_json_file
 
-            covariates = _read_json(str(covariates), "covariates")
+            covariates = read_json_file(str(covariates), "covariates")
         return self.fitted.recommend(covariates, policy=policy, trust_radius=trust_radius,
                                      reference=reference, alpha=alpha, top_k=top_k, seed=seed,
                                      constraints=constraints)

@@ -63,7 +63,7 @@ def _radius(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _read_json(path: str, what: str):
+def read_json_file(path: str, what: str):
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} file not found: {p}")
@@ -97,12 +97,12 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    reference = "equal" if args.reference == "equal" else _read_json(args.reference, "reference mixture")
+    reference = "equal" if args.reference == "equal" else read_json_file(args.reference, "reference mixture")
     if args.endpoint:
         from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
-        covariates = (_read_json(args.covariates, "covariates") if args.covariates
+        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
                       else covariates_from_features(args.pool_features, info["covariate_names"]))
         bounds = bounds_from_args(args, info["domains"])
         result = recommend_via_endpoint(args.endpoint, {
@@ -112,7 +112,7 @@ def _run(args) -> int:
                if bounds is not None else {})})
     else:
         model = load_model_dir(args.model)
-        covariates = (_read_json(args.covariates, "covariates") if args.covariates
+        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
                       else covariates_from_features(args.pool_features, model.covariate_names))
         result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
                                  reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed,
