@@ -338,7 +338,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
     targets = {}
     for path in cfg.cover:
-        from actors.sweep_inputs import read_features
+        from causal.features_io import read_features
 
         targets[path] = pool_covariates(read_features(path), inputs.pool.domains, cfg.feature_names,
                                         where=f"features {path}")
@@ -347,8 +347,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress bar replaces Tune's tables
-    local = (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
-    init_ray(cfg.address, **({"object_store_memory": 512 * 1024**2} if local else {}))
+    init_ray(cfg.address)
     gpus = trial_gpus(cfg, ray.cluster_resources().get("GPU", 0))
     if gpus and cfg.trials_per_gpu > 1:
         check_trials_fit(cfg)

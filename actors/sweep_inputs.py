@@ -10,27 +10,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from causal.features_io import read_features
 from core.errors import UserError
 from datapool.pool import Pool
 
 SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
-
-
-def read_features(path: str | Path) -> pd.DataFrame:
-    """A features directory written by `launch.py featurize`, or one Parquet file with the
-    same columns (doc_id, domain, feature columns...)."""
-    path = Path(path)
-    if path.is_dir():
-        from causal.features_io import load_features
-
-        return load_features(path)
-    if path.is_file() and path.suffix == ".parquet":
-        try:
-            return pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
-            raise UserError(f"features file {path} could not be read: {exc}") from None
-    raise UserError(f"features not found: {path} (give the directory `launch.py featurize` "
-                    "wrote, or a .parquet file)")
 
 
 @dataclass

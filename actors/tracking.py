@@ -10,13 +10,14 @@ from typing import Mapping
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from causal.runs_table import MIX
 from core.tracking import Tracking, row_tags, start_parent
 
 
 def run_tags(config: Mapping) -> dict[str, str]:
     """Tags of one proxy run from its trial config (actors.sweep_searcher's suggestion)."""
     row = {"run_id": config.get("run_id", ""), "seed": config.get("seed", ""), "sampler": config.get("sampler", "")}
-    row.update({f"mix.{d}": w for d, w in (config.get("mixture") or {}).items()})
+    row.update({f"{MIX}{d}": w for d, w in (config.get("mixture") or {}).items()})
     row.update({f"state.{d}": ",".join(map(str, names)) for d, names in (config.get("state") or {}).items()})
     return row_tags(row)
 

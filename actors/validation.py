@@ -15,6 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
+from causal.candidates import parse_mixture_list
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.errors import RunsFailed, UserError
 from core.logs import get_logger
@@ -22,7 +23,6 @@ from core.provenance import provenance
 from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig
-from reporting.validation import parse_mixture_list
 
 log = get_logger(__name__)
 
@@ -271,8 +271,9 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     from actors.validation_runs import FAILURES_FILE, SETTINGS_FILE, LandedRuns, run_name, write_failures
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
-    from reporting.validation import (add_avgdev, candidate_mixtures, plot_validation, summarize,
-                                      table_markdown, validation_table, verdict_sentences)
+    from causal.candidates import candidate_mixtures
+    from reporting.validation import (add_avgdev, plot_validation, summarize, table_markdown,
+                                      validation_table, verdict_sentences)
 
     out = _check_out(cfg, overwrite)
     model = load_model_dir(cfg.model)

@@ -1,6 +1,6 @@
 """Elastic parallelism: sweep throughput (runs/min) with 1, 2 and 3 worker nodes.
 
-One loopback cluster (`cluster.local.LocalCluster`: a head that runs no trials,
+One loopback cluster (`testing.local_cluster.LocalCluster`: a head that runs no trials,
 worker nodes with one CPU) grows from 1 to 2 to 3 worker nodes; at each size a Ray
 Tune sweep of
 `trials_per_node x nodes` trials of fixed work, scheduled as the sweep schedules
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster.local import LocalCluster  # noqa: E402
+from testing.local_cluster import LocalCluster  # noqa: E402
 
 
 def fixed_work(config):

@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.ray_setup import repo_pythonpath  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -50,8 +52,7 @@ def bare_app():
 def start_bare(model_dir: str, port: int, niceness: int, workers: int) -> subprocess.Popen:
     """uvicorn with `workers` processes serving `bare_app`, at the given niceness."""
     env = {**os.environ, BARE_MODEL_ENV: model_dir,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "benchmarks"),
-                                                       os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": repo_pythonpath(REPO / "benchmarks")}
     command = [sys.executable, "-m", "uvicorn", "bench_serve:bare_app", "--factory", "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     return subprocess.Popen(command, env=env, preexec_fn=lambda: os.nice(niceness - os.nice(0)))

@@ -141,3 +141,22 @@ def load_features(features_dir: str | Path, domains: Iterable[str] | None = None
     frame.attrs.update({k: manifest[k] for k in ("model", "model_fingerprint", "feature_version",
                                                  "pool")})
     return frame
+
+
+def read_features(path: str | Path, what: str = "features") -> pd.DataFrame:
+    """Per-document features from a directory written by `launch.py featurize` (checked as
+    `load_features` does), or from one Parquet file with the same columns (doc_id, domain,
+    feature columns...)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_features(path)
+    if path.suffix.lower() != ".parquet":
+        raise UserError(f"{what} {path}: expected the directory `launch.py featurize` wrote, "
+                        "or a .parquet file")
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path} (give the directory `launch.py featurize` "
+                        "wrote, or a .parquet file)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
+        raise UserError(f"{what} file {path} could not be read: {exc}") from None

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import PredefinedSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs")
 # "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
@@ -99,7 +103,10 @@ def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates
     than a training fold has runs are skipped.
     """
     n = len(y)
-    order = np.random.default_rng(seed).permutation(n)
+    # Fold k holds the runs at positions k, k + folds, ... of one seeded permutation.
+    fold_of = np.empty(n, dtype=int)
+    fold_of[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    ridge = make_pipeline(StandardScaler(), Ridge(alpha=1e-6 * n * (folds - 1) / folds))
     scores: dict[str, float] = {}
     best = None
     for kind in candidates:
@@ -107,18 +114,11 @@ def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates
             design = _interaction_design(MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T), X)
             if design.shape[1] >= n * (folds - 1) / folds:
                 continue
-            errors = []
-            for k in range(folds):
-                test = order[k::folds]
-                train = np.setdiff1d(order, test)
-                A, b = design[train], y[train]
-                scale = np.maximum(A.std(axis=0), 1e-12)
-                coef = np.linalg.solve((A / scale).T @ (A / scale) + 1e-6 * len(train) * np.eye(A.shape[1]),
-                                       (A / scale).T @ b) / scale
-                errors.append(np.mean((design[test] @ coef - y[test]) ** 2))
-            scores[f"{kind}@{eps:g}"] = float(np.mean(errors))
-            if best is None or scores[f"{kind}@{eps:g}"] < best[2]:
-                best = (kind, float(eps), scores[f"{kind}@{eps:g}"])
+            mse = -cross_val_score(ridge, design, y, cv=PredefinedSplit(fold_of),
+                                   scoring="neg_mean_squared_error").mean()
+            scores[f"{kind}@{eps:g}"] = float(mse)
+            if best is None or mse < best[2]:
+                best = (kind, float(eps), float(mse))
     if best is None:
         return candidates[-1], float(eps_grid[0]), scores
     return best[0], best[1], scores

@@ -212,25 +212,31 @@ class FittedMixtureModel:
         return out
 
     # ---- API
-    def info(self) -> dict:
+    def describe(self, runs_table_sha256: str | None) -> dict:
+        """What `model.json` says of the fit (without provenance): domains, covariates, the
+        estimator and its selection, and what it was fitted on, mixture vectors per domain."""
         return {
             "format": FORMAT,
-            "model_version": self.version,
             "domains": self.domains,
             "covariate_names": self.covariate_names,
             "estimator": {"name": self.estimator_name,
+                          "class": type(self.estimator).__name__,
                           "params": json.loads(_json_bytes(self.estimator.get_params()))},
             "reference_domain": self.domains[self.estimator.reference_index_],
             "treatment_featurizer": _featurizer_choice(self.estimator),
             "selection": getattr(self.estimator, "selection_", None),
-            "fitted_on": {"n_runs": self.n_runs,
-                          "runs_table_sha256": self.description.get("fitted_on", {}).get("runs_table_sha256"),
+            "fitted_on": {"n_runs": self.n_runs, "runs_table_sha256": runs_table_sha256,
                           "covariate_ranges": self.covariate_ranges,
                           "mixture_mean": dict(zip(self.domains, self.mixture_mean.tolist())),
                           "mixture_max": dict(zip(self.domains, self.mixture_max.tolist()))},
-            "versions": self.description.get("provenance", {}).get("versions"),
-            "created_utc": self.description.get("provenance", {}).get("created_utc"),
         }
+
+    def info(self) -> dict:
+        """`describe` plus the version and provenance: what Serve's /info and the report show."""
+        provenance_ = self.description.get("provenance", {})
+        return {**self.describe(self.description.get("fitted_on", {}).get("runs_table_sha256")),
+                "model_version": self.version,
+                "versions": provenance_.get("versions"), "created_utc": provenance_.get("created_utc")}
 
     def predict(self, mixtures: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
         """Predicted y per row; `covariates` (n, C) in `covariate_names` order (None if C = 0)."""
@@ -308,22 +314,7 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     never when it holds one of `inputs` (see `core.atomic.check_output_path`)."""
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
-    description = {
-        "format": FORMAT,
-        "domains": model.domains,
-        "covariate_names": model.covariate_names,
-        "estimator": {"name": model.estimator_name,
-                      "class": type(model.estimator).__name__,
-                      "params": json.loads(_json_bytes(model.estimator.get_params()))},
-        "reference_domain": model.domains[model.estimator.reference_index_],
-        "treatment_featurizer": _featurizer_choice(model.estimator),
-        "selection": getattr(model.estimator, "selection_", None),
-        "fitted_on": {"n_runs": model.n_runs, "runs_table_sha256": runs_table_sha256,
-                      "covariate_ranges": model.covariate_ranges,
-                      "mixture_mean": model.mixture_mean.tolist(),
-                      "mixture_max": model.mixture_max.tolist()},
-        "provenance": provenance(config),
-    }
+    description = {**model.describe(runs_table_sha256), "provenance": provenance(config)}
     files = {MODEL_JSON: _json_bytes(description),
              ESTIMATOR_PKL: pickle.dumps(model.estimator, protocol=pickle.HIGHEST_PROTOCOL)}
     if model.run_support is not None:
@@ -345,6 +336,14 @@ def save_model_dir(model: FittedMixtureModel, out_dir, *, runs_table_sha256: str
     model.description = description
     model.version = _sha(checksums)[:16]
     return Path(out_dir)
+
+
+def _per_domain(values, domains: list[str]) -> np.ndarray:
+    """A mixture vector of model.json: a mapping per domain, or a list in domain order
+    (model directories written before the mapping)."""
+    if isinstance(values, Mapping):
+        return np.array([values[d] for d in domains], dtype=float)
+    return np.array(values, dtype=float)
 
 
 def load_model_dir(path) -> FittedMixtureModel:
@@ -397,6 +396,7 @@ def load_model_dir(path) -> FittedMixtureModel:
                               domains=description["domains"],
                               covariate_names=description["covariate_names"],
                               covariate_ranges=fitted["covariate_ranges"], n_runs=fitted["n_runs"],
-                              mixture_mean=np.array(fitted["mixture_mean"]),
-                              mixture_max=np.array(fitted["mixture_max"]), description=description,
+                              mixture_mean=_per_domain(fitted["mixture_mean"], description["domains"]),
+                              mixture_max=_per_domain(fitted["mixture_max"], description["domains"]),
+                              description=description,
                               version=_sha(raw)[:16], support=support)

@@ -118,13 +118,12 @@ def pool_covariates(features: PathLike, names: list[str] | None = None) -> dict[
     """A pool's covariates (per-domain means of its document features) from a `featurize` folder
     or a features Parquet file; `names` (a model's covariate_names) picks and checks them."""
     from causal.covariates import pool_covariates as means
-    from causal.features_io import load_features
-    from causal.runs_table import read_frame
+    from causal.features_io import read_features
     from commands.recommend import covariates_from_features
 
     if names is not None:
         return covariates_from_features(str(features), list(names))
-    frame = load_features(features) if Path(features).is_dir() else read_frame(features, "pool features")
+    frame = read_features(features, "pool features")
     feature_cols = [c for c in frame.columns if c not in ("doc_id", "domain", "n_tokens")
                     and pd.api.types.is_numeric_dtype(frame[c])]
     return means(frame, sorted(set(frame["domain"].astype(str))), feature_cols, where=f"pool features {features}")

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from causal.runs_table import COV
 from commands.demo_stages import Stage, run_stages
 from core.atomic import atomic_write_json
 from core.config import load_config
@@ -198,7 +198,7 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     runs = work / "runs" / "runs.parquet"
     frame = pd.read_parquet(runs)
     atomic_write_parquet(work / "runs" / NO_COVARIATES_RUNS,
-                         frame.drop(columns=[c for c in frame.columns if c.startswith("x.")]))
+                         frame.drop(columns=[c for c in frame.columns if c.startswith(COV)]))
     from core.errors import UserError
 
     out = {}
@@ -391,8 +391,7 @@ def run(args) -> int:
         nonlocal started_ray
         if stage.name in RAY_STAGES and not ray.is_initialized():
             # one small local Ray for every stage (the stages' own init_ray reuse it)
-            local = not os.environ.get("RAY_ADDRESS")
-            init_ray(None, **({"object_store_memory": 512 * 1024**2} if local else {}))
+            init_ray(None)
             started_ray = True
 
     try:

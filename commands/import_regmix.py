@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from causal.runs_table import import_regmix
+from causal.runs_table import MIX, import_regmix
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from core.warn import warnings_to_stderr
@@ -33,6 +33,6 @@ def _run(args) -> int:
                       inputs_sha256={args.mixtures: sha256_file(args.mixtures),
                                      args.losses: sha256_file(args.losses)})
     atomic_write_parquet(args.out, frame, metadata={"causalmix": json.dumps(meta, default=str)})
-    domains = [c[4:] for c in frame.columns if c.startswith("mix.")]
+    domains = [c[len(MIX):] for c in frame.columns if c.startswith(MIX)]
     print(json.dumps({"out": args.out, "n_runs": len(frame), "domains": domains, "target": args.target}))
     return 0

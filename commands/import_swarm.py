@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from causal.runs_table import MIX
 from causal.swarm_import import import_olmix, import_table
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
@@ -61,7 +62,7 @@ def _run(args) -> int:
                                             "run_column", "target", "higher_is_better")}
     meta = provenance(config, inputs_sha256={p: sha256_file(p) for p in inputs})
     atomic_write_parquet(args.out, frame, metadata={"causalmix": json.dumps(meta, default=str)})
-    domains = [c[4:] for c in frame.columns if c.startswith("mix.")]
+    domains = [c[len(MIX):] for c in frame.columns if c.startswith(MIX)]
     metrics = [c[7:] for c in frame.columns if c.startswith("metric.")]
     print(json.dumps({"out": args.out, "n_runs": len(frame), "domains": domains, "metrics": metrics,
                       "target": args.target, "y": "metric" if args.higher_is_better else "-metric"}))

@@ -8,7 +8,7 @@ from pathlib import Path
 from causal.covariates import features_in, pool_covariates
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
-from causal.runs_table import read_frame
+from causal.features_io import read_features
 from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS
@@ -74,14 +74,7 @@ def read_json_file(path: str, what: str):
 
 
 def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
-    if Path(path).is_dir():
-        from causal.features_io import load_features
-
-        features = load_features(path)
-    else:
-        if not path.lower().endswith(".parquet"):
-            raise UserError(f"pool features {path}: expected a Parquet file or a `featurize` output folder")
-        features = read_frame(path, "pool features")
+    features = read_features(path, "pool features")
     computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), features_in(names),
                                where=f"pool features {path}")
     missing = [n for n in names if n not in computed]

@@ -19,6 +19,7 @@ from pathlib import Path
 from core.config import load_config
 from core.errors import UserError
 from core.logs import get_logger
+from core.ray_setup import is_local
 
 log = get_logger(__name__)
 
@@ -100,8 +101,7 @@ def run(args) -> int:
     from actors.serve.deployment import ServeSettings
 
     settings = load_config(ServeSettings, None, vars(args))
-    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
-    local = address == "local"
+    local = is_local(args.address)
     if args.detach and local:
         raise UserError("--detach needs a Ray cluster (--address or RAY_ADDRESS): a local Ray "
                         "ends with this process")
@@ -128,8 +128,7 @@ def run(args) -> int:
     elif settings.high_throughput:
         log.warning("--high-throughput: a running cluster keeps the mode its `ray start` had; set %s there "
                     "(cluster/*.yaml do)", " ".join(f"{k}={v}" for k, v in HIGH_THROUGHPUT_ENV.items()))
-    # "local": a Ray of our own, not whatever cluster some other process started on this machine.
-    init_ray(address=address, **({"object_store_memory": 256 * 1024**2} if local else {}))
+    init_ray(args.address)
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
     try:
         apply(settings)

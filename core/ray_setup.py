@@ -82,8 +82,30 @@ def shutdown_ray() -> None:
             signal.signal(sig, handler)
 
 
+def repo_pythonpath(*extra: str | Path) -> str:
+    """PYTHONPATH with the repository (then `extra`) first and this process's entries after,
+    each once: what a child process or a local Ray's workers need to import the project
+    from a checkout that is not installed."""
+    first = [str(REPO_ROOT), *map(str, extra)]
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in first]
+    return os.pathsep.join([*first, *rest])
+
+
+# Ray's default object store for a local Ray is 30 % of RAM, reserved in /dev/shm. On a
+# workstation the shards and tables a stage puts there need far less, and the memory is
+# better left to the trainer processes; Ray spills to disk past it.
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
+
+
+def is_local(address: str | None) -> bool:
+    """Whether `init_ray(address)` starts a Ray of this process's own: no address, no
+    RAY_ADDRESS, or "local"."""
+    return (address or os.environ.get("RAY_ADDRESS") or "local") == "local"
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
-    """Connect to the cluster at `address` (or RAY_ADDRESS), else start a local Ray.
+    """Connect to the cluster at `address` (or RAY_ADDRESS), else start a local Ray
+    (object store `LOCAL_OBJECT_STORE_BYTES` unless `object_store_memory` is given).
 
     Workers of a local Ray inherit this process's environment, so putting the
     repository on PYTHONPATH lets them import the project without installing it.
@@ -93,23 +115,21 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
 
     if ray.is_initialized():
         return ray
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(REPO_ROOT) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
-    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ["PYTHONPATH"] = repo_pythonpath()
     from core.logs import ray_init_kwargs
 
     for key, value in ray_init_kwargs().items():
         kwargs.setdefault(key, value)
     kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("configure_logging", False)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
+    if is_local(address):
         # "local" starts a fresh instance; without it Ray would join whatever cluster
         # another process on this machine left in /tmp/ray/ray_current_cluster.
+        kwargs.setdefault("object_store_memory", LOCAL_OBJECT_STORE_BYTES)
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
         _start_reaper()
+    else:
+        ray.init(address=address or os.environ["RAY_ADDRESS"], **kwargs)
     handle_sigterm_like_sigint()
     return ray
 

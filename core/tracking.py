@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from causal.runs_table import MIX
 TRACKERS = ("mlflow", "wandb")
 MLFLOW_DIR = "mlruns"
 WANDB_DIR = "wandb"
@@ -154,7 +155,7 @@ class MlflowParent:
         run = self.client.create_run(self.experiment_id, run_name=str(row.get("run_id")),
                                      tags={**tags, **self.child_tags()})
         run_id = run.info.run_id
-        for key in [k for k in row if k.startswith("mix.")]:
+        for key in [k for k in row if k.startswith(MIX)]:
             self.client.log_param(run_id, f"mixture/{key[len('mix.'):]}", row[key])
         for point in curve:
             for key, value in numeric_leaves({k: v for k, v in point.items() if k != "step"}).items():
@@ -200,7 +201,7 @@ class WandbParent:
     def log_child(self, row: Mapping, curve: list[dict], tags: Mapping[str, str]) -> str:
         import wandb
 
-        mixture = {k[len("mix."):]: v for k, v in row.items() if k.startswith("mix.")}
+        mixture = {k[len(MIX):]: v for k, v in row.items() if k.startswith(MIX)}
         run = wandb.init(job_type="run", name=str(row.get("run_id")), config={"mixture": mixture, **tags},
                          **self.settings)
         for point in curve:
@@ -219,7 +220,7 @@ def row_tags(row: Mapping, extra: Iterable[str] = ()) -> dict[str, str]:
     """Tags of a tracked run from its runs-table row: run_id, seed, sampler, mixture, data state."""
     tags = {"causalmix.run_id": str(row.get("run_id", "")), "causalmix.seed": str(row.get("seed", "")),
             "causalmix.sampler": str(row.get("sampler", ""))}
-    tags.update({k: f"{float(v):.6g}" for k, v in row.items() if k.startswith("mix.")})
+    tags.update({k: f"{float(v):.6g}" for k, v in row.items() if k.startswith(MIX)})
     tags.update({k: str(v) for k, v in row.items() if k.startswith("state.")})
     tags.update({f"causalmix.{k}": str(row[k]) for k in extra if k in row})
     return tags

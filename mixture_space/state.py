@@ -119,19 +119,6 @@ class DataStateSampler:
                                   for d, order in self.order.items()}}
 
 
-def expected_covariates(state: DataState, shard_means: Mapping[str, Mapping[str, float]],
-                        shard_docs: Mapping[str, int]) -> dict[str, float]:
-    """Document-weighted mean of the chosen shards' covariates, per covariate name
-    (`shard_means[shard]` maps covariate names of that shard's domain to values)."""
-    out: dict[str, float] = {}
-    for shards in state.values():
-        weights = np.array([shard_docs[s] for s in shards], dtype=float)
-        for name in shard_means[shards[0]]:
-            values = np.array([shard_means[s][name] for s in shards], dtype=float)
-            out[name] = float(np.average(values, weights=weights))
-    return out
-
-
 def coverage(run_covariates: Sequence[Mapping[str, float]],
              targets: Mapping[str, Mapping[str, float]]) -> dict[str, dict]:
     """For each target pool, which of its covariates fall outside the runs' [min, max] range.

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from causal.covariates import DEFAULT_FEATURES, sample_covariates
+from causal.runs_table import MIX
 from lm.loading import load_causal_lm, load_tokenizer, pick_device
 from mixture_space.state import DataState
 from proxy.config import ProxyConfig
@@ -118,7 +119,7 @@ def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats,
         fallback=state_fallback(features, shards, spec.state,
                                 [d for d in domains if sample.counts[d] == 0], feature_names))
     row = {"run_id": spec.run_id}
-    row.update({f"mix.{d}": float(w) for d, w in spec.mixture.items()})
+    row.update({f"{MIX}{d}": float(w) for d, w in spec.mixture.items()})
     row.update(covariates)
     row.update(metrics)
     objective = cfg.objective_spec()

@@ -60,7 +60,12 @@ class TrainStats:
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier of optimiser step `step` (0-based)."""
+    """Learning-rate multiplier of optimiser step `step` (0-based).
+
+    transformers' `get_cosine_schedule_with_warmup` is the same curve shifted by one step
+    during warmup: its step 0 has multiplier 0, a forward and backward pass that moves no
+    weight. A proxy run of a few dozen steps cannot spare it, so warmup here starts at 1/warmup.
+    """
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)

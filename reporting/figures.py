@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
+from causal.runs_table import COV, MIX
 from core.figure import subplots
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -
     groups = runs.groupby(runs["sampler"]) if "sampler" in runs else [("runs", runs)]
     for ax, domain in zip(axes, domains):
         for name, frame in groups:
-            ax.scatter(frame[f"mix.{domain}"], frame["y"], s=14, alpha=0.7, label=str(name),
+            ax.scatter(frame[f"{MIX}{domain}"], frame["y"], s=14, alpha=0.7, label=str(name),
                        color=_sampler_colour(name))
         ax.set_xlabel(f"weight of {domain}")
     axes[0].set_ylabel("proxy dev outcome y")
@@ -36,7 +37,7 @@ def plot_outcome_by_domain(runs: pd.DataFrame, domains: list[str], path: Path) -
 def plot_covariate_coverage(runs: pd.DataFrame, target: dict[str, float] | None, path: Path) -> "Figure":
     """Range of each covariate over the runs, with the target pool's value: a forest does not
     extrapolate, so a target outside the runs' range is a warning sign."""
-    names = [c for c in runs.columns if c.startswith("x.")]
+    names = [c for c in runs.columns if c.startswith(COV)]
     if not names:
         return
     fig, ax = subplots(figsize=(7, 0.32 * len(names) + 1.2))
@@ -108,7 +109,7 @@ def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) ->
     bottom = np.zeros(len(ordered))
     xs = np.arange(len(ordered))
     for domain in domains:
-        w = ordered[f"mix.{domain}"].to_numpy(dtype=float)
+        w = ordered[f"{MIX}{domain}"].to_numpy(dtype=float)
         ax_bar.bar(xs, w, bottom=bottom, width=0.9, label=domain)
         bottom += w
     ax_bar.scatter(xs, np.full(len(xs), -0.05), c=[_sampler_colour(s) for s in samplers], marker="s", s=12,
@@ -120,7 +121,7 @@ def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) ->
     rng = np.random.default_rng(0)
     for j, domain in enumerate(domains):
         for name in sorted(samplers.unique()):
-            w = ordered.loc[samplers == name, f"mix.{domain}"]
+            w = ordered.loc[samplers == name, f"{MIX}{domain}"]
             ax_strip.scatter(j + rng.uniform(-0.18, 0.18, len(w)), w, s=12, alpha=0.7,
                              color=_sampler_colour(name), label=name if j == 0 else None)
     ax_strip.set_xticks(range(len(domains)), domains, rotation=15)

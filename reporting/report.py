@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causal.covariates import covariate_name
+from causal.runs_table import COV, MIX
 from core.atomic import atomic_directory, atomic_write_text
 from core.errors import UserError
 from reporting import figures
@@ -41,10 +43,10 @@ def return_curves(model, target: dict[str, float], runs: pd.DataFrame,
 
     curves = {}
     for domain in model.domains:
-        own = [c for c in model.covariate_names if c.startswith(f"x.{domain}.")]
+        own = [c for c in model.covariate_names if c.startswith(f"{COV}{domain}.")]
         if not own:
             continue
-        name = f"x.{domain}.{feature}" if f"x.{domain}.{feature}" in own else own[0]
+        name = covariate_name(domain, feature) if covariate_name(domain, feature) in own else own[0]
         lo, hi = model.covariate_ranges[name]
         rows = []
         for value in np.linspace(lo, hi, points):
@@ -113,7 +115,7 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     summary["figures"].append("return_curves.png")
     lines += _selection_and_radius_section(model, target, tmp, summary)
     lines += _metric_returns_section(model, runs, target, tmp, summary)
-    table = validate_runs_frame(runs[["run_id", *(f"mix.{d}" for d in model.domains),
+    table = validate_runs_frame(runs[["run_id", *(f"{MIX}{d}" for d in model.domains),
                                       *model.covariate_names, "y"]], where="runs for cross-fitting")
     try:
         predicted, folds = cross_fitted_predictions(table, model.estimator, folds=cv_folds)
@@ -236,7 +238,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
         raise UserError(f"{runs_path} holds no finished runs with an outcome column 'y'")
     if validation_dir is not None and not (Path(validation_dir) / "summary.json").is_file():
         raise UserError(f"validation folder {validation_dir} has no summary.json (run `launch.py validate`)")
-    domains = [c[len("mix."):] for c in runs.columns if c.startswith("mix.")]
+    domains = [c[len(MIX):] for c in runs.columns if c.startswith(MIX)]
     snapshots = read_policy_snapshots(run_dir / "policy.jsonl")
     latest = snapshots[-1] if snapshots else None
     if model_dir is None and (run_dir / "model" / "model.json").is_file():
@@ -256,7 +258,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
         sections += ["## Proxy runs", "", "![sampled mixtures](sampled_mixtures.png)", "",
                      "![outcome by domain](outcome_by_domain.png)", ""]
         summary["figures"] += ["sampled_mixtures.png", "outcome_by_domain.png"]
-        if any(c.startswith("x.") for c in runs.columns):
+        if any(c.startswith(COV) for c in runs.columns):
             figures.plot_covariate_coverage(runs, target, tmp / "covariate_coverage.png")
             sections += ["![covariate coverage](covariate_coverage.png)", ""]
             summary["figures"].append("covariate_coverage.png")

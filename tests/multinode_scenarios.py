@@ -1,6 +1,6 @@
 """Fault-tolerance scenarios on a loopback multi-node Ray cluster (run by tests/test_multinode.py).
 
-Each scenario runs in its own process, with its own cluster (`cluster.local.LocalCluster`:
+Each scenario runs in its own process, with its own cluster (`testing.local_cluster.LocalCluster`:
 a head with no CPUs, worker nodes of one CPU each), so no Ray state leaks into or out of
 pytest. It prints one JSON report on its last stdout line and writes it to --report.
 
@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cluster.local import LocalCluster  # noqa: E402
+from testing.local_cluster import LocalCluster  # noqa: E402
+from core.ray_setup import repo_pythonpath  # noqa: E402
 
 RUNS_FILE = "runs.parquet"
 
@@ -73,8 +74,7 @@ def run_driver(argv: list[str]) -> int:
 # ------------------------------------------------------------------ helpers
 
 def subprocess_env(address: str) -> dict:
-    env = dict(os.environ, RAY_ADDRESS=address, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]))
+    env = dict(os.environ, RAY_ADDRESS=address, PYTHONPATH=repo_pythonpath())
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 

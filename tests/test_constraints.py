@@ -109,7 +109,7 @@ def test_validation_mixtures_respect_the_constraints(model):
     from actors.validation import ValidateConfig
     from commands.constraints import constraint_overrides
     from core.config import load_config
-    from reporting.validation import candidate_mixtures
+    from causal.candidates import candidate_mixtures
 
     world, fitted = model
     bounds = MixtureBounds.build(world.domains, domain_tokens={"d0": 10, "d1": 1000, "d2": 1000},

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from core.ray_setup import repo_pythonpath
+
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).with_name("multinode_scenarios.py")
 
@@ -44,7 +46,7 @@ def write_stand_in_features(pool_dir: Path, out: Path) -> Path:
 
 def run_scenario(args: list[str], workdir: Path, timeout: float) -> dict:
     report = workdir / "report.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=repo_pythonpath())
     env.pop("RAY_ADDRESS", None)
     scenario, *rest = args
     proc = subprocess.run([sys.executable, str(SCENARIOS), scenario, "--workdir", str(workdir),

@@ -9,7 +9,8 @@ import pytest
 
 import launch
 from core.errors import UserError
-from reporting.validation import natural_mixture, summarize
+from causal.candidates import natural_mixture
+from reporting.validation import summarize
 
 DOMAINS = ["a", "b", "c"]
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from mixture_space.state import (DataStateSampler, StateSamplerConfig, coverage, expected_covariates,
+from mixture_space.state import (DataStateSampler, StateSamplerConfig, coverage,
                                  quality_order)
 
 SHARDS = {d: [f"{d}/shard-{i:05d}" for i in range(8)] for d in ("a", "b", "c")}
@@ -12,6 +12,18 @@ LEVELS = {d: np.random.default_rng(i).permutation(np.linspace(0.0, 1.0, 8)) for 
 MEANS = {d: np.c_[LEVELS[d], 2 * LEVELS[d] + 0.1] for d in SHARDS}
 SHARD_COVS = {name: {f"x.{d}.f": float(LEVELS[d][i])} for d in SHARDS for i, name in enumerate(SHARDS[d])}
 DOCS = {name: 100 for names in SHARDS.values() for name in names}
+
+
+def expected_covariates(state, shard_means, shard_docs) -> dict[str, float]:
+    """Document-weighted mean of the chosen shards' covariates, per covariate name: what a run
+    drawing the whole of each chosen shard would measure."""
+    out: dict[str, float] = {}
+    for shards in state.values():
+        weights = np.array([shard_docs[s] for s in shards], dtype=float)
+        for name in shard_means[shards[0]]:
+            values = np.array([shard_means[s][name] for s in shards], dtype=float)
+            out[name] = float(np.average(values, weights=weights))
+    return out
 
 
 def test_states_are_deterministic_and_independent_of_call_order():

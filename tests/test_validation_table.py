@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from reporting.validation import (add_avgdev, candidate_mixtures, grid_mixtures, paired_verdict,
-                                  parse_mixture_list, read_mixture_file, spread_factor, table_markdown,
+from causal.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
+from reporting.validation import (add_avgdev, paired_verdict, spread_factor, table_markdown,
                                   validation_table, verdict_sentences)
 
 DOMAINS = ["a", "b", "c"]

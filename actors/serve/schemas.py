@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
                       Tag, field_validator, model_validator)
 
+from causal.covariates import covariate_name
 from mixture_space import MAX_TRUST_RADIUS
 
 # Mixture weights and a reference must sum to 1 within this tolerance.
@@ -102,7 +103,7 @@ class RecommendRequest(_Strict):
 
     def covariate_values(self) -> dict[str, float]:
         if self.pool_features is not None:
-            return {f"x.{domain}.{feature}": value
+            return {covariate_name(domain, feature): value
                     for domain, features in self.pool_features.items()
                     for feature, value in features.items()}
         return dict(self.covariates or {})

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from core.ray_setup import repo_pythonpath
+
 MiB = 1024**2
 
 
@@ -35,9 +35,7 @@ class LocalCluster:
     def __enter__(self) -> "LocalCluster":
         from ray.cluster_utils import Cluster
 
-        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if str(REPO_ROOT) not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
+        os.environ["PYTHONPATH"] = repo_pythonpath()
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         # A removed node must be declared dead within seconds, not the default ~30 s,
         # or the test would mostly measure the health-check timeout.
