@@ -94,10 +94,11 @@ def main(argv=None) -> int:
     print(f"{len(inputs.features)} documents, {sum(map(len, inputs.shard_names.values()))} shards; per run: "
           f"whole table {whole_bytes / 1024:.0f} KiB in {whole_s * 1e3:.2f} ms, its state's shards "
           f"{shard_bytes / 1024:.0f} KiB in {shard_s * 1e3:.2f} ms; covariates equal in {equal} of {args.runs} runs")
-    print(f"RESULT trial_data bytes_ratio={whole_bytes / shard_bytes:.2f} time_ratio={whole_s / shard_s:.2f} "
-          f"whole_kib={whole_bytes / 1024:.0f} per_shard_kib={shard_bytes / 1024:.0f} runs={args.runs} "
-          f"equal={equal}/{args.runs}")
+    result = {"bytes_ratio": f"{whole_bytes / shard_bytes:.2f}", "time_ratio": f"{whole_s / shard_s:.2f}",
+              "whole_kib": f"{whole_bytes / 1024:.0f}", "per_shard_kib": f"{shard_bytes / 1024:.0f}",
+              "runs": args.runs, "equal": f"{equal}/{args.runs}"}
     tmp.cleanup()
+    print("RESULT trial_data " + " ".join(f"{k}={v}" for k, v in result.items()))
     return 0
 
 
