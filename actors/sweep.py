@@ -9,25 +9,35 @@ run (same run_id, mixture, state, seed). Resume: the Tune experiment lives in RU
 unfinished and errored ones, and proposes only the runs never proposed.
 Outputs in RUN_DIR: runs.parquet (one row per finished run_id), sweep_config.yaml (for
 --resume), sweep.json (provenance, state-sampler settings, prior, coverage, status).
+
+The driver in parts (docs/sweep.md), each with one job: `SweepInputs` (what is read),
+`SweepPlan` (every decision taken before the first trial, actors/sweep_plan.py), `SweepData`
+(what the object store holds), `FitActorGroup` (the fit actor, actors/fit_actor.py),
+`SweepProgress` (the one writer of the runs table, actors/sweep_progress.py) and the Tuner.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import yaml
 
+from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 from actors.sweep_inputs import SweepInputs, load_sweep_inputs
-from actors.sweep_progress import RunsTableWriter, SweepProgress
+from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, ResumeState, SweepPlan,
+                               check_sweep_out, check_trials_fit, config_yaml, plan_sweep, trial_gpus,
+                               trial_resources)
+from actors.sweep_progress import SweepProgress, trial_name
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
-from actors.trainer import ROW_KEY, SweepData, proxy_trial
+from actors.trainer import SweepData, proxy_trial
 from causal.covariates import DEFAULT_FEATURES, pool_covariates
+from causal.features_io import read_features
+from causal.runs_table import COV
 from core.atomic import atomic_write_json, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
@@ -36,14 +46,13 @@ from mixture_space.dirichlet import DirichletMixtureSampler
 from mixture_space.state import DataStateSampler, StateSamplerConfig, coverage
 from proxy.config import ProxyConfig
 
-TUNE_DIR = "tune"
-RUNS_FILE = "runs.parquet"
-CONFIG_FILE = "sweep_config.yaml"
+# The sweep's public names where they have always been imported from (commands/, the Python API,
+# tests, benchmarks); they live in the part that uses them.
+__all__ = ["CONFIG_FILE", "FIT_ACTOR_NAME", "MODEL_DIR", "RUNS_FILE", "SUMMARY_FILE", "SweepConfig",
+           "check_trials_fit", "run_sweep", "trial_gpus", "trial_resources"]
+
 SUMMARY_FILE = "sweep.json"
-TRACKING_FILE = "tracking.json"
-FIT_ACTOR_NAME = "causalmix-fit"
 MODEL_DIR = "model"
-FIT_ACTOR_START_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -151,16 +160,6 @@ class SweepConfig:
                 "adaptive_round", "adaptive_refit_every", "adaptive_fit")
 
 
-def trial_name(trial) -> str:
-    return str(trial.config.get("run_id", trial.trial_id))
-
-
-def config_yaml(cfg: SweepConfig) -> str:
-    data = dataclasses.asdict(cfg)
-    data["feature_names"], data["cover"] = list(cfg.feature_names), list(cfg.cover)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
     domains = inputs.pool.domains
     if cfg.prior is not None:
@@ -182,138 +181,70 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
                            snapshots=snapshots)
 
 
-def _start_fit_actor(cfg: SweepConfig, targets: dict[str, dict[str, float]]):
-    """The named fit actor that receives runs as they land (an existing one is reused).
-    It recommends for the first `cover` pool, else for the runs' mean covariates. The caller
-    keeps the returned handle for the sweep's duration: Ray collects a named, non-detached
-    actor once no handle to it is left.
-
-    It lives on the driver's node (the head on a cluster), so losing a worker node never
-    takes the fit state with it; it dies only with the driver, which `--resume` recovers. It
-    reserves no CPU: it idles between refits, and a reserved CPU would idle a trial slot."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    try:
-        return ray.get_actor(FIT_ACTOR_NAME)
-    except ValueError:
-        pass
-    try:
-        from actors.fit_actor import FitActor
-    except ImportError:
-        raise UserError("--adaptive needs the fit actor (actors/fit_actor.py, issue #5), "
-                        "which this checkout lacks") from None
-    target = next(iter((targets or {}).values()), None)
-    on_driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = FitActor.options(name=FIT_ACTOR_NAME, get_if_exists=True, num_cpus=0,
-                             scheduling_strategy=on_driver_node).remote(
-        config=dict(cfg.adaptive_fit) or None, run_dir=cfg.out, target_covariates=target,
-        # adaptive: one fit per round (round_snapshot), none triggered by arrivals
-        refit_every=cfg.runs + 1 if cfg.adaptive > 0 else cfg.adaptive_refit_every)
-    try:
-        ray.get(actor.status.remote(), timeout=FIT_ACTOR_START_TIMEOUT_S)
-    except ray.exceptions.GetTimeoutError:
-        raise UserError(f"the fit actor did not start on the driver's node within "
-                        f"{FIT_ACTOR_START_TIMEOUT_S} s") from None
-    return actor
-
-
-def _stop_fit_actor(fit_actor) -> None:
-    """Kill the fit actor and wait until its name is free, so that a sweep started right after
-    (a resume) gets a fresh actor instead of a handle to one being torn down."""
+def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
+    """Each shard, the features of its documents and the dev sets in the object store, once."""
     import ray
 
-    ray.kill(fit_actor)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(FIT_ACTOR_NAME)
-        except ValueError:
-            return
-        time.sleep(0.1)
+    return SweepData(shards={name: ray.put(frame) for name, frame in inputs.shards.items()},
+                     dev_sets=ray.put(inputs.dev_sets),
+                     shard_features={name: ray.put(frame) for name, frame in inputs.shard_features.items()},
+                     feature_names=tuple(feature_names))
 
 
-def _write_final_model(fit_actor, out: Path) -> dict:
-    """The fit actor's model on every run, saved as RUN_DIR/model (a `fit` model directory)."""
-    import ray
+def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
+    """The interrupted experiment, resumed with this session's callbacks.
 
-    try:
-        return {"model_dir": ray.get(fit_actor.write_model_dir.remote(str(out / MODEL_DIR)), timeout=600)}
-    except ray.exceptions.RayTaskError as exc:
-        return {"model_dir": None, "reason": str(exc).strip().splitlines()[-1][:300]}
+    `Tuner.restore` takes no RunConfig: it unpickles the first session's, callbacks included, so
+    a resume would keep that session's progress bar (`--no-progress` ignored) and drop the
+    `callbacks=` given now (ray-project/ray#41364). Ray 2.60 has no public way to replace them;
+    `Tuner._local_tuner.get_run_config()` is the RunConfig that `fit()` passes to Tune, so its
+    callbacks are set there. tests/test_sweep_resume.py fails when this stops working. Through
+    Ray Client (ray://) the tuner lives in a remote actor: the restored callbacks stay, said so."""
+    from ray import tune
 
-
-def _fit_actor_status() -> dict | None:
-    import ray
-
-    try:
-        return ray.get(ray.get_actor(FIT_ACTOR_NAME).status.remote(), timeout=30)
-    except (ValueError, ray.exceptions.RayError) as exc:
-        return {"error": str(exc)[:300]}
-
-
-def _check_resume(cfg: SweepConfig, out: Path) -> None:
-    saved_path = out / CONFIG_FILE
-    if not saved_path.is_file():
-        raise UserError(f"--resume: {out} holds no sweep ({CONFIG_FILE} missing); run without --resume")
-    saved = yaml.safe_load(saved_path.read_text())
-    now = yaml.safe_load(config_yaml(cfg))
-    for values in (saved, now):  # how often a run logs its curve does not change the sweep
-        (values.get("proxy") or {}).pop("log_every", None)
-    changed = [k for k in SweepConfig.IDENTITY if saved.get(k) != now.get(k)]
-    if changed:
-        raise UserError(f"--resume: {', '.join(changed)} differ from the sweep saved in {saved_path}; "
-                        "resume with the same settings or start a new --out")
-    if (saved.get("tracking") or "") != (now.get("tracking") or ""):
-        # Tune restores the experiment's callbacks (the trackers among them) as they were.
-        raise UserError(f"--resume: --tracking {now.get('tracking') or '(none)'} differs from the sweep's "
-                        f"{saved.get('tracking') or '(none)'}; a sweep's tracking is fixed when it starts")
+    tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
+                               restart_errored=True)
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        print("[sweep] --resume through Ray Client: Tune keeps the first session's callbacks and "
+              "progress setting; callbacks= and --no-progress of this call are not applied",
+              file=sys.stderr, flush=True)
+        return tuner
+    local.get_run_config().callbacks = list(callbacks)
+    return tuner
 
 
-def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
-    """GPUs one trial asks for: gpus_per_trial if given, else 1 / trials_per_gpu on a
-    cluster with GPUs, else 0."""
-    from proxy.memory import gpus_per_trial
+def new_tuner(cfg: SweepConfig, out: Path, run_fn, searcher: MixtureSearcher, callbacks: list):
+    from ray import tune
 
-    if cfg.gpus_per_trial is not None:
-        return float(cfg.gpus_per_trial)
-    return gpus_per_trial(cfg.trials_per_gpu) if cluster_gpus > 0 else 0.0
-
-
-def trial_resources(cfg: SweepConfig, gpus: float) -> dict:
-    """The resource request of every Tune trial."""
-    return {"CPU": cfg.cpus_per_trial, "GPU": gpus}
-
-
-def gpu_memory_bytes() -> int | None:
-    """Memory of one GPU of the cluster, where the driver can know it."""
-    if os.environ.get("CAUSALMIX_GPU_MEMORY_GB"):
-        return int(float(os.environ["CAUSALMIX_GPU_MEMORY_GB"]) * 1024**3)
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+    return tune.Tuner(
+        run_fn,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
+                                    max_concurrent_trials=cfg.max_concurrent or None,
+                                    reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(out), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=callbacks))
 
 
-def check_trials_fit(cfg: SweepConfig) -> None:
-    """Refuse `trials_per_gpu` trials per GPU when the memory estimate says they do not fit."""
-    from proxy.memory import ModelShape, max_trials_per_gpu, trial_memory_bytes
-    from proxy.memory_plan import read_model_config
-
-    memory = gpu_memory_bytes()
-    if memory is None:
-        print(f"[sweep] trials_per_gpu {cfg.trials_per_gpu}: GPU memory unknown here (set "
-              "CAUSALMIX_GPU_MEMORY_GB to check that they fit)", flush=True)
-        return
-    shape = ModelShape.from_config(read_model_config(cfg.proxy.model))
-    per_trial = trial_memory_bytes(shape, seq_len=cfg.proxy.max_length,
-                                   micro_batch=cfg.proxy.rows_per_micro_batch)
-    fits = max_trials_per_gpu(memory, per_trial)
-    if cfg.trials_per_gpu > fits:
-        raise UserError(f"trials_per_gpu {cfg.trials_per_gpu}: one trial of {cfg.proxy.model} needs about "
-                        f"{per_trial / 1024**3:.1f} GiB (proxy/memory_plan.py), so at most {fits} fit "
-                        f"a {memory / 1024**3:.0f} GiB GPU")
+def summarize(cfg: SweepConfig, plan: SweepPlan, progress: SweepProgress, errors: list[dict],
+              searcher: MixtureSearcher, inputs: SweepInputs, targets: dict, out: Path, wall_s: float) -> dict:
+    """sweep.json without the fit actor's and the tracker's parts."""
+    writer = progress.writer
+    frame = writer.frame()
+    run_covs = frame[[c for c in frame.columns if c.startswith(COV)]].to_dict("records") if len(frame) else []
+    interrupted = len(writer.rows) + len(errors) < cfg.runs
+    return provenance(
+        cfg, status="interrupted" if interrupted else ("ok" if not errors else "finished_with_errors"),
+        runs_done=len(writer.rows), runs_total=cfg.runs, errors=errors, wall_s=round(wall_s, 1),
+        best_y=None if frame.empty else float(frame["y"].max()),
+        best_run=None if frame.empty else str(frame.loc[frame["y"].idxmax(), "run_id"]),
+        gpus_per_trial=plan.gpus_per_trial, state_sampler=searcher.state_sampler.settings(),
+        prior=dict(zip(inputs.pool.domains, map(float, searcher.mixture_prior))),
+        coverage=coverage(run_covs, targets) if targets and run_covs else {},
+        runs_file=str(out / RUNS_FILE))
 
 
 def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_kwargs: dict | None = None,
@@ -322,120 +253,59 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     import ray
     from ray import tune
 
+    from actors.tracking import start_tracking
     from core.ray_setup import check_resources, init_ray
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")
     out = Path(cfg.out).resolve()
-    tune_dir = out / TUNE_DIR
-    if cfg.resume:
-        _check_resume(cfg, out)
-        if not tune.Tuner.can_restore(str(tune_dir)):
-            raise UserError(f"--resume: no restorable Tune experiment in {tune_dir}")
-    elif (out / CONFIG_FILE).exists() or tune_dir.exists():
-        raise UserError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    check_sweep_out(cfg, out)
+    resume = ResumeState.read(out) if cfg.resume else ResumeState()
     start = time.perf_counter()
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
-    targets = {}
-    for path in cfg.cover:
-        from causal.features_io import read_features
-
-        targets[path] = pool_covariates(read_features(path), inputs.pool.domains, cfg.feature_names,
-                                        where=f"features {path}")
+    targets = {path: pool_covariates(read_features(path), inputs.pool.domains, cfg.feature_names,
+                                     where=f"features {path}") for path in cfg.cover}
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress bar replaces Tune's tables
     init_ray(cfg.address)
-    gpus = trial_gpus(cfg, ray.cluster_resources().get("GPU", 0))
-    if gpus and cfg.trials_per_gpu > 1:
-        check_trials_fit(cfg)
-    check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
-    slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
-             else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
-    # Pending trials are what an autoscaler sees. Adaptive rounds make proposals independent
-    # of when a trial is created, so adaptive mode needs no smaller cap.
-    auto_pending = max(16, int(2 * slots))
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(cfg.max_pending or auto_pending)
-    proxy = cfg.proxy
-    if gpus == 0 and not proxy.threads:
-        proxy = dataclasses.replace(proxy, threads=max(1, int(cfg.cpus_per_trial)))
-    if gpus == 0 and proxy.device == "auto":
-        proxy = dataclasses.replace(proxy, device="cpu")
-    data = SweepData(shards={name: ray.put(frame) for name, frame in inputs.shards.items()},
-                     dev_sets=ray.put(inputs.dev_sets), features=ray.put(inputs.features),
-                     feature_names=cfg.feature_names)
-    finished = {}
-    if cfg.resume and (out / RUNS_FILE).is_file():
-        finished = {run_id: json.dumps(row, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-                    for run_id, row in RunsTableWriter(out / RUNS_FILE).rows.items()}
+    plan = plan_sweep(cfg, ray.cluster_resources(), resume)
+    check_resources(plan.needed_on_one_node(), "a sweep trial")
     run_fn = tune.with_resources(
-        tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
-                             **(trainable_kwargs or {})),
-        trial_resources(cfg, gpus))
-    streaming = cfg.stream_fit or cfg.adaptive > 0
-    fit_actor = _start_fit_actor(cfg, targets) if streaming else None
-    if fit_actor is not None and finished:
-        fit_actor.add_runs.remote([json.loads(row) for row in finished.values()])
-    searcher = build_searcher(cfg, inputs)
-    from actors.tracking import start_tracking
-
-    record = out / TRACKING_FILE
-    previous = json.loads(record.read_text())["parent_run_id"] if cfg.resume and record.is_file() else None
-    parent, tracker_callbacks = start_tracking(parse_tracking(cfg.tracking, out), "sweep",
-                                               params={"runs": cfg.runs, "seed": cfg.seed, "pool": cfg.pool,
-                                                       "model": cfg.proxy.model, "adaptive": cfg.adaptive},
-                                               parent_run_id=previous)
-    if parent is not None:
-        atomic_write_json(record, {"tracking": cfg.tracking, "parent_run_id": parent.run_id})
-    if cfg.resume:
-        tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
-                                   restart_errored=True)
-    else:
-        progress = SweepProgress(str(out / RUNS_FILE), cfg.runs,
-                                 fit_actor=FIT_ACTOR_NAME if streaming else None,
-                                 show=cfg.progress)
-        tuner = tune.Tuner(
-            run_fn,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
-                                        max_concurrent_trials=cfg.max_concurrent or None,
-                                        reuse_actors=True, trial_name_creator=trial_name,
-                                        trial_dirname_creator=trial_name),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(out), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                callbacks=[progress, *tracker_callbacks, *(callbacks or [])]))
-    results = tuner.fit()
-    writer = RunsTableWriter(out / RUNS_FILE)
-    errors = []
-    for result in results:
-        row_json = (result.metrics or {}).get(ROW_KEY)
-        if row_json:
-            row = json.loads(row_json)
-            if row["run_id"] not in writer.rows:
-                writer.rows[row["run_id"]] = row
-        elif result.error is not None:
-            errors.append({"run_id": (result.config or {}).get("run_id"), "error": str(result.error)[:500]})
-    if writer.rows:
-        writer.write()
-    frame = writer.frame()
-    run_covs = frame[[c for c in frame.columns if c.startswith("x.")]].to_dict("records") if len(frame) else []
-    interrupted = len(writer.rows) + len(errors) < cfg.runs
-    summary = provenance(
-        cfg, status="interrupted" if interrupted else ("ok" if not errors else "finished_with_errors"),
-        runs_done=len(writer.rows), runs_total=cfg.runs, errors=errors,
-        wall_s=round(time.perf_counter() - start, 1),
-        best_y=None if frame.empty else float(frame["y"].max()),
-        best_run=None if frame.empty else str(frame.loc[frame["y"].idxmax(), "run_id"]),
-        gpus_per_trial=gpus, state_sampler=searcher.state_sampler.settings(),
-        prior=dict(zip(inputs.pool.domains, map(float, searcher.mixture_prior))),
-        coverage=coverage(run_covs, targets) if targets and run_covs else {},
-        runs_file=str(out / RUNS_FILE))
-    if fit_actor is not None:
-        summary["fit_actor"] = {**(_fit_actor_status() or {}),
-                                **(_write_final_model(fit_actor, out) if cfg.final_model else {})}
-        _stop_fit_actor(fit_actor)
+        tune.with_parameters(trainable, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,
+                             finished=resume.finished, **(trainable_kwargs or {})),
+        plan.trial_resources)
+    fit = None
+    if plan.stream_fit:
+        # It recommends for the first `cover` pool, else for the runs' mean covariates.
+        fit = FitActorGroup(config=cfg.adaptive_fit, run_dir=cfg.out, refit_every=plan.refit_every,
+                            target_covariates=next(iter(targets.values()), None))
+    try:
+        if fit is not None:
+            fit.start().feed(resume.rows())
+        searcher = build_searcher(cfg, inputs)
+        parent, tracker_callbacks = start_tracking(
+            parse_tracking(cfg.tracking, out), "sweep",
+            params={"runs": cfg.runs, "seed": cfg.seed, "pool": cfg.pool, "model": cfg.proxy.model,
+                    "adaptive": cfg.adaptive},
+            parent_run_id=resume.parent_run_id)
+        if parent is not None:
+            atomic_write_json(out / TRACKING_FILE, {"tracking": cfg.tracking, "parent_run_id": parent.run_id})
+        progress = SweepProgress(str(out / RUNS_FILE), cfg.runs, fit=fit, show=cfg.progress)
+        session_callbacks = [progress, *tracker_callbacks, *(callbacks or [])]
+        os.environ.update(plan.tune_env(os.environ))
+        tuner = (restore_tuner(out / TUNE_DIR, run_fn, session_callbacks) if cfg.resume
+                 else new_tuner(cfg, out, run_fn, searcher, session_callbacks))
+        errors = progress.land_results(tuner.fit())
+        summary = summarize(cfg, plan, progress, errors, searcher, inputs, targets, out,
+                            time.perf_counter() - start)
+        if fit is not None:
+            summary["fit_actor"] = {**fit.status(),
+                                    **(fit.write_model_dir(str(out / MODEL_DIR)) if cfg.final_model else {})}
+    finally:
+        if fit is not None:
+            fit.stop()
     if parent is not None:
         summary["tracked_snapshots"] = parent.log_snapshots(read_snapshots(out / "policy.jsonl"))
         parent.finish({k: summary[k] for k in ("runs_done", "runs_total", "best_y", "wall_s")

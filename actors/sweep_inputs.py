@@ -1,6 +1,6 @@
 """What a sweep reads before it starts: the pool's shards and dev sets, the per-document
-features, each shard's feature means (for the state sampler) and the token counts per
-domain (for the Dirichlet prior). Pure pandas; no Ray."""
+features (joined to each shard once, here), each shard's feature means (for the state sampler)
+and the token counts per domain (for the Dirichlet prior). Pure pandas; no Ray."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,6 +28,9 @@ class SweepInputs:
     """{name: proxy.evaluate.DevTask}: the pool's dev sets and lm_eval entries (`Pool.dev_tasks`)."""
     features: pd.DataFrame
     """doc_id, domain and the feature columns, pool documents only."""
+    shard_features: dict[str, pd.DataFrame]
+    """{shard name: the features of its documents (doc_id, domain, feature columns), one row per
+    doc_id}: what a proxy run averages its covariates over is the union of its state's shards."""
     feature_names: tuple[str, ...]
     shard_means: dict[str, np.ndarray]
     """{domain: (n_shards, n_features)} feature means per shard."""
@@ -46,7 +49,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     keep = ["doc_id", "domain", *feature_names] + (["n_tokens"] if "n_tokens" in features else [])
     features = features[keep].assign(doc_id=features["doc_id"].astype(str))
     by_id = features.drop_duplicates("doc_id").set_index("doc_id")
-    shards, shard_names, shard_means = {}, {}, {}
+    shards, shard_names, shard_means, shard_features = {}, {}, {}, {}
     tokens = {}
     for domain in pool.domains:
         shard_names[domain] = []
@@ -63,9 +66,9 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                                 f"{frame['doc_id'][lacking].iloc[:3].tolist()}; featurize this pool")
             shards[shard.name] = frame[SHARD_COLUMNS].reset_index(drop=True)
             shard_names[domain].append(shard.name)
-            feats = by_id.loc[frame["doc_id"], list(feature_names)]
-            means = feats.mean().to_numpy(dtype=float)
-            rows.append(means)
+            joined = by_id.loc[frame["doc_id"].drop_duplicates(), ["domain", *feature_names]]
+            shard_features[shard.name] = joined.reset_index()
+            rows.append(by_id.loc[frame["doc_id"], list(feature_names)].mean().to_numpy(dtype=float))
             tokens[domain] = tokens.get(domain, 0.0) + (
                 float(by_id.loc[frame["doc_id"], "n_tokens"].sum()) if "n_tokens" in by_id
                 else float((frame["prompt"].str.len() + frame["response"].str.len()).sum()) / 4)
@@ -75,4 +78,5 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
         raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
     pool_ids = {i for frame in shards.values() for i in frame["doc_id"]}
     features = features[features["doc_id"].isin(pool_ids)].reset_index(drop=True)
-    return SweepInputs(pool, shards, shard_names, dev_sets, features, feature_names, shard_means, tokens)
+    return SweepInputs(pool, shards, shard_names, dev_sets, features, shard_features, feature_names,
+                       shard_means, tokens)

@@ -1,5 +1,6 @@
-"""The sweep's Tune callback: writes each finished run into RUN_DIR/runs.parquet exactly once,
-shows progress (runs done/total, ETA, best y) and, in adaptive mode, feeds the fit actor."""
+"""The sweep's Tune callback, the one writer of RUN_DIR/runs.parquet: it lands each finished run
+exactly once, shows progress (runs done/total, ETA, best y), feeds the fit actor and, after
+`Tuner.fit`, lands the rows of results it did not see (`land_results`)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,11 @@ from ray.tune import Callback
 
 from actors.trainer import ROW_KEY
 from core.atomic import atomic_write_parquet
+
+
+def trial_name(trial) -> str:
+    """A trial's name and directory: its run_id (Tune's trial id before the Searcher set one)."""
+    return str(trial.config.get("run_id", trial.trial_id))
 
 
 class RunsTableWriter:
@@ -41,14 +47,13 @@ class RunsTableWriter:
 
 
 class SweepProgress(Callback):
-    """Picklable (Tune saves it with the experiment): live state is rebuilt in `setup`."""
+    """Picklable (Tune saves it with the experiment): live state is rebuilt in `setup`.
+    `fit`: the sweep's FitActorGroup (actors/fit_actor.py), fed every row that lands."""
 
-    def __init__(self, runs_path: str, total: int, fit_actor: str | None = None,
-                 namespace: str | None = None, show: bool = True):
+    def __init__(self, runs_path: str, total: int, fit=None, show: bool = True):
         self.runs_path = runs_path
         self.total = total
-        self.fit_actor = fit_actor
-        self.namespace = namespace
+        self.fit = fit
         self.show = show
         self._writer = None
         self._bar = None
@@ -88,28 +93,32 @@ class SweepProgress(Callback):
         if self._bar is not None and new:
             self._bar.update(1)
         self._refresh()
-        if self.fit_actor:
-            self._feed_fit_actor(row)
-
-    def _run_id(self, trial) -> str:
-        return str(trial.config.get("run_id", trial.trial_id))
+        if self.fit is not None:
+            self.fit.feed([row])
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        run_id = self._run_id(trial)
+        run_id = trial_name(trial)
         self.failures[run_id] = self.failures.get(run_id, 0) + 1
         self._refresh()
-
-    def _feed_fit_actor(self, row: dict) -> None:
-        import ray
-
-        try:
-            actor = ray.get_actor(self.fit_actor, namespace=self.namespace)
-        except ValueError:
-            return
-        # Fire and forget: the fit actor refits in the background every few rows; the
-        # searcher reads its snapshots without waiting.
-        actor.add_runs.remote([row])
 
     def on_experiment_end(self, trials, **info) -> None:
         if self._bar is not None:
             self._bar.close()
+
+    def land_results(self, results) -> list[dict]:
+        """After `Tuner.fit`: land the row of every result whose run is not in the table yet (a
+        trial finished in an earlier session whose row never landed); returns the errored runs
+        as {run_id, error}."""
+        errors, added = [], False
+        for result in results:
+            row_json = (result.metrics or {}).get(ROW_KEY)
+            if row_json:
+                row = json.loads(row_json)
+                if row["run_id"] not in self.writer.rows:
+                    self.writer.rows[row["run_id"]] = row
+                    added = True
+            elif result.error is not None:
+                errors.append({"run_id": (result.config or {}).get("run_id"), "error": str(result.error)[:500]})
+        if added:
+            self.writer.write()
+        return errors

@@ -37,6 +37,11 @@ PENDING = object()
 """RoundSnapshots.poll's answer while a round's fit is still running."""
 
 
+def run_id(index: int) -> str:
+    """The run_id of run `index` of a sweep (its runs-table key, trial name and directory)."""
+    return f"run-{index:05d}"
+
+
 class RoundSnapshots(Protocol):
     """Where round snapshots come from: `request(r, rows)` starts the fit of round r on `rows`
     (the finished runs of rounds < r, sorted by run_id) without waiting; `poll(r)` returns
@@ -136,7 +141,7 @@ class MixtureSearcher(Searcher):
         weights = np.clip(weights, 0.0, None)
         weights = weights / weights.sum()
         state = self.state_sampler.state(index)
-        return {"run_id": f"run-{index:05d}", "index": index, "seed": self.seed + index,
+        return {"run_id": run_id(index), "index": index, "seed": self.seed + index,
                 "mixture": {d: float(w) for d, w in zip(self.domains, weights)},
                 "state": {d: list(names) for d, names in state.items()},
                 "sampler": sampler, "extra": extra}

@@ -2,10 +2,12 @@
 cluster, one CPU here). A thin shell over `proxy.run.run_proxy`.
 
 The pool's shards, dev sets and features travel through the object store: the driver puts
-each shard once and hands the trial a dict of references; a trial fetches only the shards
-of its data state. Every `proxy.log_every` optimiser steps the trial reports a learning-curve
-point (no checkpoint); the finished row goes back to the driver in the trial's last result, the
-only one holding `ROW_KEY` (what the runs table, the progress bar and the Searcher read).
+each shard and the features of its documents (joined once, in actors/sweep_inputs.py) once and
+hands the trial dicts of references; a trial fetches only the shards of its data state and
+their features, never the whole pool's features table. Every `proxy.log_every` optimiser
+steps the trial reports a learning-curve point (no checkpoint); the finished row goes back to
+the driver in the trial's last result, the only one holding `ROW_KEY` (what the runs table,
+the progress bar and the Searcher read).
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ class SweepData:
     """{shard name: ObjectRef of its frame (doc_id, prompt, response, is_text)}."""
     dev_sets: object
     """ObjectRef of {domain: (metric kind, dev frame)}."""
-    features: object
-    """ObjectRef of the features frame (doc_id, domain, feature columns)."""
+    shard_features: dict
+    """{shard name: ObjectRef of the features of its documents (doc_id, domain, feature columns)}."""
     feature_names: tuple[str, ...]
 
 
@@ -67,6 +69,7 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     """Run one proxy run and report its row. `finished` ({run_id: row JSON}, from a resumed
     sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
     Tune had not marked finished when the sweep was interrupted."""
+    import pandas as pd
     import ray
     import transformers
     from ray import tune
@@ -78,8 +81,9 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     frames = ray.get([data.shards[n] for n in names])
+    features = pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True)
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(data.dev_sets),
-                    features=ray.get(data.features), feature_names=data.feature_names,
+                    features=features, feature_names=data.feature_names,
                     on_step=curve_hook(proxy.log_every, lambda point: tune.report(curve_result(point)), on_step))
     tune.report(final_result(row, json.dumps(row)))
 

@@ -277,7 +277,7 @@ def fit_actor_scenario(args) -> dict:
     with the runs it had been given."""
     import ray
 
-    from actors.sweep import FIT_ACTOR_NAME, SweepConfig, _start_fit_actor
+    from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 
     work = Path(args.workdir)
     rows = [{"run_id": f"run-{i:05d}", "mix.a": p, "mix.b": 1.0 - p, "y": -abs(p - 0.3), "status": "ok"}
@@ -287,9 +287,9 @@ def fit_actor_scenario(args) -> dict:
         cluster.add_workers(2)
         ray.init(address=cluster.address, configure_logging=False, log_to_driver=False)
         try:
-            # The fit actor reads neither pool nor features: only the sweep's driver does.
-            cfg = SweepConfig(pool="unused", features="unused", out=str(work / "run"), adaptive=0.5)
-            handle = _start_fit_actor(cfg, None)  # noqa: F841 - held so the actor is not collected
+            # As an adaptive sweep starts it (the fit actor reads neither pool nor features).
+            group = FitActorGroup(config=None, run_dir=str(work / "run"), target_covariates=None,  # noqa: F841
+                                  refit_every=len(rows) + 1).start()  # held so the actor is not collected
             actor = ray.get_actor(FIT_ACTOR_NAME)
             report["runs_given"] = ray.get(actor.add_runs.remote(rows), timeout=120)
             table = cluster._cluster.global_state.actor_table(None, actor_state_name="ALIVE")
