@@ -27,6 +27,7 @@ from actors.sweep_inputs import SweepInputs, load_sweep_inputs
 from actors.sweep_progress import RunsTableWriter, SweepProgress
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
 from actors.trainer import ROW_KEY, SweepData, proxy_trial
+from actors.tune_train import train_kwargs, trial_placement
 from causal.covariates import DEFAULT_FEATURES, pool_covariates
 from core.atomic import atomic_write_json, atomic_write_text
 from core.errors import UserError
@@ -99,6 +100,10 @@ class SweepConfig:
     """CPUs per trial (torch threads follow)."""
     gpus_per_trial: float | None = None
     """GPUs per trial; None: 1 / trials_per_gpu when the cluster has GPUs, else 0."""
+    gpus_per_run: int = 1
+    """Ray Train workers per proxy run (one GPU each on a GPU cluster, a CPU process of
+    `cpus_per_trial` CPUs each on CPU); > 1 trains each trial's run through Ray Train with FSDP
+    (actors/tune_train.py), the trial only driving it. 1: the run trains in the trial."""
     trials_per_gpu: int = 1
     """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
     the memory plan (proxy/memory.py) says k trials of the proxy model do not fit the GPU's memory
@@ -133,6 +138,11 @@ class SweepConfig:
             raise ValueError(f"trials_per_gpu must be >= 1, got {self.trials_per_gpu}")
         if self.trials_per_gpu > 1 and self.gpus_per_trial is not None:
             raise ValueError("give trials_per_gpu or gpus_per_trial, not both")
+        if self.gpus_per_run < 1:
+            raise ValueError(f"gpus_per_run must be >= 1, got {self.gpus_per_run}")
+        if self.gpus_per_run > 1 and (self.trials_per_gpu > 1 or self.gpus_per_trial is not None):
+            raise ValueError("gpus_per_run > 1 gives each worker of a run one GPU: drop "
+                             "trials_per_gpu and gpus_per_trial")
         if self.adaptive_round < 1:
             raise ValueError(f"adaptive_round must be >= 1, got {self.adaptive_round}")
         if self.adaptive_refit_every < 1:
@@ -282,7 +292,7 @@ def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
 
 def trial_resources(cfg: SweepConfig, gpus: float) -> dict:
     """The resource request of every Tune trial."""
-    return {"CPU": cfg.cpus_per_trial, "GPU": gpus}
+    return trial_placement(cfg.gpus_per_run, cfg.cpus_per_trial, gpus, {}).request
 
 
 def gpu_memory_bytes() -> int | None:
@@ -352,9 +362,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     gpus = trial_gpus(cfg, ray.cluster_resources().get("GPU", 0))
     if gpus and cfg.trials_per_gpu > 1:
         check_trials_fit(cfg)
-    check_resources({"CPU": cfg.cpus_per_trial, **({"GPU": gpus} if gpus else {})}, "a sweep trial")
-    slots = (ray.cluster_resources().get("GPU", 0) / gpus if gpus
-             else ray.cluster_resources().get("CPU", 1) / cfg.cpus_per_trial)
+    placement = trial_placement(cfg.gpus_per_run, cfg.cpus_per_trial, gpus, ray.cluster_resources())
+    check_resources(placement.run_needs, "a sweep trial")
+    slots = placement.slots
     # Pending trials are what an autoscaler sees. Adaptive rounds make proposals independent
     # of when a trial is created, so adaptive mode needs no smaller cap.
     auto_pending = max(16, int(2 * slots))
@@ -373,8 +383,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
                     for run_id, row in RunsTableWriter(out / RUNS_FILE).rows.items()}
     run_fn = tune.with_resources(
         tune.with_parameters(trainable, data=data, proxy=proxy, finished=finished,
+                             **train_kwargs(cfg.gpus_per_run, cfg.cpus_per_trial),
                              **(trainable_kwargs or {})),
-        trial_resources(cfg, gpus))
+        placement.request)
     streaming = cfg.stream_fit or cfg.adaptive > 0
     fit_actor = _start_fit_actor(cfg, targets) if streaming else None
     if fit_actor is not None and finished:
@@ -400,7 +411,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         tuner = tune.Tuner(
             run_fn,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
-                                        max_concurrent_trials=cfg.max_concurrent or None,
+                                        max_concurrent_trials=cfg.max_concurrent or placement.max_concurrent,
                                         reuse_actors=True, trial_name_creator=trial_name,
                                         trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(
