@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from actors.ray_train import CURVE_POINT_KEY
 from proxy.config import ProxyConfig
 from proxy.distributed import TargetTrainConfig
 
@@ -34,8 +35,8 @@ class ForwardToTune(TuneReportCallback):
         from actors.trainer import curve_result, final_result
 
         first = metrics[0]
-        if "curve_point" in first:
-            super().after_report(run_context, [curve_result(json.loads(first["curve_point"]))], None)
+        if CURVE_POINT_KEY in first:
+            super().after_report(run_context, [curve_result(json.loads(first[CURVE_POINT_KEY]))], None)
         elif "row" in first:
             row = json.loads(first["row"])
             row.pop("train_losses", None)  # the curve reports hold it; a one-process row has none
