@@ -108,6 +108,10 @@ class SweepConfig:
     """CPUs per trial (torch threads follow)."""
     gpus_per_trial: float | None = None
     """GPUs per trial; None: 1 / trials_per_gpu when the cluster has GPUs, else 0."""
+    gpus_per_run: int = 1
+    """Ray Train workers per proxy run (one GPU each on a GPU cluster, a CPU process of
+    `cpus_per_trial` CPUs each on CPU); > 1 trains each trial's run through Ray Train with FSDP
+    (actors/tune_train.py), the trial only driving it. 1: the run trains in the trial."""
     trials_per_gpu: int = 1
     """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
     the memory plan (proxy/memory.py) says k trials of the proxy model do not fit the GPU's memory
@@ -142,6 +146,11 @@ class SweepConfig:
             raise ValueError(f"trials_per_gpu must be >= 1, got {self.trials_per_gpu}")
         if self.trials_per_gpu > 1 and self.gpus_per_trial is not None:
             raise ValueError("give trials_per_gpu or gpus_per_trial, not both")
+        if self.gpus_per_run < 1:
+            raise ValueError(f"gpus_per_run must be >= 1, got {self.gpus_per_run}")
+        if self.gpus_per_run > 1 and (self.trials_per_gpu > 1 or self.gpus_per_trial is not None):
+            raise ValueError("gpus_per_run > 1 gives each worker of a run one GPU: drop "
+                             "trials_per_gpu and gpus_per_trial")
         if self.adaptive_round < 1:
             raise ValueError(f"adaptive_round must be >= 1, got {self.adaptive_round}")
         if self.adaptive_refit_every < 1:
@@ -214,13 +223,14 @@ def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
     return tuner
 
 
-def new_tuner(cfg: SweepConfig, out: Path, run_fn, searcher: MixtureSearcher, callbacks: list):
+def new_tuner(cfg: SweepConfig, plan: SweepPlan, out: Path, run_fn, searcher: MixtureSearcher,
+              callbacks: list):
     from ray import tune
 
     return tune.Tuner(
         run_fn,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
-                                    max_concurrent_trials=cfg.max_concurrent or None,
+                                    max_concurrent_trials=plan.max_concurrent,
                                     reuse_actors=True, trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
@@ -274,7 +284,8 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     check_resources(plan.needed_on_one_node(), "a sweep trial")
     run_fn = tune.with_resources(
         tune.with_parameters(trainable, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,
-                             finished=resume.finished, **(trainable_kwargs or {})),
+                             finished=resume.finished, **({"train": plan.train} if plan.train else {}),
+                             **(trainable_kwargs or {})),
         plan.trial_resources)
     fit = None
     if plan.stream_fit:
@@ -296,7 +307,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
         session_callbacks = [progress, *tracker_callbacks, *(callbacks or [])]
         os.environ.update(plan.tune_env(os.environ))
         tuner = (restore_tuner(out / TUNE_DIR, run_fn, session_callbacks) if cfg.resume
-                 else new_tuner(cfg, out, run_fn, searcher, session_callbacks))
+                 else new_tuner(cfg, plan, out, run_fn, searcher, session_callbacks))
         errors = progress.land_results(tuner.fit())
         summary = summarize(cfg, plan, progress, errors, searcher, inputs, targets, out,
                             time.perf_counter() - start)

@@ -16,8 +16,10 @@ import yaml
 
 from actors.sweep_progress import RunsTableWriter
 from actors.sweep_searcher import run_id
+from actors.tune_train import train_kwargs, trial_placement
 from core.errors import UserError
 from proxy.config import ProxyConfig
+from proxy.distributed import TargetTrainConfig
 from proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes
 from proxy.memory_plan import read_model_config
 
@@ -102,8 +104,8 @@ def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
 
 
 def trial_resources(cfg: SweepConfig, gpus: float) -> dict:
-    """The resource request of every Tune trial."""
-    return {"CPU": cfg.cpus_per_trial, "GPU": gpus}
+    """The resource request of every Tune trial (`actors.tune_train.trial_placement`)."""
+    return trial_placement(cfg.gpus_per_run, cfg.cpus_per_trial, gpus, {}).request
 
 
 def gpu_memory_bytes() -> int | None:
@@ -142,6 +144,13 @@ class SweepPlan:
     """GPUs each trial asks for (`trial_gpus`)."""
     trial_resources: dict[str, float]
     """Tune's resource request of every trial."""
+    run_needs: dict[str, float]
+    """What one run holds at once: the trial's request, or a Ray Train run's workers together."""
+    max_concurrent: int | None
+    """Cap on trials at once: `max_concurrent`, else the Ray Train runs the cluster fits, else
+    None (Tune's resource accounting is the cap)."""
+    train: TargetTrainConfig | None
+    """The Ray Train workers of each run (`gpus_per_run` > 1), None for one-process trials."""
     max_pending: int
     """Trials Tune may keep waiting for resources (TUNE_MAX_PENDING_TRIALS_PG)."""
     proxy: ProxyConfig
@@ -158,15 +167,19 @@ class SweepPlan:
     it fits once per round (`round_snapshot`) and a refit on arrival would depend on arrival order."""
 
     def __post_init__(self):
-        if self.gpus_per_trial < 0 or self.trial_resources.get("CPU", 0) <= 0:
-            raise ValueError(f"a trial needs CPU > 0 and GPU >= 0, got {self.trial_resources}")
+        asks = self.trial_resources
+        # a Ray Train trial asks for memory only: its workers hold the CPUs (actors/tune_train.py)
+        if (self.gpus_per_trial < 0 or self.run_needs.get("CPU", 0) <= 0
+                or not (asks.get("CPU", 0) > 0 or asks.get("memory", 0) > 0)):
+            raise ValueError(f"a trial needs CPU > 0 (a Ray Train trial: memory) and GPU >= 0, got "
+                             f"{asks} for a run that holds {self.run_needs}")
         if self.max_pending < 1 or self.refit_every < 1:
             raise ValueError(f"max_pending and refit_every must be >= 1, got {self.max_pending}, "
                              f"{self.refit_every}")
 
     def needed_on_one_node(self) -> dict[str, float]:
         """What one node must have for a trial to start (`core.ray_setup.check_resources`)."""
-        return {k: v for k, v in self.trial_resources.items() if v}
+        return {k: v for k, v in self.run_needs.items() if v}
 
     def tune_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The environment Tune reads when `Tuner.fit` starts: the pending-trial cap, and Tune's
@@ -181,7 +194,7 @@ def plan_sweep(cfg: SweepConfig, cluster: Mapping[str, float], resume: ResumeSta
     gpus = trial_gpus(cfg, cluster.get("GPU", 0))
     if gpus and cfg.trials_per_gpu > 1:
         check_trials_fit(cfg)
-    slots = cluster.get("GPU", 0) / gpus if gpus else cluster.get("CPU", 1) / cfg.cpus_per_trial
+    placement = trial_placement(cfg.gpus_per_run, cfg.cpus_per_trial, gpus, cluster)
     proxy = cfg.proxy
     if gpus == 0 and not proxy.threads:
         proxy = dataclasses.replace(proxy, threads=max(1, int(cfg.cpus_per_trial)))
@@ -189,10 +202,12 @@ def plan_sweep(cfg: SweepConfig, cluster: Mapping[str, float], resume: ResumeSta
         proxy = dataclasses.replace(proxy, device="cpu")
     adaptive = cfg.adaptive > 0
     return SweepPlan(
-        gpus_per_trial=gpus, trial_resources=trial_resources(cfg, gpus),
+        gpus_per_trial=gpus, trial_resources=placement.request, run_needs=placement.run_needs,
+        max_concurrent=cfg.max_concurrent or placement.max_concurrent,
+        train=train_kwargs(cfg.gpus_per_run, cfg.cpus_per_trial).get("train"),
         # Pending trials are what an autoscaler sees. Adaptive rounds make proposals independent
         # of when a trial is created, so adaptive mode needs no smaller cap.
-        max_pending=cfg.max_pending or max(MIN_PENDING, int(2 * slots)),
+        max_pending=cfg.max_pending or max(MIN_PENDING, int(2 * placement.slots)),
         proxy=proxy, resume=resume,
         pending=tuple(r for r in map(run_id, range(cfg.runs)) if r not in resume.finished),
         stream_fit=cfg.stream_fit or adaptive,

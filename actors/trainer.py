@@ -18,6 +18,7 @@ from typing import Callable
 
 from proxy.config import ProxyConfig
 from proxy.curves import curve_hook
+from proxy.distributed import TargetTrainConfig
 from proxy.run import RunSpec, run_proxy
 from proxy.train import StepInfo
 
@@ -65,10 +66,12 @@ def spec_from_config(config: dict) -> RunSpec:
 
 def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
                 finished: dict[str, str] | None = None,
-                on_step: Callable[[int, float, StepInfo], None] | None = None) -> None:
+                on_step: Callable[[int, float, StepInfo], None] | None = None,
+                train: TargetTrainConfig | None = None) -> None:
     """Run one proxy run and report its row. `finished` ({run_id: row JSON}, from a resumed
     sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
-    Tune had not marked finished when the sweep was interrupted."""
+    Tune had not marked finished when the sweep was interrupted. `train` with workers > 1:
+    the run trains through Ray Train (actors/tune_train.py), reporting the same results."""
     import pandas as pd
     import ray
     import transformers
@@ -77,6 +80,13 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     transformers.utils.logging.disable_progress_bar()
     if finished and config["run_id"] in finished:
         tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
+        return
+    if train is not None and train.distributed:
+        if on_step is not None:
+            raise ValueError("on_step is a hook of one-process trials; a Ray Train trial has none")
+        from actors.tune_train import distributed_trial
+
+        distributed_trial(config, data=data, proxy=proxy, train=train)
         return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})

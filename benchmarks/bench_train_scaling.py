@@ -14,7 +14,8 @@ efficiency = samples/s(2 workers) / (2 x samples/s(1 worker)); ratio = samples/s
 samples/s(single device). Also checks the 2-worker loss curve against the single device one.
 
     python benchmarks/bench_train_scaling.py --workdir /tmp/train-scaling   # built there if missing
-Ends with `RESULT train_scaling ...`.
+    python benchmarks/bench_train_scaling.py --smoke --workdir DIR   # 16 docs of 64 tokens, once (CI)
+Ends with `RESULT train_scaling ...` (`--smoke`: the code path only, its figures mean nothing).
 """
 from __future__ import annotations
 
@@ -78,7 +79,11 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--cpus", type=int, default=2, help="cores given to each configuration")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="check that the benchmark runs: --budget 16 --max-length 64 --repeats 1")
     args = parser.parse_args()
+    if args.smoke:
+        args.budget, args.max_length, args.repeats = 16, 64, 1
 
     import ray
     import transformers

@@ -50,6 +50,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default 1)")
     parser.add_argument("--gpus-per-trial", type=float, default=None,
                         help="GPUs per trial (default: 1 / --trials-per-gpu when the cluster has GPUs)")
+    parser.add_argument("--gpus-per-run", dest="gpus_per_run", type=int, default=None, metavar="N",
+                        help="Ray Train workers per proxy run (GPUs on a GPU cluster); N > 1 trains "
+                        "each run through Ray Train with FSDP (default 1: in the trial)")
     parser.add_argument("--trials-per-gpu", dest="trials_per_gpu", type=int, default=None,
                         help="proxy trials sharing one GPU (fractional GPU requests; default 1)")
     parser.add_argument("--max-concurrent", type=int, default=None,

@@ -21,8 +21,8 @@ from proxy.config import ProxyConfig
 from proxy.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
                                should_checkpoint)
 from proxy.packing import PackedBatch
-from proxy.train import (TrainStats, accumulate, autocast_for, build_optimizer, optimizer_step,
-                         step_orders, step_rows)
+from proxy.train import (StepInfo, TrainStats, accumulate, autocast_for, build_optimizer,
+                         optimizer_step, step_orders, step_rows)
 
 POSITION_FILE = "position.json"
 """Rank 0's part of a checkpoint: optimiser steps applied, the loss curve, the LR schedule."""
@@ -56,6 +56,39 @@ def shard_model(model, cfg: ProxyConfig, tcfg: TargetTrainConfig, device: str, w
     for layer in model.get_decoder().layers:
         fully_shard(layer, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
+    return model
+
+
+def load_sharded(cfg: ProxyConfig, tcfg: TargetTrainConfig, device: str, rank: int, world: int):
+    """The sharded model with the pretrained weights, holding one full copy in host memory on
+    the whole group: rank 0 loads the weights on the host; every rank builds the model on
+    the meta device (no memory), shards it, allocates only its shards on `device` and gets
+    their values by broadcast from rank 0 (`set_model_state_dict(full_state_dict=True,
+    broadcast_from_rank0=True)`, as torchtitan and torchtune load). The same on CPU (gloo) and
+    GPU (NCCL): the broadcast goes over the process group's default device.
+
+    Non-persistent buffers (the rotary tables) are in no state dict and `to_empty` leaves
+    them uninitialised, so rank 0 broadcasts its loaded values of every buffer too."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    from proxy.run import build_for_training, load_for_training
+
+    full = load_for_training(cfg, device, place="cpu") if rank == 0 else None
+    with torch.device("meta"):
+        model = build_for_training(cfg, device)
+    shard_model(model, cfg, tcfg, device, world)
+    model.to_empty(device=device)
+    set_model_state_dict(model, full.state_dict() if full is not None else {},
+                         options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    loaded = dict(full.named_buffers()) if full is not None else {}
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if full is not None:
+                buffer.copy_(loaded[name])
+            dist.broadcast(buffer, src=0)
+    del full, loaded
     return model
 
 
@@ -100,12 +133,15 @@ def train_rank(model, packed: PackedBatch, cfg: ProxyConfig, tcfg: TargetTrainCo
                device: str, rng: np.random.Generator, rank: int, world: int,
                resume: str | Path | None,
                save: Callable[[int, list, Callable[[Path], None]], None],
-               drill: FaultDrill | None = None) -> tuple[TrainStats, list]:
+               drill: FaultDrill | None = None,
+               on_step: Callable[[int, float, StepInfo], None] | None = None) -> tuple[TrainStats, list]:
     """Train the sharded `model` on this rank's rows of every step, from `resume` when given.
 
     `save(step, losses, write)` is called on every rank at each checkpoint step; `write(dir)`
-    puts this rank's checkpoint into `dir`. Returns the stats and the whole run's loss curve
-    (also the steps before a resume)."""
+    puts this rank's checkpoint into `dir`. `on_step(step, loss, info)` (step from 1) runs on
+    every rank after each optimiser step with the global step's loss, tokens and gradient norm,
+    the same values on all ranks. Returns the stats and the whole run's loss curve (also the
+    steps before a resume)."""
     import torch
     import torch.distributed as dist
 
@@ -125,10 +161,16 @@ def train_rank(model, packed: PackedBatch, cfg: ProxyConfig, tcfg: TargetTrainCo
         mine = rank_micro_batches(rows, rank, world, cfg.rows_per_micro_batch)
         local = accumulate_padded(model, packed, mine, rows[0], max(1, packed.rows(rows).n_scored),
                                   device, autocast, scale)
-        optimizer_step(model, optimizer, scheduler, cfg)
+        lr, grad_norm = optimizer_step(model, optimizer, scheduler, cfg)
         total = torch.tensor([local], dtype=torch.float64, device=device)  # NCCL reduces on the GPU
         dist.all_reduce(total)
         losses.append(float(total))
+        if on_step is not None:
+            batch = packed.rows(rows)
+            on_step(step + 1, losses[-1], StepInfo(lr=lr, grad_norm=global_norm(grad_norm),
+                                                   tokens=batch.n_tokens,
+                                                   scored_tokens=max(1, batch.n_scored),
+                                                   total_steps=total_steps))
         if drill is not None and drill.trace_dir:
             with open(Path(drill.trace_dir) / f"rank{rank}.jsonl", "a") as fh:
                 fh.write(json.dumps({"step": step, "rows": [r for m in mine for r in m]}) + "\n")
@@ -148,6 +190,14 @@ def train_rank(model, packed: PackedBatch, cfg: ProxyConfig, tcfg: TargetTrainCo
                        last_loss=losses[-1] if losses else float("nan"),
                        seconds=(time.perf_counter() - start) * total_steps / max(1, trained))
     return stats, losses
+
+
+def global_norm(grad_norm):
+    """The gradient norm clip_grad_norm_ returns over FSDP's sharded (DTensor) gradients as a
+    plain tensor: the norm over all ranks' shards, the same on every rank."""
+    from torch.distributed.tensor import DTensor
+
+    return grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm
 
 
 def accumulate_padded(model, packed: PackedBatch, micro_rows, filler: int, n_scored: int, device: str,

@@ -46,12 +46,31 @@ def seed_everything(seed: int) -> None:
 def load_for_training(cfg: ProxyConfig, device: str, *, place: str | None = None):
     """fp32 weights (bf16 autocast on GPU); flash_attention_2 when asked for or, with
     'auto', when on GPU and installed (varlen packing), else SDPA with the packed mask.
-    `place`: where the weights are loaded when not on `device` (FSDP loads on the host and
-    moves each layer's shard to the GPU as it wraps it, so no GPU holds the whole model)."""
+    `place`: where the weights are loaded when not on `device` (rank 0 of an FSDP run loads
+    them on the host, whence they are broadcast into the GPUs' shards)."""
+    model = load_causal_lm(cfg.model, device=place or device, dtype=_training_dtype(cfg, device))
+    return _set_attention(model, cfg, device)
+
+
+def build_for_training(cfg: ProxyConfig, device: str):
+    """`load_for_training`'s model from its config alone, weights not loaded (under
+    `torch.device("meta")`: no memory; FSDP loading fills the shards, proxy/fsdp_train.py)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(cfg.model)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, _training_dtype(cfg, device)),
+                                             attn_implementation="sdpa")
+    return _set_attention(model, cfg, device)
+
+
+def _training_dtype(cfg: ProxyConfig, device: str) -> str:
+    return "bfloat16" if cfg.dtype == "bfloat16" and device == "cpu" else "float32"
+
+
+def _set_attention(model, cfg: ProxyConfig, device: str):
     import importlib.util
 
-    model = load_causal_lm(cfg.model, device=place or device,
-                           dtype="bfloat16" if cfg.dtype == "bfloat16" and device == "cpu" else "float32")
     want = cfg.attention
     if want == "auto":
         flash = device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None

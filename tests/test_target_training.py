@@ -39,6 +39,7 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     after the checkpoint of step 2 (every rank traces the rows it trains)."""
     from actors.ray_train import train_distributed
     from actors.sweep_inputs import load_sweep_inputs
+    from proxy.curves import LearningCurve
     from proxy.fsdp_train import FaultDrill
     from proxy.run import run_proxy
 
@@ -48,20 +49,21 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     inputs = load_sweep_inputs(tiny_env.pool_large, features, DEFAULT_FEATURES)
     cfg = ProxyConfig(model=str(tiny_env.target_model), budget=24, max_length=64,
                       rows_per_micro_batch=1, grad_accum=3, learning_rate=2e-3, dev_limit=2,
-                      em_max_new_tokens=4, threads=1, device="cpu", dtype="float32")
+                      em_max_new_tokens=4, threads=1, device="cpu", dtype="float32", log_every=1)
     refs = {"shard_refs": {n: ray.put(f) for n, f in inputs.shards.items()},
             "dev_sets_ref": ray.put(inputs.dev_sets), "features_ref": ray.put(inputs.features),
             "feature_names": DEFAULT_FEATURES, "storage_path": str(root / "ray")}
     spec = _spec(inputs)
-    losses = []
+    losses, curve1, curve2 = [], [], []
     one = run_proxy(cfg, spec, shards=inputs.shards, dev_sets=inputs.dev_sets, features=inputs.features,
-                    on_step=lambda step, loss, info: losses.append(loss))
-    one.update(workers=1, train_losses=json.dumps(losses))
+                    on_step=LearningCurve(1, curve1.append, then=lambda step, loss, info: losses.append(loss)))
+    one.update(workers=1, train_losses=json.dumps(losses), curve=curve1)
     (root / "trace").mkdir()
     drill = FaultDrill(step=2, marker=str(root / "failed.marker"), trace_dir=str(root / "trace"))
     two = train_distributed(cfg, TargetTrainConfig(workers=2, checkpoint_every=2, max_failures=1,
                                                    cpus_per_worker=1, activation_checkpointing=True),
-                            spec, **refs, use_gpu=False, drill=drill)
+                            spec, **refs, use_gpu=False, drill=drill, curve=curve2)
+    two["curve"] = curve2
     return one, two, root, cfg
 
 
@@ -90,6 +92,18 @@ def test_failed_worker_resumes_without_repeating_rows(runs):
     assert sorted(seen) == list(range(len(seen)))
     for t0, t1 in zip(traces[0], traces[1]):
         assert not set(t0["rows"]) & set(t1["rows"])
+
+
+def test_resumed_run_reports_each_curve_point_once(runs):
+    """The learning curve of the 2-worker run that failed after step 2 and resumed: one point per
+    step (the points up to the checkpoint come from it, none repeated), matching the
+    single-device curve: loss, learning rate, and the gradient norm over all ranks' shards."""
+    one, two, _, _ = runs
+    assert [p["step"] for p in two["curve"]] == [p["step"] for p in one["curve"]] == list(
+        range(1, one["steps"] + 1))
+    for key in ("train_loss", "lr", "grad_norm", "step_tokens"):
+        np.testing.assert_allclose([p[key] for p in two["curve"]], [p[key] for p in one["curve"]],
+                                   rtol=LOSS_RTOL, err_msg=key)
 
 
 def test_validate_gpus_per_run_trains_through_ray_train(ray_local, tiny_env, runs, tmp_path, capsys):
