@@ -49,7 +49,11 @@ logger = logging.getLogger("ray.serve")
 HIGH_THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 # A local Ray: HAProxy on the same machine hears of a stopping replica at once, so the
 # replica need not wait Ray's default 30 s drain (meant for HAProxy on other nodes) to stop.
-LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+# The throughput-optimized mode also runs a handle's router on the caller's event loop, so a
+# driver that imports Serve with it set fails `apply`/`reload` ("No event loop running": they
+# call handles from sync code); our replicas hold no handles, so the separate loop costs nothing.
+LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+                             "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1"}
 INGRESS_MODES = ("haproxy", "proxy")
 # HAProxy's admin socket is created mode 666 at level admin (it can repoint backends and hand
 # out the listening sockets); in Serve's default /tmp/haproxy-serve any local user reaches it.
