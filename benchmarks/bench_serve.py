@@ -2,12 +2,13 @@
 the same FastAPI app and model behind bare uvicorn, measured in the same run.
 
     python benchmarks/bench_serve.py [--model DIR] [--requests 2000] [--concurrency 16]
-                                     [--replicas N] [--high-throughput]
+                                     [--replicas N] [--ingress haproxy|proxy]
 
 Both servers get the same requests (pool covariates drawn inside the ranges the model
 was fitted on), after a warm-up, from one asyncio client in this process; the bare
-server runs as N uvicorn worker processes, Serve as N replicas behind its proxy (or
-HAProxy, with --high-throughput). Ends with
+server runs as N uvicorn worker processes, Serve as N replicas behind HAProxy (Serve's
+high-throughput mode, what `launch.py serve` starts by default) or, with --ingress proxy,
+behind Serve's Python proxy. Ends with
 `RESULT serve ...`; `overhead` is the bare server's requests/s over Serve's.
 Without --model, a model directory is fitted first on a small synthetic runs table.
 """
@@ -172,7 +173,7 @@ def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
 
 
 def main(argv=None) -> int:
-    from actors.serve.deployment import LOCAL_HIGH_THROUGHPUT_ENV, ServeSettings
+    from actors.serve.deployment import INGRESS_MODES, ServeSettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: fit one on synthetic runs)")
@@ -190,21 +191,18 @@ def main(argv=None) -> int:
                         help="scheduling niceness of both servers: Ray starts its workers (Serve's "
                              "proxy and replicas) at RAY_worker_niceness, 15 by default, so the bare "
                              "server gets the same, or else a busy machine starves only Serve")
-    parser.add_argument("--high-throughput", action="store_true",
-                        help="start Ray in Serve's high-throughput mode (HAProxy ingress), as "
-                             "`launch.py serve --high-throughput`")
+    parser.add_argument("--ingress", choices=INGRESS_MODES, default=ServeSettings.ingress,
+                        help="what takes HTTP requests, as `launch.py serve --ingress`")
     args = parser.parse_args(argv)
-    if args.high_throughput:
-        os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
     os.environ["RAY_worker_niceness"] = str(args.niceness)
 
     import httpx
     from ray import serve
 
-    from actors.serve.deployment import apply
+    from actors.serve.deployment import apply, local_ray_environment
     from core.ray_setup import init_ray
 
-    with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp, local_ray_environment(args.ingress):
         model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model", args.estimator)
         bare_port, serve_port = free_port(), free_port()
         bare = start_bare(str(model_dir), bare_port, args.niceness, args.replicas)
@@ -231,7 +229,7 @@ def main(argv=None) -> int:
             bare.terminate()
             bare.wait(30)
     print(f"RESULT serve requests={args.requests} concurrency={args.concurrency} "
-          f"estimator={info['estimator']['name']} high_throughput={int(args.high_throughput)} "
+          f"estimator={info['estimator']['name']} ingress={args.ingress} "
           f"replicas={args.replicas} niceness={args.niceness} "
           f"model_p50_ms={model_ms:.2f} "
           f"serve_p50_ms={served['p50_ms']:.2f} serve_p99_ms={served['p99_ms']:.2f} "

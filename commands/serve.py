@@ -49,9 +49,13 @@ def add_arguments(parser) -> None:
                         help="larger request bodies get 422 [1048576]")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
                         help="do not log every request")
-    parser.add_argument("--high-throughput", dest="high_throughput", action="store_true", default=None,
-                        help="start the local Ray in Serve's high-throughput mode (HAProxy ingress; "
-                             "replica ports then listen on all interfaces); see docs/serve.md")
+    ingress = parser.add_mutually_exclusive_group()
+    ingress.add_argument("--ingress", choices=("haproxy", "proxy"), default=None,
+                         help="what takes HTTP requests in the local Ray this starts: HAProxy "
+                              "(Serve's high-throughput mode) or Serve's Python proxy [haproxy]; "
+                              "a cluster (--address) keeps the mode it was started with")
+    ingress.add_argument("--high-throughput", dest="ingress", action="store_const", const="haproxy",
+                         help="the same as --ingress haproxy (the default)")
     parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
                         help="look for a new model version in --model this often (0: never)")
     parser.add_argument("--address", default=None,
@@ -118,17 +122,24 @@ def run(args) -> int:
     loaded = ModelSlot().load(str(model_dir))
     settings.model, settings.version = str(model_dir), loaded.version
 
+    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_ray_environment
+
+    if args.ingress is not None and not local:
+        log.warning("--ingress %s: a running cluster keeps the mode its `ray start` had (HAProxy: set "
+                    "%s there; cluster/*.yaml do)", args.ingress,
+                    " ".join(f"{k}={v}" for k, v in HIGH_THROUGHPUT_ENV.items()))
+    with local_ray_environment(settings.ingress if local else "proxy"):
+        return _serve(settings, args, local=local, address=args.address, model_dir=model_dir, stamp=stamp)
+
+
+def _serve(settings, args, *, local: bool, address: str | None, model_dir: Path, stamp) -> int:
+    """Start or join Ray, deploy, and serve until told to stop (or at once with --detach)."""
     from ray import serve
 
-    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, LOCAL_HIGH_THROUGHPUT_ENV, apply
+    from actors.serve.deployment import apply
     from core.ray_setup import check_resources, init_ray
 
-    if settings.high_throughput and local:
-        os.environ.update(LOCAL_HIGH_THROUGHPUT_ENV)
-    elif settings.high_throughput:
-        log.warning("--high-throughput: a running cluster keeps the mode its `ray start` had; set %s there "
-                    "(cluster/*.yaml do)", " ".join(f"{k}={v}" for k, v in HIGH_THROUGHPUT_ENV.items()))
-    init_ray(args.address)
+    init_ray(address)
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
     try:
         apply(settings)
@@ -137,8 +148,8 @@ def run(args) -> int:
             serve.shutdown()
         raise
     url = f"http://{settings.host}:{settings.port}"
-    log.info("serving model %s from %s at %s (API docs at %s/docs)", loaded.version, model_dir, url, url)
-    print(json.dumps({"url": url, "model_version": loaded.version, "model_dir": str(model_dir)}),
+    log.info("serving model %s from %s at %s (API docs at %s/docs)", settings.version, model_dir, url, url)
+    print(json.dumps({"url": url, "model_version": settings.version, "model_dir": str(model_dir)}),
           flush=True)
     if args.detach:
         return 0

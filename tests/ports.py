@@ -1,32 +1,4 @@
-"""A port for a test's server to listen on.
+"""A port for a test's server to listen on: `core.ports.free_port` (why not port 0: there)."""
+from core.ports import HIGH, LOW, free_port
 
-Binding port 0 and closing the socket hands back a port from the kernel's ephemeral range
-(32768-60999 here), the same range every outgoing connection takes its local port from, so
-by the time the server binds it another connection may hold it. Ports below that range are
-never handed out that way; one is drawn per call from a per-process random stream (so that
-parallel test processes draw different ones) and checked free. What is left is a clash with
-another server deliberately started on the same port in that range in between.
-"""
-from __future__ import annotations
-
-import errno
-import os
-import random
-import socket
-
-LOW, HIGH = 20000, 32000
-_rng = random.Random(os.getpid())
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    for _ in range(200):
-        port = _rng.randrange(LOW, HIGH)
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    continue
-                raise
-            return port
-    raise RuntimeError(f"no free port in {LOW}-{HIGH} on {host}")
+__all__ = ["HIGH", "LOW", "free_port"]

@@ -6,6 +6,9 @@ interface (defined here only).
 """
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +138,52 @@ def test_serve_settings_checks_and_config_shape():
     with pytest.raises(ValueError):
         AppArgs.model_validate({"max_body_bytes": 0})
     assert isinstance(app_builder({"max_body_bytes": 10}), Application)
+
+
+def test_ingress_defaults_to_haproxy_and_names_a_bad_mode(tmp_path):
+    from launch import build_parser
+
+    assert ServeSettings(model="m").ingress == "haproxy"
+    with pytest.raises(UserError, match="ingress must be one of haproxy, proxy, got 'nginx'"):
+        load_config(ServeSettings, None, {"model": "m", "ingress": "nginx"})
+    parse = build_parser().parse_args
+    assert parse(["serve", "--model", "m"]).ingress is None  # the settings' default then
+    assert parse(["serve", "--model", "m", "--high-throughput"]).ingress == "haproxy"
+    assert parse(["serve", "--model", "m", "--ingress", "proxy"]).ingress == "proxy"
+    with pytest.raises(SystemExit):
+        parse(["serve", "--model", "m", "--ingress", "proxy", "--high-throughput"])
+
+
+def test_haproxy_environment_is_private_and_per_instance(tmp_path, monkeypatch):
+    """HAProxy's files in a folder of this user's only, its side ports free and distinct
+    (Serve's fixed 8404/9101/8500 would clash between two instances), and each variable one
+    that Serve reads (a renamed one fails here; tests/test_serve_cli.py checks the effect)."""
+    import inspect
+
+    from ray.serve._private import constants
+
+    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_haproxy_env, local_ray_environment
+
+    with tempfile.TemporaryDirectory() as short:  # tmp_path is too long for a socket folder
+        env = local_haproxy_env(Path(short))
+    assert HIGH_THROUGHPUT_ENV.items() <= env.items()
+    assert Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) == Path(short).resolve() / "admin.sock"
+    ports = [int(env[name]) for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                                         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")]
+    assert len(set(ports)) == 3 and all(20000 <= port < 30000 for port in ports)
+    source = inspect.getsource(constants)
+    assert all(f'"{name}"' in source for name in env), [n for n in env if f'"{n}"' not in source]
+    with pytest.raises(UserError, match="TMPDIR"):
+        local_haproxy_env(tmp_path / ("x" * 40))
+
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    with local_ray_environment("proxy") as proxy_env:
+        assert proxy_env == {} and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
+    with local_ray_environment("haproxy") as ha_env:
+        private = Path(ha_env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+        assert os.environ["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(private / "admin.sock")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert not private.exists() and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ
 
 
 def test_serve_config_file_is_a_valid_serve_deploy_config():

@@ -1,12 +1,16 @@
-"""`launch.py serve` end to end, as a user runs it: its own local Ray in Serve's
-high-throughput mode (HAProxy ingress), answers over loopback, a refit written into
-the watched model directory is picked up without a restart, and SIGTERM (what a supervisor
-sends) stops it with every process it started (issue 18, case 5)."""
+"""`launch.py serve` end to end, as a user runs it: its own local Ray in the default mode
+(HAProxy ingress, Serve's high-throughput mode) with every port Serve answers on bound to
+loopback and HAProxy's admin socket private, next to a second instance on the same machine;
+it answers over loopback, a refit written into the watched model directory is picked up
+without a restart, and SIGTERM (what a supervisor sends) stops it with every process it
+started (issue 18, case 5; issue 19, item 6)."""
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -49,30 +53,102 @@ def _first_json_line(proc: subprocess.Popen, timeout_s: float) -> dict:
     return found[0]
 
 
-def _haproxy_running() -> bool:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def _haproxy_pids(started: dict[int, int]) -> list[int]:
+    return [pid for pid in started if b"haproxy" in _cmdline(pid).split(b"\0")[0]]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = (item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    return {name.decode(): value.decode() for name, *rest in pairs for value in rest}
+
+
+def _listening(pids) -> dict[int, list[tuple[str, int]]]:
+    """{pid: [(ip, port) it listens on over TCP]} for `pids`, from /proc."""
+    sockets: dict[str, tuple[str, int]] = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ip, port = (bytes.fromhex(part) for part in fields[1].split(":"))
+                ip = b"".join(ip[i:i + 4][::-1] for i in range(0, len(ip), 4))  # 32-bit words, host order
+                sockets[fields[9]] = (socket.inet_ntop(family, ip), int.from_bytes(port, "big"))
+    found: dict[int, list[tuple[str, int]]] = {pid: [] for pid in pids}
+    for pid in pids:
         try:
-            if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return True
-        except OSError:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone
             continue
-    return False
+        for fd in fds:
+            try:
+                inode = os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").removesuffix("]")
+            except OSError:  # closed meanwhile
+                continue
+            if inode in sockets:
+                found[pid].append(sockets[inode])
+    return found
 
 
-def test_serve_command_answers_and_reloads_a_refit_in_high_throughput_mode(tmp_path):
-    model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", seed=0)
-    first = load_model_dir(model).version
-    port = free_port()
-    proc = subprocess.Popen(
+def _check_loopback_only(port: int, started: dict[int, int]) -> None:
+    """What Serve listens on in HAProxy mode: HAProxy on the HTTP port, each replica's own HTTP
+    server and the fallback proxy, all on 127.0.0.1 (Ray's own gRPC ports, the same in either
+    mode, are not Serve's); HAProxy's read-only stats and metrics listeners on the free ports
+    `local_haproxy_env` chose; the admin socket in a folder only this user can enter."""
+    haproxies = _haproxy_pids(started)  # two for a moment while HAProxy reloads its config
+    env = _environ(haproxies[0])
+    side = {int(env["RAY_SERVE_HAPROXY_STATS_PORT"]), int(env["RAY_SERVE_HAPROXY_METRICS_PORT"])}
+    assert not side & {8404, 9101}
+    listens = _listening(started)
+    assert {a for pid in haproxies for a in listens[pid]} == {("127.0.0.1", port)} | {("0.0.0.0", p) for p in side}
+    replicas = [pid for pid in started if b"ServeReplica" in _cmdline(pid)]
+    replica_ports = [(ip, p) for pid in replicas for ip, p in listens[pid] if 30000 <= p <= 31000]
+    assert replicas and replica_ports and {ip for ip, _ in replica_ports} == {"127.0.0.1"}
+    fallback = int(env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"])
+    assert [ip for found in listens.values() for ip, p in found if p == fallback] == ["127.0.0.1"]
+    admin, private = Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]), Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+    assert admin.parent == private and any(stat.S_ISSOCK(p.stat().st_mode) for p in private.glob("*/admin.sock"))
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700 and private.stat().st_uid == os.getuid()
+
+
+def _serve(model: Path, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "launch.py", "serve", "--model", str(model), "--port", str(port),
-         "--high-throughput", "--watch", "1", "--replica-cpus", "0.25", "--no-access-log"],
+         "--replica-cpus", "0.25", "--no-access-log", *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_serve_command_answers_on_loopback_and_reloads_a_refit_by_default(tmp_path):
+    model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", seed=0)
+    fixed = fit_synthetic_model_dir(tmp_path / "fixed", estimator="regression", seed=2)
+    first = load_model_dir(model).version
+    port, other_port = free_port(), free_port()
+    # A second instance on the machine, started at the same time: HAProxy's side ports and
+    # files are per instance, or the later HAProxy would fail to bind (Serve's are fixed).
+    proc, other = _serve(model, port, "--watch", "1"), _serve(fixed, other_port, "--watch", "0")
     try:
         started = _first_json_line(proc, timeout_s=180)
         assert started == {"url": f"http://127.0.0.1:{port}", "model_version": first,
                            "model_dir": str(model.resolve())}
-        assert _haproxy_running()
+        assert _first_json_line(other, timeout_s=180)["url"] == f"http://127.0.0.1:{other_port}"
         started_procs = descendants(proc.pid)
+        _check_loopback_only(port, started_procs)
+        private = Path(_environ(_haproxy_pids(started_procs)[0])["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+        assert httpx.get(f"http://127.0.0.1:{other_port}/healthz", timeout=30).status_code == 200
         with httpx.Client(base_url=started["url"], timeout=30) as client:
             assert client.get("/healthz").json()["model_version"] == first
             answer = client.post("/v1/recommend", json={"covariates": POOL}).json()
@@ -88,13 +164,10 @@ def test_serve_command_answers_and_reloads_a_refit_in_high_throughput_mode(tmp_p
                 time.sleep(0.5)
             assert client.post("/v1/recommend", json={"covariates": POOL}).json()["model_version"] == second
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
+        _stop(proc)
+        _stop(other)
+    assert proc.returncode == 0 and other.returncode == 0
     # Ray's own processes (GCS, raylet, agents, HAProxy, replicas) and anything they started.
     assert len(started_procs) >= 4
     assert wait_gone(started_procs, timeout_s=60) == []
+    assert not private.exists()

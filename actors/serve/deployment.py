@@ -17,9 +17,13 @@ documents for a class decorated with no app (tests/test_serve_app.py checks that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +43,86 @@ logger = logging.getLogger("ray.serve")
 # Ray Serve's high-throughput mode (Ray >= 2.55): HAProxy takes the HTTP port and forwards
 # to each replica's own HTTP server, instead of the Python proxy actor relaying every request
 # and calling back for its body. Read when Ray starts, so they belong in the environment of
-# `ray start` (or of the process that starts a local Ray). Ray then binds replica ports
-# (30000-31000) on all interfaces, so that HAProxy on other nodes reaches them.
+# `ray start` (or of the process that starts a local Ray). Each replica's server listens on
+# the host given to `serve.start` (`http_options`), like the proxy: 127.0.0.1 unless the
+# user exposes the service; on a cluster that host has to be reachable from other nodes.
 HIGH_THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 # A local Ray: HAProxy on the same machine hears of a stopping replica at once, so the
 # replica need not wait Ray's default 30 s drain (meant for HAProxy on other nodes) to stop.
-LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+# The throughput-optimized mode also runs a handle's router on the caller's event loop, so a
+# driver that imports Serve with it set fails `apply`/`reload` ("No event loop running": they
+# call handles from sync code); our replicas hold no handles, so the separate loop costs nothing.
+LOCAL_HIGH_THROUGHPUT_ENV = {**HIGH_THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+                             "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1"}
+INGRESS_MODES = ("haproxy", "proxy")
+# HAProxy's admin socket is created mode 666 at level admin (it can repoint backends and hand
+# out the listening sockets); in Serve's default /tmp/haproxy-serve any local user reaches it.
+_HAPROXY_FILES = {"RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+                  "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
+                  "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+                  "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state"}
+# Fixed by default (8404, 9101, 8500): a second HAProxy-mode Ray on the machine would fail to
+# bind them. The stats page and the metrics exporter listen on all interfaces whatever the
+# HTTP host (Serve's HAProxy template binds them to `*`); both are read-only.
+_HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                  "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT")
+# Drawn above Ray's worker ports (10002-19999) and below the replicas' (30000-31000).
+_HAPROXY_PORT_RANGE = (20000, 30000)
+# A Unix socket path is at most 107 bytes. Serve puts the files in a folder named after the
+# node id (56 hex digits), and HAProxy binds its admin socket as `<path>.<pid>.tmp` first.
+_MAX_HAPROXY_DIR_CHARS = 107 - len("/" + 56 * "f" + "/admin.sock.4194304.tmp")
+
+
+def local_haproxy_env(private_dir: Path) -> dict[str, str]:
+    """The environment that starts a local Ray in high-throughput mode (HAProxy ingress) with
+    HAProxy's sockets, config and state in `private_dir` (which should be mode 700 and
+    this process's own) and its side ports free ones, so that several can run on one machine.
+
+    Serve reads these variables (`ray.serve._private.constants`) in each Serve actor, which
+    inherits the environment `ray.init` started the local Ray with; tests/test_serve_cli.py
+    fails when Serve stops honouring them (it checks HAProxy's sockets and listening ports).
+    """
+    from core.ports import free_port
+
+    folder = str(Path(private_dir).resolve())
+    if len(folder) > _MAX_HAPROXY_DIR_CHARS:
+        raise UserError(f"HAProxy's sockets would go under {folder}, longer than "
+                        f"{_MAX_HAPROXY_DIR_CHARS} characters (a Unix socket path is limited to 107): "
+                        "set TMPDIR to a shorter folder, or serve with --ingress proxy")
+    env = {**LOCAL_HIGH_THROUGHPUT_ENV, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder}
+    env.update({name: str(Path(folder) / file) for name, file in _HAPROXY_FILES.items()})
+    ports: list[int] = []
+    while len(ports) < len(_HAPROXY_PORTS):
+        if (port := free_port("", *_HAPROXY_PORT_RANGE)) not in ports:
+            ports.append(port)
+    env.update(zip(_HAPROXY_PORTS, map(str, ports)))
+    return env
+
+
+@contextlib.contextmanager
+def local_ray_environment(ingress: str) -> Iterator[dict[str, str]]:
+    """Within: this process's environment is what a local Ray started now needs for
+    `ingress` (nothing for "proxy"; `local_haproxy_env` in a new private folder for
+    "haproxy"), yielded too. On leaving, the environment is restored and the folder removed
+    (stop the local Ray first)."""
+    if ingress not in INGRESS_MODES:
+        raise ValueError(f"ingress must be one of {', '.join(INGRESS_MODES)}, got {ingress!r}")
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        if ingress == "haproxy":
+            # mkdtemp makes the folder mode 700, so only this user reaches the admin socket.
+            env = local_haproxy_env(Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="causalmix-", ignore_cleanup_errors=True))))
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 class ModelRef(BaseModel):
@@ -122,7 +200,8 @@ class ServeSettings:
     model: str
     "Model directory written by `launch.py fit` (or the fit actor)."
     host: str = "127.0.0.1"
-    "Address the HTTP proxy listens on; loopback unless you mean to expose the service."
+    """Address HTTP is served on (by HAProxy or the proxy, and by each replica's own server in
+    HAProxy mode); loopback unless you mean to expose the service."""
     port: int = 8000
     "HTTP port."
     replicas: int = 1
@@ -141,10 +220,12 @@ class ServeSettings:
     "Log every request (method, path, status, latency) in the proxy and replica logs."
     version: str | None = None
     "Version found in `model` when deploying; a new one makes the replicas reload `model`."
-    high_throughput: bool = False
-    """Start a local Ray in Serve's high-throughput mode (HAProxy ingress, `HIGH_THROUGHPUT_ENV`):
-    about 4x the requests/s here, but replica ports then listen on all interfaces. On a cluster
-    the cluster's `ray start` environment decides (cluster/*.yaml turn it on)."""
+    ingress: str = "haproxy"
+    """What takes HTTP requests when `launch.py serve` starts its own local Ray: "haproxy"
+    (Serve's high-throughput mode, `local_haproxy_env`: HAProxy forwards to an HTTP server in
+    each replica, which listens on `host` like HAProxy does) or "proxy" (Serve's Python proxy
+    actor, about 4x slower here). A cluster keeps the mode its `ray start` had
+    (cluster/*.yaml start it with "haproxy")."""
 
     def __post_init__(self):
         if not 0 < self.port < 65536:
@@ -161,6 +242,8 @@ class ServeSettings:
             raise ValueError("max_ongoing_requests must be >= 1 and target_ongoing_requests > 0")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        if self.ingress not in INGRESS_MODES:
+            raise ValueError(f"ingress must be one of {', '.join(INGRESS_MODES)}, got {self.ingress!r}")
 
     def deployment_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
