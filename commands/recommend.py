@@ -12,7 +12,6 @@ from causal.runs_table import read_frame
 from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS
-from core.warn import warnings_to_stderr
 from core.logs import get_logger
 
 log = get_logger(__name__)
@@ -92,11 +91,6 @@ def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
 
 
 def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
-
-
-def _run(args) -> int:
     reference = "equal" if args.reference == "equal" else read_json_file(args.reference, "reference mixture")
     if args.endpoint:
         from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
