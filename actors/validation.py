@@ -15,8 +15,8 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from core.config import build_config
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.config import build_config
 from core.errors import RunsFailed, UserError
 from core.logs import get_logger
 from core.provenance import provenance

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 from core.config import load_config
 
 CONFIG_HELP = "YAML file with {name} fields (flags given override it)"
+_type_hints = functools.cache(typing.get_type_hints)
 
 
 @functools.cache
@@ -126,7 +127,7 @@ class ConfigFlags:
         self.section = section
         self.options = {k: dict(v) for k, v in (options or {}).items()}
         self.flags = [_Flag((name,), name) for name in fields]
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         for outer, names in (nested or {}).items():
             if not dataclasses.is_dataclass(_without_none(hints[outer])):
                 raise TypeError(f"{cls.__name__}.{outer} is not a dataclass field")
@@ -140,15 +141,17 @@ class ConfigFlags:
         unknown = sorted(set(self.options) - set(dests))
         if unknown:
             raise ValueError(f"{cls.__name__}: options for flags that do not exist: {unknown}")
+        for flag in self.flags:
+            self._field(flag.path)
 
     def _field(self, path: tuple[str, ...]):
         owner = self.cls
         for part in path[:-1]:
-            owner = _without_none(typing.get_type_hints(owner)[part])
+            owner = _without_none(_type_hints(owner)[part])
         fields = {f.name: f for f in dataclasses.fields(owner)}
         if path[-1] not in fields:
             raise ValueError(f"{owner.__name__} has no field {path[-1]!r}")
-        return owner, fields[path[-1]], typing.get_type_hints(owner)[path[-1]]
+        return owner, fields[path[-1]], _type_hints(owner)[path[-1]]
 
     def help(self, dest: str) -> str:
         """The help of a flag: the field's docstring and its default."""
@@ -197,6 +200,6 @@ class ConfigFlags:
     def load(self, args, config_path=None):
         """The config: dataclass defaults, then `config_path` (default: args.config), then flags."""
         values = self.overrides(args)
-        path = config_path if config_path is not None else values.pop("config", None)
-        values.pop("config", None)
+        given = values.pop("config", None)
+        path = config_path if config_path is not None else given
         return load_config(self.cls, path, values, section=self.section)
