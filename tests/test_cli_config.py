@@ -19,7 +19,7 @@ from core.errors import UserError
 from proxy.config import ProxyConfig, TargetRunConfig
 
 NO_SETTINGS = {"pool", "predict", "report", "import-regmix", "import-swarm"}
-"""Commands with inputs and outputs only (see docs/architecture.md, Config): no --config."""
+"""Commands with inputs and outputs only (README.md, Sub-commands): no --config."""
 
 
 def _flags(name: str) -> ConfigFlags:
