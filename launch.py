@@ -15,6 +15,7 @@ from commands import (demo, export, featurize, fit, import_regmix, import_swarm,
 from core.errors import RunsFailed, UserError
 from core.logs import common_options, configure, get_logger
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
+from core.warn import warnings_to_stderr
 
 log = get_logger("launch")
 
@@ -35,27 +36,35 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI; with `only`, the flags of that sub-command alone (the others keep their name
+    and help), which spares every call the imports some commands' flags need (serve's come
+    from ServeSettings, whose module imports Ray Serve)."""
     parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name or "launch.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, module in COMMANDS.items():
-        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common_options()],
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(cmd)
+        # Each flag's help states its own default (core/cli_config.py takes it from the config
+        # dataclass): argparse's ArgumentDefaultsHelpFormatter would add "(default: None)" to
+        # every config flag, whose argparse default is None so that --config can set it.
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common_options()])
+        if only is None or name == only:
+            module.add_arguments(cmd)
         cmd.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     configure(args.log_level or "info")
     handle_sigterm_like_sigint()
     terminated.clear()
     ray = sys.modules.get("ray")
     ray_was_up = ray is not None and ray.is_initialized()
     try:
-        return int(args.handler(args) or 0)
+        with warnings_to_stderr():
+            return int(args.handler(args) or 0)
     except UserError as exc:
         log.error("%s", exc)
         return 2

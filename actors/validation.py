@@ -11,22 +11,23 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 
 from causal.candidates import parse_mixture_list
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.config import build_config
 from core.errors import RunsFailed, UserError
 from core.logs import get_logger
 from core.provenance import provenance
 from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
-from proxy.config import ProxyConfig
+from proxy.config import ProxyConfig, TargetRunConfig
+from proxy.distributed import TargetTrainConfig
 
 log = get_logger(__name__)
 
-DEFAULT_TARGET_PROXY = {"budget": 1200, "learning_rate": 1e-3, "dev_limit": 0}
 CURVE_KEY = "_curve"
 """Key of a training run's learning-curve points in the row a task returns (popped before the
 row lands: they go to the tracker)."""
@@ -78,12 +79,13 @@ class ValidateConfig:
     """{domain: weight} pinned in every model's mixture."""
     minimum: dict = field(default_factory=dict)
     """{domain: weight} lower bounds of every model's mixture."""
-    proxy: dict = field(default_factory=lambda: dict(DEFAULT_TARGET_PROXY))
-    """Training settings (fields of proxy.config.ProxyConfig; `model` is `target_model`)."""
-    train: dict = field(default_factory=dict)
+    proxy: TargetRunConfig = field(default_factory=TargetRunConfig)
+    """Training settings (fields of proxy.config.ProxyConfig, budget 1200 unless given; `model`
+    is `target_model`). A mapping of those fields is accepted too."""
+    train: TargetTrainConfig = field(default_factory=TargetTrainConfig)
     """How one run is spread over workers (fields of proxy.distributed.TargetTrainConfig:
     workers, gpu_type, activation_checkpointing, max_failures, checkpoint_every, ...); workers > 1
-    trains each run through Ray Train with FSDP (actors/ray_train.py)."""
+    trains each run through Ray Train with FSDP (actors/ray_train.py). A mapping is accepted too."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
     resume: bool = False
@@ -94,6 +96,13 @@ class ValidateConfig:
     OUT/mlruns, or wandb[=PROJECT]); empty: none. `proxy.log_every` sets the curve's spacing."""
 
     def __post_init__(self):
+        for name, kind in (("proxy", TargetRunConfig), ("train", TargetTrainConfig)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):  # the Python form of the YAML mapping
+                try:
+                    object.__setattr__(self, name, build_config(kind, value, name))
+                except UserError as exc:
+                    raise ValueError(str(exc)) from None
         for name in ("model", "pool", "features", "target_model", "out"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
@@ -115,22 +124,13 @@ class ValidateConfig:
                 object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
             except UserError as exc:
                 raise ValueError(str(exc)) from None
-        self.proxy_config()
-        self.train_config()
 
-    def train_config(self):
-        from proxy.distributed import TargetTrainConfig
-
-        unknown = set(self.train) - set(TargetTrainConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"train: unknown key(s) {sorted(unknown)}")
-        return TargetTrainConfig(**self.train)
+    def train_config(self) -> TargetTrainConfig:
+        return self.train
 
     def proxy_config(self) -> ProxyConfig:
-        unknown = set(self.proxy) - set(ProxyConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"proxy: unknown key(s) {sorted(unknown)}")
-        return ProxyConfig(**{**DEFAULT_TARGET_PROXY, **self.proxy, "model": self.target_model})
+        """The settings each run trains with (a plain ProxyConfig, as a sweep's runs have)."""
+        return ProxyConfig(**{**asdict(self.proxy), "model": self.target_model})
 
 
 def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,

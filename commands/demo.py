@@ -32,7 +32,7 @@ from typing import Callable
 from causal.runs_table import COV
 from commands.demo_stages import Stage, run_stages
 from core.atomic import atomic_write_json
-from core.config import load_config
+from core.cli_config import ConfigFlags
 from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
 from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
@@ -334,22 +334,14 @@ def _pool_sizes(work: Path) -> dict:
     return sizes
 
 
+FLAGS = ConfigFlags(DemoConfig, ("workdir", "until", "seed", "quick", "sweep_runs", "validate_seeds",
+                                  "validate_mixtures", "validate_grid"),
+                    options={"until": {"choices": STAGE_NAMES}, "validate_grid": {"metavar": "N"}})
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=None, help="YAML file with DemoConfig fields")
-    parser.add_argument("--workdir", default=None, help="folder for everything the demo makes "
-                        "(default: causalmix-demo, or causalmix-demo-quick with --quick)")
-    parser.add_argument("--until", default=None, choices=STAGE_NAMES, help="stop after this stage")
-    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    parser.add_argument("--quick", action="store_true", default=None,
-                        help="toy-size smoke run of every stage (a couple of minutes; numbers mean nothing)")
-    parser.add_argument("--sweep-runs", dest="sweep_runs", type=int, default=None,
-                        help="proxy runs of the demo sweep (default 56; quick 24)")
-    parser.add_argument("--validate-seeds", dest="validate_seeds", type=int, default=None,
-                        help="seeds per mixture in validation (default 3; quick 2)")
-    parser.add_argument("--validate-mixtures", dest="validate_mixtures", default=None,
-                        help="competing mixtures (default causalmix-a,no-covariates,no-dml,regmix,equal)")
-    parser.add_argument("--validate-grid", dest="validate_grid", type=int, default=None, metavar="N",
-                        help="add N grid mixtures to the validation (with grid in --validate-mixtures)")
+    FLAGS.add_config_argument(parser)
+    FLAGS.add_to(parser)
 
 
 RAY_STAGES = ("features", "sweep", "validate")
@@ -383,7 +375,7 @@ def run(args) -> int:
 
     from core.ray_setup import init_ray
 
-    cfg = load_config(DemoConfig, args.config, vars(args))
+    cfg = FLAGS.load(args)
     work = _claim_workdir(cfg)
     started_ray = False
 

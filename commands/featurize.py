@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from causal.doc_features import FEATURE_VERSION
 from causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
                                 shard_output_path, write_feature_shard, write_manifest)
-from core.config import load_config
+from core.cli_config import ConfigFlags
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from core.logs import get_logger
@@ -75,22 +75,14 @@ class FeaturizeConfig:
             object.__setattr__(self, "domains", tuple(self.domains))
 
 
+FLAGS = ConfigFlags(FeaturizeConfig, ("pool", "model", "out", "domains", "concurrency", "batch_tokens",
+                                      "cpus_per_actor", "device", "max_length", "address"),
+                    options={"domains": {"action": "store", "nargs": "+"}}, section="featurize")
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=None, help="YAML file with FeaturizeConfig fields")
-    parser.add_argument("--pool", default=None, help="pool directory or manifest YAML")
-    parser.add_argument("--model", default=None, help="reference model directory or HF id")
-    parser.add_argument("--out", default=None, help="features directory to write")
-    parser.add_argument("--domains", nargs="+", default=None, help="only these domains")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="featurizer actors (default: from the cluster's GPUs/CPUs)")
-    parser.add_argument("--batch-tokens", dest="batch_tokens", type=int, default=None,
-                        help="padded tokens per forward pass (default 8192)")
-    parser.add_argument("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None,
-                        help="CPUs per actor (default 1)")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--max-length", dest="max_length", type=int, default=None,
-                        help="truncate documents to this many tokens (default: model context)")
-    parser.add_argument("--address", default=None, help="Ray address (default: local Ray)")
+    FLAGS.add_config_argument(parser)
+    FLAGS.add_to(parser)
 
 
 def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
@@ -190,7 +182,7 @@ def featurize(cfg: FeaturizeConfig) -> dict:
 
 
 def run(args) -> int:
-    cfg = load_config(FeaturizeConfig, args.config, vars(args), section="featurize")
+    cfg = FLAGS.load(args)
     record = featurize(cfg)
     print(json.dumps({k: record[k] for k in ("pool", "model", "feature_version", "n_docs",
                                              "shards_computed", "wall_s")}))

@@ -11,9 +11,8 @@ from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_mod
 from causal.objective import NORMALISATIONS, Objective
 from causal.runs_table import read_runs_table_with_objective
 from core.atomic import check_output_path
-from core.config import load_config
+from core.cli_config import ConfigFlags
 from core.errors import UserError
-from core.warn import warnings_to_stderr
 from core.logs import get_logger
 
 log = get_logger(__name__)
@@ -21,20 +20,18 @@ log = get_logger(__name__)
 HELP = "fit a causal model (estimator chosen by cross-validation by default) on a runs table"
 
 
+FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain"),
+                    options={"estimator": {"choices": sorted(ESTIMATORS)},
+                             "treatment_featurizer": {"choices": ["auto", *TREATMENT_FEATURIZERS]}})
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--runs", required=True, help="runs table (Parquet or CSV)")
     parser.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a model directory")
-    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default=None,
-                        help="estimator (default auto: chosen by out-of-fold outcome error)")
-    parser.add_argument("--seed", type=int, default=None, help="random state (default 0)")
-    parser.add_argument("--config", default=None, help="YAML with FitConfig fields (see causal/fitting.py)")
-    parser.add_argument("--treatment-featurizer", dest="treatment_featurizer", default=None,
-                        choices=["auto", *TREATMENT_FEATURIZERS],
-                        help="phi(T) of the final stage (default auto: chosen by CV)")
-    parser.add_argument("--reference-domain", dest="reference_domain", default=None,
-                        help="domain the treatment coordinates are measured against")
+    FLAGS.add_config_argument(parser)
+    FLAGS.add_to(parser)
     parser.add_argument("--objective", default=None, metavar="FILE",
                         help="recompute y from the metric.* columns with this objective (YAML/JSON, "
                              "see causal/objective.py) before fitting; no run is repeated")
@@ -43,11 +40,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--normalise", choices=NORMALISATIONS, default=None,
                         help="normalisation of the objective (default: the file's, else none); "
                              "alone: the default objective (every metric) with it")
-
-
-def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
 
 
 def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = False) -> dict:
@@ -100,13 +92,13 @@ def objective_from_args(args) -> dict | None:
     return None if objective is None else objective.to_json()
 
 
-def _run(args) -> int:
+def run(args) -> int:
     overrides = vars(args)
     objective = objective_from_args(args)
     if objective is not None:
         overrides = {**overrides, "objective": objective}
     else:
         overrides = {k: v for k, v in overrides.items() if k != "objective"}
-    config = load_config(FitConfig, args.config, overrides)
+    config = FLAGS.load(overrides)
     print(json.dumps(fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)))
     return 0

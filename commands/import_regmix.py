@@ -6,7 +6,6 @@ import json
 from causal.runs_table import MIX, import_regmix
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
-from core.warn import warnings_to_stderr
 from core.provenance import provenance, sha256_file
 
 HELP = "import RegMix's released proxy-run CSVs as a runs table"
@@ -21,11 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
-
-
-def _run(args) -> int:
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: write the runs table as .parquet")
     frame = import_regmix(args.mixtures, args.losses, target=args.target)

@@ -8,7 +8,6 @@ from causal.swarm_import import import_olmix, import_table
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
-from core.warn import warnings_to_stderr
 
 HELP = "import another tool's swarm (Olmix ratios.csv + metrics.csv, or any table) as a runs table"
 
@@ -36,11 +35,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
-
-
-def _run(args) -> int:
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: write the runs table as .parquet")
     lower = not args.higher_is_better

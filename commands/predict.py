@@ -8,7 +8,6 @@ from causal.model_dir import load_model_dir
 from causal.predict import predict_table
 from causal.runs_table import read_runs_table
 from core.atomic import atomic_write_parquet
-from core.warn import warnings_to_stderr
 from core.provenance import provenance
 
 HELP = "predict the outcome y of each run (mixture + covariates) of a runs table"
@@ -21,11 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
-
-
-def _run(args) -> int:
     model = load_model_dir(args.model)
     out = predict_table(model, read_runs_table(args.runs, require_y=False), where=f"runs {args.runs}")
     if args.out:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from causal.covariates import features_in, pool_covariates
@@ -10,37 +11,13 @@ from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
 from causal.features_io import read_features
 from commands.constraints import add_constraint_arguments, bounds_from_args
+from core.cli_config import ConfigFlags
 from core.errors import UserError
-from mixture_space import MAX_TRUST_RADIUS
-from core.warn import warnings_to_stderr
 from core.logs import get_logger
 
 log = get_logger(__name__)
 
 HELP = "recommend a mixture for a pool from a fitted model"
-
-
-def add_arguments(parser) -> None:
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--model", help="model directory written by `fit`")
-    target.add_argument("--endpoint", help="URL of a running `launch.py serve` (e.g. http://127.0.0.1:8000)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--covariates", help="JSON file: {covariate name: value}")
-    source.add_argument("--pool-features", dest="pool_features",
-                        help="the pool's per-document features: a `featurize` output folder or a Parquet "
-                        "file (covariates = per-domain means)")
-    parser.add_argument("--policy", choices=POLICIES, default="analytic",
-                        help="analytic (CausalMix-A), search (CausalMix-S) or top-k (RegMix's policy)")
-    parser.add_argument("--trust-radius", dest="trust_radius", type=_radius, default=DEFAULT_TRUST_RADIUS,
-                        help="auto (default: set by the runs' support and the gain's lower bound, "
-                        f"docs/causal.md) or the L2 radius around the reference, at most {MAX_TRUST_RADIUS:.4f}")
-    parser.add_argument("--reference", default="equal", help="'equal' or a JSON file {domain: weight}")
-    parser.add_argument("--alpha", type=float, default=0.1,
-                        help="interval level is 1 - alpha; the auto radius maximises that interval's lower bound")
-    parser.add_argument("--top-k", dest="top_k", type=int, default=None,
-                        help="search: average the top k candidates (default 1); top-k: 128")
-    parser.add_argument("--seed", type=_seed, default=0, help="candidate sampling seed (>= 0)")
-    add_constraint_arguments(parser)
 
 
 def _seed(text: str) -> int:
@@ -55,12 +32,59 @@ def _seed(text: str) -> int:
 
 
 def _radius(text: str):
-    import argparse
-
     try:
         return check_trust_radius(text)
     except UserError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Settings of `launch.py recommend` (the model, the pool and the constraints are flags)."""
+
+    policy: str = "analytic"
+    """analytic (CausalMix-A), search (CausalMix-S) or top-k (RegMix's policy)."""
+    trust_radius: float | str = DEFAULT_TRUST_RADIUS
+    """auto (set by the runs' support and the gain's lower bound, docs/causal.md) or the L2
+    radius around the reference, at most mixture_space.MAX_TRUST_RADIUS (the simplex's widest)."""
+    reference: str = "equal"
+    """'equal' or a JSON file {domain: weight}."""
+    alpha: float = 0.1
+    """The interval level is 1 - alpha; the auto radius maximises that interval's lower bound."""
+    top_k: int | None = None
+    """search: average the top k candidates (None: 1); top-k: 128."""
+    seed: int = 0
+    """Candidate sampling seed (>= 0)."""
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {list(POLICIES)}, got {self.policy!r}")
+        try:
+            object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
+        except UserError as exc:
+            raise ValueError(f"trust_radius: {exc}") from None
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+FLAGS = ConfigFlags(RecommendConfig, ("policy", "trust_radius", "reference", "alpha", "top_k", "seed"),
+                    # checked at the flag, so a bad value reads as argparse's usage error
+                    options={"policy": {"choices": POLICIES}, "trust_radius": {"type": _radius},
+                             "seed": {"type": _seed}})
+
+
+def add_arguments(parser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="model directory written by `fit`")
+    target.add_argument("--endpoint", help="URL of a running `launch.py serve` (e.g. http://127.0.0.1:8000)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--covariates", help="JSON file: {covariate name: value}")
+    source.add_argument("--pool-features", dest="pool_features",
+                        help="the pool's per-document features: a `featurize` output folder or a Parquet "
+                        "file (covariates = per-domain means)")
+    FLAGS.add_config_argument(parser)
+    FLAGS.add_to(parser)
+    add_constraint_arguments(parser)
 
 
 def read_json_file(path: str, what: str):
@@ -85,12 +109,8 @@ def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
 
 
 def run(args) -> int:
-    with warnings_to_stderr():
-        return _run(args)
-
-
-def _run(args) -> int:
-    reference = "equal" if args.reference == "equal" else read_json_file(args.reference, "reference mixture")
+    cfg = FLAGS.load(args)
+    reference = "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")
     if args.endpoint:
         from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
 
@@ -99,16 +119,16 @@ def _run(args) -> int:
                       else covariates_from_features(args.pool_features, info["covariate_names"]))
         bounds = bounds_from_args(args, info["domains"])
         result = recommend_via_endpoint(args.endpoint, {
-            "covariates": covariates, "policy": args.policy, "trust_radius": args.trust_radius,
-            "reference": reference, "alpha": args.alpha, "top_k": args.top_k, "seed": args.seed,
+            "covariates": covariates, "policy": cfg.policy, "trust_radius": cfg.trust_radius,
+            "reference": reference, "alpha": cfg.alpha, "top_k": cfg.top_k, "seed": cfg.seed,
             **({"constraints": {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}}
                if bounds is not None else {})})
     else:
         model = load_model_dir(args.model)
         covariates = (read_json_file(args.covariates, "covariates") if args.covariates
                       else covariates_from_features(args.pool_features, model.covariate_names))
-        result = model.recommend(covariates, policy=args.policy, trust_radius=args.trust_radius,
-                                 reference=reference, alpha=args.alpha, top_k=args.top_k, seed=args.seed,
+        result = model.recommend(covariates, policy=cfg.policy, trust_radius=cfg.trust_radius,
+                                 reference=reference, alpha=cfg.alpha, top_k=cfg.top_k, seed=cfg.seed,
                                  constraints=bounds_from_args(args, model.domains))
     for name in result["extrapolated"]:
         s = result["support"][name]

@@ -15,7 +15,8 @@ def add_arguments(parser) -> None:
                         help="fitted model directory for the return curves and held-out predictions "
                         "(default: RUN_DIR/model when the sweep wrote one)")
     parser.add_argument("--folds", type=int, default=4,
-                        help="cross-fitting folds for predicted-vs-actual y (more when a split is too small)")
+                        help="cross-fitting folds for predicted-vs-actual y (more when a split is too small; "
+                        "default %(default)s)")
     parser.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a report folder")

@@ -16,7 +16,7 @@ import stat
 import time
 from pathlib import Path
 
-from core.config import load_config
+from core.cli_config import ConfigFlags
 from core.errors import UserError
 from core.logs import get_logger
 from core.ray_setup import is_local
@@ -34,30 +34,29 @@ def _min_max(text: str) -> tuple[int, int]:
     return low, high
 
 
+def _flags() -> ConfigFlags:
+    # actors.serve imports Ray Serve: only when the serve command is built or run
+    from actors.serve.deployment import INGRESS_MODES, ServeSettings
+
+    return ConfigFlags(ServeSettings, ("model", "host", "port", "replicas", "autoscale", "replica_cpus",
+                                       "max_ongoing_requests", "max_body_bytes", "access_log", "ingress"),
+                       options={"autoscale": {"type": _min_max, "action": "store", "metavar": "MIN:MAX"},
+                                "ingress": {"choices": INGRESS_MODES}})
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model directory written by `fit`")
-    parser.add_argument("--host", default=None, help="address to listen on [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=None, help="HTTP port [8000]")
-    scaling = parser.add_mutually_exclusive_group()
-    scaling.add_argument("--replicas", type=int, default=None, help="fixed number of replicas [1]")
-    scaling.add_argument("--autoscale", type=_min_max, default=None, metavar="MIN:MAX",
-                         help="let Serve scale between MIN and MAX replicas")
-    parser.add_argument("--replica-cpus", type=float, default=None, help="CPUs per replica [0.5]")
-    parser.add_argument("--max-ongoing-requests", type=int, default=None,
-                        help="requests one replica works on at once [32]")
-    parser.add_argument("--max-body-bytes", type=int, default=None,
-                        help="larger request bodies get 422 [1048576]")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
-                        help="do not log every request")
+    flags = _flags()
+    flags.add_config_argument(parser)
+    grouped = ("replicas", "autoscale", "ingress")
+    flags.add_to(parser, only=[f.dest for f in flags.flags if f.dest not in grouped])
+    flags.add_to(parser.add_mutually_exclusive_group(), only=("replicas", "autoscale"))
     ingress = parser.add_mutually_exclusive_group()
-    ingress.add_argument("--ingress", choices=("haproxy", "proxy"), default=None,
-                         help="what takes HTTP requests in the local Ray this starts: HAProxy "
-                              "(Serve's high-throughput mode) or Serve's Python proxy [haproxy]; "
-                              "a cluster (--address) keeps the mode it was started with")
+    flags.add_to(ingress, only=("ingress",))
     ingress.add_argument("--high-throughput", dest="ingress", action="store_const", const="haproxy",
                          help="the same as --ingress haproxy (the default)")
     parser.add_argument("--watch", type=float, default=10.0, metavar="SECONDS",
-                        help="look for a new model version in --model this often (0: never)")
+                        help="look for a new model version in --model this often (0: never; "
+                             "default %(default)g)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to deploy on ('auto': the one `ray start` began here; "
                              "default: RAY_ADDRESS, else a new local Ray)")
@@ -102,9 +101,8 @@ def writable_by_others(model_dir: Path) -> str | None:
 
 def run(args) -> int:
     from actors.serve.app import ModelSlot
-    from actors.serve.deployment import ServeSettings
 
-    settings = load_config(ServeSettings, None, vars(args))
+    settings = _flags().load(args)
     local = is_local(args.address)
     if args.detach and local:
         raise UserError("--detach needs a Ray cluster (--address or RAY_ADDRESS): a local Ray "

@@ -42,17 +42,26 @@ def config_section(data: dict, section: str | None, fields) -> dict:
     return data
 
 
-def _build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def build_config(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+    """`cls(**values)` with nested mappings built into their dataclass fields; unknown or
+    missing keys and failed checks raise a UserError naming `where` and the key."""
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(fields)}")
+    missing = [name for name, f in fields.items() if _required(f) and name not in values]
+    if missing:
+        raise UserError(f"{where}: missing required key(s) {missing} (a flag or a --config key)")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         hint = hints.get(name)
         if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-            value = _build(hint, value, f"{where}.{name}")
+            value = build_config(hint, value, f"{where}.{name}")
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         kwargs[name] = value
@@ -68,18 +77,24 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None,
     `config_section`), then overrides (None values are skipped).
 
     Override keys that are not fields of `cls` are ignored, so an argparse
-    namespace can be passed whole.
+    namespace can be passed whole. A mapping given for a dataclass field (`proxy: {budget:
+    50}`, what the nested flags of core/cli_config.py make) is laid over the file's mapping
+    for it, not instead of it.
     """
     values: dict[str, Any] = {}
     where = cls.__name__
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
     if yaml_path is not None:
         values.update(config_section(read_yaml_mapping(yaml_path), section, names))
         where = f"config {yaml_path}" + (f" ({section})" if section else "")
     for key, value in (overrides or {}).items():
         if key in names and value is not None:
+            if (dataclasses.is_dataclass(hints.get(key)) and isinstance(value, Mapping)
+                    and isinstance(values.get(key), Mapping)):
+                value = {**values[key], **value}
             values[key] = value
-    return _build(cls, values, where)
+    return build_config(cls, values, where)
 
 
 def config_to_dict(config) -> dict:

@@ -110,15 +110,14 @@ def read_source(source: SourceSpec, base_dir: Path, where: str) -> list[pd.DataF
 
         hf = source.hf
         try:
-            ds = datasets.load_dataset(hf["name"], hf.get("config"), split=hf.get("split", "train"),
-                                       data_files=hf.get("data_files"))
+            ds = datasets.load_dataset(hf.name, hf.config, split=hf.split, data_files=hf.data_files)
         except Exception as exc:  # datasets raises many types (offline, missing config, ...)
-            raise UserError(f"{where}.hf: cannot load dataset {hf['name']!r}: {exc}") from None
+            raise UserError(f"{where}.hf: cannot load dataset {hf.name!r}: {exc}") from None
         missing = [c for c in needed if c not in ds.column_names]
         if missing:
-            raise UserError(f"{where}.columns: dataset {hf['name']!r} has no column(s) {missing} "
+            raise UserError(f"{where}.columns: dataset {hf.name!r} has no column(s) {missing} "
                             f"(it has {ds.column_names})")
-        return [_normalise(ds.select_columns(needed).to_pandas(), source, f"hf:{hf['name']}")]
+        return [_normalise(ds.select_columns(needed).to_pandas(), source, f"hf:{hf.name}")]
     frames = []
     for path in _resolve_files(source, base_dir, where):
         fmt = source.format or ("parquet" if path.suffix == ".parquet" else "jsonl")

@@ -53,7 +53,7 @@ class ExportConfig:
     mixture: str
     """JSON file with the mixture: {domain: weight} or a `recommend` output (its "mixture")."""
     tokens: int
-    """Token budget of the whole training set; domain d gets weight_d * tokens."""
+    """Token budget of the whole training set (e.g. 2000000 or 2M); domain d gets weight_d * tokens."""
     out: str
     """Directory to write (replaced whole if it holds an earlier export)."""
     seed: int = 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -12,7 +13,7 @@ class ProxyConfig:
     """Base model: a local `save_pretrained` directory or a hub id such as Qwen/Qwen2.5-0.5B."""
     budget: int = 400
     """Training budget per run, in `budget_unit` (paper: 100000 samples)."""
-    budget_unit: str = "samples"
+    budget_unit: Literal["samples", "tokens"] = "samples"
     """'samples' (documents drawn, exact per-domain counts) or 'tokens' (per-domain token quotas)."""
     max_length: int = 512
     """Longest document in tokens (longer ones are cut) and the length of a packed row."""
@@ -102,3 +103,12 @@ class ProxyConfig:
         from causal.objective import Objective
 
         return Objective.from_json(self.objective)
+
+
+@dataclass(frozen=True)
+class TargetRunConfig(ProxyConfig):
+    """A validation run's settings (`validate`'s `proxy:`): ProxyConfig with a target run's
+    budget; `model` is replaced by the target model."""
+
+    budget: int = 1200
+    """Training budget per target run, in `budget_unit`."""

@@ -130,3 +130,31 @@ def test_failed_rebuild_keeps_the_previous_pool(raw):
         build_pool(_manifest(raw, broken), out)
     assert Pool.open(out).read()["doc_id"].tolist() == before
     assert not [p for p in out.iterdir() if p.name.startswith(".pool-build")]
+
+
+def test_schema_errors_name_the_file_domain_field_and_value_all_at_once(tmp_path):
+    from core.errors import UserError
+    from datapool.manifest import parse_manifest
+
+    data = {"name": "p", "shard_size": "10", "domains": [
+        {"name": "math", "sources": [{"path": "a.jsonl", "columns": {"prompt": "q", "response": 3}}]},
+        {"name": "web", "sources": [{"path": "b", "hf": "x"}], "dev": {"path": "d", "metric": "bleu"}}]}
+    with pytest.raises(UserError) as exc:
+        parse_manifest(data, tmp_path, origin="manifest m.yaml")
+    lines = str(exc.value).splitlines()
+    assert lines == [
+        "manifest m.yaml: shard_size: input should be a valid integer (got '10')",  # strict: no coercion
+        "manifest m.yaml: domain 'math': sources[0].columns.response: input should be a valid string (got 3)",
+        "manifest m.yaml: domain 'web': sources[0]: give exactly one of 'path' or 'hf'",
+        "manifest m.yaml: domain 'web': dev.metric: input should be 'nll' or 'exact_match' (got 'bleu')"]
+
+
+def test_a_hub_source_may_be_named_by_a_string(tmp_path):
+    from datapool.manifest import parse_manifest
+
+    manifest = parse_manifest({"name": "p", "domains": [{"name": "m", "sources": [{"hf": "openai/gsm8k"}]}]},
+                              tmp_path)
+    (source,) = manifest.domains[0].sources
+    assert (source.hf.name, source.hf.split, source.columns) == ("openai/gsm8k", "train",
+                                                                 {"prompt": "prompt", "response": "response"})
+    assert manifest.shard_size == 2000 and manifest.harness == []
