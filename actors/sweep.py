@@ -282,6 +282,11 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     init_ray(cfg.address)
     plan = plan_sweep(cfg, ray.cluster_resources(), resume)
     check_resources(plan.needed_on_one_node(), "a sweep trial")
+    if plan.train is not None:
+        from actors.ray_train import check_memory_plan
+
+        # the Ray Train run's memory per worker, refused before any trial starts (as validate's)
+        check_memory_plan(plan.proxy, plan.train, ray.cluster_resources())
     run_fn = tune.with_resources(
         tune.with_parameters(trainable, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,
                              finished=resume.finished, **({"train": plan.train} if plan.train else {}),
