@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
-from actors.sweep_inputs import SweepInputs, load_sweep_inputs
+from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
 from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, ResumeState, SweepPlan,
                                check_sweep_out, check_trials_fit, config_yaml, plan_sweep, trial_gpus,
                                trial_resources)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Mapping
 
 import yaml
 
-from actors.sweep_progress import RunsTableWriter
 from actors.sweep_searcher import run_id
 from actors.tune_train import train_kwargs, trial_placement
+from causal.runs_table import RunsTableWriter
 from core.errors import UserError
 from proxy.config import ProxyConfig
 from proxy.distributed import TargetTrainConfig

@@ -4,46 +4,17 @@ exactly once, shows progress (runs done/total, ETA, best y), feeds the fit actor
 from __future__ import annotations
 
 import json
-import math
 import sys
-from pathlib import Path
 
-import pandas as pd
 from ray.tune import Callback
 
 from actors.trainer import ROW_KEY
-from core.atomic import atomic_write_parquet
+from causal.runs_table import RunsTableWriter
 
 
 def trial_name(trial) -> str:
     """A trial's name and directory: its run_id (Tune's trial id before the Searcher set one)."""
     return str(trial.config.get("run_id", trial.trial_id))
-
-
-class RunsTableWriter:
-    """runs.parquet as an upsert by run_id: a retried or resumed run replaces its row, never
-    duplicates it. The whole table is rewritten atomically (cheap next to a proxy run)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        if self.path.is_file():
-            for row in pd.read_parquet(self.path).to_dict("records"):
-                self.rows[str(row["run_id"])] = row
-
-    def add(self, row: dict) -> None:
-        self.rows[str(row["run_id"])] = row
-        self.write()
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(sorted(self.rows.values(), key=lambda r: r["run_id"]))
-
-    def write(self) -> None:
-        atomic_write_parquet(self.path, self.frame())
-
-    def best_y(self) -> float:
-        ys = [float(r["y"]) for r in self.rows.values() if math.isfinite(float(r.get("y", math.nan)))]
-        return max(ys) if ys else math.nan
 
 
 class SweepProgress(Callback):

@@ -2,7 +2,7 @@
 cluster, one CPU here). A thin shell over `proxy.run.run_proxy`.
 
 The pool's shards, dev sets and features travel through the object store: the driver puts
-each shard and the features of its documents (joined once, in actors/sweep_inputs.py) once and
+each shard and the features of its documents (joined once, in datapool/sweep_inputs.py) once and
 hands the trial dicts of references; a trial fetches only the shards of its data state and
 their features, never the whole pool's features table. Every `proxy.log_every` optimiser
 steps the trial reports a learning-curve point (no checkpoint); the finished row goes back to

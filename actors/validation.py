@@ -1,7 +1,7 @@
 """`validate` on Ray: one task per (candidate mixture, seed) trains the target model on the
 target pool and evaluates the dev suite. Shards go into the object store once.
 
-Each run lands in VAL_DIR/runs/ as it finishes (actors/validation_runs.py); a run that fails
+Each run lands in VAL_DIR/runs/ as it finishes (reporting/validation_runs.py); a run that fails
 after its retries is reported while the others land, and `--resume` trains only what did not
 land. `train_candidate` is the one function a validation run is: the scheduling around it
 (retries, landing, resume) does not depend on how it trains."""
@@ -183,7 +183,7 @@ def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
 def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
     """Refused before hours of training: a resume needs an unfinished (or finished) validation
     folder; a fresh start may not silently discard the landed runs of an unfinished one."""
-    from actors.validation_runs import SETTINGS_FILE, LandedRuns
+    from reporting.validation_runs import SETTINGS_FILE, LandedRuns
 
     if cfg.resume:
         if not (Path(cfg.out) / SETTINGS_FILE).is_file():
@@ -267,8 +267,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     """Train what is missing, land each run, then write the tables; raises RunsFailed (the
     others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
     signature)."""
-    from actors.sweep_inputs import load_sweep_inputs
-    from actors.validation_runs import FAILURES_FILE, SETTINGS_FILE, LandedRuns, run_name, write_failures
+    from datapool.sweep_inputs import load_sweep_inputs
+    from reporting.validation_runs import FAILURES_FILE, SETTINGS_FILE, LandedRuns, run_name, write_failures
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
     from causal.candidates import candidate_mixtures

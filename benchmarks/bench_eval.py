@@ -29,11 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-GEN_TASK = """\
+# what every task of this benchmark shares: its documents in {name}.jsonl beside the YAML
+TASK_HEADER = """\
 task: {name}
 dataset_path: json
 dataset_kwargs: {{data_files: {{test: {name}.jsonl}}}}
 test_split: test
+"""
+
+GEN_TASK = TASK_HEADER + """\
 output_type: generate_until
 doc_to_text: "{{{{context}}}}"
 doc_to_target: "{{{{answer}}}}"
@@ -48,11 +52,7 @@ metric_list:
   - {{metric: exact_match, aggregation: mean, higher_is_better: true, ignore_punctuation: true}}
 """
 
-LL_TASK = """\
-task: {name}
-dataset_path: json
-dataset_kwargs: {{data_files: {{test: {name}.jsonl}}}}
-test_split: test
+LL_TASK = TASK_HEADER + """\
 output_type: loglikelihood
 doc_to_text: "{{{{context}}}}"
 doc_to_target: "{{{{response}}}}"

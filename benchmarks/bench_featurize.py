@@ -84,8 +84,8 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    import commands.featurize as featurize_cmd
-    from commands.featurize import FeaturizeConfig, featurize
+    import actors.featurize as featurize_stage
+    from actors.featurize import FeaturizeConfig, featurize
     from core.ray_setup import init_ray
     from causal.features_io import load_features
     from datapool.pool import Pool
@@ -126,13 +126,13 @@ def main() -> int:
     del model
 
     arrivals = []  # (time, documents) of every shard the command writes
-    write = featurize_cmd.write_feature_shard
+    write = featurize_stage.write_feature_shard
 
     def timed_write(path, rows, key):
         write(path, rows, key)
         arrivals.append((time.perf_counter(), len(rows)))
 
-    featurize_cmd.write_feature_shard = timed_write
+    featurize_stage.write_feature_shard = timed_write
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as tmp:
         start = time.perf_counter()
         init_ray(address="local", object_store_memory=512 * 1024**2, log_to_driver=False)

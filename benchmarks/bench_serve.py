@@ -43,7 +43,7 @@ BARE_MODEL_ENV = "CAUSALMIX_BENCH_MODEL_DIR"
 
 def bare_app():
     """The bare server's app; a factory, so that each uvicorn worker process builds its own."""
-    from actors.serve.app import ModelSlot, build_app
+    from service.app import ModelSlot, build_app
 
     slot = ModelSlot()
     slot.install(slot.load(os.environ[BARE_MODEL_ENV]))

@@ -1,5 +1,5 @@
 """What a sweep trial fetches of the features: the features of its data state's shards (joined
-once on the driver and put once per shard, actors/sweep_inputs.py) against the pool's whole
+once on the driver and put once per shard, datapool/sweep_inputs.py) against the pool's whole
 features table (what every trial fetched before issue 20, item 4).
 
 Same pool, same data states: demo-small (`DemoPoolSpec()`), features in the featurizer's schema
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
 
-    from actors.sweep_inputs import load_sweep_inputs
+    from datapool.sweep_inputs import load_sweep_inputs
     from causal.covariates import DEFAULT_FEATURES, sample_covariates
     from datapool.demo import DemoPoolSpec, write_demo_pool
     from datapool.pool import Pool

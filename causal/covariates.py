@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from causal.features_io import read_features
 from core.errors import UserError
 
 DEFAULT_FEATURES = ("normalized_loss", "writing_style", "hes")
@@ -83,3 +84,16 @@ def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: I
             else:
                 out[name] = float(fallback[name]) if fallback and name in fallback else float(np.nan)
     return out
+
+
+def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
+    """A pool's covariates `names` (a model's covariate_names) from its features: a `featurize`
+    folder or a Parquet file; a UserError names the covariates the file does not give."""
+    features = read_features(path, "pool features")
+    computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), features_in(names),
+                               where=f"pool features {path}")
+    missing = [n for n in names if n not in computed]
+    if missing:
+        raise UserError(f"pool features {path} do not give the model's covariates: missing {missing}; "
+                        f"the file gives {sorted(computed)}")
+    return {n: computed[n] for n in names}

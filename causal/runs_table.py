@@ -8,6 +8,7 @@ causal/objective.py), provenance (`seed`, `model`, `tokens`, `wall_s`,
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from core.provenance import sha256_file
 from mixture_space.simplex import validate_mixtures
@@ -223,3 +225,29 @@ def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # RegMix rounds weights to 3 decimals: renormalised here
         return validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})").frame
+
+
+class RunsTableWriter:
+    """runs.parquet as an upsert by run_id: a retried or resumed run replaces its row, never
+    duplicates it. The whole table is rewritten atomically (cheap next to a proxy run)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if self.path.is_file():
+            for row in pd.read_parquet(self.path).to_dict("records"):
+                self.rows[str(row["run_id"])] = row
+
+    def add(self, row: dict) -> None:
+        self.rows[str(row["run_id"])] = row
+        self.write()
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(sorted(self.rows.values(), key=lambda r: r["run_id"]))
+
+    def write(self) -> None:
+        atomic_write_parquet(self.path, self.frame())
+
+    def best_y(self) -> float:
+        ys = [float(r["y"]) for r in self.rows.values() if math.isfinite(float(r.get("y", math.nan)))]
+        return max(ys) if ys else math.nan

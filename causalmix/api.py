@@ -51,7 +51,7 @@ class Model:
         if pool_features is not None:
             covariates = pool_covariates(pool_features, self.covariate_names)
         elif not isinstance(covariates, Mapping):
-            from commands.recommend import read_json_file
+            from core.config import read_json_file
 
             covariates = read_json_file(str(covariates), "covariates")
         return self.fitted.recommend(covariates, policy=policy, trust_radius=trust_radius,
@@ -97,7 +97,7 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
     objective, ...). With `out` the model directory is written too."""
     from causal.fitting import FitConfig
     from causal.runs_table import validate_runs_frame
-    from commands.fit import fit_and_save
+    from causal.fitting import fit_and_save
 
     config = build_config(FitConfig, settings, "fit")
     if not isinstance(runs, pd.DataFrame):
@@ -119,7 +119,7 @@ def pool_covariates(features: PathLike, names: list[str] | None = None) -> dict[
     or a features Parquet file; `names` (a model's covariate_names) picks and checks them."""
     from causal.covariates import pool_covariates as means
     from causal.features_io import read_features
-    from commands.recommend import covariates_from_features
+    from causal.covariates import covariates_from_features
 
     if names is not None:
         return covariates_from_features(str(features), list(names))
@@ -133,7 +133,7 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
     """Per-document features of a pool (Ray Data actor pool, as `featurize`); returns `out`.
     `settings`: FeaturizeConfig fields (commands/featurize.py). Starts a local Ray unless one
     is up or RAY_ADDRESS is set; it stays up for the next call (`ray.shutdown()` ends it)."""
-    from commands.featurize import FeaturizeConfig, featurize as run_featurize
+    from actors.featurize import FeaturizeConfig, featurize as run_featurize
 
     run_featurize(build_config(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
                                                  "out": str(out)}, "featurize"))

@@ -140,7 +140,7 @@ def _features_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_features(cfg: DemoConfig, work: Path) -> dict:
-    from commands.featurize import FeaturizeConfig, featurize
+    from actors.featurize import FeaturizeConfig, featurize
 
     out = {}
     for name in POOLS:
@@ -192,7 +192,7 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     import pandas as pd
 
     from causal.fitting import FitConfig
-    from commands.fit import fit_and_save
+    from causal.fitting import fit_and_save
     from core.atomic import atomic_write_parquet
 
     runs = work / "runs" / "runs.parquet"
@@ -226,7 +226,7 @@ def _recommend_done(cfg: DemoConfig, work: Path) -> bool:
 def _run_recommend(cfg: DemoConfig, work: Path) -> dict:
     """CausalMix-A and -S for demo-large, from its features alone (no proxy run on it)."""
     from causal.model_dir import load_model_dir
-    from commands.recommend import covariates_from_features
+    from causal.covariates import covariates_from_features
 
     model = load_model_dir(work / "model")
     covariates = covariates_from_features(str(work / "features" / "demo-large"), model.covariate_names)
@@ -244,7 +244,7 @@ def _run_validate(cfg: DemoConfig, work: Path) -> dict:
     """The target model trained on demo-large with each mixture: CausalMix vs the baselines."""
     from actors.validation import ValidateConfig, run_validation
 
-    from actors.validation_runs import SETTINGS_FILE
+    from reporting.validation_runs import SETTINGS_FILE
 
     out = work / "validation"
     summary = run_validation(ValidateConfig(

@@ -4,14 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-from causal.covariates import features_in, pool_covariates
+from causal.covariates import covariates_from_features
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
-from causal.features_io import read_features
 from commands.constraints import add_constraint_arguments, bounds_from_args
 from core.cli_config import ConfigFlags
+from core.config import read_json_file
 from core.errors import UserError
 from core.logs import get_logger
 
@@ -87,32 +86,11 @@ def add_arguments(parser) -> None:
     add_constraint_arguments(parser)
 
 
-def read_json_file(path: str, what: str):
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} file not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} file {p} is not valid JSON: {exc}") from None
-
-
-def covariates_from_features(path: str, names: list[str]) -> dict[str, float]:
-    features = read_features(path, "pool features")
-    computed = pool_covariates(features, sorted(set(features["domain"].astype(str))), features_in(names),
-                               where=f"pool features {path}")
-    missing = [n for n in names if n not in computed]
-    if missing:
-        raise UserError(f"pool features {path} do not give the model's covariates: missing {missing}; "
-                        f"the file gives {sorted(computed)}")
-    return {n: computed[n] for n in names}
-
-
 def run(args) -> int:
     cfg = FLAGS.load(args)
     reference = "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")
     if args.endpoint:
-        from actors.serve.client import model_info_via_endpoint, recommend_via_endpoint
+        from service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
         covariates = (read_json_file(args.covariates, "covariates") if args.covariates

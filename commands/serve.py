@@ -100,7 +100,7 @@ def writable_by_others(model_dir: Path) -> str | None:
 
 
 def run(args) -> int:
-    from actors.serve.app import ModelSlot
+    from service.app import ModelSlot
 
     settings = _flags().load(args)
     local = is_local(args.address)
@@ -173,7 +173,7 @@ def _reload_if_new(settings, model_dir: Path, stamp):
     `settings.version` changes only once the replicas serve the new version. The running
     model keeps serving throughout."""
     from actors.serve import deployment
-    from actors.serve.app import ModelSlot
+    from service.app import ModelSlot
 
     why = writable_by_others(model_dir)
     if why:  # the replacement may have come with looser permissions than the first directory

@@ -7,6 +7,7 @@ unknown keys and failed checks into a `UserError` that names the file and key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -31,6 +32,17 @@ def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{what} file {path} must hold a mapping at the top level, not {type(data).__name__}")
     return data
+
+
+def read_json_file(path: str, what: str):
+    """The JSON value in a user's file; a UserError names the file when it is missing or invalid."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} file {p} is not valid JSON: {exc}") from None
 
 
 def config_section(data: dict, section: str | None, fields) -> dict:
@@ -95,7 +107,3 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None,
                 value = {**values[key], **value}
             values[key] = value
     return build_config(cls, values, where)
-
-
-def config_to_dict(config) -> dict:
-    return dataclasses.asdict(config)

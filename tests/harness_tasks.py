@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-MC_YAML = """\
-task: arith_mc
+# both tasks read the same documents (arith.jsonl beside the YAML)
+ARITH_DATA = """\
 dataset_path: json
 dataset_kwargs:
   data_files: {test: arith.jsonl}
 test_split: test
+"""
+
+MC_YAML = "task: arith_mc\n" + ARITH_DATA + """\
 output_type: multiple_choice
 doc_to_text: "{{question}}"
 doc_to_choice: "{{choices}}"
@@ -19,12 +22,7 @@ metric_list:
   - {metric: acc, aggregation: mean, higher_is_better: true}
 """
 
-GEN_YAML = """\
-task: arith_gen
-dataset_path: json
-dataset_kwargs:
-  data_files: {test: arith.jsonl}
-test_split: test
+GEN_YAML = "task: arith_gen\n" + ARITH_DATA + """\
 output_type: generate_until
 doc_to_text: "{{question}}"
 doc_to_target: "{{answer}}"

@@ -11,7 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 import launch
-from actors.serve.app import ModelSlot, build_app
+from service.app import ModelSlot, build_app
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 
 REGMIX = Path(__file__).resolve().parent / "data" / "regmix"

@@ -77,7 +77,7 @@ def test_every_policy_respects_caps_and_fixed_weights(model, policy):
 
 
 def test_recommend_cli_and_http_take_the_constraints(model, tmp_path, capsys):
-    from actors.serve.app import ModelSlot, build_app
+    from service.app import ModelSlot, build_app
 
     world, fitted = model
     save_model_dir(fitted, tmp_path / "m", runs_table_sha256=None, config={})

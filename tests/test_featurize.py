@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import commands.featurize as featurize_cmd
+import actors.featurize as featurize_cmd
 from causal.covariates import pool_covariates
 from causal.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
 from causal.features_io import FEATURE_COLUMNS, MANIFEST, load_features
-from commands.featurize import FeaturizeConfig, featurize
+from actors.featurize import FeaturizeConfig, featurize
 from core.errors import UserError
 from datapool.pool import Pool
 

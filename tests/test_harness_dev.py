@@ -81,7 +81,7 @@ def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_p
     """The validation task (`actors.validation.train_candidate`) on the target model."""
     import ray
 
-    from actors.sweep_inputs import load_sweep_inputs
+    from datapool.sweep_inputs import load_sweep_inputs
     from actors.validation import ValidateConfig, train_candidate
     from causal.covariates import DEFAULT_FEATURES
 

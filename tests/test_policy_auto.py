@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.serve.schemas import RecommendRequest
+from service.schemas import RecommendRequest
 from causal.estimators import RegressionEstimator
 from causal.model_dir import load_model_dir, save_model_dir
 from causal.policy import analytic_policy, check_trust_radius, search_policy

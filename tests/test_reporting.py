@@ -86,7 +86,7 @@ def _validation_dir(tmp_path):
 def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, monkeypatch):
     from causal import selection
     from causal.fitting import FitConfig
-    from commands.fit import fit_and_save
+    from causal.fitting import fit_and_save
 
     # estimator auto with its cheapest candidate only: the report's selection section, quickly
     monkeypatch.setattr(selection, "AUTO_CANDIDATES", {"regression": selection.AUTO_CANDIDATES["regression"]})

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import launch
-from actors.serve.client import recommend_via_endpoint
+from service.client import recommend_via_endpoint
 from actors.serve.deployment import APP_NAME, ServeSettings, apply, reload
 from causal.model_dir import load_model_dir
 from core.errors import UserError

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from ray.serve import Application
 
-from actors.serve import schemas
-from actors.serve.app import ModelSlot, build_app, probe_covariates
+from service import schemas
+from service.app import ModelSlot, build_app, probe_covariates
 from actors.serve.deployment import (DEPLOYMENT_NAME, IMPORT_PATH, AppArgs, ModelRef, ServeSettings,
                                      app_builder)
 from core.config import load_config

@@ -141,7 +141,7 @@ def test_the_progress_callback_is_the_one_writer_of_the_runs_table(tmp_path):
 def test_a_trial_gets_the_features_of_its_state_shards_only(tmp_path):
     """The per-shard features joined once on the driver give a run the same covariates as the
     pool's whole features table did."""
-    from actors.sweep_inputs import load_sweep_inputs
+    from datapool.sweep_inputs import load_sweep_inputs
     from causal.covariates import sample_covariates
     from datapool.demo import DemoPoolSpec, write_demo_pool
     from proxy.run import state_fallback

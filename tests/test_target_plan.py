@@ -126,7 +126,7 @@ def test_dry_run_prints_the_plan_and_refuses(capsys):
 
 
 def test_longcot_preset(capsys):
-    from commands.featurize import FeaturizeConfig
+    from actors.featurize import FeaturizeConfig
     from core.config import load_config
 
     preset = REPO / "configs" / "longcot.yaml"

@@ -38,7 +38,7 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     2 Ray Train workers, activation checkpointing on, where the last rank fails once right
     after the checkpoint of step 2 (every rank traces the rows it trains)."""
     from actors.ray_train import train_distributed
-    from actors.sweep_inputs import load_sweep_inputs
+    from datapool.sweep_inputs import load_sweep_inputs
     from proxy.curves import LearningCurve
     from proxy.fsdp_train import FaultDrill
     from proxy.run import run_proxy
@@ -113,7 +113,7 @@ def test_validate_gpus_per_run_trains_through_ray_train(ray_local, tiny_env, run
 
     import launch
     from causal.fitting import FitConfig
-    from commands.fit import fit_and_save
+    from causal.fitting import fit_and_save
 
     _, _, root, _ = runs
     domains = list(pd.read_parquet(root / "features.parquet")["domain"].unique())

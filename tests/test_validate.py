@@ -15,7 +15,7 @@ import launch
 from actors.validation import ValidateConfig, run_validation, train_candidate
 from causal.covariates import DEFAULT_FEATURES, covariate_names, pool_covariates
 from causal.fitting import FitConfig
-from commands.fit import fit_and_save
+from causal.fitting import fit_and_save
 from core.errors import RunsFailed
 from datapool.pool import Pool
 from sweep_helpers import synthetic_features

@@ -1,7 +1,7 @@
-"""Landed validation runs and the resume check over them (actors/validation_runs.py, no Ray)."""
+"""Landed validation runs and the resume check over them (reporting/validation_runs.py, no Ray)."""
 import pytest
 
-from actors.validation_runs import LandedRuns, settings_differences
+from reporting.validation_runs import LandedRuns, settings_differences
 from core.errors import UserError
 
 SETTINGS = {"target_model": "abc", "pool_shards": {"code/shard-0": "h1"}, "proxy": {"budget": 16}}

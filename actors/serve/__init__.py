@@ -1,2 +1,2 @@
-"""The recommender service: request/response schemas, the FastAPI app, the Serve deployment,
-and an HTTP client for it."""
+"""The recommender as a Ray Serve deployment (deployment.py); the app it serves, its schemas and
+its client are Ray-free, in service/."""

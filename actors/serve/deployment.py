@@ -1,6 +1,6 @@
 """The recommender as a Ray Serve deployment, and how it is deployed and reloaded.
 
-The deployment is a thin shell over `actors.serve.app`: it builds the FastAPI app
+The deployment is a thin shell over `service.app`: it builds the FastAPI app
 over a `ModelSlot`, takes the model directory (and expected version) from its
 `user_config`, and reports unhealthy when the model cannot answer.
 
@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from actors.serve.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
+from service.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
 from core.errors import UserError
 
 APP_NAME = "causalmix"

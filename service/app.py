@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from actors.serve import schemas
-from actors.serve.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
+from service import schemas
+from service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
                                   RecommendRequest, RecommendResponse, error)
 from core.errors import UserError
 from mixture_space import MixtureBounds
