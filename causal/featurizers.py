@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import PredefinedSplit, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs")
 # "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
@@ -102,6 +98,12 @@ def select_featurizer(T: np.ndarray, X: np.ndarray, y: np.ndarray, *, candidates
     variance of every DML stage; CV on the outcome arbitrates. Candidates with more parameters
     than a training fold has runs are skipped.
     """
+    # here, not at module level: every CLI command imports this module, few fit
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import PredefinedSplit, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     n = len(y)
     # Fold k holds the runs at positions k, k + folds, ... of one seeded permutation.
     fold_of = np.empty(n, dtype=int)

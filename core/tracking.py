@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from causal.runs_table import MIX
+# causal.runs_table.MIX, the runs table's mixture prefix: core/ imports no package above it
+MIX = "mix."
 TRACKERS = ("mlflow", "wandb")
 MLFLOW_DIR = "mlruns"
 WANDB_DIR = "wandb"

@@ -175,3 +175,10 @@ def test_validation_runs_tracked_in_wandb_offline(tmp_path, monkeypatch):
     assert track_runs(tracking, "validate", VALIDATION_ROWS[:1], validation_curves()) == 1
     offline = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(list(run.glob("*.wandb")) for run in offline)  # parent + the run
+
+
+def test_core_tracking_names_the_runs_tables_mixture_prefix():
+    from causal.runs_table import MIX
+    from core import tracking
+
+    assert tracking.MIX == MIX

@@ -78,9 +78,11 @@ def local_haproxy_env(private_dir: Path) -> dict[str, str]:
     HAProxy's sockets, config and state in `private_dir` (which should be mode 700 and
     this process's own) and its side ports free ones, so that several can run on one machine.
 
-    Serve reads these variables (`ray.serve._private.constants`) in each Serve actor, which
-    inherits the environment `ray.init` started the local Ray with; tests/test_serve_cli.py
-    fails when Serve stops honouring them (it checks HAProxy's sockets and listening ports).
+    Serve has no public API for HAProxy's file paths or side ports: they are environment
+    variables that `ray.serve._private.constants` reads in each Serve actor, which inherits the
+    environment `ray.init` started the local Ray with. tests/test_serve_app.py fails when one
+    of the names leaves that module, tests/test_serve_cli.py when Serve stops honouring them
+    (it checks HAProxy's sockets and listening ports).
     """
     from core.ports import free_port
 
