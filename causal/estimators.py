@@ -100,7 +100,8 @@ class MixtureEstimator(BaseEstimator):
         """Treatment features for `kind` (default: the configured one; "auto": its smallest)."""
         kind = kind or self.treatment_featurizer
         return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains,
-                "log-pairs": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2}.get(kind, 2 * n_domains - 1)
+                "log-pairs": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2,
+                "log-quad": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2}.get(kind, 2 * n_domains - 1)
 
     def _coords(self, mixtures: np.ndarray) -> np.ndarray:
         return np.delete(np.asarray(mixtures, dtype=float), self.reference_index_, axis=1)
@@ -130,18 +131,25 @@ class MixtureEstimator(BaseEstimator):
         auto_eps = self.featurizer_eps == "auto"
         self.featurizer_kind_, self.featurizer_cv_mse_ = self.treatment_featurizer, {}
         self.featurizer_eps_ = EPS_CANDIDATES[1] if auto_eps else float(self.featurizer_eps)
-        if self.treatment_featurizer == "auto" or auto_eps:
-            kinds = AUTO_CANDIDATES if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
-            fits = [k for k in kinds if self.min_runs(W.shape[1], X.shape[1], k) <= len(y)] or kinds[:1]
-            self.featurizer_kind_, self.featurizer_eps_, self.featurizer_cv_mse_ = select_featurizer(
-                self._coords(W), X, y, candidates=fits,
-                eps_grid=EPS_CANDIDATES if auto_eps else (self.featurizer_eps_,), seed=self.random_state)
+        if self._selects_featurizer():
+            self.featurizer_kind_, self.featurizer_eps_, self.featurizer_cv_mse_ = self._select_featurizer(
+                self._coords(W), X, y)
         self.featurizer_ = MixtureFeaturizer(kind=self.featurizer_kind_,
                                              eps=self.featurizer_eps_).fit(self._coords(W))
         self.n_runs_ = len(y)
         self._cache = OrderedDict()
         self._fit(self._coords(W), X, y)
         return self
+
+    def _selects_featurizer(self) -> bool:
+        return self.treatment_featurizer == "auto" or self.featurizer_eps == "auto"
+
+    def _select_featurizer(self, T, X, y) -> tuple[str, float, dict]:
+        """(kind, eps, CV errors) of phi(T): the final form's outcome CV (select_featurizer)."""
+        kinds = AUTO_CANDIDATES if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
+        fits = [k for k in kinds if self.min_runs(T.shape[1] + 1, X.shape[1], k) <= len(y)] or kinds[:1]
+        eps_grid = EPS_CANDIDATES if self.featurizer_eps == "auto" else (float(self.featurizer_eps),)
+        return select_featurizer(T, X, y, candidates=fits, eps_grid=eps_grid, seed=self.random_state)
 
     def predict(self, mixtures, covariates) -> np.ndarray:
         W, X = self._check_inputs(mixtures, covariates, n=True)

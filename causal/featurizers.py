@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs")
+TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs", "log-quad")
 # "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
 AUTO_CANDIDATES = ("log", "log-only", "log-pairs")
 # featurizer_eps="auto" picks among these by the same CV (RegMix's Pile-CC: 0.003 with log-pairs)
@@ -32,6 +32,10 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
     degree-2 expansion of the log terms, so the return of one domain can depend on the weight
     of another (the interactions a tree model like RegMix's LightGBM picks up). The per-domain
     returns stay identified: d y / d w_j is the jacobian below applied to theta.
+    kind="log-quad": "log" plus the products w_i w_j, i < j: with the linear part, every
+    quadratic in the mixture (w_j^2 = w_j - sum_i w_i w_j on the simplex), so saturating
+    returns, synergy and competition between domains and exponential mixing laws are
+    approximated without their form being assumed (docs/causal.md, "Beyond the log form").
     """
 
     def __init__(self, *, kind: str = "log", eps: float = 0.01):
@@ -54,9 +58,10 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
             return T
         w = self._full(T)
         curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
-        if self.kind == "log-pairs":
+        if self.kind in ("log-pairs", "log-quad"):
             i, j = np.triu_indices(w.shape[1], k=1)
-            return np.hstack([T, curve, curve[:, i] * curve[:, j]])
+            factor = curve if self.kind == "log-pairs" else w
+            return np.hstack([T, curve, factor[:, i] * factor[:, j]])
         return curve if self.kind == "log-only" else np.hstack([T, curve])
 
     def jac(self, T, epsilon=None):
@@ -72,11 +77,17 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         curve = np.zeros((n, d, d + 1))
         curve[:, :, 0] = -slope[:, [0]]
         curve[:, np.arange(d), np.arange(1, d + 1)] = slope[:, 1:]
-        if self.kind == "log-pairs":
-            c = np.log(w + self.eps)
+        if self.kind in ("log-pairs", "log-quad"):
+            if self.kind == "log-pairs":
+                c, dc = np.log(w + self.eps), curve
+            else:  # d w_0 / d T_i = -1, d w_j / d T_i = [i == j-1]
+                c = w
+                dc = np.zeros((n, d, d + 1))
+                dc[:, :, 0] = -1.0
+                dc[:, np.arange(d), np.arange(1, d + 1)] = 1.0
             i, j = np.triu_indices(d + 1, k=1)
             # d(c_i c_j)/dT = c_j dc_i/dT + c_i dc_j/dT
-            pairs = curve[:, :, i] * c[:, None, j] + c[:, None, i] * curve[:, :, j]
+            pairs = dc[:, :, i] * c[:, None, j] + c[:, None, i] * dc[:, :, j]
             return np.concatenate([eye, curve, pairs], axis=2)
         return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
 

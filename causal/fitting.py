@@ -13,6 +13,7 @@ from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
 from causal.objective import Objective
 from causal.regmix import RegMixEstimator
+from causal.sieve_dml import SieveDMLEstimator
 from causal.runs_table import RunsTable, read_runs_table_with_objective
 from core.atomic import check_output_path
 from core.errors import UserError
@@ -20,11 +21,15 @@ from core.logs import get_logger
 
 log = get_logger(__name__)
 
+# What `--estimator auto` fits: measured against every other estimator here on five known-truth
+# families and real swarms (docs/causal.md, "Beyond the log form"; benchmarks/bench_truth.py).
+AUTO_ESTIMATOR = "sieve-dml"
 ESTIMATORS = {
     "auto": None,
     "causal-forest": CausalForestEstimator,
     "linear-dml": LinearDMLEstimator,
     "regression": RegressionEstimator,
+    "sieve-dml": SieveDMLEstimator,
     "regmix": RegMixEstimator,
 }
 
@@ -32,9 +37,10 @@ ESTIMATORS = {
 @dataclasses.dataclass
 class FitConfig:
     estimator: str = "auto"
-    """auto (default: the candidate of causal/selection.py with the lowest out-of-fold outcome
-    error), causal-forest (CausalForestDML, the paper's), linear-dml, regression (no
-    orthogonalisation), or regmix (the RegMix LightGBM baseline)."""
+    """auto (default: sieve-dml), sieve-dml (DML with a ridge-shrunk basis expansion of the
+    mixture, screened covariates and flexible nuisances), causal-forest (CausalForestDML, the
+    paper's), linear-dml, regression (no orthogonalisation), or regmix (the RegMix LightGBM
+    baseline)."""
     seed: int = 0
     """Random state of the estimator (forest, cross-fitting folds, LightGBM)."""
     treatment_featurizer: str = "auto"
@@ -85,6 +91,8 @@ class FitConfig:
 def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None):
     """The unfitted estimator `estimator` (default: config.estimator, not auto) for `domains`."""
     name = estimator or config.estimator
+    if name == "auto":
+        name = AUTO_ESTIMATOR
     ref = None
     if config.reference_domain is not None:
         if config.reference_domain not in domains:
@@ -103,6 +111,8 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
                                   model_t=nuisance, cv=config.cv)
     if name == "regression":
         return RegressionEstimator(**common, **dml)
+    if name == "sieve-dml":
+        return SieveDMLEstimator(**common, **dml)
     rounds = config.n_estimators if config.n_estimators != FitConfig.n_estimators else 1000
     return RegMixEstimator(**common, n_estimators=rounds)
 
@@ -111,21 +121,14 @@ _CLASS_NAMES = {cls: name for name, cls in ESTIMATORS.items() if cls is not None
 
 
 def fit_runs_table(table: RunsTable, config: FitConfig):
-    """The fitted estimator; with estimator auto, the winner of causal/selection.py (its
-    `selection_` holds every candidate's score)."""
-    if config.estimator != "auto":
-        return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
-    from causal.selection import select_estimator
-
-    def make(cls, settings):
-        return make_estimator(config, table.domains, _CLASS_NAMES[cls]).set_params(**settings)
-
-    return select_estimator(table, make, seed=config.seed)
+    """The fitted estimator; `auto` is `sieve-dml`, whose `selection_` records its held-out
+    errors and the evidence that the mixture matters (causal/sieve_dml.py)."""
+    return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
 
 
 def estimator_label(estimator, config: FitConfig) -> str:
-    """The name a model directory records: the chosen candidate when config.estimator is auto."""
-    return getattr(estimator, "selection_", {}).get("chosen", config.estimator)
+    """The registry name a model directory records (what `auto` resolved to)."""
+    return _CLASS_NAMES[type(estimator)]
 
 
 def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0) -> tuple[np.ndarray, int]:

@@ -43,7 +43,7 @@ def test_roundtrip_is_self_describing_and_versioned(forest_dir, table):
     assert info["fitted_on"]["n_runs"] == 160 and info["fitted_on"]["runs_table_sha256"] == "f" * 64
     assert set(info["fitted_on"]["covariate_ranges"]) == set(table.covariate_names)
     assert info["versions"]["econml"].startswith("0.17")
-    assert info["treatment_featurizer"]["kind"] in AUTO_CANDIDATES
+    assert info["treatment_featurizer"]["kind"] in AUTO_CANDIDATES  # the forest's own featurizer CV
     assert info["treatment_featurizer"]["eps"] in EPS_CANDIDATES
     assert {key.split("@")[0] for key in info["treatment_featurizer"]["cv_mse"]} <= set(AUTO_CANDIDATES)
     described = json.loads((out / "model.json").read_text())
@@ -136,3 +136,21 @@ def test_analytic_recommend_reuses_the_per_covariate_cache(forest_dir, table):
     assert calls == []
     model.recommend(_cov(table, shift=0.02))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("estimator", ["auto", "sieve-dml", "causal-forest", "linear-dml", "regression", "regmix"])
+def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp_path):
+    """What `fit` writes, the loader of recommend / predict / serve reads back, whatever
+    `--estimator` names (issue 25: auto once recorded a candidate name the loader lacked)."""
+    from causal.fitting import fit_and_save
+
+    runs = tmp_path / "runs.parquet"
+    validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)).frame.to_parquet(runs)
+    fields = {"n_estimators": 40, "nuisance_model": "linear"} if estimator in ("causal-forest", "linear-dml") else {}
+    if estimator == "regmix":
+        fields = {"n_estimators": 40}
+    result = fit_and_save(str(runs), str(tmp_path / "model"), FitConfig(estimator=estimator, **fields))
+    loaded = load_model_dir(result["model_dir"])
+    assert loaded.estimator_name == result["estimator"] != "auto"
+    rec = loaded.recommend({c: 0.0 for c in loaded.covariate_names})
+    assert sum(rec["mixture"].values()) == pytest.approx(1.0)

@@ -8,7 +8,7 @@ from causal.estimators import RegressionEstimator
 from causal.model_dir import load_model_dir, save_model_dir
 from causal.policy import analytic_policy, check_trust_radius, search_policy
 from causal.runs_table import validate_runs_frame
-from causal.selection import mixture_evidence, no_evidence_reason
+from causal.selection import no_evidence_reason
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
 from structural import fitted_regression_world
@@ -80,25 +80,24 @@ def _table(W, X, y):
 
 
 def test_mixture_evidence_tells_a_mixture_effect_from_covariates_alone():
+    """The default (sieve-dml) tests its own held-out errors against the covariates alone:
+    evidence where the mixture moves y, none where only the covariates do."""
+    from causal.sieve_dml import SieveDMLEstimator
+
     rng = np.random.default_rng(0)
     W, X = rng.dirichlet(np.ones(3), 80), rng.normal(size=(80, 2))
     baseline = 2.0 * X[:, 0] + 0.1 * rng.normal(size=80)
     mixture_term = np.log(W + 0.01) @ np.array([1.0, -0.5, 0.3])
-    predicted_by_covariates = 2.0 * X[:, 0]
     for y, helps in ((baseline + mixture_term, True), (baseline, False)):
-        table = _table(W, X, y)
-        # a model that knows the true surface (with the mixture term) or only the covariates'
-        model_errors = (y - predicted_by_covariates - (mixture_term if helps else rng.normal(0, 0.3, 80))) ** 2
-        evidence = mixture_evidence(table, model_errors, folds=4, seed=0)
-        assert evidence["covariates_only"] in ("linear", "poly", "forest")
-        assert (evidence["p_value"] < 0.01) if helps else (evidence["p_value"] > 0.5), evidence
-    noise = RegressionEstimator(treatment_featurizer="log-only", featurizer_eps=0.01).fit(W, X, baseline)
-    noise.selection_ = {"chosen": "regression", "scores": {"regression": {"oof_r2": 0.9}},
-                        "mixture_evidence": evidence}
-    reason = no_evidence_reason(noise, alpha=0.1)
-    assert reason.startswith("no step") and "covariates alone" in reason and f"{evidence['p_value']:.3f}" in reason
+        model = SieveDMLEstimator().fit(W, X, y)
+        evidence = model.selection_["mixture_evidence"]
+        assert evidence["covariates_only"].startswith("cross-fitted ")
+        assert (evidence["p_value"] < 0.01) if helps else (evidence["p_value"] > 0.05), evidence
+    reason = no_evidence_reason(model, alpha=0.1)
+    assert reason.startswith("no step") and f"{evidence['p_value']:.3f}" in reason
     evidence["p_value"] = 0.05
-    assert no_evidence_reason(noise, alpha=0.1) is None and no_evidence_reason(noise, alpha=0.01)
+    model.selection_["scores"]["sieve-dml"]["oof_r2"] = 0.5
+    assert no_evidence_reason(model, alpha=0.1) is None and no_evidence_reason(model, alpha=0.01)
 
 
 def test_a_fixed_step_the_model_expects_to_lose_falls_back(world_model):

@@ -84,12 +84,9 @@ def _validation_dir(tmp_path):
 
 
 def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, monkeypatch):
-    from causal import selection
     from causal.fitting import FitConfig
     from causal.fitting import fit_and_save
 
-    # estimator auto with its cheapest candidate only: the report's selection section, quickly
-    monkeypatch.setattr(selection, "AUTO_CANDIDATES", {"regression": selection.AUTO_CANDIDATES["regression"]})
     run_dir = _run_dir(tmp_path, n=40)
     fit_and_save(str(run_dir / "runs.parquet"), str(run_dir / "model"), FitConfig())  # estimator auto
     vdir = _validation_dir(tmp_path)
@@ -105,7 +102,7 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, mon
     text = (report / "report.md").read_text()
     assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
     assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
-    assert "Estimator chosen by 4-fold out-of-fold outcome error" in text and out["selection"]["scores"]
+    assert "Estimator (`fit --estimator auto`): **sieve-dml**" in text and out["selection"]["scores"]
     assert "Does the mixture matter beyond the covariates?" in text
     assert out["selection"]["mixture_evidence"]["p_value"] < 0.01  # y is the mixture's, not the covariates'
 

@@ -1,0 +1,161 @@
+"""Estimator and policy quality on known-truth worlds (benchmarks/truth_worlds.py): five
+outcome families, confounded assignment, at 512 runs and at 64 noisy runs, 5 shifted target
+pools per seed, 3 seeds.
+
+For every method (the default `fit` + `recommend`, each named estimator with the auto
+radius, RegMix with its top-k policy, and the no-covariates ablation) it prints per family:
+  regret    normalized regret at each target (0 = the optimum, 1 = the equal mixture), mean / worst;
+  covers    of the targets where the method moved, how many 90 % intervals held the true gain;
+  own-dir   the best regret reachable along the method's own estimated returns at the
+            reference (a straight step of the best length): estimator error, apart from the
+            policy's choice of where to stop.
+
+    python benchmarks/bench_truth.py [--seeds 3] [--families log,flip] [--methods default,regression]
+
+Ends with `RESULT truth ...`: the default's mean and worst regret per family and size, its
+coverage, its worst regret at 64 runs, and the best other method's mean regret beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
+from causal.model_dir import FittedMixtureModel  # noqa: E402
+from causal.runs_table import validate_runs_frame  # noqa: E402
+from mixture_space import farthest_reach, steps_along  # noqa: E402
+from truth_worlds import FAMILIES, WORLDS  # noqa: E402
+
+SIZES = {"512": dict(n=512, noise=0.2), "64-noisy": dict(n=64, noise=1.0)}
+# label -> (FitConfig fields, recommend options, drop covariates)
+METHODS = {
+    "default": ({}, {}, False),
+    "causal-forest": ({"estimator": "causal-forest"}, {}, False),
+    "linear-dml": ({"estimator": "linear-dml"}, {}, False),
+    "regression": ({"estimator": "regression"}, {}, False),
+    "regmix": ({"estimator": "regmix"}, {"policy": "top-k"}, False),
+    "no-covariates": ({}, {}, True),
+}
+N_TARGETS = 5
+
+
+class Target:
+    """One shifted target pool of a world, its optimum computed once."""
+
+    def __init__(self, world, state):
+        self.world, self.state = world, state
+        self.best = world.best(state)[1]
+        self.equal = float(world.outcome(np.full(world.k, 1 / world.k), state)[0])
+
+    def value(self, mixtures):
+        return self.world.outcome(np.atleast_2d(mixtures), self.state)
+
+    def regret(self, mixtures):
+        return (self.best - self.value(mixtures)) / (self.best - self.equal)
+
+
+def evaluate(world, table, method, targets, seed):
+    fit_fields, options, drop = METHODS[method]
+    if drop:
+        table = validate_runs_frame(table.frame.drop(columns=[c for c in table.frame if c.startswith("x.")]))
+    config = FitConfig(seed=seed, **fit_fields)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator = fit_runs_table(table, config)
+    model = FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
+    equal = np.full(world.k, 1 / world.k)
+    rows = []
+    for target in targets:
+        covariates = {} if drop else world.covariates(target.state)
+        rec = model.recommend(covariates, seed=seed, **options)
+        mixture = np.array([rec["mixture"][d] for d in world.domains])
+        true_gain = float(target.value(mixture)[0] - target.value(equal)[0])
+        moved = bool(np.abs(mixture - equal).max() > 1e-9)
+        lo, hi = rec["interval"]
+        x = model.covariate_vector(covariates)
+        direction = model.estimator.marginal_returns(x, equal)
+        path = steps_along(equal, direction, farthest_reach(equal) * np.arange(1, 97) / 96)
+        rows.append({"regret": float(target.regret(mixture)[0]), "moved": moved,
+                     "covered": lo - 1e-9 <= true_gain <= hi + 1e-9,
+                     "own_direction": float(target.regret(path).min())})
+    return rows, model.estimator_name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    args = parser.parse_args()
+    families, methods, sizes = args.families.split(","), args.methods.split(","), args.sizes.split(",")
+    results: dict = {}
+    total = len(families) * len(sizes) * args.seeds
+    done, start = 0, time.perf_counter()
+    for family in families:
+        for size in sizes:
+            for seed in range(args.seeds):
+                world = WORLDS[family](seed=seed, noise=SIZES[size]["noise"])
+                table = validate_runs_frame(world.runs(SIZES[size]["n"]))
+                targets = [Target(world, s) for s in world.targets(N_TARGETS)]
+                for method in methods:
+                    t0 = time.perf_counter()
+                    try:
+                        rows, name = evaluate(world, table, method, targets, seed)
+                    except Exception as exc:  # a failed fit is a result: the default must never fail
+                        rows, name = None, f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+                    results.setdefault((family, size, method), []).append((rows, name, time.perf_counter() - t0))
+                done += 1
+                eta = (time.perf_counter() - start) / done * (total - done)
+                print(f"[{done}/{total}] {family} {size} seed {seed}  ETA {eta:.0f} s", file=sys.stderr, flush=True)
+    summary = report(results, families, sizes, methods)
+    print("RESULT truth " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def report(results, families, sizes, methods) -> dict:
+    summary = {}
+    all_covered = all_moved = 0
+    for size in sizes:
+        print(f"\n== {size} ==")
+        print(f"{'family':11s} {'method':14s} {'regret mean/worst':>18s} {'own-dir':>8s} {'covers':>7s}  fit s  chose")
+        for family in families:
+            for method in methods:
+                runs = results[(family, size, method)]
+                failed = [name for rows, name, _ in runs if rows is None]
+                rows = [r for rs, _, _ in runs if rs for r in rs]
+                if not rows:
+                    print(f"{family:11s} {method:14s} {failed[0][:70]}")
+                    continue
+                regret = np.array([r["regret"] for r in rows])
+                moved = [r for r in rows if r["moved"]]
+                covered = sum(r["covered"] for r in moved)
+                names = sorted({name for rs, name, _ in runs if rs})
+                fit_s = np.mean([t for _, _, t in runs])
+                print(f"{family:11s} {method:14s} {regret.mean():8.2f} / {regret.max():5.2f}  "
+                      f"{np.mean([r['own_direction'] for r in rows]):7.2f} {covered:3d}/{len(moved):<3d} "
+                      f"{fit_s:6.1f}  {','.join(names)}{' FAILED x' + str(len(failed)) if failed else ''}")
+                if method == "default":
+                    summary[f"{family}.{size}.mean"] = round(float(regret.mean()), 3)
+                    summary[f"{family}.{size}.worst"] = round(float(regret.max()), 3)
+                    summary[f"{family}.{size}.failed"] = len(failed)
+                    all_covered += covered
+                    all_moved += len(moved)
+            others = [np.mean([r["regret"] for rs, _, _ in results[(family, size, m)] if rs for r in rs])
+                      for m in methods if m != "default"
+                      and any(rs for rs, _, _ in results[(family, size, m)])]
+            if others:
+                summary[f"{family}.{size}.best_other_mean"] = round(float(min(others)), 3)
+    summary["default_coverage"] = f"{all_covered}/{all_moved}"
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""`sieve-dml`: double machine learning whose final stage is a sieve (a basis expansion of the
+mixture, shrunk by ridge) instead of one assumed functional form.
+
+    y = g(X) + theta(X) . phi(T) + noise,   theta(X) = B [1, z(X)]
+
+- Nuisances g(X) = E[y|X] and E[phi(T)|X] are cross-fitted with the learner that predicts
+  held-out runs best among a ridge, a degree-2 polynomial ridge and a random forest, so a
+  baseline that bends with the state (a run-level factor that drives both the outcome and the
+  mixture drawn) is partialled out instead of leaking into theta.
+- phi(T) is chosen among `log-only`, `log` and `log-quad` (every quadratic in the mixture plus
+  the log terms), with eps, by the final stage's leave-one-out error on the residuals: a
+  saturating, an exponential (data-mixing-law) or an interacting return is approximated
+  without being assumed.
+- z(X): the covariates that modify the returns, chosen by forward selection on the same
+  leave-one-out error (a log with 24 covariates of which 3 matter keeps those 3), so theta
+  does not spend its runs on covariates that only move the baseline.
+- The final stage is ridge-regularised (penalty by efficient leave-one-out); its covariance
+  is the heteroscedasticity-robust sandwich of the ridge solution, whose residuals carry
+  both the run-to-run noise (larger at extreme mixtures) and what the sieve misses.
+
+Measured against the forest and the plain regression on five known-truth families and on
+real swarms: docs/causal.md ("Beyond the log form"), `python benchmarks/bench_truth.py`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from causal.estimators import MixtureEstimator, _cross, poly_ridge
+from causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer
+
+SIEVE_FEATURIZERS = ("log-only", "log", "log-quad")
+NUISANCE_FOLDS = 5
+RIDGE_ALPHAS = np.logspace(-4, 3, 15)
+
+
+def _nuisance_learners(n_covariates: int) -> dict:
+    from sklearn.dummy import DummyRegressor
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import RidgeCV
+
+    if n_covariates == 0:
+        return {"mean": DummyRegressor()}
+    return {"linear": RidgeCV(alphas=np.logspace(-2, 4, 7)), "poly": poly_ridge(),
+            "forest": RandomForestRegressor(n_estimators=100, min_samples_leaf=5, max_features=0.5,
+                                            random_state=0, n_jobs=1)}
+
+
+def _cross_fit_best(target: np.ndarray, X: np.ndarray, folds, learners: dict):
+    """(out-of-fold predictions, name) of the learner with the lowest held-out error (each
+    column's MSE scaled by its variance)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_predict
+
+    scale = np.maximum(np.var(target, axis=0), 1e-12)
+    best = None
+    for name, learner in learners.items():
+        pred = cross_val_predict(clone(learner), _nuisance_X(X), target, cv=folds).reshape(target.shape)
+        err = float(np.mean((pred - target) ** 2 / scale))
+        if best is None or err < best[0]:
+            best = (err, name, pred)
+    return best[2], best[1]
+
+
+def _nuisance_X(X):
+    return X if X.shape[1] else np.zeros((len(X), 1))
+
+
+def _ridge_loo(D: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """(leave-one-out MSE, alpha) of a ridge of r on the column-standardised D, best alpha of
+    RIDGE_ALPHAS, from one SVD."""
+    scale = np.maximum(D.std(axis=0), 1e-12)
+    U, s, _ = np.linalg.svd(D / scale, full_matrices=False)
+    Ur = U.T @ r
+    best = (np.inf, RIDGE_ALPHAS[0])
+    for alpha in RIDGE_ALPHAS * len(r):
+        shrink = s ** 2 / (s ** 2 + alpha)
+        fitted = U @ (shrink * Ur)
+        hat = (U ** 2 * shrink).sum(axis=1)
+        loo = np.mean(((r - fitted) / np.maximum(1.0 - hat, 1e-6)) ** 2)
+        if loo < best[0]:
+            best = (float(loo), float(alpha))
+    return best
+
+
+class SieveDMLEstimator(MixtureEstimator):
+    """DML with a ridge-shrunk sieve final stage over chosen covariates (module docstring)."""
+
+    def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float | str = "auto",
+                 reference_domain: int | None = None, random_state: int = 0, max_covariates: int = 8):
+        super().__init__(treatment_featurizer=treatment_featurizer, featurizer_eps=featurizer_eps,
+                         reference_domain=reference_domain, random_state=random_state)
+        self.max_covariates = max_covariates
+
+    def min_runs(self, n_domains, n_covariates, kind=None):
+        # ridge identifies any final stage; the nuisances' 5-fold cross-fitting needs a few runs a fold
+        return max(20, n_domains + 5)
+
+    def _selects_featurizer(self) -> bool:
+        return True
+
+    def _select_featurizer(self, T, X, y):
+        """Cross-fit the nuisances, screen the covariates (with log-only, the cheapest basis),
+        and pick phi(T) and eps by the final stage's leave-one-out error on the residuals.
+        The learner of E[phi|X] is chosen once (on log-only at the middle eps) and cross-fitted
+        once per eps on log-quad's columns, of which log-only's and log's are slices."""
+        from sklearn.base import clone
+        from sklearn.model_selection import KFold, cross_val_predict
+
+        folds = KFold(NUISANCE_FOLDS, shuffle=True, random_state=self.random_state)
+        self._learners = _nuisance_learners(X.shape[1])
+        y_pred, self.model_y_name_ = _cross_fit_best(y, X, folds, self._learners)
+        self._y_res, self._y_res_target = y - y_pred, y
+        k = T.shape[1] + 1
+        kinds = SIEVE_FEATURIZERS if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
+        eps_grid = EPS_CANDIDATES if self.featurizer_eps == "auto" else (float(self.featurizer_eps),)
+        log_only = MixtureFeaturizer(kind="log-only", eps=eps_grid[len(eps_grid) // 2]).fit(T).transform(T)
+        _, self.model_t_name_ = _cross_fit_best(log_only, X, folds, self._learners)
+        learner = self._learners[self.model_t_name_]
+        self._fits, scores, best = {}, {}, None
+        for eps in eps_grid:
+            phi = MixtureFeaturizer(kind="log-quad", eps=eps).fit(T).transform(T)
+            res = phi - cross_val_predict(clone(learner), _nuisance_X(X), phi, cv=folds).reshape(phi.shape)
+            columns = {"log-only": slice(k - 1, 2 * k - 1), "log": slice(0, 2 * k - 1),
+                       "log-quad": slice(0, phi.shape[1])}
+            screened = self._screen(res[:, columns["log-only"]], X)
+            for kind in kinds:
+                part = res[:, columns[kind]] if kind in columns else None
+                if part is None:  # a basis outside the sieve's own, named explicitly
+                    own = MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T)
+                    part = own - cross_val_predict(clone(learner), _nuisance_X(X), own, cv=folds).reshape(own.shape)
+                self._fits[(kind, eps)] = (part, screened)
+                loo = _ridge_loo(self._design(part, X, screened), self._y_res)[0]
+                scores[f"{kind}@{eps:g}"] = loo
+                if best is None or loo < best[0]:
+                    best = (loo, kind, eps)
+        return best[1], best[2], scores
+
+    def _screen(self, phi_res, X) -> list[int]:
+        """Forward selection of the covariates theta depends on: add the one whose interaction
+        block lowers the final stage's leave-one-out error most, while it lowers it by 1 %."""
+        chosen: list[int] = []
+        current = _ridge_loo(self._design(phi_res, X, chosen), self._y_res)[0]
+        limit = min(X.shape[1], self.max_covariates, max(0, len(X) // (3 * phi_res.shape[1]) - 1))
+        while len(chosen) < limit:
+            trials = {c: _ridge_loo(self._design(phi_res, X, chosen + [c]), self._y_res)[0]
+                      for c in range(X.shape[1]) if c not in chosen}
+            c, loo = min(trials.items(), key=lambda item: item[1])
+            if loo > 0.99 * current:
+                break
+            chosen.append(c)
+            current = loo
+        return chosen
+
+    def _design(self, phi_res, X, columns) -> np.ndarray:
+        z1 = np.hstack([np.ones((len(X), 1)), self._standardise(X)[:, columns]])
+        return _cross(phi_res, z1)
+
+    def _standardise(self, X):
+        return (X - self.x_mean_) / self.x_scale_
+
+    def fit(self, mixtures, covariates, y):
+        X = np.asarray(covariates, dtype=float).reshape(len(np.atleast_2d(mixtures)), -1)
+        self.x_mean_ = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+        sd = X.std(axis=0) if len(X) else np.ones(X.shape[1])
+        self.x_scale_ = np.where(sd > 0, sd, 1.0)
+        return super().fit(mixtures, covariates, y)
+
+    def _evidence(self, y, covariates_only_errors, model_errors) -> dict:
+        """What `causal.selection.no_evidence_reason` reads: the held-out error of y from the
+        covariates alone (the cross-fitted E[y|X]) against that of the whole model (its final
+        stage left out one run at a time), and a paired test of the two."""
+        from scipy.stats import spearmanr
+
+        from causal.selection import paired_evidence
+
+        mse = float(np.mean(model_errors ** 2))
+        predicted = y - model_errors
+        return {"criterion": "leave-one-out error of the final stage on cross-fitted residuals (R-loss)",
+                "chosen": "sieve-dml", "folds": NUISANCE_FOLDS, "skipped": {},
+                "scores": {"sieve-dml": {"oof_mse": mse, "oof_r2": float(1.0 - mse / max(float(np.var(y)), 1e-300)),
+                                         "oof_spearman": float(spearmanr(predicted, y).statistic),
+                                         "folds": NUISANCE_FOLDS}},
+                "mixture_evidence": paired_evidence(covariates_only_errors ** 2, model_errors ** 2,
+                                                    covariates_only=f"cross-fitted {self.model_y_name_}")}
+
+    def _fit(self, T, X, y):
+        from sklearn.base import clone
+
+        y = self._y_res_target
+        phi_res, self.covariates_used_ = self._fits[(self.featurizer_kind_, self.featurizer_eps_)]
+        self.model_y_ = clone(self._learners[self.model_y_name_]).fit(_nuisance_X(X), self._y_res_target)
+        self.model_t_ = clone(self._learners[self.model_t_name_]).fit(_nuisance_X(X), self.featurizer_.transform(T))
+        D = self._design(phi_res, X, self.covariates_used_)
+        loo, alpha = _ridge_loo(D, self._y_res)
+        scale = np.maximum(D.std(axis=0), 1e-12)
+        Ds = D / scale
+        gram_inv = np.linalg.inv(Ds.T @ Ds + alpha * np.eye(Ds.shape[1]))
+        beta = gram_inv @ Ds.T @ self._y_res
+        resid = self._y_res - Ds @ beta
+        hat = np.einsum("ij,jk,ik->i", Ds, gram_inv, Ds)
+        # HC3: each run's squared residual inflated by its leverage (robust to the noise that
+        # grows toward the simplex's corners, and to what a small log leaves unexplained)
+        meat = Ds.T @ (Ds * (resid / np.maximum(1.0 - hat, 0.05))[:, None] ** 2)
+        cov = gram_inv @ meat @ gram_inv
+        self.coef_ = beta / scale
+        self.coef_cov_ = cov / np.outer(scale, scale)
+        self.ridge_alpha_, self.final_loo_mse_ = alpha, loo
+        self.selection_ = self._evidence(y, self._y_res, resid / np.maximum(1.0 - hat, 0.05))
+        for name in ("_y_res", "_fits", "_learners", "_y_res_target"):
+            self.__dict__.pop(name, None)
+
+    def _z1(self, X):
+        return np.hstack([np.ones((len(X), 1)), self._standardise(X)[:, self.covariates_used_]])
+
+    def _theta_rows(self, X):
+        z1 = self._z1(X)
+        B = self.coef_.reshape(-1, z1.shape[1])
+        return z1 @ B.T
+
+    def _theta_cov(self, x):
+        z1 = self._z1(np.atleast_2d(x))
+        p = len(self.coef_) // z1.shape[1]
+        A = np.kron(np.eye(p), z1)
+        return (A @ self.coef_).ravel(), A @ self.coef_cov_ @ A.T
+
+    def _predict(self, T, X):
+        Xd = _nuisance_X(X)
+        phi_mean = np.reshape(self.model_t_.predict(Xd), (len(X), -1))
+        theta = self._theta_rows(X)
+        return (np.ravel(self.model_y_.predict(Xd))
+                + np.einsum("ij,ij->i", theta, self.featurizer_.transform(T) - phi_mean))
