@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from causal.objective import Objective, ObjectiveTerm
 from causal.runs_table import METRIC, MIX, read_frame, validate_runs_frame
 from core.errors import UserError
 
@@ -110,15 +112,17 @@ def swarm_frame(weights: pd.DataFrame, metrics: pd.DataFrame, *, run_col_w: str,
         if only_m:
             parts.append(f"runs with metrics but no weights: {_name_rows(only_m)}")
         raise UserError(f"{where_w} and {where_m} do not join on the run column: " + "; ".join(parts))
-    out = pd.DataFrame({"run_id": ids_w.to_numpy()})
+    columns = {"run_id": ids_w.to_numpy()}
     for col, domain in weight_cols.items():
-        out[MIX + domain] = _numeric(weights, col, ids_w, where_w, "weight").to_numpy()
+        columns[MIX + domain] = _numeric(weights, col, ids_w, where_w, "weight").to_numpy()
     order = pd.Series(np.arange(len(ids_m)), index=ids_m.to_numpy())[ids_w.to_numpy()].to_numpy()
     metric_values = {}
     for col, name in metric_cols.items():
         values = _numeric(metrics, col, ids_m, where_m, "metric").to_numpy()[order]
         metric_values[name] = values
-        out[METRIC + name] = values
+        columns[METRIC + name] = values
+    # built at once: a swarm has a hundred metric columns, and inserting them one by one warns
+    out = pd.DataFrame(columns)
     if target == "mean":
         y = pd.DataFrame(metric_values).mean(axis=1, skipna=False).to_numpy()
     elif target in metric_values:
@@ -166,3 +170,83 @@ def import_table(path: str | Path, *, weights: str, metrics: str, target: str,
     return swarm_frame(frame, frame, run_col_w=rc, run_col_m=rc, weight_cols=wcols,
                        metric_cols=mcols, target=target, lower_is_better=lower_is_better,
                        where_w=where, where_m=where, source=Path(path).name)
+
+
+# Olmix collapses MMLU's 57 subjects into 4 categories (stem, humanities, social sciences, other)
+# before it averages a task family, so MMLU counts as 4 tasks of its family, not 57
+OLMIX_MMLU_PREFIX = "mmlu_"
+OLMIX_MMLU_TASKS = 4
+
+
+@dataclass(frozen=True)
+class OlmixFamilies:
+    """Olmix's objective from its fit config: a weighted sum of task-family mean metrics."""
+
+    tasks: dict[str, dict[str, float]]
+    """{family: {metric: its weight in the family mean (they sum to 1)}}."""
+    weights: dict[str, float]
+    """{family: its weight in the objective (they sum to 1)}: the config's `obj_weights`."""
+
+    def objective(self) -> Objective:
+        """y = -(sum_f weight_f * family mean_f): the config's objective, higher is better."""
+        return Objective(metrics=tuple(
+            ObjectiveTerm(metric, direction="min", weight=self.weights[family] * share)
+            for family, members in self.tasks.items() for metric, share in members.items()))
+
+    def family_values(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """{family: its mean metric per run (lower is better)} from a runs frame's metric columns."""
+        return {family: sum(share * frame[METRIC + m].to_numpy(dtype=float) for m, share in members.items())
+                for family, members in self.tasks.items()}
+
+
+def _fraction(value, where: str) -> float:
+    """A config weight: a number or a string like '7/52.0' (how Olmix's configs write them)."""
+    try:
+        if isinstance(value, str) and "/" in value:
+            num, den = value.split("/", 1)
+            number = float(num) / float(den)
+        else:
+            number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise UserError(f"{where}: expected a number or 'a/b', got {value!r}") from None
+    if not number > 0:
+        raise UserError(f"{where}: must be > 0, got {value!r}")
+    return number
+
+
+def olmix_family_objective(config_path: str | Path, metric_names: Sequence[str]) -> OlmixFamilies:
+    """The task families (`eval.tasks`, less `filtering.drop_metrics`) and family weights
+    (`filtering.obj_weights`, default 1 as in Olmix) of an Olmix fit config, checked against the
+    swarm's metric names. MMLU subjects share OLMIX_MMLU_TASKS task slots of their family equally
+    (Olmix weights them by question count inside each category, in code, not in the config)."""
+    from core.config import read_yaml_mapping
+
+    where = f"Olmix fit config {config_path}"
+    config = read_yaml_mapping(config_path, what="Olmix fit config")
+    families = (config.get("eval") or {}).get("tasks")
+    if not isinstance(families, dict) or not families:
+        raise UserError(f"{where}: no eval.tasks mapping of task families")
+    filtering = config.get("filtering") or {}
+    dropped = set(filtering.get("drop_metrics") or ())
+    raw_weights = filtering.get("obj_weights") or {}
+    if not isinstance(raw_weights, dict):
+        raise UserError(f"{where}: filtering.obj_weights must map families to weights, got {raw_weights!r}")
+    unknown = sorted(set(raw_weights) - set(families))
+    if unknown:
+        raise UserError(f"{where}: filtering.obj_weights names families {unknown} that eval.tasks lacks "
+                        f"(families: {sorted(families)})")
+    have = set(metric_names)
+    tasks, weights = {}, {}
+    for family, members in families.items():
+        kept = [m for m in (members or ()) if m not in dropped]
+        missing = [m for m in kept if m not in have]
+        if missing:
+            raise UserError(f"{where}: eval.tasks.{family} lists metrics the swarm lacks: {_name_rows(missing)}")
+        if not kept:
+            raise UserError(f"{where}: eval.tasks.{family} keeps no metric after filtering.drop_metrics")
+        mmlu = [m for m in kept if m.startswith(OLMIX_MMLU_PREFIX)]
+        slots = len(kept) - len(mmlu) + (OLMIX_MMLU_TASKS if mmlu else 0)
+        tasks[family] = {m: (OLMIX_MMLU_TASKS / len(mmlu) if m in mmlu else 1.0) / slots for m in kept}
+        weights[family] = _fraction(raw_weights.get(family, 1), f"{where}: filtering.obj_weights.{family}")
+    total = sum(weights.values())
+    return OlmixFamilies(tasks=tasks, weights={f: w / total for f, w in weights.items()})
