@@ -59,9 +59,12 @@ def test_plan_holds_the_searchers_runs_and_their_state_covariates(tiny_env, feat
     assert exported["doc_id"].tolist() == drawn.doc_ids and exported["domain"].tolist() == drawn.domains
     counts = json.loads((tmp_path / "plan" / "data" / spec.run_id / "counts.json").read_text())
     assert counts["documents"] == len(drawn.doc_ids) == 8
-    # a second plan into the same folder is refused; nothing there changes
-    assert launch.main(["generate", "--out", cfg.out, "--pool", cfg.pool, "--features", cfg.features,
-                        "--model", cfg.proxy.model]) == 2
+    # a second plan into the same folder is refused, and so are unreadable inputs; nothing is written
+    argv = ["generate", "--pool", cfg.pool, "--features", cfg.features, "--model", cfg.proxy.model]
+    assert launch.main([*argv, "--out", cfg.out]) == 2
+    assert launch.main([*argv[:3], "--features", str(tmp_path / "none.parquet"), *argv[5:],
+                        "--out", str(tmp_path / "p2")]) == 2
+    assert not (tmp_path / "p2").exists()
 
 
 def test_collect_joins_by_run_id_and_names_missing_and_extra_runs(tiny_env, features, tmp_path, capsys):
