@@ -53,7 +53,8 @@ class SweepDesign:
     around the snapshot fitted on exactly the runs of rounds < r (reproducible whatever the
     concurrency and finish order); round 0 is all prior draws."""
     adaptive_fit: dict = field(default_factory=dict)
-    """FitConfig fields of the adaptive rounds' fits (causal/fitting.py), e.g. {estimator: linear-dml};
+    """FitConfig fields of the sweep's fit actor and of the adaptive rounds' fits (causal/fitting.py),
+    e.g. {estimator: linear-dml};
     empty: its defaults (the causal forest, which needs a few dozen runs before a first fit)."""
     cover: tuple[str, ...] = ()
     """Features of pools the fitted model will be asked about; the adaptive fits recommend for
