@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from commands import (demo, export, featurize, fit, import_regmix, import_swarm, pool, predict, recommend,
-                      report, serve, sweep, validate)
+from commands import (collect, demo, export, featurize, fit, generate, import_regmix, import_swarm, pool, predict,
+                      recommend, report, serve, sweep, validate)
 from core.errors import RunsFailed, UserError
 from core.logs import common_options, configure, get_logger
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
@@ -33,6 +33,8 @@ COMMANDS = {
     "import-regmix": import_regmix,
     "import-swarm": import_swarm,
     "export": export,
+    "generate": generate,
+    "collect": collect,
 }
 
 

@@ -17,15 +17,12 @@ The driver in parts (docs/sweep.md), each with one job: `SweepInputs` (what is r
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
@@ -33,18 +30,15 @@ from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, 
                                check_sweep_out, check_trials_fit, config_yaml, plan_sweep, trial_gpus,
                                trial_resources)
 from actors.sweep_progress import SweepProgress, trial_name
+from actors.sweep_design import SweepDesign, cover_targets, proposer_settings
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
 from actors.trainer import SweepData, proxy_trial
-from causal.covariates import DEFAULT_FEATURES, pool_covariates
-from causal.features_io import read_features
 from causal.runs_table import COV
 from core.atomic import atomic_write_json, atomic_write_text
 from core.errors import UserError
 from core.provenance import provenance
 from core.tracking import parse_tracking, read_snapshots
-from mixture_space.dirichlet import DirichletMixtureSampler
-from mixture_space.state import DataStateSampler, StateSamplerConfig, coverage
-from proxy.config import ProxyConfig
+from mixture_space.state import coverage
 
 # The sweep's public names where they have always been imported from (commands/, the Python API,
 # tests, benchmarks); they live in the part that uses them.
@@ -56,39 +50,12 @@ MODEL_DIR = "model"
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """Settings of `launch.py sweep`."""
+class SweepConfig(SweepDesign):
+    """Settings of `launch.py sweep` (which runs: SweepDesign's fields; how they train on the
+    cluster: the fields below)."""
 
-    pool: str = ""
-    """Pool directory (or its manifest) the proxy runs draw from."""
-    features: str = ""
-    """Per-document features of that pool (`launch.py featurize` output dir, or a .parquet)."""
     out: str = ""
     """RUN_DIR: runs.parquet, the Tune experiment and the sweep's records."""
-    runs: int = 24
-    """Proxy runs to attempt (paper: 512)."""
-    seed: int = 0
-    """Seed of the mixtures, data states and per-run training seeds."""
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    """Per-run SFT settings; `model` is the proxy base model (`--model`)."""
-    state: StateSamplerConfig = field(default_factory=StateSamplerConfig)
-    """Data-state sampler settings (its seed is replaced by the sweep seed)."""
-    feature_names: tuple[str, ...] = DEFAULT_FEATURES
-    """Document features averaged into the runs' covariates x.<domain>.<feature>."""
-    prior: dict | None = None
-    """Dirichlet prior {domain: weight}; None: the pool's token shares ** prior_temperature."""
-    prior_temperature: float = 0.5
-    """Exponent on the token shares (RegMix: 0.5)."""
-    max_ratio: float = 15.0
-    """Reject mixtures giving a domain more than max_ratio x its token share (RegMix: 15)."""
-    adaptive: float = 0.0
-    """Share of runs drawn around the fit actor's current recommendation (0: none)."""
-    adaptive_radius: float = 0.2
-    """L2 trust radius of adaptive draws around the recommendation."""
-    adaptive_round: int = 8
-    """Runs per adaptive round: an adaptive run of round r = index // adaptive_round draws
-    around the snapshot fitted on exactly the runs of rounds < r (reproducible whatever the
-    concurrency and finish order); round 0 is all prior draws."""
     adaptive_refit_every: int = 4
     """Without adaptive mode: the fit actor refits (policy.jsonl) after this many new runs.
     In adaptive mode it fits once per round instead."""
@@ -98,12 +65,6 @@ class SweepConfig:
     stream_fit: bool = True
     """Run the fit actor during the sweep (refits as runs land, policy snapshots in
     policy.jsonl, the final model in RUN_DIR/model); adaptive mode needs it."""
-    adaptive_fit: dict = field(default_factory=dict)
-    """FitConfig fields of the fit actor (causal/fitting.py), e.g. {estimator: linear-dml};
-    empty: its defaults (the causal forest, which needs a few dozen runs before a first fit)."""
-    cover: tuple[str, ...] = ()
-    """Features of pools the fitted model will be asked about; sweep.json reports whether the
-    runs' covariates span their pool covariates."""
     cpus_per_trial: float = 1.0
     """CPUs per trial (torch threads follow)."""
     gpus_per_trial: float | None = None
@@ -136,10 +97,7 @@ class SweepConfig:
     empty: none. One tracked run per proxy run with its learning curve."""
 
     def __post_init__(self):
-        if self.runs < 1:
-            raise ValueError(f"runs must be >= 1, got {self.runs}")
-        if not 0.0 <= self.adaptive <= 1.0:
-            raise ValueError(f"adaptive must lie in [0, 1], got {self.adaptive}")
+        super().__post_init__()
         if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
             raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
         if self.trials_per_gpu < 1:
@@ -151,16 +109,10 @@ class SweepConfig:
         if self.gpus_per_run > 1 and (self.trials_per_gpu > 1 or self.gpus_per_trial is not None):
             raise ValueError("gpus_per_run > 1 gives each worker of a run one GPU: drop "
                              "trials_per_gpu and gpus_per_trial")
-        if self.adaptive_round < 1:
-            raise ValueError(f"adaptive_round must be >= 1, got {self.adaptive_round}")
         if self.adaptive_refit_every < 1:
             raise ValueError(f"adaptive_refit_every must be >= 1, got {self.adaptive_refit_every}")
         if self.max_concurrent < 0 or self.max_failures < 0 or self.max_pending < 0:
             raise ValueError("max_concurrent, max_pending and max_failures must be >= 0")
-        if not self.feature_names:
-            raise ValueError("feature_names must name at least one feature")
-        object.__setattr__(self, "feature_names", tuple(self.feature_names))
-        object.__setattr__(self, "cover", tuple(self.cover))
         parse_tracking(self.tracking, self.out or ".")
 
     # Fields that define the sweep: a resume must not change them.
@@ -170,24 +122,8 @@ class SweepConfig:
 
 
 def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
-    domains = inputs.pool.domains
-    if cfg.prior is not None:
-        if set(cfg.prior) != set(domains):
-            raise UserError(f"prior names domains {sorted(cfg.prior)}, the pool has {sorted(domains)}")
-        prior = np.array([float(cfg.prior[d]) for d in domains])
-        sampler = DirichletMixtureSampler(prior=prior, max_ratio=cfg.max_ratio, domains=domains,
-                                          seed=cfg.seed)
-    else:
-        sampler = DirichletMixtureSampler.from_token_counts(
-            {d: inputs.domain_tokens[d] for d in domains}, temperature=cfg.prior_temperature,
-            max_ratio=cfg.max_ratio, seed=cfg.seed)
-    states = DataStateSampler(inputs.shard_names, config=dataclasses.replace(cfg.state, seed=cfg.seed),
-                              shard_means=inputs.shard_means)
     snapshots = ActorRoundSnapshots(FIT_ACTOR_NAME) if cfg.adaptive > 0 else None
-    return MixtureSearcher(domains=domains, mixture_sampler=sampler, state_sampler=states,
-                           n_runs=cfg.runs, seed=cfg.seed, adaptive_fraction=cfg.adaptive,
-                           adaptive_radius=cfg.adaptive_radius, round_size=cfg.adaptive_round,
-                           snapshots=snapshots)
+    return MixtureSearcher(**proposer_settings(cfg, inputs), snapshots=snapshots)
 
 
 def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
@@ -273,8 +209,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     resume = ResumeState.read(out) if cfg.resume else ResumeState()
     start = time.perf_counter()
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
-    targets = {path: pool_covariates(read_features(path), inputs.pool.domains, cfg.feature_names,
-                                     where=f"features {path}") for path in cfg.cover}
+    targets = cover_targets(cfg, inputs.pool.domains)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))

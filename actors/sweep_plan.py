@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import yaml
 
-from actors.sweep_searcher import run_id
+from actors.run_proposer import run_id
+from actors.sweep_design import config_yaml
 from actors.tune_train import train_kwargs, trial_placement
 from causal.runs_table import RunsTableWriter
 from core.errors import UserError
@@ -31,12 +32,6 @@ RUNS_FILE = "runs.parquet"
 CONFIG_FILE = "sweep_config.yaml"
 TRACKING_FILE = "tracking.json"
 MIN_PENDING = 16
-
-
-def config_yaml(cfg: SweepConfig) -> str:
-    data = dataclasses.asdict(cfg)
-    data["feature_names"], data["cover"] = list(cfg.feature_names), list(cfg.cover)
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _row_json(row: dict) -> str:

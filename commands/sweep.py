@@ -9,7 +9,6 @@ The last stdout line is a JSON summary (also in RUN_DIR/sweep.json).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
 from core.cli_config import ConfigFlags
@@ -33,12 +32,7 @@ def add_arguments(parser) -> None:
 
 
 def build_config(args) -> SweepConfig:
-    config_path = args.config
-    if args.resume and config_path is None and args.out:
-        saved = Path(args.out) / CONFIG_FILE
-        if saved.is_file():
-            config_path = saved
-    return FLAGS.load(args, config_path)
+    return FLAGS.load_resumable(args, CONFIG_FILE)
 
 
 def run(args) -> int:

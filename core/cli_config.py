@@ -25,6 +25,7 @@ import inspect
 import textwrap
 import types
 import typing
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from core.config import load_config
@@ -203,3 +204,9 @@ class ConfigFlags:
         given = values.pop("config", None)
         path = config_path if config_path is not None else given
         return load_config(self.cls, path, values, section=self.section)
+
+    def load_resumable(self, args, saved_name: str):
+        """`load`, where `--resume` without `--config` reads the settings saved in --out
+        (`saved_name` there), so a resume needs only --out."""
+        saved = Path(args.out) / saved_name if args.resume and args.config is None and args.out else None
+        return self.load(args, saved if saved is not None and saved.is_file() else None)

@@ -312,8 +312,6 @@ def write_export(config: ExportConfig) -> dict:
     mixture = read_mixture(config.mixture)
     rows, counts = plan_export(pool, mixture, config.tokens, seed=config.seed,
                                max_epochs=config.max_epochs, tokenizer=config.tokenizer)
-    n_shards = max(1, math.ceil(len(rows) / config.shard_rows))
-    shard_names = [f"data/train-{i:05d}-of-{n_shards:05d}.parquet" for i in range(n_shards)]
     counter = ({"kind": "tokenizer", "path": str(config.tokenizer),
                 "rule": "tokens of prompt + response without special tokens"}
                if config.tokenizer else
@@ -330,18 +328,27 @@ def write_export(config: ExportConfig) -> dict:
         "max_epochs": config.max_epochs,
         "domains": counts,
         "sampling_probabilities": sampling_probabilities(counts),
-        "files": {"parquet": shard_names, "hf_dataset": "hf"},
         "provenance": provenance(config, inputs_sha256={config.mixture: sha256_file(config.mixture)},
                                  pool_index=str(pool.root / "pool.json"),
                                  pool_index_sha256=sha256_file(pool.root / "pool.json")),
     }
+    return write_training_set(out, rows, record, config.shard_rows)
+
+
+def write_training_set(out: Path, rows: pd.DataFrame, record: dict, shard_rows: int = DEFAULT_SHARD_ROWS) -> dict:
+    """Write `rows` (in training order) as an export directory, replacing `out` whole: the
+    Parquet shards, the `datasets` folder and counts.json (`record` plus the file list, returned).
+    The one place rows become files, for `export` and for `generate --export`'s per-run sets."""
     import datasets
 
+    n_shards = max(1, math.ceil(len(rows) / shard_rows))
+    shard_names = [f"data/train-{i:05d}-of-{n_shards:05d}.parquet" for i in range(n_shards)]
+    record = {**record, "files": {"parquet": shard_names, "hf_dataset": "hf"}}
     # the CLI prints its own summary; the per-shard progress bar would only interleave with it
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        _write_files(out, rows, record, shard_names, config.shard_rows)
+        _write_files(out, rows, record, shard_names, shard_rows)
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()

@@ -117,14 +117,33 @@ def prepare_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFra
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(spec.seed)
-    rng = np.random.default_rng(spec.seed)
     device = device or pick_device(cfg.device)
     tokenizer = load_tokenizer(cfg.model)
+    sample, rng = draw_run(cfg, spec, shards, tokenizer)
+    packed = pack_documents(sample.docs, cfg.max_length, tokenizer.pad_token_id, rng=rng)
+    return device, tokenizer, sample, packed, rng
+
+
+def draw_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFrame], tokenizer):
+    """The documents run `spec` trains on, and the rng whose next draws pack them: a pure
+    function of (cfg, spec, shards, tokenizer), also what `generate --export` writes and what
+    `collect` averages the covariates over (datapool/swarm_runs.py)."""
+    rng = np.random.default_rng(spec.seed)
     sample = draw_sample(shards, spec.state, spec.mixture, budget=cfg.budget,
                          budget_unit=cfg.budget_unit, tokenizer=tokenizer,
                          max_length=cfg.max_length, rng=rng)
-    packed = pack_documents(sample.docs, cfg.max_length, tokenizer.pad_token_id, rng=rng)
-    return device, tokenizer, sample, packed, rng
+    return sample, rng
+
+
+def run_covariates(spec: RunSpec, sample, *, shards: Mapping[str, pd.DataFrame], features: pd.DataFrame,
+                   feature_names: Sequence[str]) -> dict[str, float]:
+    """The run's covariates: means over the documents it drew; a domain it drew nothing from
+    takes its state's means (`state_fallback`)."""
+    domains = list(spec.mixture)
+    return sample_covariates(
+        features, sample.doc_ids, domains, feature_names,
+        fallback=state_fallback(features, shards, spec.state,
+                                [d for d in domains if sample.counts[d] == 0], feature_names))
 
 
 def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats, *,
@@ -132,11 +151,7 @@ def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats,
                feature_names: Sequence[str], device: str, start: float) -> dict:
     """Evaluate the trained model's dev suite and build the runs-table row."""
     metrics = dev_suite(model, tokenizer, dev_sets, cfg, device, seed=spec.seed)
-    domains = list(spec.mixture)
-    covariates = sample_covariates(
-        features, sample.doc_ids, domains, feature_names,
-        fallback=state_fallback(features, shards, spec.state,
-                                [d for d in domains if sample.counts[d] == 0], feature_names))
+    covariates = run_covariates(spec, sample, shards=shards, features=features, feature_names=feature_names)
     row = {"run_id": spec.run_id}
     row.update({f"{MIX}{d}": float(w) for d, w in spec.mixture.items()})
     row.update(covariates)

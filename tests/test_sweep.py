@@ -15,6 +15,7 @@ import sweep_helpers
 from actors.sweep import SweepConfig, run_sweep
 from actors.trainer import ROW_KEY
 from causal.model_dir import load_model_dir
+from causal.runs_table import read_runs_table
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
 pytestmark = pytest.mark.ray
@@ -65,6 +66,19 @@ def test_four_run_sweep_from_the_cli(ray_local, tiny_env, features, tmp_path, ca
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
     assert launch.main(argv) == 2
     assert "already holds a sweep" in capsys.readouterr().err
+    # Bring your own trainer: a plan of the same settings, trained by the docs' outside trainer
+    # and collected, is the sweep's runs table (docs/bring-your-own-trainer.md)
+    from examples.outside_trainer import train_plan
+
+    plan = tmp_path / "plan"
+    assert launch.main(["generate", *argv[1:argv.index("--out")], "--out", str(plan)]) == 0
+    train_plan(plan).to_csv(tmp_path / "results.csv", index=False)
+    assert launch.main(["collect", str(plan), "--results", str(tmp_path / "results.csv")]) == 0
+    collected = read_runs_table(plan / "runs.parquet").frame
+    same = [c for c in runs if c.startswith(("mix.", "x.", "metric.", "docs.", "state."))
+            or c in ("run_id", "y", "y_objective", "seed", "sampler", "model")]
+    assert len(same) > 30 and set(same) <= set(collected)
+    pd.testing.assert_frame_equal(collected[same], runs[same])
 
 
 def test_bad_input_names_the_problem(ray_local, tiny_env, tmp_path, capsys):
