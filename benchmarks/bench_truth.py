@@ -38,6 +38,7 @@ SIZES = {"512": dict(n=512, noise=0.2), "64-noisy": dict(n=64, noise=1.0)}
 # label -> (FitConfig fields, recommend options, drop covariates)
 METHODS = {
     "default": ({}, {}, False),
+    "sieve-dml": ({"estimator": "sieve-dml"}, {}, False),
     "causal-forest": ({"estimator": "causal-forest"}, {}, False),
     "linear-dml": ({"estimator": "linear-dml"}, {}, False),
     "regression": ({"estimator": "regression"}, {}, False),
@@ -113,6 +114,8 @@ def main() -> None:
                     except Exception as exc:  # a failed fit is a result: the default must never fail
                         rows, name = None, f"failed: {type(exc).__name__}: {str(exc)[:80]}"
                     results.setdefault((family, size, method), []).append((rows, name, time.perf_counter() - t0))
+                    shown = " ".join(f"{r['regret']:.2f}" for r in rows) if rows else name
+                    print(f"  {family} {size} seed {seed} {method} ({name}): regret {shown}", file=sys.stderr, flush=True)
                 done += 1
                 eta = (time.perf_counter() - start) / done * (total - done)
                 print(f"[{done}/{total}] {family} {size} seed {seed}  ETA {eta:.0f} s", file=sys.stderr, flush=True)

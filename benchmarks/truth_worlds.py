@@ -48,7 +48,8 @@ class TruthWorld:
         # noise scaled to the spread the mixture causes, so "noisy" means the same in every family
         s, _, _ = self._draw_states(4096, np.random.default_rng(7))
         w = np.random.default_rng(8).dirichlet(np.ones(self.k), 4096)
-        self.noise = noise * float(np.std(self._mean(w, s)))
+        self.effect_sd = float(np.std(self._mean(w, s)))
+        self.noise = noise * self.effect_sd
 
     def _setup(self):
         pass
@@ -102,15 +103,18 @@ class TruthWorld:
     # -- targets
     def targets(self, n: int = 5) -> list[np.ndarray]:
         """Latent states of n shifted target pools (within the logged states' range), each
-        with an optimum well away from the equal mixture."""
+        with an optimum well away from the equal mixture (its gain over equal at least a fifth
+        of the spread the mixture causes); the same targets whatever the noise."""
         rng = np.random.default_rng(2000 + self.seed)
         out = []
-        while len(out) < n:
+        for _ in range(50 * n):
             s = np.clip(rng.normal(size=self.n_latent) * 1.2, -1.8, 1.8)
             gap = self.best(s)[1] - float(self.outcome(np.full(self.k, 1 / self.k), s)[0])
-            if gap > 1.5 * self.noise:
+            if gap > 0.2 * self.effect_sd:
                 out.append(s)
-        return out
+            if len(out) == n:
+                return out
+        raise RuntimeError(f"{type(self).__name__}: fewer than {n} targets with an optimum away from equal")
 
     def covariates(self, s) -> dict[str, float]:
         x = self._observe(np.atleast_2d(s), np.zeros(1))[0]

@@ -179,7 +179,11 @@ class MixtureEstimator(BaseEstimator):
         d = (self.featurizer_.transform(self._coords(np.atleast_2d(T1)))
              - self.featurizer_.transform(self._coords(np.atleast_2d(T0))))
         point = d @ theta
-        se = np.sqrt(np.maximum(var_fn(d), 0.0))
+        var = np.maximum(var_fn(d), 0.0)
+        error = self.__dict__.get("model_error_")
+        if error:  # the held-out error of predicted differences (causal.evidence.attach_model_error)
+            var = var + 0.5 * error["pair_mse"] * (np.linalg.norm(d, axis=1) / error["pair_phi_distance"]) ** 2
+        se = np.sqrt(var)
         z = NormalDist().inv_cdf(1 - alpha / 2)
         return point, point - z * se, point + z * se
 

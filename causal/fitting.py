@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import numpy as np
 
 from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
 from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
 from causal.objective import Objective
 from causal.regmix import RegMixEstimator
+from causal.selection import select_estimator
 from causal.sieve_dml import SieveDMLEstimator
 from causal.runs_table import RunsTable, read_runs_table_with_objective
 from core.atomic import check_output_path
@@ -21,9 +21,6 @@ from core.logs import get_logger
 
 log = get_logger(__name__)
 
-# What `--estimator auto` fits: measured against every other estimator here on five known-truth
-# families and real swarms (docs/causal.md, "Beyond the log form"; benchmarks/bench_truth.py).
-AUTO_ESTIMATOR = "sieve-dml"
 ESTIMATORS = {
     "auto": None,
     "causal-forest": CausalForestEstimator,
@@ -37,7 +34,8 @@ ESTIMATORS = {
 @dataclasses.dataclass
 class FitConfig:
     estimator: str = "auto"
-    """auto (default: sieve-dml), sieve-dml (DML with a ridge-shrunk basis expansion of the
+    """auto (default: the candidate of causal/selection.py whose held-out return predictions
+    are best, among sieve-dml, regression and linear-dml), sieve-dml (DML with a ridge-shrunk basis expansion of the
     mixture, screened covariates and flexible nuisances), causal-forest (CausalForestDML, the
     paper's), linear-dml, regression (no orthogonalisation), or regmix (the RegMix LightGBM
     baseline)."""
@@ -91,8 +89,6 @@ class FitConfig:
 def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None):
     """The unfitted estimator `estimator` (default: config.estimator, not auto) for `domains`."""
     name = estimator or config.estimator
-    if name == "auto":
-        name = AUTO_ESTIMATOR
     ref = None
     if config.reference_domain is not None:
         if config.reference_domain not in domains:
@@ -121,41 +117,16 @@ _CLASS_NAMES = {cls: name for name, cls in ESTIMATORS.items() if cls is not None
 
 
 def fit_runs_table(table: RunsTable, config: FitConfig):
-    """The fitted estimator; `auto` is `sieve-dml`, whose `selection_` records its held-out
-    errors and the evidence that the mixture matters (causal/sieve_dml.py)."""
-    return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
+    """The fitted estimator; with estimator auto, the winner of causal/selection.py (its
+    `selection_` holds every candidate's scores and the choice)."""
+    if config.estimator != "auto":
+        return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
+    return select_estimator(table, lambda name: make_estimator(config, table.domains, name), seed=config.seed)
 
 
 def estimator_label(estimator, config: FitConfig) -> str:
     """The registry name a model directory records (what `auto` resolved to)."""
     return _CLASS_NAMES[type(estimator)]
-
-
-def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Out-of-fold predicted y for every run: `estimator` (cloned, unfitted) is fitted on the
-    other folds and predicts the held-out one. More folds than asked are used when a training
-    split would hold fewer runs than the estimator needs. Returns (predictions, folds used)."""
-    import sys
-
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold
-    from tqdm.auto import tqdm
-
-    n = table.n_runs
-    need = estimator.min_runs(len(table.domains), len(table.covariate_names))
-    k = max(2, folds)
-    while k < n and n - -(-n // k) < need:
-        k += 1
-    if n - -(-n // k) < need:
-        raise UserError(f"cross-fitting needs at least {need + 1} runs for {type(estimator).__name__}; "
-                        f"the runs table has {n}")
-    W, X, y = table.mixtures(), table.covariates(), table.y
-    predicted = np.empty(n)
-    splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(W)
-    for train, test in tqdm(splits, total=k, desc="cross-fit", unit="fold", file=sys.stderr, leave=False):
-        fold = clone(estimator).fit(W[train], X[train], y[train])
-        predicted[test] = fold.predict(W[test], X[test])
-    return predicted, k
 
 
 def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = False) -> dict:
@@ -182,7 +153,8 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
     selection = getattr(estimator, "selection_", None)
     if selection:
         for candidate, score in selection["scores"].items():
-            log.info("  %s: out-of-fold MSE %.4g, Spearman %.3f%s", candidate, score["oof_mse"],
+            pairs = f"out-of-fold error of near pairs' differences {score['pair_mse']:.4g}, " if "pair_mse" in score else ""
+            log.info("  %s: %soutcome MSE %.4g, Spearman %.3f%s", candidate, pairs, score["oof_mse"],
                      score["oof_spearman"], "  <- chosen" if candidate == name else "")
         evidence = selection["mixture_evidence"]
         log.info("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "

@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from causal.evidence import no_evidence_reason
 from core.errors import UserError
 from mixture_space import (MAX_TRUST_RADIUS, DirichletMixtureSampler, farthest_reach, project_to_simplex,
                            simplex_distance, steps_along, trust_region_candidates)
@@ -89,8 +90,6 @@ def _curve(radii, g, lo, hi, ok) -> dict:
 
 def _auto_step(estimator, x, reference, alpha, support, bounds=None):
     """(mixture, RadiusChoice) of the automatic radius along the analytic path."""
-    from causal.selection import no_evidence_reason
-
     radii, path, g, lo, hi, ok = _gain_path(estimator, x, reference, farthest_reach(reference), alpha, support,
                                             bounds)
     inside = int(np.argmin(ok)) if not ok.all() else len(ok)
@@ -102,17 +101,18 @@ def _auto_step(estimator, x, reference, alpha, support, bounds=None):
     if inside == 0:
         return reference.copy(), RadiusChoice(AUTO, 0.0, 0.0, "no step: the first step along the returns already "
                                               "leaves the runs' support", curve)
-    best = int(np.argmax(lo[:inside]))
-    if lo[best] <= 0:
+    safe = np.flatnonzero(lo[:inside] > 0)
+    if not len(safe):
         return reference.copy(), RadiusChoice(
             AUTO, 0.0, support_radius, f"no step: the {1 - alpha:.0%} lower bound of the gain is not above 0 "
             f"at any radius up to the support's edge ({support_radius:.3f})", curve)
+    best = int(safe[np.argmax(g[safe])])
     where = ("the support's edge" if best == inside - 1 and inside < len(ok)
              else "the end of the path" if best == len(ok) - 1 else "its maximum")
     return path[best], RadiusChoice(
         AUTO, float(radii[best]), support_radius,
-        f"the {1 - alpha:.0%} lower bound of the gain peaks at radius {radii[best]:.3f} ({where}; the runs' "
-        f"support along the path ends at {support_radius:.3f})", curve)
+        f"the expected gain peaks at radius {radii[best]:.3f} ({where}) among the radii whose {1 - alpha:.0%} "
+        f"lower bound is above 0; the runs' support along the path ends at {support_radius:.3f}", curve)
 
 
 def analytic_policy(estimator, x, reference, *, trust_radius=AUTO, alpha: float = 0.1,

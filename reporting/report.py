@@ -89,7 +89,7 @@ def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list
 
 
 def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict) -> list[str]:
-    from causal.fitting import cross_fitted_predictions
+    from causal.selection import cross_fitted_predictions
     from causal.runs_table import validate_runs_frame
 
     lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]

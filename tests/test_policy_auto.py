@@ -8,7 +8,7 @@ from causal.estimators import RegressionEstimator
 from causal.model_dir import load_model_dir, save_model_dir
 from causal.policy import analytic_policy, check_trust_radius, search_policy
 from causal.runs_table import validate_runs_frame
-from causal.selection import no_evidence_reason
+from causal.evidence import no_evidence_reason
 from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
 from structural import fitted_regression_world

@@ -102,14 +102,15 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, mon
     text = (report / "report.md").read_text()
     assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
     assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
-    assert "Estimator (`fit --estimator auto`): **sieve-dml**" in text and out["selection"]["scores"]
+    chosen = out["selection"]["chosen"]
+    assert f"Estimator (`fit --estimator auto`): **{chosen}**" in text and out["selection"]["scores"]
     assert "Does the mixture matter beyond the covariates?" in text
     assert out["selection"]["mixture_evidence"]["p_value"] < 0.01  # y is the mixture's, not the covariates'
 
 
 def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
     from causal.estimators import RegressionEstimator
-    from causal.fitting import cross_fitted_predictions
+    from causal.selection import cross_fitted_predictions
     from causal.runs_table import validate_runs_frame
 
     rng = np.random.default_rng(0)
