@@ -30,9 +30,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
+from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, check_not_input
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
+from datapool.build import pool_parts
 from datapool.pool import Pool
 from mixture_space import DEFAULT_MAX_EPOCHS
 
@@ -302,6 +303,7 @@ def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
 def write_export(config: ExportConfig) -> dict:
     """Draw and write the export described by `config`; returns the counts.json record."""
     out = Path(config.out)
+    check_not_input(out, [*pool_parts(config.pool), config.mixture, config.tokenizer], kind="export")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "counts.json").is_file())):
         # atomic_directory replaces `out` whole: only ever replace an earlier export
         raise UserError(f"--out {out}: exists and is not an earlier export (no counts.json); "
