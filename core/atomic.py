@@ -163,12 +163,17 @@ def check_output_file(path: str | os.PathLike, *, kind: str, inputs: Iterable[st
     if resolved.is_dir():
         raise UserError(f"{flag} {path}: is a folder; name the {kind} file to write (e.g. {flag} "
                         f"{Path(text) / ('out' + (suffix or ''))})")
+    _check_parent_folders(resolved, path, flag)
+    return resolved
+
+
+def _check_parent_folders(resolved: Path, given, flag: str) -> None:
+    """The nearest existing parent of an output must be a folder (not `file.txt` of `file.txt/sub`)."""
     for parent in resolved.parents:
         if os.path.lexists(parent):
             if not parent.is_dir():
-                raise UserError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
-            break
-    return resolved
+                raise UserError(f"{flag} {given}: {parent} is a file, not a folder; choose another path")
+            return
 
 
 def check_output_path(path: str | os.PathLike, *, kind: str, markers: tuple[str, ...],
@@ -191,6 +196,7 @@ def check_output_path(path: str | os.PathLike, *, kind: str, markers: tuple[str,
         raise UserError(f"{flag} {path}: it is the current directory or one above it; name a new "
                         f"folder for the {kind} (it is replaced whole)")
     check_not_input(path, inputs, flag=flag, kind=kind)
+    _check_parent_folders(resolved, path, flag)
     if os.path.lexists(resolved) and not overwrite:
         if not resolved.is_dir() or resolved.is_symlink():
             raise UserError(f"{flag} {path}: exists and is not a folder; remove it or pass --overwrite "
