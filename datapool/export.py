@@ -34,7 +34,7 @@ from core.atomic import atomic_directory, atomic_write_json, atomic_write_parque
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.build import pool_parts
-from datapool.pool import Pool
+from datapool.pool import Pool, read_shard
 from mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
@@ -115,7 +115,7 @@ def domain_token_counts(pool: Pool, tokenizer=None) -> dict[str, int]:
     for domain in pool.domains:
         total = 0
         for shard in pool.shards(domain):
-            frame = pd.read_parquet(shard.path, columns=["prompt", "response"])
+            frame = read_shard(shard.path)
             total += int(count_tokens(document_texts(frame), tokenizer).sum())
         counts[domain] = total
     return counts
