@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import schemas
 from service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
@@ -189,8 +190,8 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain_errors(exc.errors())})
 
-    @app.exception_handler(HTTPException)
-    async def _unparsable(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # what FastAPI raises for a body it cannot parse
+    async def _unparsable(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI answers 400 for a body its JSON parser gave up on (e.g. nested past Python's
         # recursion limit); the API promises 422 with a `loc` for every bad body.
         if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
