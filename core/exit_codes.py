@@ -14,6 +14,7 @@ Documented for users in docs/errors.md.
 from __future__ import annotations
 
 import errno
+import re
 
 from core.errors import ClusterLost, RunsFailed, UserError
 
@@ -34,8 +35,14 @@ _HINTS = {
 }
 
 
+# core/atomic.py writes `.NAME.HOST.PID.RANDOM.tmp[SUFFIX]` beside NAME, then renames it: a
+# failed write names NAME, the path the user gave.
+_TEMPORARY = re.compile(r"(^|/)\.(?P<name>[^/]+?)\.[^./]+\.\d+\.[^/]*\.tmp[^/]*$")
+
+
 def _os_message(exc: OSError) -> str:
-    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    where = " -> ".join(_TEMPORARY.sub(r"\1\g<name>", str(f)) for f in (exc.filename, exc.filename2)
+                        if f is not None)
     what = exc.strerror or str(exc)
     hint = _HINTS.get(exc.errno)
     return "".join([what, f": {where}" if where else "", f"; {hint}" if hint else ""])

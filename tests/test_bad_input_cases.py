@@ -194,6 +194,8 @@ CASES = {
     "permission denied": (_fail_writes("core.atomic.pq.write_table", errno.EACCES),
                           "import-swarm --table {p}/table.parquet --weights mix_* --metrics eval/* --target loss "
                           "--out {p}/t2.parquet", 3, "Permission denied"),
+    "--out /proc/x": (None, "predict --model {p}/model --runs {p}/runs.parquet --out /proc/x.parquet", 3,
+                      "/proc/x.parquet"),
     "serve on a port in use": (_port_in_use, "serve --model {p}/model --port $BUSY_PORT", 3,
                                "address already in use: 127.0.0.1:"),
 }
