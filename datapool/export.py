@@ -20,7 +20,6 @@ Output layout (written whole, atomically; see `write_export`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import zlib
@@ -32,6 +31,7 @@ import pandas as pd
 
 from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, check_not_input
 from core.errors import UserError
+from core.inputs import load_json_text, read_text
 from core.provenance import provenance, sha256_file
 from datapool.build import pool_parts
 from datapool.pool import Pool, read_shard
@@ -146,10 +146,7 @@ def read_mixture(path: str | Path) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--mixture {path}: file not found")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"--mixture {path}: not valid JSON: {exc}") from None
+    obj = load_json_text(read_text(path, "--mixture"), f"--mixture {path}")
     if isinstance(obj, dict) and isinstance(obj.get("mixture"), dict):
         obj = obj["mixture"]
     if not isinstance(obj, dict) or not obj:
