@@ -69,7 +69,8 @@ def validate_runs_frame(frame: pd.DataFrame, *, where: str = "runs table",
     `drop_unused` (default: `require_y`, a table to fit on): a domain whose weight is 0 in
     every run is dropped with a warning, since nothing in the table says what it does (a fit
     would extrapolate a gain for it from nothing). Importers keep it (they write the table
-    as given) and a table to predict on keeps it (its mixtures are the caller's)."""
+    as given), so do a table to predict on (its mixtures are the caller's) and a sweep's
+    growing log (`runs_from_rows`)."""
     frame = frame.copy()
     if "run_id" not in frame.columns:
         raise UserError(f"{where}: missing column 'run_id'")
@@ -170,7 +171,8 @@ def read_runs_table_with_objective(path: str | Path, objective=None):
 def runs_from_rows(rows: Sequence[dict], *, where: str = "run rows") -> RunsTable:
     if not rows:
         raise UserError(f"{where}: no rows")
-    return validate_runs_frame(pd.DataFrame(list(rows)), where=where)
+    # a sweep's growing log keeps every pool domain: its fits propose mixtures over all of them
+    return validate_runs_frame(pd.DataFrame(list(rows)), where=where, drop_unused=False)
 
 
 # ---- RegMix's released CSVs ------------------------------------------------------------
