@@ -139,6 +139,8 @@ CASES = {
                                    2, "cov.json is a file, not a folder"),
     "import-swarm --out its table": (None, "import-swarm --table {p}/table.parquet --weights mix_* --metrics eval/* "
                                            "--target loss --out {p}/table.parquet", 2, "is the input"),
+    "import-regmix --out its mixtures": (None, "import-regmix --mixtures {p}/runs.parquet --losses {p}/runs.parquet "
+                                               "--target mean --out {p}/runs.parquet", 2, "is the input"),
     "import-regmix --out not parquet": (None, "import-regmix --mixtures {p}/a.csv --losses {p}/b.csv --target mean "
                                               "--out {p}/runs.csv", 2, "write the runs table as .parquet"),
     "pool build --out its manifest": (None, "pool build {p}/pool.yaml --out {p}/pool.yaml", 2,
