@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import re
 
-from core.errors import ClusterLost, RunsFailed, UserError
+from core.errors import ClusterLost, RunsFailed, SweepIncomplete, UserError
 
 OK, RUNS_FAILED, BAD_INPUT, SYSTEM, CLUSTER_LOST, INTERNAL = 0, 1, 2, 3, 4, 70
 INTERRUPTED, TERMINATED = 130, 143
@@ -52,7 +52,7 @@ def failure(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an exception a command raised."""
     if isinstance(exc, UserError):
         return BAD_INPUT, str(exc)
-    if isinstance(exc, RunsFailed):
+    if isinstance(exc, (RunsFailed, SweepIncomplete)):
         return RUNS_FAILED, str(exc)
     if isinstance(exc, ClusterLost):
         return CLUSTER_LOST, str(exc)
