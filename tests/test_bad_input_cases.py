@@ -155,6 +155,8 @@ CASES = {
                                  2, "is the input"),
     "sweep --out its pool": (None, "sweep --pool {p}/pool --features {p}/feat.parquet --model m --runs 2 --out {p}/pool",
                              2, "holds the input"),
+    "report --out its runs": (None, "report --run-dir {p} --out {p}/runs.parquet", 2, "is the input"),
+    "report --out its model": (None, "report --run-dir {p} --out {p}/model/report", 2, "lies inside the input"),
     # ---- input parsing with limits
     "manifest not UTF-8": (_write("bad.yaml", b"name: caf\xe9\n"), "pool build {p}/bad.yaml --out {p}/new", 2,
                            "bad.yaml is not UTF-8 text: byte 9 (line 1)"),
