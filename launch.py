@@ -12,7 +12,7 @@ from pathlib import Path
 
 from commands import (collect, demo, export, featurize, fit, generate, import_regmix, import_swarm, pool, predict,
                       recommend, report, serve, sweep, validate)
-from core.errors import RunsFailed, UserError
+from core.exit_codes import failure
 from core.logs import common_options, configure, get_logger
 from core.ray_setup import handle_sigterm_like_sigint, shutdown_ray, terminated
 from core.warn import warnings_to_stderr
@@ -67,15 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings_to_stderr():
             return int(args.handler(args) or 0)
-    except UserError as exc:
-        log.error("%s", exc)
-        return 2
-    except RunsFailed as exc:
-        log.error("%s", exc)
-        return 1
     except KeyboardInterrupt:
         log.warning("terminated" if terminated.is_set() else "interrupted")
         return 143 if terminated.is_set() else 130
+    except Exception as exc:  # every failure is one line and a documented status (core/exit_codes.py)
+        code, message = failure(exc)
+        log.error("%s", message)
+        log.debug("traceback of the error above", exc_info=exc)
+        return code
     finally:
         # Stop the Ray this command started (a local one with all its processes) here, not in
         # Ray's atexit hook, which a signal's exit path did not reach cleanly. A Ray that was

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from causal.doc_features import FEATURE_VERSION
 from causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
                                 shard_output_path, write_feature_shard, write_manifest)
+from core.atomic import check_not_input
 from core.errors import UserError
 from core.logs import get_logger
 from core.provenance import provenance, sha256_file
@@ -123,6 +124,17 @@ def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: 
     return shards, jobs
 
 
+def check_features_out(cfg: FeaturizeConfig) -> None:
+    """The features folder is written shard by shard: it may not be a file, nor be, hold or lie
+    inside the pool or a local reference model (a pool's shards would be overwritten)."""
+    from datapool.build import pool_parts
+
+    model = [cfg.model] if Path(cfg.model).exists() else []
+    check_not_input(cfg.out, [*pool_parts(cfg.pool), *model], kind="features folder")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise UserError(f"--out {cfg.out}: exists and is not a folder; name the features folder to write")
+
+
 def featurize(cfg: FeaturizeConfig) -> dict:
     """Featurize (or finish featurizing) a pool; returns the manifest record."""
     from actors.featurizer import FeaturizerPool
@@ -130,6 +142,7 @@ def featurize(cfg: FeaturizeConfig) -> dict:
     from datapool.pool import Pool
 
     start = time.perf_counter()
+    check_features_out(cfg)
     pool = Pool.open(cfg.pool)
     model, max_length = _reference_model(cfg)
     fingerprint = model_fingerprint(model)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
+from datapool.build import pool_parts
 from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
 from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, ResumeState, SweepPlan,
                                check_sweep_out, check_trials_fit, config_yaml, plan_sweep, trial_gpus,
@@ -34,7 +35,7 @@ from actors.sweep_design import SweepDesign, cover_targets, proposer_settings
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
 from actors.trainer import SweepData, proxy_trial
 from causal.runs_table import COV
-from core.atomic import atomic_write_json, atomic_write_text
+from core.atomic import atomic_write_json, atomic_write_text, check_not_input
 from core.errors import UserError
 from core.provenance import provenance
 from core.tracking import parse_tracking, read_snapshots
@@ -204,7 +205,8 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")
-    out = Path(cfg.out).resolve()
+    model = [cfg.proxy.model] if Path(cfg.proxy.model).exists() else []
+    out = check_not_input(cfg.out, [*pool_parts(cfg.pool), cfg.features, *cfg.cover, *model], kind="sweep")
     check_sweep_out(cfg, out)
     resume = ResumeState.read(out) if cfg.resume else ResumeState()
     start = time.perf_counter()

@@ -158,8 +158,10 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
 
 
 def _validation_inputs(cfg: ValidateConfig) -> list:
-    return [cfg.model, cfg.regmix_model, cfg.no_dml_model, cfg.no_covariates_model, cfg.runs, cfg.pool,
-            cfg.features]
+    from datapool.build import pool_parts
+
+    return [cfg.model, cfg.regmix_model, cfg.no_dml_model, cfg.no_covariates_model, cfg.runs,
+            *(pool_parts(cfg.pool) if cfg.pool else []), cfg.features]
 
 
 def _plain(value):

@@ -5,7 +5,6 @@ or mixtures from files. `reporting/validation.py` compares their outcomes.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from causal.runs_table import MIX
+from core.config import read_json_file
 from core.errors import UserError
 
 CAUSALMIX = {"causalmix-a": ("causalmix-A", "analytic"), "causalmix-s": ("causalmix-S", "search")}
@@ -101,12 +101,7 @@ def read_mixture_file(path: str | Path, domains: Sequence[str]) -> dict[str, flo
     """A mixture {domain: weight} from JSON: the object itself, or a `recommend` output
     (its "mixture"). The domains must be the model's, the weights >= 0 and sum to 1."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--mixtures: mixture file {path} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"mixture file {path} is not valid JSON: {exc}") from None
+    data = read_json_file(path, "mixture")
     if isinstance(data, dict) and isinstance(data.get("mixture"), dict):
         data = data["mixture"]
     if not isinstance(data, dict):

@@ -14,18 +14,18 @@ writer put there. `load_model_dir` narrows that, but only a key makes it safe:
   edits, not a forger who rewrites checksums.json too);
 - when CAUSALMIX_MODEL_KEY is set, the directory must carry a matching signature, checked
   first: only a holder of the key can make a directory that loads;
-- the pickle is read by an unpickler that resolves only classes (and a few named array
-  helpers) of numpy, scipy, scikit-learn, econml, LightGBM and this project, so a payload
-  calling os.system or eval fails to load; the object must then be the estimator class that
-  model.json names. A crafted pickle can still misuse those classes, so without a key load
-  only directories you trust.
+- the pickle is read by an unpickler that resolves only the exact classes (by fully-qualified
+  name) the estimators are made of (causal/safe_pickle.py), so a payload naming os.system,
+  eval or a class that acts when constructed (scipy.io.FortranFile, numpy.memmap) fails to
+  load before anything is called; the object must then be the estimator class that
+  model.json names. Without a key, a forger can still hand over a wrong (but inert) estimator,
+  so load only directories you trust.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import hmac
-import importlib
 import io
 import json
 import os
@@ -36,6 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
+from causal.safe_pickle import load_estimator_pickle
 from core.atomic import atomic_directory
 from core.errors import UserError
 from core.provenance import provenance
@@ -80,37 +81,6 @@ def _verify_signature(path: Path, checksums: bytes, key: bytes) -> None:
                         "another key, or forged); refusing to load it")
 
 
-# What an estimator pickle may name: classes of these packages (scikit-learn-style classes
-# only store their parameters when constructed) and the few functions their pickles use.
-_PICKLE_PACKAGES = ("numpy", "scipy", "sklearn", "econml", "lightgbm", "causal", "mixture_space")
-_PICKLE_FUNCTIONS = {
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
-    ("econml.utilities", "add_intercept"),
-}
-_PICKLE_BUILTINS = {("collections", "OrderedDict"), ("collections", "defaultdict"),
-                    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
-                    ("builtins", "complex"), ("builtins", "range"), ("builtins", "bytearray")}
-# Classes of those packages that touch files or run code when constructed.
-_PICKLE_REFUSED = {("numpy", "memmap"), ("numpy._core.memmap", "memmap")}
-
-
-class _EstimatorUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        top = module.split(".")[0]
-        allowed = (module, name) in _PICKLE_BUILTINS or (module, name) in _PICKLE_FUNCTIONS
-        if not allowed and top in _PICKLE_PACKAGES and (module, name) not in _PICKLE_REFUSED \
-                and "testing" not in module:
-            obj = getattr(importlib.import_module(module), name, None)
-            import numpy
-
-            allowed = isinstance(obj, (type, numpy.ufunc))
-        if not allowed:
-            raise pickle.UnpicklingError(f"refusing {module}.{name}: not a class an estimator is made of")
-        return super().find_class(module, name)
-
-
 def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
     from causal.fitting import ESTIMATORS
 
@@ -119,7 +89,7 @@ def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
         raise UserError(f"{path / MODEL_JSON}: unknown estimator {estimator_name!r}; "
                         f"known: {sorted(ESTIMATORS)}")
     try:
-        estimator = _EstimatorUnpickler(io.BytesIO(data)).load()
+        estimator = load_estimator_pickle(data)
     except Exception as exc:  # any failure of a pickle we did not write: refuse, say why
         raise UserError(f"model directory {path}: {ESTIMATOR_PKL} cannot be loaded as an estimator "
                         f"({type(exc).__name__}: {exc}); refusing it") from None

@@ -19,10 +19,16 @@ import pandas as pd
 
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
+from core.logs import get_logger
 from core.provenance import sha256_file
 from mixture_space.simplex import validate_mixtures
 
 MIX, COV, METRIC = "mix.", "x.", "metric."
+# Outcomes, covariates and weights are losses, scores, feature means and shares: a magnitude
+# past this is a unit or parsing mistake, and squares of it overflow the estimators' float64.
+MAX_ABS_VALUE = 1e15
+
+log = get_logger(__name__)
 
 
 @dataclasses.dataclass
@@ -57,8 +63,14 @@ def _rows(frame: pd.DataFrame, mask) -> str:
 
 
 def validate_runs_frame(frame: pd.DataFrame, *, where: str = "runs table",
-                        require_y: bool = True) -> RunsTable:
-    """Check a runs frame, renormalise mixtures within tolerance, and name its parts."""
+                        require_y: bool = True, drop_unused: bool | None = None) -> RunsTable:
+    """Check a runs frame, renormalise mixtures within tolerance, and name its parts.
+
+    `drop_unused` (default: `require_y`, a table to fit on): a domain whose weight is 0 in
+    every run is dropped with a warning, since nothing in the table says what it does (a fit
+    would extrapolate a gain for it from nothing). Importers keep it (they write the table
+    as given), so do a table to predict on (its mixtures are the caller's) and a sweep's
+    growing log (`runs_from_rows`)."""
     frame = frame.copy()
     if "run_id" not in frame.columns:
         raise UserError(f"{where}: missing column 'run_id'")
@@ -78,16 +90,39 @@ def validate_runs_frame(frame: pd.DataFrame, *, where: str = "runs table",
         if bad.any():
             raise UserError(f"{where}: column {col!r} is not numeric in rows {_rows(frame, bad)}")
         frame[col] = numeric.astype(float)
-        nonfinite = ~np.isfinite(frame[col].to_numpy())
-        if nonfinite.any():
-            what = "outcome" if col == "y" else "value"
-            raise UserError(f"{where}: non-finite {what} in column {col!r}, rows {_rows(frame, nonfinite)}")
+        _check_range(frame, col, where)
     if len(frame) == 0:
         raise UserError(f"{where}: no runs")
+    if require_y if drop_unused is None else drop_unused:
+        domains = _drop_unused_domains(frame, domains, where)
+        if len(domains) < 2:
+            raise UserError(f"{where}: fewer than 2 domains have weight in any run ({domains}); "
+                            "a mixture needs at least 2")
     mix_cols = [MIX + d for d in domains]
     frame[mix_cols] = validate_mixtures(frame[mix_cols].to_numpy(), domains=domains,
                                         row_ids=frame["run_id"].tolist(), where=where)
     return RunsTable(frame=frame.reset_index(drop=True), domains=domains, covariate_names=covariates)
+
+
+def _check_range(frame: pd.DataFrame, col: str, where: str) -> None:
+    values = frame[col].to_numpy()
+    what = "outcome" if col == "y" else "value"
+    nonfinite = ~np.isfinite(values)
+    if nonfinite.any():
+        raise UserError(f"{where}: non-finite {what} in column {col!r}, rows {_rows(frame, nonfinite)}")
+    huge = np.abs(values) > MAX_ABS_VALUE
+    if huge.any():
+        raise UserError(f"{where}: {what} {values[huge][0]:.6g} in column {col!r} is beyond +-{MAX_ABS_VALUE:g} "
+                        f"(rows {_rows(frame, huge)}); rescale the column or fix the rows")
+
+
+def _drop_unused_domains(frame: pd.DataFrame, domains: list[str], where: str) -> list[str]:
+    unused = [d for d in domains if not (frame[MIX + d] > 0).any()]
+    if unused:
+        log.warning("%s: domain(s) %s have weight 0 in every run, so the runs say nothing about them; "
+                    "dropped (a recommendation gives them 0)", where, unused)
+        frame.drop(columns=[MIX + d for d in unused], inplace=True)
+    return [d for d in domains if d not in unused]
 
 
 def read_frame(path: str | Path, what: str = "runs table") -> pd.DataFrame:
@@ -136,7 +171,8 @@ def read_runs_table_with_objective(path: str | Path, objective=None):
 def runs_from_rows(rows: Sequence[dict], *, where: str = "run rows") -> RunsTable:
     if not rows:
         raise UserError(f"{where}: no rows")
-    return validate_runs_frame(pd.DataFrame(list(rows)), where=where)
+    # a sweep's growing log keeps every pool domain: its fits propose mixtures over all of them
+    return validate_runs_frame(pd.DataFrame(list(rows)), where=where, drop_unused=False)
 
 
 # ---- RegMix's released CSVs ------------------------------------------------------------
@@ -224,7 +260,7 @@ def import_regmix(mixtures_csv: str | Path, losses_csv: str | Path, *, target: s
     out["source"] = Path(mixtures_csv).name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # RegMix rounds weights to 3 decimals: renormalised here
-        return validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})").frame
+        return validate_runs_frame(out, where=f"imported RegMix runs ({mixtures_csv})", drop_unused=False).frame
 
 
 class RunsTableWriter:

@@ -140,7 +140,7 @@ def swarm_frame(weights: pd.DataFrame, metrics: pd.DataFrame, *, run_col_w: str,
     out["source"] = source
     # weights rounded to a few decimals are renormalised with a warning; beyond 1 % it is an error
     # that names the rows (validate_mixtures)
-    return validate_runs_frame(out, where=f"imported swarm ({source})").frame
+    return validate_runs_frame(out, where=f"imported swarm ({source})", drop_unused=False).frame
 
 
 def import_olmix(ratios_csv: str | Path, metrics_csv: str | Path, *, target: str,

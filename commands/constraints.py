@@ -3,9 +3,9 @@ token budget, epoch cap, fixed weights and lower bounds (mixture_space/constrain
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from core.config import read_json_file
 from core.errors import UserError
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 
@@ -40,10 +40,7 @@ def add_constraint_arguments(parser, *, domain_tokens: bool = True) -> None:
 def read_domain_tokens(path: str) -> dict[str, float]:
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".json":
-        try:
-            counts = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"domain tokens file {p} is not valid JSON: {exc}") from None
+        counts = read_json_file(p, "domain tokens")
         bad = {} if isinstance(counts, dict) else {"<file>": counts}
         bad.update({d: v for d, v in (counts.items() if isinstance(counts, dict) else [])
                     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0})

@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 
 from causal.runs_table import MIX, import_regmix
-from core.atomic import atomic_write_parquet
-from core.errors import UserError
+from core.atomic import atomic_write_parquet, check_output_file
 from core.provenance import provenance, sha256_file
 
 HELP = "import RegMix's released proxy-run CSVs as a runs table"
@@ -20,8 +19,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if not args.out.endswith(".parquet"):
-        raise UserError(f"--out {args.out}: write the runs table as .parquet")
+    check_output_file(args.out, kind="runs table", suffix=".parquet", inputs=[args.mixtures, args.losses])
     frame = import_regmix(args.mixtures, args.losses, target=args.target)
     meta = provenance({"mixtures": args.mixtures, "losses": args.losses, "target": args.target},
                       inputs_sha256={args.mixtures: sha256_file(args.mixtures),

@@ -5,7 +5,7 @@ import json
 
 from causal.runs_table import MIX
 from causal.swarm_import import import_olmix, import_table
-from core.atomic import atomic_write_parquet
+from core.atomic import atomic_write_parquet, check_output_file
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 
@@ -35,8 +35,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if not args.out.endswith(".parquet"):
-        raise UserError(f"--out {args.out}: write the runs table as .parquet")
+    check_output_file(args.out, kind="runs table", suffix=".parquet",
+                      inputs=[args.table, args.ratios, args.metrics_file])
     lower = not args.higher_is_better
     if args.table is not None:
         if args.ratios or args.metrics_file:

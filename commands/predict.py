@@ -7,7 +7,7 @@ import sys
 from causal.model_dir import load_model_dir
 from causal.predict import predict_table
 from causal.runs_table import read_runs_table
-from core.atomic import atomic_write_parquet
+from core.atomic import atomic_write_parquet, check_output_file
 from core.provenance import provenance
 
 HELP = "predict the outcome y of each run (mixture + covariates) of a runs table"
@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.out:
+        check_output_file(args.out, kind="predictions", inputs=[args.model, args.runs])
     model = load_model_dir(args.model)
     out = predict_table(model, read_runs_table(args.runs, require_y=False), where=f"runs {args.runs}")
     if args.out:

@@ -86,28 +86,39 @@ def add_arguments(parser) -> None:
     add_constraint_arguments(parser)
 
 
+def _labels(args, cfg: RecommendConfig) -> dict[str, str]:
+    """Where each field of the request came from, for the error messages."""
+    return {"covariates": f"covariates file {args.covariates}" if args.covariates
+            else f"--pool-features {args.pool_features}",
+            "reference": f"reference file {cfg.reference}", "policy": "--policy", "alpha": "--alpha",
+            "trust_radius": "--trust-radius", "top_k": "--top-k", "seed": "--seed"}
+
+
 def run(args) -> int:
+    from service import schemas
+
     cfg = FLAGS.load(args)
-    reference = "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")
+    labels = _labels(args, cfg)
+    payload = {"policy": cfg.policy, "trust_radius": cfg.trust_radius, "alpha": cfg.alpha, "top_k": cfg.top_k,
+               "seed": cfg.seed,
+               "reference": "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")}
     if args.endpoint:
         from service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
-        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, info["covariate_names"]))
+        payload["covariates"] = (read_json_file(args.covariates, "covariates") if args.covariates
+                                 else covariates_from_features(args.pool_features, info["covariate_names"]))
         bounds = bounds_from_args(args, info["domains"])
-        result = recommend_via_endpoint(args.endpoint, {
-            "covariates": covariates, "policy": cfg.policy, "trust_radius": cfg.trust_radius,
-            "reference": reference, "alpha": cfg.alpha, "top_k": cfg.top_k, "seed": cfg.seed,
-            **({"constraints": {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}}
-               if bounds is not None else {})})
+        if bounds is not None:
+            payload["constraints"] = {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}
+        schemas.parse_recommend(payload, labels)  # the service's own check, with the file named
+        result = recommend_via_endpoint(args.endpoint, payload)
     else:
         model = load_model_dir(args.model)
-        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, model.covariate_names))
-        result = model.recommend(covariates, policy=cfg.policy, trust_radius=cfg.trust_radius,
-                                 reference=reference, alpha=cfg.alpha, top_k=cfg.top_k, seed=cfg.seed,
-                                 constraints=bounds_from_args(args, model.domains))
+        payload["covariates"] = (read_json_file(args.covariates, "covariates") if args.covariates
+                                 else covariates_from_features(args.pool_features, model.covariate_names))
+        result = schemas.recommend(model, schemas.parse_recommend(payload, labels),
+                                   bounds=bounds_from_args(args, model.domains), labels=labels)
     for name in result["extrapolated"]:
         s = result["support"][name]
         log.warning("covariate %s=%.6g is outside the range the runs covered [%.6g, %.6g]; the estimate "

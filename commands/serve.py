@@ -13,12 +13,14 @@ import dataclasses
 import json
 import os
 import stat
+import sys
 import time
 from pathlib import Path
 
 from core.cli_config import ConfigFlags
-from core.errors import UserError
+from core.errors import ClusterLost, UserError
 from core.logs import get_logger
+from core.ports import check_port_free
 from core.ray_setup import is_local
 
 log = get_logger(__name__)
@@ -104,6 +106,8 @@ def run(args) -> int:
 
     settings = _flags().load(args)
     local = is_local(args.address)
+    if local:
+        check_port_free(settings.host, settings.port)
     if args.detach and local:
         raise UserError("--detach needs a Ray cluster (--address or RAY_ADDRESS): a local Ray "
                         "ends with this process")
@@ -126,12 +130,33 @@ def run(args) -> int:
         log.warning("--ingress %s: a running cluster keeps the mode its `ray start` had (HAProxy: set "
                     "%s there; cluster/*.yaml do)", args.ingress,
                     " ".join(f"{k}={v}" for k, v in HIGH_THROUGHPUT_ENV.items()))
-    with local_ray_environment(settings.ingress if local else "proxy"):
-        return _serve(settings, args, local=local, address=args.address, model_dir=model_dir, stamp=stamp)
+    with local_ray_environment(settings.ingress if local else "proxy") as env:
+        try:
+            return _serve(settings, args, local=local, address=args.address, model_dir=model_dir, stamp=stamp)
+        finally:
+            if local:
+                _end_local_ray(env)
+
+
+def _end_local_ray(env: dict[str, str]) -> None:
+    """Stop this command's local Ray, then whatever of it outlived the stop: after a raylet
+    death, HAProxy is reparented to init and keeps the port (the next serve there failed)."""
+    from core.ray_setup import shutdown_ray
+
+    shutdown_ray()
+    marker = "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"
+    if marker in env and sys.platform.startswith("linux"):
+        from core import reaper
+
+        left = reaper.with_environment(marker, env[marker])
+        if left:
+            log.warning("ending %d process(es) the local Ray left behind: %s", len(left), sorted(left))
+            reaper.terminate(left)
 
 
 def _serve(settings, args, *, local: bool, address: str | None, model_dir: Path, stamp) -> int:
     """Start or join Ray, deploy, and serve until told to stop (or at once with --detach)."""
+    import ray
     from ray import serve
 
     from actors.serve.deployment import apply
@@ -152,17 +177,36 @@ def _serve(settings, args, *, local: bool, address: str | None, model_dir: Path,
     if args.detach:
         return 0
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    poll_s = args.watch or 1.0
+    poll_s = min(args.watch or 1.0, 1.0)
+    node = ray.get_runtime_context().get_node_id()
+    watched = time.monotonic()
+    cluster_alive = True
     try:
         while deadline is None or time.monotonic() < deadline:
             time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
-            if args.watch and _dir_stamp(model_dir) != stamp:
-                stamp = _reload_if_new(settings, model_dir, _dir_stamp(model_dir))
+            cluster_alive = _node_alive(ray, node)
+            if not cluster_alive:
+                raise ClusterLost(f"serve: the Ray node under {url} died (its raylet is gone); stopped "
+                                  "serving. See Ray's logs (session_latest/logs/raylet.out) for why")
+            if args.watch and time.monotonic() - watched >= args.watch:
+                watched = time.monotonic()
+                if _dir_stamp(model_dir) != stamp:
+                    stamp = _reload_if_new(settings, model_dir, _dir_stamp(model_dir))
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
-        serve.shutdown()
+        if cluster_alive:  # with the cluster gone, Serve's controller cannot answer a shutdown
+            serve.shutdown()
     return 0
+
+
+def _node_alive(ray, node_id: str) -> bool:
+    """Whether the cluster still lists this driver's node as alive (the GCS marks a node whose
+    raylet stopped answering dead within its health-check period, 15 s by default)."""
+    try:
+        return any(n.get("NodeID") == node_id and n.get("Alive") for n in ray.nodes())
+    except Exception:  # the GCS itself is gone (Ray raises several types): so is the cluster
+        return False
 
 
 def _reload_if_new(settings, model_dir: Path, stamp):

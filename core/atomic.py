@@ -129,6 +129,53 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], *,
+                    flag: str = "--out", kind: str = "output") -> Path:
+    """The one rule for every path a command writes: it may not be, hold, or lie inside any of
+    the command's `inputs` (None entries are skipped), whatever the spelling (links, `..`).
+    Every command checks its outputs with this (directly, or through `check_output_path` /
+    `check_output_file`) before it reads anything; returns `path` resolved."""
+    resolved = Path(path).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == resolved:
+            why = f"it is the input {item}, which writing the {kind} there would replace"
+        elif resolved in source.parents:
+            why = f"it holds the input {item}, which writing the {kind} there would delete"
+        elif source in resolved.parents:
+            why = f"it lies inside the input {item}, which writing the {kind} there would change"
+        else:
+            continue
+        raise UserError(f"{flag} {path}: {why}; choose another output")
+    return resolved
+
+
+def check_output_file(path: str | os.PathLike, *, kind: str, inputs: Iterable[str | os.PathLike | None] = (),
+                      flag: str = "--out", suffix: str | None = None) -> Path:
+    """Refuse a file output that would replace an input (`check_not_input`), is a folder, sits
+    under a path that is a file, or (with `suffix`) has another extension; returns it resolved."""
+    text = str(path)
+    if suffix is not None and not text.endswith(suffix):
+        raise UserError(f"{flag} {path}: write the {kind} as {suffix}")
+    resolved = check_not_input(path, inputs, flag=flag, kind=kind)
+    if resolved.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; name the {kind} file to write (e.g. {flag} "
+                        f"{Path(text) / ('out' + (suffix or ''))})")
+    _check_parent_folders(resolved, path, flag)
+    return resolved
+
+
+def _check_parent_folders(resolved: Path, given, flag: str) -> None:
+    """The nearest existing parent of an output must be a folder (not `file.txt` of `file.txt/sub`)."""
+    for parent in resolved.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise UserError(f"{flag} {given}: {parent} is a file, not a folder; choose another path")
+            return
+
+
 def check_output_path(path: str | os.PathLike, *, kind: str, markers: tuple[str, ...],
                       overwrite: bool = False, inputs: Iterable[str | os.PathLike | None] = (),
                       flag: str = "--out") -> Path:
@@ -148,13 +195,8 @@ def check_output_path(path: str | os.PathLike, *, kind: str, markers: tuple[str,
     if resolved == cwd or resolved in cwd.parents:
         raise UserError(f"{flag} {path}: it is the current directory or one above it; name a new "
                         f"folder for the {kind} (it is replaced whole)")
-    for item in inputs:
-        if item is None:
-            continue
-        source = Path(item).resolve()
-        if source == resolved or resolved in source.parents:
-            raise UserError(f"{flag} {path}: it holds the input {item}, which writing the {kind} "
-                            "there would delete; choose another output folder")
+    check_not_input(path, inputs, flag=flag, kind=kind)
+    _check_parent_folders(resolved, path, flag)
     if os.path.lexists(resolved) and not overwrite:
         if not resolved.is_dir() or resolved.is_symlink():
             raise UserError(f"{flag} {path}: exists and is not a folder; remove it or pass --overwrite "

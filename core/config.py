@@ -7,26 +7,20 @@ unknown keys and failed checks into a `UserError` that names the file and key.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-import yaml
-
+from core import inputs
 from core.errors import UserError
+from core.inputs import read_yaml_file
 
 T = TypeVar("T")
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{what} file {path} is not valid YAML: {exc}") from None
+    data = read_yaml_file(path, what)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -35,14 +29,9 @@ def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
 
 
 def read_json_file(path: str, what: str):
-    """The JSON value in a user's file; a UserError names the file when it is missing or invalid."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} file not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} file {p} is not valid JSON: {exc}") from None
+    """The JSON value in a user's file; a UserError names the file when it is missing, invalid,
+    too large, too deep or not UTF-8 (core/inputs.py)."""
+    return inputs.read_json_file(path, what)
 
 
 def config_section(data: dict, section: str | None, fields) -> dict:

@@ -22,3 +22,8 @@ class SweepIncomplete(RuntimeError):
         self.summary = summary
         super().__init__(f"sweep {summary.get('status')}: {summary.get('runs_done')} of "
                          f"{summary.get('runs_total')} runs done; errors: {summary.get('errors', [])[:3]}")
+
+
+class ClusterLost(Exception):
+    """The Ray cluster a long-running command stands on went away under it (e.g. the raylet
+    died under `serve`). `launch.py` prints the message and exits with status 4."""

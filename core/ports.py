@@ -18,6 +18,20 @@ LOW, HIGH = 20000, 32000
 _rng = random.Random(os.getpid())
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError(EADDRINUSE) naming `host:port` when a server already listens there, before
+    a command starts what would fail on it later with a less clear error (HAProxy's "crashed
+    during startup")."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, "address already in use", f"{host}:{port}") from None
+            raise
+
+
 def free_port(host: str = "127.0.0.1", low: int = LOW, high: int = HIGH) -> int:
     """A port in [low, high) that nothing listens on at `host` ("": on any interface)."""
     for _ in range(200):

@@ -72,7 +72,13 @@ def main(driver: int) -> int:
             os.write(sys.stdout.fileno(), b"k")
     if alive(driver):
         return 0
-    left = {pid: start for pid, start in seen.items() if alive(pid, start)}
+    terminate(seen)
+    return 0
+
+
+def terminate(processes: dict[int, int]) -> None:
+    """SIGTERM each live process of {pid: start time}, then SIGKILL what is left after GRACE_S."""
+    left = {pid: start for pid, start in processes.items() if alive(pid, start)}
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in left:
             try:
@@ -85,7 +91,26 @@ def main(driver: int) -> int:
         left = {p: s for p, s in left.items() if alive(p, s)}
         if not left:
             break
-    return 0
+
+
+def with_environment(name: str, value: str) -> dict[int, int]:
+    """{pid: start time} of this user's live processes (not this one) whose environment holds
+    `name=value`: with a value unique to one command (serve's private HAProxy folder), every
+    process its local Ray started, wherever it was reparented after a crash."""
+    marker = f"{name}={value}".encode()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:  # gone, or another user's
+            continue
+        info = _stat(int(entry))
+        if info is not None and info[1] != "Z" and marker in environ.split(b"\0"):
+            found[int(entry)] = info[2]
+    return found
 
 
 if __name__ == "__main__":

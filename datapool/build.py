@@ -22,12 +22,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text, temporary_sibling_dir
+from core.atomic import (atomic_write_json, atomic_write_parquet, atomic_write_text, check_not_input,
+                         temporary_sibling_dir)
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.manifest import PoolManifest, SourceSpec, load_manifest
 
 POOL_INDEX = "pool.json"
+# What a build writes into its folder (replaced whole): the pool's own parts.
+POOL_PARTS = ("shards", "dev", POOL_INDEX)
 DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
 
 
@@ -59,8 +62,27 @@ def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
             missing = [c for c in needed if c not in obj]
             if missing:
                 raise UserError(f"{where}.columns: {path} line {lineno} has no column(s) {missing}")
+            _check_text(obj, needed, f"{where}: {path} line {lineno}")
             rows.append({c: obj[c] for c in needed})
     return pd.DataFrame(rows, columns=needed)
+
+
+def _check_text(row, columns: list[str], where: str) -> None:
+    """Documents are text: a number, list or null in a text column is refused, not turned into
+    a string ('12345.0', "['a', 'b']", '') that the pool would then hold as a document."""
+    for column in columns:
+        value = row[column]
+        if not isinstance(value, str):
+            raise UserError(f"{where}: column {column!r} holds {str(value)[:60]!r} "
+                            f"({'null' if value is None else type(value).__name__}), not text; "
+                            "documents must be strings")
+
+
+def _check_text_columns(frame: pd.DataFrame, columns: list[str], where: str) -> None:
+    for column in columns:
+        bad = frame.index[~frame[column].map(lambda v: isinstance(v, str))]
+        if len(bad):
+            _check_text(frame.loc[bad[0]], [column], f"{where} row {int(bad[0]) + 1}")
 
 
 def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
@@ -72,9 +94,11 @@ def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
     if missing:
         raise UserError(f"{where}.columns: {path} has no column(s) {missing} (it has {names})")
     try:
-        return pq.read_table(path, columns=needed).to_pandas()
+        frame = pq.read_table(path, columns=needed).to_pandas()
     except Exception as exc:  # e.g. ArrowInvalid for a string column that is not valid UTF-8
         raise UserError(f"{where}: cannot read columns {needed} of Parquet file {path}: {exc}") from None
+    _check_text_columns(frame.reset_index(drop=True), needed, f"{where}: {path}")
+    return frame
 
 
 def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]:
@@ -83,15 +107,36 @@ def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]
         if not Path(pattern).is_file():
             raise UserError(f"{where}.path: file not found: {pattern}")
         return [Path(pattern)]
-    files = sorted(Path(p) for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
+    files = _glob_files(pattern)
     if not files:
         raise UserError(f"{where}.path: glob matched no files: {pattern}")
     return files
 
 
+def _glob_files(pattern: str) -> list[Path]:
+    """The files `pattern` matches, each file once: `**` does not descend into symlinked folders
+    (pathlib's rule; glob.glob's would follow a link loop 40 levels deep, or exponentially with
+    two), files reached twice under other names count once, and hidden entries are matched
+    only by a pattern that names them (as glob.glob)."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if globlib.has_magic(part)), len(parts))
+    base, rest = Path(*parts[:fixed]), "/".join(parts[fixed:])
+    hidden_ok = any(part.startswith(".") for part in parts[fixed:])
+    seen, files = set(), []
+    for path in sorted(base.glob(rest)):
+        relative = path.relative_to(base).parts
+        if (not hidden_ok and any(p.startswith(".") for p in relative)) or not path.is_file():
+            continue
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            files.append(path)
+    return files
+
+
 def _normalise(frame: pd.DataFrame, source: SourceSpec, origin: str) -> pd.DataFrame:
-    def text(col: str) -> pd.Series:
-        return frame[source.columns[col]].map(lambda v: "" if v is None or v != v else str(v))
+    def text(col: str) -> pd.Series:  # type-checked on reading (_check_text)
+        return frame[source.columns[col]]
 
     if source.is_text:
         out = pd.DataFrame({"prompt": "", "response": text("text"), "is_text": True}, index=frame.index)
@@ -117,7 +162,9 @@ def read_source(source: SourceSpec, base_dir: Path, where: str) -> list[pd.DataF
         if missing:
             raise UserError(f"{where}.columns: dataset {hf.name!r} has no column(s) {missing} "
                             f"(it has {ds.column_names})")
-        return [_normalise(ds.select_columns(needed).to_pandas(), source, f"hf:{hf.name}")]
+        frame = ds.select_columns(needed).to_pandas()
+        _check_text_columns(frame, needed, f"{where}: dataset {hf.name!r}")
+        return [_normalise(frame, source, f"hf:{hf.name}")]
     frames = []
     for path in _resolve_files(source, base_dir, where):
         fmt = source.format or ("parquet" if path.suffix == ".parquet" else "jsonl")
@@ -195,15 +242,28 @@ def _input_files(manifest: PoolManifest) -> list[Path]:
             for path in _resolve_files(source, manifest.base_dir, f"manifest: {where}")]
 
 
-def _check_replaceable(out_dir: Path, manifest: PoolManifest, overwrite: bool) -> None:
-    """The build replaces OUT/shards and OUT/dev whole: refuse when they hold one of the
-    manifest's own input files, or (without `overwrite`) when OUT is not a built pool."""
+def pool_parts(path: str | Path) -> list[Path]:
+    """What a command that reads the pool at `path` (a built pool's folder, or its manifest)
+    reads: the manifest and the pool's parts, not the whole folder, which may also hold a
+    project's other files (features, runs) beside the pool."""
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    return ([path] if path.is_file() else []) + [root / part for part in (*POOL_PARTS, "manifest.yaml")]
+
+
+def _check_replaceable(out_dir: Path, manifest_path: Path, manifest: PoolManifest, overwrite: bool) -> None:
+    """The build replaces OUT/shards, OUT/dev, OUT/pool.json (and OUT/manifest.yaml, building
+    elsewhere than the manifest's folder): refuse when one is or holds an input (the manifest,
+    a source or dev file), or (without `overwrite`) when OUT is not a built pool."""
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a folder; the pool is built into a folder")
+    inputs = [manifest_path, *_input_files(manifest)]
+    written = [out_dir / part for part in POOL_PARTS]
+    if manifest_path.resolve().parent != out_dir.resolve():
+        written.append(out_dir / "manifest.yaml")
+    for target in written:
+        check_not_input(target, inputs, flag="pool build --out", kind="pool")
     targets = [(out_dir / part).resolve() for part in ("shards", "dev")]
-    for path in _input_files(manifest):
-        for target in targets:
-            if target in path.parents:
-                raise UserError(f"pool build: the manifest reads {path}, inside {target}, which the "
-                                "build replaces; move the input, or build with --out to another folder")
     existing = [t for t in targets if os.path.lexists(t)]
     if existing and not overwrite and not (out_dir / POOL_INDEX).is_file():
         raise UserError(f"pool build: {out_dir} is not a built pool (no {POOL_INDEX}) but has "
@@ -217,7 +277,8 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
-    _check_replaceable(out_dir, manifest, overwrite)
+    _check_replaceable(out_dir, manifest_path, manifest, overwrite)
+    created = _missing_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Named for this process, so that the next build removes what a killed one left here.
     tmp = temporary_sibling_dir(out_dir / "pool-build")
@@ -245,6 +306,18 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
         if manifest_path.resolve().parent != out_dir.resolve():
             atomic_write_text(out_dir / "manifest.yaml", manifest_path.read_text(encoding="utf-8"))
         atomic_write_json(out_dir / POOL_INDEX, index)
+    except BaseException:
+        # a failed build leaves no folder it made (not even an empty one)
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The outermost of `path` and its parents that does not exist yet (none when `path` does):
+    what removing undoes `mkdir(parents=True)`."""
+    missing = [p for p in (path.resolve(), *path.resolve().parents) if not os.path.lexists(p)]
+    return missing[-1:]

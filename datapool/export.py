@@ -20,7 +20,6 @@ Output layout (written whole, atomically; see `write_export`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import zlib
@@ -30,10 +29,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
+from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, check_not_input
 from core.errors import UserError
+from core.inputs import load_json_text, read_text
 from core.provenance import provenance, sha256_file
-from datapool.pool import Pool
+from datapool.build import pool_parts
+from datapool.pool import Pool, read_shard
 from mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
@@ -114,7 +115,7 @@ def domain_token_counts(pool: Pool, tokenizer=None) -> dict[str, int]:
     for domain in pool.domains:
         total = 0
         for shard in pool.shards(domain):
-            frame = pd.read_parquet(shard.path, columns=["prompt", "response"])
+            frame = read_shard(shard.path)
             total += int(count_tokens(document_texts(frame), tokenizer).sum())
         counts[domain] = total
     return counts
@@ -145,10 +146,7 @@ def read_mixture(path: str | Path) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--mixture {path}: file not found")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"--mixture {path}: not valid JSON: {exc}") from None
+    obj = load_json_text(read_text(path, "--mixture"), f"--mixture {path}")
     if isinstance(obj, dict) and isinstance(obj.get("mixture"), dict):
         obj = obj["mixture"]
     if not isinstance(obj, dict) or not obj:
@@ -302,6 +300,7 @@ def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
 def write_export(config: ExportConfig) -> dict:
     """Draw and write the export described by `config`; returns the counts.json record."""
     out = Path(config.out)
+    check_not_input(out, [*pool_parts(config.pool), config.mixture, config.tokenizer], kind="export")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "counts.json").is_file())):
         # atomic_directory replaces `out` whole: only ever replace an earlier export
         raise UserError(f"--out {out}: exists and is not an earlier export (no counts.json); "

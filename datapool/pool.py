@@ -34,6 +34,24 @@ class DevSet:
     """The exact-match answer pattern as pool.json stores it (None: `auto`, or an nll set)."""
 
 
+# What every document shard holds (datapool/build.py writes more: domain, source).
+SHARD_NEEDS = ("doc_id", "prompt", "response")
+
+
+def read_shard(path: Path) -> pd.DataFrame:
+    """A document shard; one that lacks doc_id/prompt/response (overwritten by something else,
+    or not written by `pool build`) is refused naming the shard, not met by a KeyError later."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise UserError(f"pool shard {path} cannot be read ({exc}); rebuild the pool with `launch.py pool build`") from None
+    missing = [c for c in SHARD_NEEDS if c not in frame.columns]
+    if missing:
+        raise UserError(f"pool shard {path} lacks column(s) {missing} (it has {list(frame.columns)[:8]}): "
+                        "not a document shard of `pool build`; rebuild the pool")
+    return frame
+
+
 class Pool:
     """A built pool directory (see `datapool.build`)."""
 
@@ -104,4 +122,4 @@ class Pool:
         return self.index["domains"][domain]["n_chars"]
 
     def read(self, domain: str | None = None) -> pd.DataFrame:
-        return pd.concat([pd.read_parquet(s.path) for s in self.shards(domain)], ignore_index=True)
+        return pd.concat([read_shard(s.path) for s in self.shards(domain)], ignore_index=True)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from causal.features_io import read_features
 from core.errors import UserError
-from datapool.pool import Pool
+from datapool.pool import Pool, read_shard
 
 SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
 
@@ -55,7 +55,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
         shard_names[domain] = []
         rows = []
         for shard in pool.shards(domain):
-            frame = pd.read_parquet(shard.path)
+            frame = read_shard(shard.path)
             frame = frame.assign(doc_id=frame["doc_id"].astype(str))
             if "is_text" not in frame:
                 frame["is_text"] = False

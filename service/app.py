@@ -16,18 +16,20 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import schemas
 from service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
                                   RecommendRequest, RecommendResponse, error)
 from core.errors import UserError
-from mixture_space import MixtureBounds
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 # A 422 lists at most this many errors (a 10,000-row predict could otherwise echo them all).
 MAX_REPORTED_ERRORS = 50
+# What FastAPI's HTTPException says when the body is not JSON it could parse.
+UNPARSABLE_BODY = "There was an error parsing the body"
 # Policies cheap enough to answer on the event loop.
 INLINE_POLICIES = frozenset({"analytic"})
 
@@ -188,6 +190,16 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain_errors(exc.errors())})
 
+    @app.exception_handler(StarletteHTTPException)  # what FastAPI raises for a body it cannot parse
+    async def _unparsable(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 for a body its JSON parser gave up on (e.g. nested past Python's
+        # recursion limit); the API promises 422 with a `loc` for every bad body.
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            return JSONResponse(status_code=422, content={"detail": [error(
+                ("body",), "the body could not be parsed as JSON (nested too deeply?)", "json_invalid")]})
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
+                            headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("request to %s failed", request.url.path)
@@ -195,19 +207,10 @@ def build_app(slot: ModelSlot, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
 
     def recommend_now(request: RecommendRequest) -> RecommendResponse:
         loaded = slot.require()
-        model = loaded.model
-        _reject(schemas.model_errors_recommend(request, model.domains, model.covariate_names))
         try:
-            options = request.policy_options()
-            if request.constraints is not None:
-                lower, upper = request.constraints.lower, request.constraints.upper
-                options["constraints"] = MixtureBounds(
-                    domains=tuple(model.domains), lower=np.array([lower.get(d, 0.0) for d in model.domains]),
-                    upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
-            result = model.recommend(request.covariate_values(), policy=request.policy,
-                                     reference=request.reference, **options)
-        except UserError as exc:
-            _reject([error(("body",), str(exc))])
+            result = schemas.recommend(loaded.model, request)
+        except schemas.InvalidRequest as exc:
+            _reject(exc.errors)
         return RecommendResponse.model_validate(to_builtin(result))
 
     @app.post("/v1/recommend", response_model=RecommendResponse)

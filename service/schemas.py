@@ -12,9 +12,10 @@ import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
-                      Tag, field_validator, model_validator)
+                      Tag, ValidationError, field_validator, model_validator)
 
 from causal.covariates import covariate_name
+from core.errors import UserError
 from mixture_space import MAX_TRUST_RADIUS
 
 # Mixture weights and a reference must sum to 1 within this tolerance.
@@ -200,6 +201,60 @@ def weight_errors(weights: Sequence[float], loc: Sequence) -> list[dict]:
     if abs(total - 1.0) > SUM_TOLERANCE * max(1, len(weights)):
         return [error(loc, f"weights must sum to 1, they sum to {total!r}")]
     return []
+
+
+class InvalidRequest(UserError):
+    """A request (HTTP body, or the CLI's flags and files) that fails the checks: the HTTP API
+    answers 422 with `errors`, the CLI exits 2 with one line per error."""
+
+    def __init__(self, errors: list[dict], labels: Mapping[str, str] | None = None):
+        self.errors = errors
+        labels = labels or {}
+
+        def where(loc) -> str:
+            parts = [str(p) for p in loc if p != "body" and p not in UNION_TAGS]
+            head = labels.get(parts[0], parts[0]) if parts else "request"
+            return ": ".join([head, *(["/".join(parts[1:])] if parts[1:] else [])])
+
+        super().__init__("\n".join(f"{where(e['loc'])}: {e['msg']}" for e in errors))
+
+
+def parse_recommend(payload: Mapping, labels: Mapping[str, str] | None = None) -> RecommendRequest:
+    """The HTTP API's check of a recommendation's inputs, for the CLI too (`labels` name where
+    each field came from, e.g. {"covariates": "covariates file pool.json", "top_k": "--top-k"}):
+    one validator, so `true` as a covariate or `top_k: 0` is refused by both."""
+    try:
+        return RecommendRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = [error(e["loc"], e["msg"], e["type"]) for e in exc.errors(include_url=False)]
+        raise InvalidRequest(errors, labels) from None
+
+
+def recommend(model, request: RecommendRequest, *, bounds=None,
+              labels: Mapping[str, str] | None = None) -> dict:
+    """`model.recommend` for a checked request (also against the model's domains and
+    covariates); `bounds` (a MixtureBounds) when the request carries no constraints."""
+    errors = model_errors_recommend(request, model.domains, model.covariate_names)
+    if errors:
+        raise InvalidRequest(errors, labels)
+    options = request.policy_options()
+    if request.constraints is not None:
+        import numpy as np
+
+        from mixture_space import MixtureBounds
+
+        lower, upper = request.constraints.lower, request.constraints.upper
+        bounds = MixtureBounds(domains=tuple(model.domains), lower=np.array([lower.get(d, 0.0) for d in model.domains]),
+                               upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
+    if bounds is not None:
+        options["constraints"] = bounds
+    try:
+        return model.recommend(request.covariate_values(), policy=request.policy,
+                               reference=request.reference, **options)
+    except InvalidRequest:
+        raise
+    except UserError as exc:
+        raise InvalidRequest([error(("body",), str(exc))], labels) from None
 
 
 def model_errors_recommend(request: RecommendRequest, domains: Sequence[str],

@@ -134,3 +134,11 @@ def test_http_bad_values_get_422_naming_the_field(http, case):
 def test_http_good_search_with_a_seed_still_answers(http):
     response = http.post("/v1/recommend", json={"covariates": POOL, "policy": "search", "seed": 3})
     assert response.status_code == 200, response.text
+
+
+def test_http_body_nested_past_the_parser_gets_422_not_400(http):
+    """Issue 29, case 10: a 100,000-deep body made FastAPI answer 400; the docs promise 422."""
+    deep = '{"covariates": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = http.post("/v1/recommend", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body"]

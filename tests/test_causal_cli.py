@@ -94,7 +94,9 @@ def test_recommend_bad_covariates_lists_missing_and_extra(fitted, capsys):
     code = launch.main(["recommend", "--model", str(root / "model"), "--covariates", str(root / "bad.json")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "missing ['x.d1.normalized_loss', 'x.d2.normalized_loss']" in err and "extra ['x.other']" in err
+    # the service's own check (service/schemas.py), with the file named
+    assert f"covariates file {root / 'bad.json'}: missing covariates: ['x.d1.normalized_loss', " \
+           "'x.d2.normalized_loss']" in err and "unknown covariates: ['x.other']" in err
 
 
 def test_predict_writes_every_row(fitted, capsys, tmp_path):

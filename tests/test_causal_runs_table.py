@@ -103,3 +103,23 @@ def test_pool_covariates_are_per_domain_means():
     with pytest.raises(UserError, match="nope"):
         pool_covariates(features, ["a"], ["nope"])
 
+
+
+def test_a_domain_unused_by_every_run_is_dropped_only_from_a_table_to_fit():
+    """Issue 29, case 6: a fit drops it (with a warning); a table to predict on, an import and a
+    sweep's growing log keep it; with one domain left the table is refused."""
+    from causal.runs_table import runs_from_rows
+
+    f = _frame().assign(**{"mix.c": 0.0})
+    assert validate_runs_frame(f).domains == ["a", "b"]
+    assert validate_runs_frame(f, require_y=False).domains == ["a", "b", "c"]
+    assert runs_from_rows(f.to_dict("records")).domains == ["a", "b", "c"]
+    with pytest.raises(UserError, match="fewer than 2 domains have weight in any run"):
+        validate_runs_frame(f.assign(**{"mix.a": 1.0, "mix.b": 0.0}))
+
+
+def test_values_past_the_range_are_named():
+    f = _frame()
+    f.loc[1, "x.a.q"] = 1e300
+    with pytest.raises(UserError, match=r"value 1e\+300 in column 'x.a.q' is beyond \+-1e\+15 \(rows r1\)"):
+        validate_runs_frame(f)

@@ -109,3 +109,60 @@ def test_serve_refuses_to_watch_a_directory_others_can_write(tmp_path, monkeypat
     assert launch.main(["serve", "--model", str(model)]) == 2
     err = capsys.readouterr().err
     assert f"{target} is writable by other users" in err and "--watch 0" in err
+
+
+class _Call:
+    """A pickle that calls `func(*args)` when loaded (the shape of every known gadget)."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _gadgets(victim: Path) -> dict:
+    import builtins
+    import shutil
+
+    import numpy as np
+    import scipy.io
+
+    return {"scipy.io.FortranFile": _Call(scipy.io.FortranFile, str(victim), "w"),
+            "numpy.memmap": _Call(np.memmap, str(victim), np.uint8, "w+", 0, (4,)),
+            "numpy.save": _Call(np.save, str(victim), np.zeros(2)),
+            "builtins.open": _Call(builtins.open, str(victim), "w"),
+            "shutil.rmtree": _Call(shutil.rmtree, str(victim.parent)),
+            "builtins.eval": _Call(eval, f"open({str(victim)!r}, 'w')"),
+            "importlib.import_module": _Call(__import__("importlib").import_module, "subprocess")}
+
+
+def test_a_forged_pickle_has_no_side_effect_with_or_without_a_key(model, tmp_path, monkeypatch):
+    """Issue 29, case 3: a class of an allowed package that acts when constructed (FortranFile
+    truncated any writable file before the type check) is refused by name, before it is called."""
+    victim = tmp_path / "victim" / "keep.txt"
+    victim.parent.mkdir()
+    victim.write_text("precious")
+    for name, gadget in _gadgets(victim).items():
+        _forge(model, gadget)
+        monkeypatch.delenv(KEY_ENV, raising=False)
+        with pytest.raises(UserError, match="refusing"):
+            load_model_dir(model)
+        monkeypatch.setenv(KEY_ENV, "a key the forger lacks")
+        with pytest.raises(UserError, match="not signed"):
+            load_model_dir(model)
+        assert victim.read_text() == "precious", name
+
+
+def test_every_allowed_name_resolves():
+    """The allow-list names classes that exist (a rename upstream would make a model unloadable)."""
+    import importlib
+
+    from causal.safe_pickle import ALLOWED
+
+    missing = []
+    for qualified in sorted(ALLOWED):
+        module, name = qualified.rsplit(".", 1)
+        if not hasattr(importlib.import_module(module), name):
+            missing.append(qualified)
+    assert not missing

@@ -137,7 +137,7 @@ def test_pool_build_never_replaces_the_dev_sets_it_reads(tmp_path, capsys):
         "name": "math", "sources": [{"path": "raw/*.jsonl", "columns": {"prompt": "q", "response": "a"}}],
         "dev": {"path": "dev/math.jsonl", "columns": {"prompt": "q", "response": "a"}}}]}))
     assert launch.main(["pool", "build", str(manifest)]) == 2
-    assert "which the build replaces" in capsys.readouterr().err
+    assert "holds the input" in capsys.readouterr().err
     assert (tmp_path / "dev" / "math.jsonl").is_file() and not (tmp_path / "pool.json").exists()
     assert launch.main(["pool", "build", str(manifest), "--overwrite"]) == 2  # an input, whatever the flag
     assert (tmp_path / "dev" / "math.jsonl").is_file()

@@ -3,7 +3,8 @@
 loopback and HAProxy's admin socket private, next to a second instance on the same machine;
 it answers over loopback, a refit written into the watched model directory is picked up
 without a restart, and SIGTERM (what a supervisor sends) stops it with every process it
-started (issue 18, case 5; issue 19, item 6)."""
+started (issue 18, case 5; issue 19, item 6); the second instance, its raylet killed, exits 4
+with nothing left behind (issue 29, case 15)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from causal.model_dir import load_model_dir
+from core.ports import check_port_free
 from core.reaper import alive, descendants
 from tests.ports import free_port
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
@@ -116,11 +118,37 @@ def _check_loopback_only(port: int, started: dict[int, int]) -> None:
     assert stat.S_IMODE(private.stat().st_mode) == 0o700 and private.stat().st_uid == os.getuid()
 
 
-def _serve(model: Path, port: int, *extra: str) -> subprocess.Popen:
+# The GCS declares a silent raylet dead after 2 missed 1 s health checks (Ray's default: 5 of 3 s).
+FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "2"}
+
+
+def _serve(model: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "launch.py", "serve", "--model", str(model), "--port", str(port),
          "--replica-cpus", "0.25", "--no-access-log", *extra],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE if env else subprocess.DEVNULL, text=True,
+        env={**os.environ, **(env or {})})
+
+
+def _kill_raylet_and_expect_exit_4(proc: subprocess.Popen, port: int, started: dict[int, int]) -> None:
+    """Issue 29, case 15: with its raylet killed, `serve` stops answering (never a 500), exits 4
+    with one line, and ends every process its local Ray started, HAProxy included, so the port
+    is free for the next `serve`."""
+    raylet = [pid for pid in started if b"raylet" in _cmdline(pid).split(b"\0")[0]]
+    assert len(raylet) == 1 and _haproxy_pids(started)
+    os.kill(raylet[0], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code in (200, 503)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    assert proc.wait(timeout=60) == 4
+    err = proc.stderr.read()
+    assert "error: serve: the Ray node under" in err and "Traceback" not in err, err
+    assert wait_gone(started, timeout_s=30) == []
+    check_port_free("127.0.0.1", port)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -139,7 +167,8 @@ def test_serve_command_answers_on_loopback_and_reloads_a_refit_by_default(tmp_pa
     port, other_port = free_port(), free_port()
     # A second instance on the machine, started at the same time: HAProxy's side ports and
     # files are per instance, or the later HAProxy would fail to bind (Serve's are fixed).
-    proc, other = _serve(model, port, "--watch", "1"), _serve(fixed, other_port, "--watch", "0")
+    proc, other = (_serve(model, port, "--watch", "1"),
+                   _serve(fixed, other_port, "--watch", "0", env=FAST_NODE_DEATH))
     try:
         started = _first_json_line(proc, timeout_s=180)
         assert started == {"url": f"http://127.0.0.1:{port}", "model_version": first,
@@ -149,6 +178,7 @@ def test_serve_command_answers_on_loopback_and_reloads_a_refit_by_default(tmp_pa
         _check_loopback_only(port, started_procs)
         private = Path(_environ(_haproxy_pids(started_procs)[0])["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
         assert httpx.get(f"http://127.0.0.1:{other_port}/healthz", timeout=30).status_code == 200
+        _kill_raylet_and_expect_exit_4(other, other_port, descendants(other.pid))
         with httpx.Client(base_url=started["url"], timeout=30) as client:
             assert client.get("/healthz").json()["model_version"] == first
             answer = client.post("/v1/recommend", json={"covariates": POOL}).json()
@@ -166,7 +196,7 @@ def test_serve_command_answers_on_loopback_and_reloads_a_refit_by_default(tmp_pa
     finally:
         _stop(proc)
         _stop(other)
-    assert proc.returncode == 0 and other.returncode == 0
+    assert proc.returncode == 0 and other.returncode == 4
     # Ray's own processes (GCS, raylet, agents, HAProxy, replicas) and anything they started.
     assert len(started_procs) >= 4
     assert wait_gone(started_procs, timeout_s=60) == []
