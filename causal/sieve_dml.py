@@ -36,12 +36,14 @@ RIDGE_ALPHAS = np.logspace(-4, 3, 15)
 
 def _nuisance_learners(n_covariates: int) -> dict:
     from sklearn.dummy import DummyRegressor
-    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
     from sklearn.linear_model import RidgeCV
 
     if n_covariates == 0:
         return {"mean": DummyRegressor()}
     return {"linear": RidgeCV(alphas=np.logspace(-2, 4, 7)), "poly": poly_ridge(),
+            "boosting": HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, min_samples_leaf=10,
+                                                      random_state=0),
             "forest": RandomForestRegressor(n_estimators=60, min_samples_leaf=5, max_features=0.5,
                                             random_state=0, n_jobs=1)}
 
@@ -115,7 +117,9 @@ class SieveDMLEstimator(MixtureEstimator):
         kinds = SIEVE_FEATURIZERS if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
         eps_grid = EPS_CANDIDATES if self.featurizer_eps == "auto" else (float(self.featurizer_eps),)
         log_only = MixtureFeaturizer(kind="log-only", eps=eps_grid[len(eps_grid) // 2]).fit(T).transform(T)
-        _, self.model_t_name_ = _cross_fit_best(log_only, X, folds, self._learners)
+        # boosting fits one output at a time: E[phi|X] keeps to the multi-output learners
+        multi = {name: m for name, m in self._learners.items() if name != "boosting"}
+        _, self.model_t_name_ = _cross_fit_best(log_only, X, folds, multi)
         learner = self._learners[self.model_t_name_]
         self._fits, scores, best = {}, {}, None
         for eps in eps_grid:
