@@ -38,7 +38,6 @@ from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
 from lm.tiny import TinyModelSpec, build_model_family
 
-HELP = "run the pipeline end to end on the embedded default (local Ray, tiny models, demo pools)"
 POOLS = ("demo-small", "demo-large")
 
 

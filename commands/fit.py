@@ -10,8 +10,6 @@ from causal.objective import NORMALISATIONS, Objective
 from core.cli_config import ConfigFlags
 from core.errors import UserError
 
-HELP = "fit a causal model (estimator chosen by cross-validation by default) on a runs table"
-
 
 FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain"),
                     options={"estimator": {"choices": sorted(ESTIMATORS)},

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import json
 
-from causal.runs_table import MIX, import_regmix
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
-
-HELP = "import RegMix's released proxy-run CSVs as a runs table"
 
 
 def add_arguments(parser) -> None:
@@ -20,6 +17,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from causal.runs_table import MIX, import_regmix  # deferred: heavy import (pandas)
+
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: write the runs table as .parquet")
     frame = import_regmix(args.mixtures, args.losses, target=args.target)

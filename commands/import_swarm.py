@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import json
 
-from causal.runs_table import MIX
-from causal.swarm_import import import_olmix, import_table
 from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
-
-HELP = "import another tool's swarm (Olmix ratios.csv + metrics.csv, or any table) as a runs table"
 
 
 def add_arguments(parser) -> None:
@@ -35,6 +31,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # deferred: heavy import (pandas)
+    from causal.runs_table import MIX
+    from causal.swarm_import import import_olmix, import_table
+
     if not args.out.endswith(".parquet"):
         raise UserError(f"--out {args.out}: write the runs table as .parquet")
     lower = not args.higher_is_better

@@ -4,14 +4,6 @@ from __future__ import annotations
 import json
 import sys
 
-from causal.model_dir import load_model_dir
-from causal.predict import predict_table
-from causal.runs_table import read_runs_table
-from core.atomic import atomic_write_parquet
-from core.provenance import provenance
-
-HELP = "predict the outcome y of each run (mixture + covariates) of a runs table"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model directory written by `fit`")
@@ -20,6 +12,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # deferred: heavy import (pandas, the estimator's libraries), so that --help answers at once
+    from causal.model_dir import load_model_dir
+    from causal.predict import predict_table
+    from causal.runs_table import read_runs_table
+    from core.atomic import atomic_write_parquet
+    from core.provenance import provenance
+
     model = load_model_dir(args.model)
     out = predict_table(model, read_runs_table(args.runs, require_y=False), where=f"runs {args.runs}")
     if args.out:

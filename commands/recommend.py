@@ -5,7 +5,6 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from causal.covariates import covariates_from_features
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
 from commands.constraints import add_constraint_arguments, bounds_from_args
@@ -15,8 +14,6 @@ from core.errors import UserError
 from core.logs import get_logger
 
 log = get_logger(__name__)
-
-HELP = "recommend a mixture for a pool from a fitted model"
 
 
 def _seed(text: str) -> int:
@@ -75,7 +72,7 @@ FLAGS = ConfigFlags(RecommendConfig, ("policy", "trust_radius", "reference", "al
 def add_arguments(parser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="model directory written by `fit`")
-    target.add_argument("--endpoint", help="URL of a running `launch.py serve` (e.g. http://127.0.0.1:8000)")
+    target.add_argument("--endpoint", help="URL of a running `serve` (e.g. http://127.0.0.1:8000)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--covariates", help="JSON file: {covariate name: value}")
     source.add_argument("--pool-features", dest="pool_features",
@@ -87,6 +84,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
+
     cfg = FLAGS.load(args)
     reference = "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")
     if args.endpoint:

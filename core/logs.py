@@ -73,12 +73,13 @@ def ray_init_kwargs() -> dict:
 
 
 def common_options():
-    """The options every sub-command takes (argparse parent parser). The default is None, not
-    "info", so that a nested sub-command (`pool build`) does not reset a value given before it."""
+    """The options the CLI and every sub-command take (argparse parent parser), before or after
+    the sub-command. No default (SUPPRESS): a sub-parser would otherwise reset a value given
+    before its name (`causalmix --log-level warning pool info`); unset reads as info."""
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--log-level", dest="log_level", choices=LEVELS, default=None,
+    parser.add_argument("--log-level", dest="log_level", choices=LEVELS, default=argparse.SUPPRESS,
                         help="diagnostics on stderr at this level and above (default info); debug also "
                         "shows Ray's and its workers' logs")
     return parser

@@ -26,8 +26,8 @@ from core.atomic import atomic_write_json, atomic_write_parquet, atomic_write_te
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
 from datapool.manifest import PoolManifest, SourceSpec, load_manifest
+from datapool.pool import POOL_INDEX
 
-POOL_INDEX = "pool.json"
 DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
 
 
@@ -218,9 +218,13 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir) if out_dir is not None else manifest_path.parent
     _check_replaceable(out_dir, manifest, overwrite)
+    # The outermost folder this build creates: removed again if the build fails, so that a bad
+    # column or answer pattern leaves nothing behind, as a bad manifest does.
+    created = next((p for p in [*reversed(out_dir.absolute().parents), out_dir.absolute()] if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Named for this process, so that the next build removes what a killed one left here.
     tmp = temporary_sibling_dir(out_dir / "pool-build")
+    built = False
     try:
         index = {"name": manifest.name, "shard_size": manifest.shard_size, "domains": {}}
         for domain in manifest.domains:
@@ -245,6 +249,9 @@ def build_pool(manifest_path: str | Path, out_dir: str | Path | None = None, *,
         if manifest_path.resolve().parent != out_dir.resolve():
             atomic_write_text(out_dir / "manifest.yaml", manifest_path.read_text(encoding="utf-8"))
         atomic_write_json(out_dir / POOL_INDEX, index)
+        built = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not built and created is not None:
+            shutil.rmtree(created, ignore_errors=True)
     return out_dir

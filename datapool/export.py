@@ -16,6 +16,12 @@ Output layout (written whole, atomically; see `write_export`):
   data/train-NNNNN-of-MMMMM.parquet   the rows, in training order
   hf/                                 the same rows as `datasets.Dataset.save_to_disk`
   counts.json                         tokens, documents, epochs per domain, config, versions
+
+Columns (`format`): "trl", the default, is what TRL's SFTTrainer takes as it is: a standard
+prompt-completion dataset (`prompt`, `completion`), or a language-modeling one (`text`) when
+every document is a text document; in a mixed set a text document has an empty prompt, so
+the completion loss covers all of it. "raw" keeps the pool's own `prompt`, `response`,
+`is_text`. Both keep doc_id, domain, source, epoch and n_tokens beside them.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import math
 import re
 import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -37,6 +43,7 @@ from datapool.pool import Pool
 from mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
+COLUMN_FORMATS = ("trl", "raw")
 DEFAULT_SHARD_ROWS = 50_000
 # The usual rule of thumb for English text under a BPE vocabulary: about 4 characters a token.
 CHARS_PER_TOKEN = 4
@@ -64,6 +71,9 @@ class ExportConfig:
     """Local Hugging Face tokenizer directory for counting tokens; None: characters / 4."""
     shard_rows: int = DEFAULT_SHARD_ROWS
     """Rows per Parquet shard under data/."""
+    format: Literal["trl", "raw"] = "trl"
+    """Columns: trl (TRL SFTTrainer's prompt/completion, or text when every document is a text
+    document) or raw (the pool's prompt/response/is_text)."""
 
 
 # ---- token counting ---------------------------------------------------------------------
@@ -299,6 +309,17 @@ def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
 # ---- writing ----------------------------------------------------------------------------
 
 
+def trl_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows as a dataset TRL's SFTTrainer reads without a formatting function: standard
+    prompt-completion (`prompt`, `completion`), or language modeling (`text`) when every
+    document is a text document (docs/export.md cites TRL's dataset formats)."""
+    meta = [c for c in rows.columns if c not in ("prompt", "response", "is_text")]
+    if rows["is_text"].all():
+        return pd.concat([rows[["response"]].rename(columns={"response": "text"}), rows[meta]], axis=1)
+    return pd.concat([rows[["prompt", "response"]].rename(columns={"response": "completion"}), rows[meta]],
+                     axis=1)
+
+
 def write_export(config: ExportConfig) -> dict:
     """Draw and write the export described by `config`; returns the counts.json record."""
     out = Path(config.out)
@@ -308,10 +329,14 @@ def write_export(config: ExportConfig) -> dict:
                         "give a new or empty directory")
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows {config.shard_rows}: give a number >= 1")
+    if config.format not in COLUMN_FORMATS:
+        raise UserError(f"--format {config.format!r}: give one of {list(COLUMN_FORMATS)}")
     pool = Pool.open(config.pool)
     mixture = read_mixture(config.mixture)
     rows, counts = plan_export(pool, mixture, config.tokens, seed=config.seed,
                                max_epochs=config.max_epochs, tokenizer=config.tokenizer)
+    if config.format == "trl":
+        rows = trl_columns(rows)
     n_shards = max(1, math.ceil(len(rows) / config.shard_rows))
     shard_names = [f"data/train-{i:05d}-of-{n_shards:05d}.parquet" for i in range(n_shards)]
     counter = ({"kind": "tokenizer", "path": str(config.tokenizer),
@@ -325,6 +350,7 @@ def write_export(config: ExportConfig) -> dict:
         "tokens_target": config.tokens,
         "tokens": int(sum(c["tokens"] for c in counts.values())),
         "documents": len(rows),
+        "columns": list(rows.columns),
         "token_counter": counter,
         "seed": config.seed,
         "max_epochs": config.max_epochs,

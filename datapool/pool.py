@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.provenance import sha256_file
-from datapool.build import POOL_INDEX, build_pool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The index a build writes (datapool/build.py); defined here so that `pool info` reads a
+# pool without importing the builder and pandas.
+POOL_INDEX = "pool.json"
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,15 @@ class Pool:
                      or json.loads(index_path.read_text()).get("manifest_sha256") != sha256_file(path))
             if stale:
                 if not build_if_needed:
-                    raise UserError(f"pool of manifest {path} is not built; run `launch.py pool build {path}`")
+                    raise UserError(f"pool of manifest {path} is not built; run `causalmix pool build {path}`")
+                from datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
+
                 build_pool(path)
             path = path.parent
         index_path = path / POOL_INDEX
         if not index_path.is_file():
             raise UserError(f"{path} is not a built pool (no {POOL_INDEX}); give a manifest or run "
-                            "`launch.py pool build MANIFEST`")
+                            "`causalmix pool build MANIFEST`")
         return cls(path, json.loads(index_path.read_text()))
 
     def shards(self, domain: str | None = None) -> list[Shard]:
@@ -90,6 +97,8 @@ class Pool:
     def dev_tasks(self) -> dict:
         """Everything the dev suite evaluates: {name: proxy.evaluate.DevTask} for the domains'
         dev sets (read into memory) and `lm_eval:<i>` entries for the harness entries."""
+        import pandas as pd  # deferred: heavy import
+
         from proxy.evaluate import DevTask
 
         tasks = {d: DevTask.from_dev_set(ds, pd.read_parquet(ds.path)) for d, ds in self.dev_sets().items()}
@@ -103,5 +112,7 @@ class Pool:
     def n_chars(self, domain: str) -> int:
         return self.index["domains"][domain]["n_chars"]
 
-    def read(self, domain: str | None = None) -> pd.DataFrame:
+    def read(self, domain: str | None = None) -> "pd.DataFrame":
+        import pandas as pd  # deferred: heavy import
+
         return pd.concat([pd.read_parquet(s.path) for s in self.shards(domain)], ignore_index=True)

@@ -41,7 +41,7 @@ def manifests() -> dict[str, dict]:
 
 def unbuilt(command: str) -> bool:
     """A sub-command whose module is still the not-built stub in this checkout."""
-    return "not built yet" in launch.COMMANDS[command].HELP
+    return "not built yet" in launch.summary(command)
 
 
 def parse_launch_calls(text: str, unbuilt_found: list | None = None) -> list[list[str]]:
