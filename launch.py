@@ -143,6 +143,18 @@ def _quit_on_closed_pipe() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _quit_on_closed_pipe()
+
+
+def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # no sub-command named (`--help`, `--version`, a typo): no command module is imported
     args = build_parser(only=_subcommand(argv) or "").parse_args(argv)
@@ -164,10 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     except RunsFailed as exc:
         log.error("%s", exc)
         return 1
-    except BrokenPipeError:
-        if not _stdout_closed():
-            raise
-        return _quit_on_closed_pipe()
     except KeyboardInterrupt:
         log.warning("terminated" if terminated.is_set() else "interrupted")
         return 143 if terminated.is_set() else 130

@@ -7,8 +7,12 @@ import json
 from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.fitting import ESTIMATORS, FitConfig, fit_and_save
 from causal.objective import NORMALISATIONS, Objective
+from commands.summaries import fit_summary
 from core.cli_config import ConfigFlags
 from core.errors import UserError
+from core.logs import get_logger
+
+log = get_logger(__name__)
 
 
 FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain"),
@@ -55,5 +59,7 @@ def run(args) -> int:
     else:
         overrides = {k: v for k, v in overrides.items() if k != "objective"}
     config = FLAGS.load(overrides)
-    print(json.dumps(fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)))
+    record = fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)
+    log.info("%s", fit_summary(record))
+    print(json.dumps(record))
     return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
 from commands.constraints import add_constraint_arguments, bounds_from_args
+from commands.summaries import recommend_summary
 from core.cli_config import ConfigFlags
 from core.config import read_json_file
 from core.errors import UserError
@@ -116,5 +117,6 @@ def run(args) -> int:
                     "there is an extrapolation", result["mixture_beyond_runs"])
     if result.get("fallback"):
         log.warning("%s", result["fallback"])
+    log.info("%s", recommend_summary(result))
     print(json.dumps(result))
     return 0

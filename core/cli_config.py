@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -160,6 +161,11 @@ class ConfigFlags:
         text = field_docs(owner).get(f.name, "")
         if not text:
             raise ValueError(f"{owner.__name__}.{f.name} has no docstring to be its flag's help")
+        # A field's None is, at the command line, a flag not given: say so in the user's words.
+        text = re.sub(r"\bNone\b", "not given", text)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            # argparse cannot require it (--config may give it), so the help says so
+            return text + " (required: this flag or --config)"
         default = format_default(field_default(f))
         return text + (f" (default {default})" if default is not None else "")
 
@@ -177,7 +183,7 @@ class ConfigFlags:
             kwargs.setdefault("help", self.help(flag.dest))
             if kwargs.get("action") == "store_false":
                 name = "no-" + name
-                kwargs["help"] = "turn off: " + kwargs["help"]
+                kwargs["help"] += f"; --{name} turns it off"
             # argparse %-formats help text
             kwargs["help"] = kwargs["help"].replace("%", "%%")
             parser.add_argument(f"--{name}", dest=flag.dest, default=None, **kwargs)
