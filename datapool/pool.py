@@ -90,9 +90,13 @@ class Pool:
 
     def harness(self):
         """The pool's lm-evaluation-harness dev entries (proxy.harness.HarnessSpec)."""
+        from core.extras import require_extra
         from proxy.harness import HarnessSpec
 
-        return [HarnessSpec.from_json(h, self.root) for h in self.index.get("harness", [])]
+        entries = self.index.get("harness", [])
+        if entries:  # said before any run starts, not by the first proxy run's evaluation
+            require_extra("lm_eval", f"pool {self.name!r}'s lm_eval dev task")
+        return [HarnessSpec.from_json(h, self.root) for h in entries]
 
     def dev_tasks(self) -> dict:
         """Everything the dev suite evaluates: {name: proxy.evaluate.DevTask} for the domains'
