@@ -74,8 +74,10 @@ def add_arguments(parser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="model directory written by `fit`")
     target.add_argument("--endpoint", help="URL of a running `serve` (e.g. http://127.0.0.1:8000)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--covariates", help="JSON file: {covariate name: value}")
+    # neither, for a model without covariates (an imported swarm's)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--covariates", help="JSON file: {covariate name: value} (not needed when the model "
+                        "has no covariates)")
     source.add_argument("--pool-features", dest="pool_features",
                         help="the pool's per-document features: a `featurize` output folder or a Parquet "
                         "file (covariates = per-domain means)")
@@ -84,17 +86,30 @@ def add_arguments(parser) -> None:
     add_constraint_arguments(parser)
 
 
-def run(args) -> int:
-    from causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
+def pool_covariates(args, names: list[str]) -> dict:
+    """The target pool's covariates from --covariates or --pool-features; none for a model
+    without covariates."""
+    if args.covariates:
+        return read_json_file(args.covariates, "covariates")
+    if args.pool_features:
+        from causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
 
+        return covariates_from_features(args.pool_features, names)
+    if names:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise UserError(f"the model has {len(names)} covariates ({shown}): give the pool's --covariates FILE "
+                        "or --pool-features DIR")
+    return {}
+
+
+def run(args) -> int:
     cfg = FLAGS.load(args)
     reference = "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")
     if args.endpoint:
         from service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
-        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, info["covariate_names"]))
+        covariates = pool_covariates(args, info["covariate_names"])
         bounds = bounds_from_args(args, info["domains"])
         result = recommend_via_endpoint(args.endpoint, {
             "covariates": covariates, "policy": cfg.policy, "trust_radius": cfg.trust_radius,
@@ -103,8 +118,7 @@ def run(args) -> int:
                if bounds is not None else {})})
     else:
         model = load_model_dir(args.model)
-        covariates = (read_json_file(args.covariates, "covariates") if args.covariates
-                      else covariates_from_features(args.pool_features, model.covariate_names))
+        covariates = pool_covariates(args, model.covariate_names)
         result = model.recommend(covariates, policy=cfg.policy, trust_radius=cfg.trust_radius,
                                  reference=reference, alpha=cfg.alpha, top_k=cfg.top_k, seed=cfg.seed,
                                  constraints=bounds_from_args(args, model.domains))

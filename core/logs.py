@@ -72,6 +72,17 @@ def ray_init_kwargs() -> dict:
     return {"log_to_driver": debug, "logging_level": logging.INFO if debug else logging.WARNING}
 
 
+def quiet_ray_data() -> None:
+    """Ray Data prints its INFO lines (execution plans, "Starting execution of Dataset") through
+    a console handler of its own, whatever ray.init's logging_level; keep that handler to
+    warnings below debug (its file handler still gets everything, in the session's logs)."""
+    if _state["level"] <= logging.DEBUG:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
 def common_options():
     """The options the CLI and every sub-command take (argparse parent parser), before or after
     the sub-command. No default (SUPPRESS): a sub-parser would otherwise reset a value given

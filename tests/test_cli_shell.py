@@ -102,3 +102,23 @@ def test_fit_and_recommend_summaries():
     text = recommend_summary(result)
     assert text.splitlines()[3].split() == ["a", "0.700", "0.500", "+0.200"] and "90 % interval [+0.002, +0.02]" in text
     assert "trust radius 0.280 (auto): largest lower bound" in text
+
+
+def test_ray_data_info_lines_stay_below_debug():
+    import logging
+
+    import ray.data  # noqa: F401 - installs Ray Data's console handler
+
+    from core.logs import configure, quiet_ray_data
+
+    console = [h for h in logging.getLogger("ray.data").handlers
+               if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    assert console
+    try:
+        configure("info")
+        quiet_ray_data()
+        assert all(h.level == logging.WARNING for h in console)
+    finally:
+        for handler in console:
+            handler.setLevel(logging.INFO)
+        configure("info")

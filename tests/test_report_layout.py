@@ -100,9 +100,10 @@ def test_metric_columns_follow_the_domain_rows():
                                                                 "harness_acc"]
 
 
-def test_report_of_a_model_without_covariates(tmp_path):
+def test_report_of_a_model_without_covariates(tmp_path, capsys):
     """An imported swarm (RegMix's, Olmix's) has no covariates: its model has no return curves,
-    which used to crash the report (a figure of 0 panels)."""
+    which used to crash the report (a figure of 0 panels), and recommend needs no `{}` file.
+    fit and recommend say what they did on stderr, JSON on stdout."""
     import launch
     from structural import StructuralModel
 
@@ -112,7 +113,14 @@ def test_report_of_a_model_without_covariates(tmp_path):
     run_dir.mkdir()
     runs.to_parquet(run_dir / "runs.parquet")
     assert launch.main(["fit", "--runs", str(run_dir / "runs.parquet"), "--out", str(tmp_path / "model"),
-                        "--estimator", "regression", "--log-level", "warning"]) == 0
+                        "--estimator", "regression"]) == 0
+    captured = capsys.readouterr()
+    assert "fitted regression on 30 runs x 3 domains x 0 covariates" in captured.err
+    assert json.loads(captured.out)["n_runs"] == 30
+    assert launch.main(["recommend", "--model", str(tmp_path / "model")]) == 0
+    captured = capsys.readouterr()
+    assert "analytic mixture" in captured.err and "expected gain over the reference" in captured.err
+    assert set(json.loads(captured.out)["mixture"]) == {"d0", "d1", "d2"}
     summary = write_report(run_dir, model_dir=tmp_path / "model")
     assert "return_curves.png" not in summary["figures"] and "radius_choice.png" in summary["figures"]
     assert "No return curves" in (run_dir / "report" / "report.md").read_text()
