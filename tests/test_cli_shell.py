@@ -122,3 +122,14 @@ def test_ray_data_info_lines_stay_below_debug():
         for handler in console:
             handler.setLevel(logging.INFO)
         configure("info")
+
+
+def test_a_flag_needing_a_missing_extra_names_it(monkeypatch):
+    import importlib.util
+
+    from core.tracking import parse_tracking
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(UserError, match=r"--tracking mlflow needs mlflow.*causalmix\[tracking\]"):
+        parse_tracking("mlflow", ".")
