@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
     FLAGS.add_to(parser)
     parser.add_argument("--objective", default=None, metavar="FILE",
                         help="recompute y from the metric.* columns with this objective (YAML/JSON, "
-                             "see causal/objective.py) before fitting; no run is repeated")
+                             "format: docs/causal.md) before fitting; no run is repeated")
     parser.add_argument("--target", default=None, metavar="metric.NAME",
                         help="fit one metric: y = that column (negated when loss-type)")
     parser.add_argument("--normalise", choices=NORMALISATIONS, default=None,
