@@ -110,15 +110,18 @@ def swarm_frame(weights: pd.DataFrame, metrics: pd.DataFrame, *, run_col_w: str,
         if only_m:
             parts.append(f"runs with metrics but no weights: {_name_rows(only_m)}")
         raise UserError(f"{where_w} and {where_m} do not join on the run column: " + "; ".join(parts))
-    out = pd.DataFrame({"run_id": ids_w.to_numpy()})
+    # columns gathered first and framed once: one insert per column of a wide swarm (Olmix: 24
+    # domains, 100+ metrics) made pandas print a PerformanceWarning for each
+    columns = {"run_id": ids_w.to_numpy()}
     for col, domain in weight_cols.items():
-        out[MIX + domain] = _numeric(weights, col, ids_w, where_w, "weight").to_numpy()
+        columns[MIX + domain] = _numeric(weights, col, ids_w, where_w, "weight").to_numpy()
     order = pd.Series(np.arange(len(ids_m)), index=ids_m.to_numpy())[ids_w.to_numpy()].to_numpy()
     metric_values = {}
     for col, name in metric_cols.items():
         values = _numeric(metrics, col, ids_m, where_m, "metric").to_numpy()[order]
         metric_values[name] = values
-        out[METRIC + name] = values
+        columns[METRIC + name] = values
+    out = pd.DataFrame(columns)
     if target == "mean":
         y = pd.DataFrame(metric_values).mean(axis=1, skipna=False).to_numpy()
     elif target in metric_values:
@@ -127,13 +130,11 @@ def swarm_frame(weights: pd.DataFrame, metrics: pd.DataFrame, *, run_col_w: str,
         y = metric_values[metric_cols[target]]
     else:
         raise UserError(f"--target {target!r} is not one of the metrics {sorted(metric_values)} (or 'mean')")
-    out["y"] = -y if lower_is_better else y
+    out = out.assign(y=-y if lower_is_better else y, status="ok", source=source)
     missing_y = ~np.isfinite(out["y"].to_numpy())
     if missing_y.any():
         raise UserError(f"{where_m}: target {target!r} is missing or non-finite for runs "
                         f"{_name_rows(out.loc[missing_y, 'run_id'].tolist())}")
-    out["status"] = "ok"
-    out["source"] = source
     # weights rounded to a few decimals are renormalised with a warning; beyond 1 % it is an error
     # that names the rows (validate_mixtures)
     return validate_runs_frame(out, where=f"imported swarm ({source})").frame

@@ -45,7 +45,10 @@ def finish_grid(fig, n: int) -> None:
     if n <= MAX_PANEL_COLUMNS:
         fig.tight_layout()
     else:
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.05, top=0.93, wspace=0.35, hspace=0.5)
+        width, height = fig.get_size_inches()
+        # margins in inches (axis label, ticks, suptitle), as fractions of this figure's size
+        fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.6 / height,
+                            top=1 - 0.5 / height, wspace=0.35, hspace=0.55)
 
 
 def same_ylim(axes) -> None:
