@@ -167,6 +167,21 @@ def _sampler_colour(name: str) -> str:
     return SAMPLER_COLOURS.get(str(name), "tab:gray")
 
 
+def _stacked_bars(ax, weights: np.ndarray, colours: list, width: float = 0.9) -> None:
+    """Run i's mixture as a stacked bar at x = i, all bars one PolyCollection: one Rectangle
+    artist per run and domain (8704 for RegMix's 512 runs x 17 domains) took seconds to draw."""
+    from matplotlib.collections import PolyCollection
+
+    top = np.cumsum(weights, axis=1)
+    bottom = top - weights
+    left = np.arange(len(weights))[:, None] - width / 2 + np.zeros_like(weights)
+    boxes = np.stack([np.stack([left, bottom], -1), np.stack([left + width, bottom], -1),
+                      np.stack([left + width, top], -1), np.stack([left, top], -1)], axis=2)
+    ax.add_collection(PolyCollection(boxes.reshape(-1, 4, 2), facecolors=np.tile(colours, (len(weights), 1)),
+                                     edgecolors="none"))
+    ax.set_xlim(-0.5 - width / 2, len(weights) - 0.5 + width / 2)
+
+
 def _domain_colours(n: int) -> list:
     """n distinguishable colours: the tab10/tab20 cycles while they last, then a colour map."""
     from matplotlib import colormaps
@@ -196,13 +211,11 @@ def plot_sampled_mixtures(runs: pd.DataFrame, domains: list[str], path: Path) ->
     mean = {d: float(ordered[f"{MIX}{d}"].mean()) for d in domains}
     named = labelled_domains(domains, mean)
     colours = _domain_colours(len(domains))
-    bottom = np.zeros(len(ordered))
     xs = np.arange(len(ordered))
+    _stacked_bars(ax_bar, ordered[[f"{MIX}{d}" for d in domains]].to_numpy(dtype=float), colours)
     for domain, colour in zip(domains, colours):
-        w = ordered[f"{MIX}{domain}"].to_numpy(dtype=float)
-        ax_bar.bar(xs, w, bottom=bottom, width=0.9, label=domain if domain in named else "_nolegend_",
-                   color=colour)
-        bottom += w
+        if domain in named:  # legend entries only: the bars are one collection
+            ax_bar.fill_between([], [], color=colour, label=domain)
     ax_bar.scatter(xs, np.full(len(xs), -0.05), c=[_sampler_colour(s) for s in samplers], marker="s", s=12,
                    clip_on=False)
     ax_bar.set_ylim(-0.08, 1.0)
