@@ -33,6 +33,7 @@ import pandas as pd
 from causal.doc_features import ScoredDoc, score_documents
 from causal.style import style_row
 from core.errors import UserError
+from core.logs import quiet_ray_data
 from core.ray_setup import check_resources
 
 READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
@@ -138,6 +139,7 @@ class FeaturizerPool:
     def _dataset(self, jobs: Sequence[ShardJob]):
         import ray
 
+        quiet_ray_data()
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.wait_for_min_actors_s = self.actor_start_timeout_s

@@ -154,10 +154,10 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
     if selection:
         for candidate, score in selection["scores"].items():
             pairs = f"out-of-fold error of near pairs' differences {score['pair_mse']:.4g}, " if "pair_mse" in score else ""
-            log.info("  %s: %soutcome MSE %.4g, Spearman %.3f%s", candidate, pairs, score["oof_mse"],
+            log.debug("  %s: %soutcome MSE %.4g, Spearman %.3f%s", candidate, pairs, score["oof_mse"],
                      score["oof_spearman"], "  <- chosen" if candidate == name else "")
         evidence = selection["mixture_evidence"]
-        log.info("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "
+        log.debug("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "
                  "(one-sided paired t-test; recommend does not move at p >= alpha)",
                  evidence["covariates_only"], evidence["covariates_only_oof_mse"], evidence["p_value"])
     return {"model_dir": str(saved), "model_version": model.version,

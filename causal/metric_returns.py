@@ -40,8 +40,21 @@ def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: 
         estimates[label] = {d: r["estimate"] for d, r in returns.items()}
         widths[label] = {d: (r["interval"][1] - r["interval"][0]) / 2 for d, r in returns.items()}
     est, half = pd.DataFrame(estimates), pd.DataFrame(widths)
+    order = domain_ordered(list(est.columns), list(est.index))
+    est, half = est[order], half[order]
     est.index.name = half.index.name = "domain"
     return est, half
+
+
+def domain_ordered(metrics: Sequence[str], domains: Sequence[str]) -> list[str]:
+    """The metrics with those of a domain's dev set (`arithmetic_nll`) in the domains' order, so
+    that the heatmap's diagonal is each domain on its own dev set; the others (harness tasks)
+    after them, in name order."""
+    def key(metric: str):
+        owner = next((i for i, d in enumerate(domains) if metric == d or metric.startswith(f"{d}_")), len(domains))
+        return owner, metric
+
+    return sorted(metrics, key=key)
 
 
 def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> "matplotlib.figure.Figure":
@@ -52,13 +65,18 @@ def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> "matplotlib.figu
     values = estimates.to_numpy(dtype=float)
     scale = np.abs(values).max(axis=0, keepdims=True)
     scaled = values / np.where(scale > 0, scale, 1.0)
-    fig, ax = subplots(figsize=(1.3 * values.shape[1] + 2.5, 0.5 * values.shape[0] + 1.8))
+    rows, cols = values.shape
+    # cells shrink past ~24 rows or columns, so 64 domains x 64 metrics stays about 2000 px square
+    fig, ax = subplots(figsize=(min(1.3 * cols + 2.5, 18.0), min(0.5 * rows + 1.8, 16.0)))
     image = ax.imshow(scaled, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(values.shape[1]), estimates.columns, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(values.shape[0]), estimates.index, fontsize=8)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7)
+    small = max(rows, cols) > 24
+    ax.set_xticks(range(cols), estimates.columns, rotation=90 if small else 30, ha="center" if small else "right",
+                  fontsize=5 if small else 8)
+    ax.set_yticks(range(rows), estimates.index, fontsize=5 if small else 8)
+    if not small:  # a number per cell is legible only while cells are large
+        for i in range(rows):
+            for j in range(cols):
+                ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7)
     fig.colorbar(image, ax=ax, label="return / largest |return| of the metric")
     ax.set_title("Estimated return of each domain on each metric (higher is better)")
     fig.tight_layout()

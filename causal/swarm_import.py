@@ -131,13 +131,11 @@ def swarm_frame(weights: pd.DataFrame, metrics: pd.DataFrame, *, run_col_w: str,
         y = metric_values[metric_cols[target]]
     else:
         raise UserError(f"--target {target!r} is not one of the metrics {sorted(metric_values)} (or 'mean')")
-    out["y"] = -y if lower_is_better else y
+    out = out.assign(y=-y if lower_is_better else y, status="ok", source=source)
     missing_y = ~np.isfinite(out["y"].to_numpy())
     if missing_y.any():
         raise UserError(f"{where_m}: target {target!r} is missing or non-finite for runs "
                         f"{_name_rows(out.loc[missing_y, 'run_id'].tolist())}")
-    out["status"] = "ok"
-    out["source"] = source
     # weights rounded to a few decimals are renormalised with a warning; beyond 1 % it is an error
     # that names the rows (validate_mixtures)
     return validate_runs_frame(out, where=f"imported swarm ({source})", drop_unused=False).frame

@@ -4,7 +4,8 @@
     python cluster/install_deps.py --torch cpu    # head / CPU node: CPU-only torch (no CUDA libs)
     python cluster/install_deps.py --torch cuda --dry-run   # print the pip commands only
 
-The versions come from pyproject.toml's `[project] dependencies`, the one place they are
+The versions come from pyproject.toml's `[project] dependencies` and the extras a cluster's
+jobs use (`tracking` for --tracking, `harness` for lm_eval dev tasks), the one place they are
 pinned. Only dependencies are installed, not the project's code: each job brings its own
 code with `ray job submit --working-dir .`, so a node never runs a stale copy.
 torch is installed first from the right wheel index, so the second pip call finds it
@@ -22,13 +23,17 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+# Optional features a cluster node should be able to run (pyproject.toml's extras)
+CLUSTER_EXTRAS = ("tracking", "harness")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CUDA_INDEX = "https://download.pytorch.org/whl/{tag}"
 
 
-def project_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
+def project_dependencies(pyproject: Path = PYPROJECT, extras=CLUSTER_EXTRAS) -> list[str]:
     with open(pyproject, "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    optional = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(spec for extra in extras for spec in optional[extra])]
 
 
 def requirement_name(spec: str) -> str:

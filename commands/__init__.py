@@ -1,6 +1,6 @@
 """One module per `launch.py` sub-command.
 
-Each module defines `HELP` (one line), `add_arguments(parser)` and
-`run(args) -> int`. Logic lives in the domain packages; these modules only parse,
+Each module defines `add_arguments(parser)` and `run(args) -> int`; its one-line help is in
+`launch.SUBCOMMANDS`, so that `causalmix --help` imports no command module. Logic lives in the domain packages; these modules only parse,
 call and print.
 """

@@ -13,7 +13,6 @@ import sys
 from core.cli_config import ConfigFlags, field_docs
 from datapool.swarm_runs import CollectConfig, collect
 
-HELP = "join an outside trainer's results (by run_id) onto a generate plan into a runs table"
 
 FLAGS = ConfigFlags(CollectConfig, ("results", "out"), options={"results": {"metavar": "RESULTS"}})
 

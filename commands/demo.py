@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from causal.runs_table import COV
 from commands.demo_stages import Stage, run_stages
 from core.atomic import atomic_write_json
 from core.cli_config import ConfigFlags
@@ -38,7 +37,6 @@ from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
 from lm.tiny import TinyModelSpec, build_model_family
 
-HELP = "run the pipeline end to end on the embedded default (local Ray, tiny models, demo pools)"
 POOLS = ("demo-small", "demo-large")
 
 
@@ -193,6 +191,7 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
 
     from causal.fitting import FitConfig
     from causal.fitting import fit_and_save
+    from causal.runs_table import COV  # deferred: heavy import (pandas), not for `demo --help`
     from core.atomic import atomic_write_parquet
 
     runs = work / "runs" / "runs.parquet"

@@ -7,11 +7,9 @@ import json
 from core.cli_config import ConfigFlags
 from datapool.export import ExportConfig, parse_tokens, write_export
 
-HELP = "materialise a mixture as a training set of a token budget (Parquet + datasets folder)"
-
 
 FLAGS = ConfigFlags(ExportConfig, ("pool", "mixture", "tokens", "out", "seed", "max_epochs", "tokenizer",
-                                   "shard_rows"),
+                                   "shard_rows", "format"),
                     # read by parse_tokens in run, where its UserError is a clean exit 2
                     options={"tokens": {"type": str}})
 

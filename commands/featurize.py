@@ -11,7 +11,6 @@ from core.logs import get_logger
 
 log = get_logger(__name__)
 
-HELP = "compute per-document features (normalized_loss, hes, style) of a pool with a reference model"
 
 FLAGS = ConfigFlags(FeaturizeConfig, ("pool", "model", "out", "domains", "concurrency", "batch_tokens",
                                       "cpus_per_actor", "device", "max_length", "address"),

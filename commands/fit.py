@@ -7,10 +7,12 @@ import json
 from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.fitting import ESTIMATORS, FitConfig, fit_and_save
 from causal.objective import NORMALISATIONS, Objective
+from commands.summaries import fit_summary
 from core.cli_config import ConfigFlags
 from core.errors import UserError
+from core.logs import get_logger
 
-HELP = "fit a causal model (estimator chosen by cross-validation by default) on a runs table"
+log = get_logger(__name__)
 
 
 FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain"),
@@ -27,7 +29,7 @@ def add_arguments(parser) -> None:
     FLAGS.add_to(parser)
     parser.add_argument("--objective", default=None, metavar="FILE",
                         help="recompute y from the metric.* columns with this objective (YAML/JSON, "
-                             "see causal/objective.py) before fitting; no run is repeated")
+                             "format: docs/causal.md) before fitting; no run is repeated")
     parser.add_argument("--target", default=None, metavar="metric.NAME",
                         help="fit one metric: y = that column (negated when loss-type)")
     parser.add_argument("--normalise", choices=NORMALISATIONS, default=None,
@@ -57,5 +59,7 @@ def run(args) -> int:
     else:
         overrides = {k: v for k, v in overrides.items() if k != "objective"}
     config = FLAGS.load(overrides)
-    print(json.dumps(fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)))
+    record = fit_and_save(args.runs, args.out, config, overwrite=args.overwrite)
+    log.info("%s", fit_summary(record))
+    print(json.dumps(record))
     return 0

@@ -14,7 +14,6 @@ from core.cli_config import ConfigFlags
 from datapool.swarm_plan import CONFIG_FILE, GenerateConfig, generate
 from datapool.swarm_runs import export_runs
 
-HELP = "write a sweep's runs as a plan (mixtures, data states, covariates) for an outside trainer"
 
 FLAGS = ConfigFlags(
     GenerateConfig, ("pool", "features", "out", "runs", "seed", "adaptive", "adaptive_round", "cover",

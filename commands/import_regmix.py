@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 
-from causal.runs_table import MIX, import_regmix
 from core.atomic import atomic_write_parquet, check_output_file
 from core.provenance import provenance, sha256_file
-
-HELP = "import RegMix's released proxy-run CSVs as a runs table"
 
 
 def add_arguments(parser) -> None:
@@ -19,6 +16,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from causal.runs_table import MIX, import_regmix  # deferred: heavy import (pandas)
+
     check_output_file(args.out, kind="runs table", suffix=".parquet", inputs=[args.mixtures, args.losses])
     frame = import_regmix(args.mixtures, args.losses, target=args.target)
     meta = provenance({"mixtures": args.mixtures, "losses": args.losses, "target": args.target},

@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import json
 
-from causal.runs_table import MIX
-from causal.swarm_import import import_olmix, import_table
 from core.atomic import atomic_write_parquet, check_output_file
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
-
-HELP = "import another tool's swarm (Olmix ratios.csv + metrics.csv, or any table) as a runs table"
 
 
 def add_arguments(parser) -> None:
@@ -35,6 +31,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # deferred: heavy import (pandas)
+    from causal.runs_table import MIX
+    from causal.swarm_import import import_olmix, import_table
+
     check_output_file(args.out, kind="runs table", suffix=".parquet",
                       inputs=[args.table, args.ratios, args.metrics_file])
     lower = not args.higher_is_better

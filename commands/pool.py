@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import json
 
-from datapool.build import build_pool
-from datapool.pool import Pool
 from core.logs import common_options
-
-HELP = "build a pool manifest into Parquet shards (`pool build`), or describe a built pool (`pool info`)"
+from datapool.pool import Pool
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="pool_action", metavar="ACTION", required=True)
     build = sub.add_parser("build", parents=[common_options()], help="materialise MANIFEST as Parquet shards with stable doc_ids")
-    build.add_argument("manifest", help="pool manifest YAML (see datapool/manifest.py)")
+    build.add_argument("manifest", help="pool manifest YAML (format: README.md, \"Using your own pool\")")
     build.add_argument("--out", default=None, help="output folder (default: the manifest's folder)")
     build.add_argument("--overwrite", action="store_true",
                        help="replace OUT/shards and OUT/dev even when OUT is not a built pool")
@@ -33,6 +30,8 @@ def describe(pool: Pool) -> dict:
 
 def run(args) -> int:
     if args.pool_action == "build":
+        from datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
+
         out = build_pool(args.manifest, args.out, overwrite=args.overwrite)
         pool = Pool.open(out)
         print(json.dumps(describe(pool)))

@@ -4,14 +4,6 @@ from __future__ import annotations
 import json
 import sys
 
-from causal.model_dir import load_model_dir
-from causal.predict import predict_table
-from causal.runs_table import read_runs_table
-from core.atomic import atomic_write_parquet, check_output_file
-from core.provenance import provenance
-
-HELP = "predict the outcome y of each run (mixture + covariates) of a runs table"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model directory written by `fit`")
@@ -20,6 +12,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # deferred: heavy import (pandas, the estimator's libraries), so that --help answers at once
+    from causal.model_dir import load_model_dir
+    from causal.predict import predict_table
+    from causal.runs_table import read_runs_table
+    from core.atomic import atomic_write_parquet, check_output_file
+    from core.provenance import provenance
+
     if args.out:
         check_output_file(args.out, kind="predictions", inputs=[args.model, args.runs])
     model = load_model_dir(args.model)

@@ -5,18 +5,16 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from causal.covariates import covariates_from_features
 from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
 from causal.policy import POLICIES, check_trust_radius
 from commands.constraints import add_constraint_arguments, bounds_from_args
+from commands.summaries import recommend_summary
 from core.cli_config import ConfigFlags
 from core.config import read_json_file
 from core.errors import UserError
 from core.logs import get_logger
 
 log = get_logger(__name__)
-
-HELP = "recommend a mixture for a pool from a fitted model"
 
 
 def _seed(text: str) -> int:
@@ -75,9 +73,11 @@ FLAGS = ConfigFlags(RecommendConfig, ("policy", "trust_radius", "reference", "al
 def add_arguments(parser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="model directory written by `fit`")
-    target.add_argument("--endpoint", help="URL of a running `launch.py serve` (e.g. http://127.0.0.1:8000)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--covariates", help="JSON file: {covariate name: value}")
+    target.add_argument("--endpoint", help="URL of a running `serve` (e.g. http://127.0.0.1:8000)")
+    # neither, for a model without covariates (an imported swarm's)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--covariates", help="JSON file: {covariate name: value} (not needed when the model "
+                        "has no covariates)")
     source.add_argument("--pool-features", dest="pool_features",
                         help="the pool's per-document features: a `featurize` output folder or a Parquet "
                         "file (covariates = per-domain means)")
@@ -94,6 +94,22 @@ def _labels(args, cfg: RecommendConfig) -> dict[str, str]:
             "trust_radius": "--trust-radius", "top_k": "--top-k", "seed": "--seed"}
 
 
+def pool_covariates(args, names: list[str]) -> dict:
+    """The target pool's covariates from --covariates or --pool-features; none for a model
+    without covariates."""
+    if args.covariates:
+        return read_json_file(args.covariates, "covariates")
+    if args.pool_features:
+        from causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
+
+        return covariates_from_features(args.pool_features, names)
+    if names:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise UserError(f"the model has {len(names)} covariates ({shown}): give the pool's --covariates FILE "
+                        "or --pool-features DIR")
+    return {}
+
+
 def run(args) -> int:
     from service import schemas
 
@@ -106,8 +122,7 @@ def run(args) -> int:
         from service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
-        payload["covariates"] = (read_json_file(args.covariates, "covariates") if args.covariates
-                                 else covariates_from_features(args.pool_features, info["covariate_names"]))
+        payload["covariates"] = pool_covariates(args, info["covariate_names"])
         bounds = bounds_from_args(args, info["domains"])
         if bounds is not None:
             payload["constraints"] = {"lower": bounds.to_json()["lower"], "upper": bounds.to_json()["upper"]}
@@ -115,8 +130,7 @@ def run(args) -> int:
         result = recommend_via_endpoint(args.endpoint, payload)
     else:
         model = load_model_dir(args.model)
-        payload["covariates"] = (read_json_file(args.covariates, "covariates") if args.covariates
-                                 else covariates_from_features(args.pool_features, model.covariate_names))
+        payload["covariates"] = pool_covariates(args, model.covariate_names)
         result = schemas.recommend(model, schemas.parse_recommend(payload, labels),
                                    bounds=bounds_from_args(args, model.domains), labels=labels)
     for name in result["extrapolated"]:
@@ -128,5 +142,6 @@ def run(args) -> int:
                     "there is an extrapolation", result["mixture_beyond_runs"])
     if result.get("fallback"):
         log.warning("%s", result["fallback"])
+    log.info("%s", recommend_summary(result))
     print(json.dumps(result))
     return 0

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import json
 
-from reporting.report import write_report
-
-HELP = "write the figures and tables of a finished run directory (and of a validation)"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", dest="run_dir", required=True, help="sweep output folder")
-    parser.add_argument("--validation", default=None, help="`launch.py validate` output folder")
+    parser.add_argument("--validation", default=None, help="a `validate` output folder")
     parser.add_argument("--model", default=None,
                         help="fitted model directory for the return curves and held-out predictions "
                         "(default: RUN_DIR/model when the sweep wrote one)")
@@ -23,6 +19,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from reporting.report import write_report  # deferred: heavy import (pandas, matplotlib)
+
     summary = write_report(args.run_dir, args.out, validation_dir=args.validation, model_dir=args.model,
                            cv_folds=args.folds, overwrite=args.overwrite)
     print(json.dumps(summary))

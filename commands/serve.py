@@ -25,8 +25,6 @@ from core.ray_setup import is_local
 
 log = get_logger(__name__)
 
-HELP = "serve the recommender as a Ray Serve deployment (HTTP on loopback by default)"
-
 
 def _min_max(text: str) -> tuple[int, int]:
     try:

@@ -14,7 +14,6 @@ from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
 from core.cli_config import ConfigFlags
 from core.tracking import add_tracking_argument
 
-HELP = "run the Dirichlet sweep of proxy SFT runs on Ray Tune (resumable)"
 
 FLAGS = ConfigFlags(
     SweepConfig, ("pool", "features", "out", "runs", "resume", "adaptive", "adaptive_round", "seed", "cover",

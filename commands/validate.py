@@ -14,8 +14,6 @@ from core.tracking import add_tracking_argument
 from proxy.config import TargetRunConfig
 from proxy.distributed import TargetTrainConfig
 
-HELP = "train the target model on the recommended and baseline mixtures of a pool and compare them"
-
 
 FLAGS = ConfigFlags(
     ValidateConfig, ("model", "pool", "features", "target_model", "regmix_model", "no_dml_model",

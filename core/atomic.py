@@ -5,17 +5,17 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -42,9 +42,12 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def atomic_write_parquet(path: str | os.PathLike, table: pa.Table | "pandas.DataFrame",
+def atomic_write_parquet(path: str | os.PathLike, table: "pa.Table | pandas.DataFrame",
                          metadata: dict[str, str] | None = None) -> Path:
     """Write a Parquet file atomically; `metadata` lands in the schema's key/value metadata."""
+    import pyarrow as pa  # deferred: heavy import (the light commands write no Parquet)
+    import pyarrow.parquet as pq
+
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
     if metadata:
@@ -71,9 +74,24 @@ STALE_FOREIGN_S = 24 * 3600
 
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    return _new_sibling(path, f".tmp{suffix}")
+
+
+def _new_sibling(path: Path, suffix: str, *, directory: bool = False) -> Path:
+    """A new, uniquely named file (or folder) beside `path`, created with the user's umask:
+    mkstemp's 0600 and mkdtemp's 0700 would make every artifact renamed from it private to
+    its writer, and a fixed chmod would override a umask that asks for less."""
+    for _ in range(100):
+        name = path.parent / f"{_tmp_prefix(path)}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(name, 0o777)
+            else:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _tmp_prefix(path: Path) -> str:
@@ -87,7 +105,7 @@ def temporary_sibling_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+    return _new_sibling(path, ".tmp", directory=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -225,12 +243,11 @@ def atomic_directory(path: str | os.PathLike, *, kind: str = "output folder",
                              inputs=inputs, flag=flag)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the artifact private to its writer
+    tmp = _new_sibling(path, ".tmp", directory=True)
     try:
         yield tmp
         if os.path.lexists(path):
-            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".old", dir=path.parent))
+            old = _new_sibling(path, ".old", directory=True)
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -113,6 +114,18 @@ class _Flag:
     """argparse dest (also the flag name, underscores as dashes)."""
 
 
+def for_the_command_line(text: str) -> str:
+    """A field docstring as flag help: the docstrings speak to the code's readers, the help to
+    someone at a shell. A field's None is a flag not given; source-file pointers ("(see
+    proxy/memory.py)", "of causal/selection.py") are dropped; `launch.py fit` is the command `fit`,
+    whichever way it was started."""
+    text = re.sub(r"\bNone\b", "not given", text)
+    text = re.sub(r"\s*\((?:see )?[\w/]+\.py(?: [A-Z_]+)?\)", "", text)
+    text = re.sub(r"\s+(?:of|in|see) [\w/]+/[\w]+\.py\b", "", text)
+    text = re.sub(r"\(?(?:see )?[\w/]+/[\w]+\.py\b\s*", "", text)
+    return text.replace("`launch.py ", "`")
+
+
 class ConfigFlags:
     """The flags of one command's config dataclass (see the module docstring)."""
 
@@ -161,6 +174,10 @@ class ConfigFlags:
         text = field_docs(owner).get(f.name, "")
         if not text:
             raise ValueError(f"{owner.__name__}.{f.name} has no docstring to be its flag's help")
+        text = for_the_command_line(text)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            # argparse cannot require it (--config may give it), so the help says so
+            return text + " (required: this flag or --config)"
         default = format_default(field_default(f))
         return text + (f" (default {default})" if default is not None else "")
 
@@ -178,7 +195,7 @@ class ConfigFlags:
             kwargs.setdefault("help", self.help(flag.dest))
             if kwargs.get("action") == "store_false":
                 name = "no-" + name
-                kwargs["help"] = "turn off: " + kwargs["help"]
+                kwargs["help"] += f"; --{name} turns it off"
             # argparse %-formats help text
             kwargs["help"] = kwargs["help"].replace("%", "%%")
             parser.add_argument(f"--{name}", dest=flag.dest, default=None, **kwargs)

@@ -72,13 +72,25 @@ def ray_init_kwargs() -> dict:
     return {"log_to_driver": debug, "logging_level": logging.INFO if debug else logging.WARNING}
 
 
+def quiet_ray_data() -> None:
+    """Ray Data prints its INFO lines (execution plans, "Starting execution of Dataset") through
+    a console handler of its own, whatever ray.init's logging_level; keep that handler to
+    warnings below debug (its file handler still gets everything, in the session's logs)."""
+    if _state["level"] <= logging.DEBUG:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
 def common_options():
-    """The options every sub-command takes (argparse parent parser). The default is None, not
-    "info", so that a nested sub-command (`pool build`) does not reset a value given before it."""
+    """The options the CLI and every sub-command take (argparse parent parser), before or after
+    the sub-command. No default (SUPPRESS): a sub-parser would otherwise reset a value given
+    before its name (`causalmix --log-level warning pool info`); unset reads as info."""
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--log-level", dest="log_level", choices=LEVELS, default=None,
+    parser.add_argument("--log-level", dest="log_level", choices=LEVELS, default=argparse.SUPPRESS,
                         help="diagnostics on stderr at this level and above (default info); debug also "
                         "shows Ray's and its workers' logs")
     return parser

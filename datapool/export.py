@@ -16,6 +16,12 @@ Output layout (written whole, atomically; see `write_export`):
   data/train-NNNNN-of-MMMMM.parquet   the rows, in training order
   hf/                                 the same rows as `datasets.Dataset.save_to_disk`
   counts.json                         tokens, documents, epochs per domain, config, versions
+
+Columns (`format`): "trl", the default, is what TRL's SFTTrainer takes as it is: a standard
+prompt-completion dataset (`prompt`, `completion`), or a language-modeling one (`text`) when
+every document is a text document; in a mixed set a text document has an empty prompt, so
+the completion loss covers all of it. "raw" keeps the pool's own `prompt`, `response`,
+`is_text`. Both keep doc_id, domain, source, epoch and n_tokens beside them.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import math
 import re
 import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,6 +44,7 @@ from datapool.pool import Pool, read_shard
 from mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
+COLUMN_FORMATS = ("trl", "raw")
 DEFAULT_SHARD_ROWS = 50_000
 # The usual rule of thumb for English text under a BPE vocabulary: about 4 characters a token.
 CHARS_PER_TOKEN = 4
@@ -65,6 +72,9 @@ class ExportConfig:
     """Local Hugging Face tokenizer directory for counting tokens; None: characters / 4."""
     shard_rows: int = DEFAULT_SHARD_ROWS
     """Rows per Parquet shard under data/."""
+    format: Literal["trl", "raw"] = "trl"
+    """Columns: trl (TRL SFTTrainer's prompt/completion, or text when every document is a text
+    document) or raw (the pool's prompt/response/is_text)."""
 
 
 # ---- token counting ---------------------------------------------------------------------
@@ -297,6 +307,17 @@ def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
 # ---- writing ----------------------------------------------------------------------------
 
 
+def trl_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows as a dataset TRL's SFTTrainer reads without a formatting function: standard
+    prompt-completion (`prompt`, `completion`), or language modeling (`text`) when every
+    document is a text document (docs/export.md cites TRL's dataset formats)."""
+    meta = [c for c in rows.columns if c not in ("prompt", "response", "is_text")]
+    if rows["is_text"].all():
+        return pd.concat([rows[["response"]].rename(columns={"response": "text"}), rows[meta]], axis=1)
+    return pd.concat([rows[["prompt", "response"]].rename(columns={"response": "completion"}), rows[meta]],
+                     axis=1)
+
+
 def write_export(config: ExportConfig) -> dict:
     """Draw and write the export described by `config`; returns the counts.json record."""
     out = Path(config.out)
@@ -307,6 +328,8 @@ def write_export(config: ExportConfig) -> dict:
                         "give a new or empty directory")
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows {config.shard_rows}: give a number >= 1")
+    if config.format not in COLUMN_FORMATS:
+        raise UserError(f"--format {config.format!r}: give one of {list(COLUMN_FORMATS)}")
     pool = Pool.open(config.pool)
     mixture = read_mixture(config.mixture)
     rows, counts = plan_export(pool, mixture, config.tokens, seed=config.seed,
@@ -331,15 +354,20 @@ def write_export(config: ExportConfig) -> dict:
                                  pool_index=str(pool.root / "pool.json"),
                                  pool_index_sha256=sha256_file(pool.root / "pool.json")),
     }
-    return write_training_set(out, rows, record, config.shard_rows)
+    return write_training_set(out, rows, record, config.shard_rows, column_format=config.format)
 
 
-def write_training_set(out: Path, rows: pd.DataFrame, record: dict, shard_rows: int = DEFAULT_SHARD_ROWS) -> dict:
+def write_training_set(out: Path, rows: pd.DataFrame, record: dict, shard_rows: int = DEFAULT_SHARD_ROWS,
+                       column_format: str = "trl") -> dict:
     """Write `rows` (in training order) as an export directory, replacing `out` whole: the
-    Parquet shards, the `datasets` folder and counts.json (`record` plus the file list, returned).
-    The one place rows become files, for `export` and for `generate --export`'s per-run sets."""
+    Parquet shards, the `datasets` folder and counts.json (`record` plus the columns and file
+    list, returned), in `column_format` (COLUMN_FORMATS). The one place rows become files, for
+    `export` and for `generate --export`'s per-run sets."""
     import datasets
 
+    if column_format == "trl":
+        rows = trl_columns(rows)
+    record = {**record, "columns": list(rows.columns)}
     n_shards = max(1, math.ceil(len(rows) / shard_rows))
     shard_names = [f"data/train-{i:05d}-of-{n_shards:05d}.parquet" for i in range(n_shards)]
     record = {**record, "files": {"parquet": shard_names, "hf_dataset": "hf"}}

@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.provenance import sha256_file
-from datapool.build import POOL_INDEX, build_pool
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The index a build writes (datapool/build.py); defined here so that `pool info` reads a
+# pool without importing the builder and pandas.
+POOL_INDEX = "pool.json"
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,11 @@ class DevSet:
 SHARD_NEEDS = ("doc_id", "prompt", "response")
 
 
-def read_shard(path: Path) -> pd.DataFrame:
+def read_shard(path: Path) -> "pd.DataFrame":
     """A document shard; one that lacks doc_id/prompt/response (overwritten by something else,
     or not written by `pool build`) is refused naming the shard, not met by a KeyError later."""
+    import pandas as pd  # deferred: heavy import
+
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
@@ -71,13 +78,15 @@ class Pool:
                      or json.loads(index_path.read_text()).get("manifest_sha256") != sha256_file(path))
             if stale:
                 if not build_if_needed:
-                    raise UserError(f"pool of manifest {path} is not built; run `launch.py pool build {path}`")
+                    raise UserError(f"pool of manifest {path} is not built; run `causalmix pool build {path}`")
+                from datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
+
                 build_pool(path)
             path = path.parent
         index_path = path / POOL_INDEX
         if not index_path.is_file():
             raise UserError(f"{path} is not a built pool (no {POOL_INDEX}); give a manifest or run "
-                            "`launch.py pool build MANIFEST`")
+                            "`causalmix pool build MANIFEST`")
         return cls(path, json.loads(index_path.read_text()))
 
     def shards(self, domain: str | None = None) -> list[Shard]:
@@ -101,13 +110,19 @@ class Pool:
 
     def harness(self):
         """The pool's lm-evaluation-harness dev entries (proxy.harness.HarnessSpec)."""
+        from core.extras import require_extra
         from proxy.harness import HarnessSpec
 
-        return [HarnessSpec.from_json(h, self.root) for h in self.index.get("harness", [])]
+        entries = self.index.get("harness", [])
+        if entries:  # said before any run starts, not by the first proxy run's evaluation
+            require_extra("lm_eval", f"pool {self.name!r}'s lm_eval dev task")
+        return [HarnessSpec.from_json(h, self.root) for h in entries]
 
     def dev_tasks(self) -> dict:
         """Everything the dev suite evaluates: {name: proxy.evaluate.DevTask} for the domains'
         dev sets (read into memory) and `lm_eval:<i>` entries for the harness entries."""
+        import pandas as pd  # deferred: heavy import
+
         from proxy.evaluate import DevTask
 
         tasks = {d: DevTask.from_dev_set(ds, pd.read_parquet(ds.path)) for d, ds in self.dev_sets().items()}
@@ -121,5 +136,7 @@ class Pool:
     def n_chars(self, domain: str) -> int:
         return self.index["domains"][domain]["n_chars"]
 
-    def read(self, domain: str | None = None) -> pd.DataFrame:
+    def read(self, domain: str | None = None) -> "pd.DataFrame":
+        import pandas as pd  # deferred: heavy import
+
         return pd.concat([read_shard(s.path) for s in self.shards(domain)], ignore_index=True)

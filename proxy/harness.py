@@ -215,6 +215,9 @@ def metric_columns(results: dict) -> dict[str, float]:
 
 def harness_metrics(model, tokenizer, spec: HarnessSpec, *, seed: int = 0) -> dict[str, float]:
     """Run `spec`'s tasks on the in-memory `model` (its own device) and return its metric columns."""
+    from core.extras import require_extra
+
+    require_extra("lm_eval", "an lm_eval dev task")
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

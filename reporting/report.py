@@ -77,7 +77,9 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list[str]:
     tokens = runs["tokens"] if "tokens" in runs else None
     samplers = runs["sampler"].value_counts().to_dict() if "sampler" in runs else {}
-    lines = [f"# CausalMix report: {run_dir.name}", "",
+    # titled by what it holds: the folder is often just "runs"
+    lines = [f"# CausalMix report: {len(runs)} proxy runs, {len(domains)} domains", "",
+             f"- Run directory: `{run_dir.resolve()}`.",
              f"- **{len(runs)} proxy runs** over {len(domains)} domains ({', '.join(domains)})"
              + (f"; samplers: {', '.join(f'{k} {v}' for k, v in samplers.items())}" if samplers else "") + "."]
     if tokens is not None:
@@ -95,24 +97,11 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]
     target = target or dict(zip(model.covariate_names, runs[model.covariate_names].mean().tolist()))
     curves = return_curves(model, target, runs)
-    figures.plot_return_curves(curves, target, tmp / "return_curves.png")
-    lines += ["Marginal return of each domain (gain per unit of weight moved to it from equal) as its "
-              "covariate varies over the runs' range, the other covariates at the target pool's; dashed "
-              "line: the target pool.", "", "![return curves](return_curves.png)", ""]
-    flat = [d for d, c in curves.items() if np.ptp(c["estimate"]) <= 1e-9 * (1 + np.abs(c["estimate"]).max())]
-    excludes = {d: band_excludes_flat(c) for d, c in curves.items()}
-    summary["return_curve_excludes_flat"] = excludes
-    moving = [d for d, e in excludes.items() if e]
-    lines += [(f"The 90 % band of {', '.join(moving)} excludes a flat line: the estimated return of "
-               "that domain depends on its data state." if moving else
-               "No domain's 90 % band excludes a flat line: at this number of runs the estimated "
-               "returns are not shown to depend on the data state."), ""]
-    if flat:
-        lines += [f"The estimated return of {', '.join(flat)} does not change along its covariate: at "
-                  f"{model.n_runs} runs the estimator finds no covariate dependence there (a forest with "
-                  "too few runs per leaf makes no split), so the recommendation rests on the average "
-                  "returns, not on the target pool's data state.", ""]
-    summary["figures"].append("return_curves.png")
+    if curves:
+        lines += _return_curves_section(curves, model, target, tmp, summary)
+    else:
+        lines += ["No return curves: the model has no covariates (e.g. an imported swarm without data-state "
+                  "features), so each domain's return is one number, not a curve.", ""]
     lines += _selection_and_radius_section(model, target, tmp, summary)
     lines += _metric_returns_section(model, runs, target, tmp, summary)
     table = validate_runs_frame(runs[["run_id", *(f"{MIX}{d}" for d in model.domains),
@@ -129,6 +118,28 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
     return lines + [f"Held-out runs ({folds}-fold cross-fitting with the model's estimator settings): "
                     f"Spearman {cv['spearman']:.2f}, R² {cv['r2']:.2f}.", "",
                     "![predicted vs actual](predicted_vs_actual.png)", ""]
+
+
+def _return_curves_section(curves: dict, model, target, tmp: Path, summary: dict) -> list[str]:
+    figures.plot_return_curves(curves, target, tmp / "return_curves.png")
+    lines = ["Marginal return of each domain (gain per unit of weight moved to it from equal) as its "
+             "covariate varies over the runs' range, the other covariates at the target pool's; dashed "
+             "line: the target pool.", "", "![return curves](return_curves.png)", ""]
+    flat = [d for d, c in curves.items() if np.ptp(c["estimate"]) <= 1e-9 * (1 + np.abs(c["estimate"]).max())]
+    excludes = {d: band_excludes_flat(c) for d, c in curves.items()}
+    summary["return_curve_excludes_flat"] = excludes
+    moving = [d for d, e in excludes.items() if e]
+    lines += [(f"The 90 % band of {', '.join(moving)} excludes a flat line: the estimated return of "
+               "that domain depends on its data state." if moving else
+               "No domain's 90 % band excludes a flat line: at this number of runs the estimated "
+               "returns are not shown to depend on the data state."), ""]
+    if flat:
+        lines += [f"The estimated return of {', '.join(flat)} does not change along its covariate: at "
+                  f"{model.n_runs} runs the estimator finds no covariate dependence there (a forest with "
+                  "too few runs per leaf makes no split), so the recommendation rests on the average "
+                  "returns, not on the target pool's data state.", ""]
+    summary["figures"].append("return_curves.png")
+    return lines
 
 
 def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> list[str]:

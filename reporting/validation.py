@@ -246,7 +246,7 @@ def seeds_outlook(table: pd.DataFrame) -> list[str]:
 def plot_validation(results: pd.DataFrame, path) -> "matplotlib.figure.Figure":
     """Left: paired gain over equal per method (bars from 0 = equal; error bars: 90 % t-interval,
     so a bar whose whole bar clears 0 passes the one-sided 5 % test; dots: seeds).
-    Right: y per seed across methods (one line per seed: the pairing)."""
+    Right: each method's outcome per seed (one colour per seed: the pairing)."""
     from core.figure import subplots
 
     results = add_avgdev(results)
@@ -272,8 +272,10 @@ def plot_validation(results: pd.DataFrame, path) -> "matplotlib.figure.Figure":
         ax_gain.set_title("AvgDev per method (mean ± std)")
     ax_gain.set_xticks(xs, names, rotation=20)
     wide = results.pivot_table(index="seed", columns="candidate", values=SCORE)[names]
-    for seed, row in wide.iterrows():
-        ax_seed.plot(xs, row.to_numpy(), marker="o", label=f"seed {seed}")
+    # markers only, side by side per seed: the methods have no order for a line to follow
+    offsets = np.linspace(-0.2, 0.2, len(wide)) if len(wide) > 1 else [0.0]
+    for offset, (seed, row) in zip(offsets, wide.iterrows()):
+        ax_seed.plot(xs + offset, row.to_numpy(), marker="o", ls="none", label=f"seed {seed}")
     ax_seed.set_xticks(xs, names, rotation=20)
     ax_seed.set_ylabel("target AvgDev (tasks standardised)")
     ax_seed.set_title("Outcome per seed (higher is better)")

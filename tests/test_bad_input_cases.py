@@ -187,15 +187,15 @@ CASES = {
                                  "export --pool {p}/pool --mixture {p}/mix.json --tokens 100 --out {p}/new", 2,
                                  "shard-00000.parquet lacks column(s) ['prompt', 'response']"),
     # ---- the system refuses: one line, exit 3, nothing half-written
-    "disk full during predict": (_fail_writes("core.atomic.pq.write_table"),
+    "disk full during predict": (_fail_writes("pyarrow.parquet.write_table"),
                                  "predict --model {p}/model --runs {p}/runs.parquet --out {p}/y.parquet", 3,
                                  "No space left on device"),
-    "disk full during pool build": (_fail_writes("core.atomic.pq.write_table"),
+    "disk full during pool build": (_fail_writes("pyarrow.parquet.write_table"),
                                     "pool build {p}/pool.yaml --out {p}/newpool/inner", 3, "No space left on device"),
     "disk full during fit": (_fail_writes("core.atomic.os.replace"),
                              "fit --runs {p}/runs.parquet --out {p}/new --estimator regression", 3,
                              "No space left on device"),
-    "permission denied": (_fail_writes("core.atomic.pq.write_table", errno.EACCES),
+    "permission denied": (_fail_writes("pyarrow.parquet.write_table", errno.EACCES),
                           "import-swarm --table {p}/table.parquet --weights mix_* --metrics eval/* --target loss "
                           "--out {p}/t2.parquet", 3, "Permission denied"),
     "--out /proc/x": (None, "predict --model {p}/model --runs {p}/runs.parquet --out /proc/x.parquet", 3,
@@ -227,7 +227,7 @@ def test_an_unexpected_error_is_one_line_and_exit_70_with_the_traceback_at_debug
     def boom(*args, **kwargs):
         raise RuntimeError("something nobody foresaw")
 
-    monkeypatch.setattr("commands.predict.predict_table", boom)
+    monkeypatch.setattr("causal.predict.predict_table", boom)  # predict imports it when run
     argv = ["predict", "--model", str(project / "model"), "--runs", str(project / "runs.parquet")]
     assert launch.main(argv) == 70
     err = capsys.readouterr().err

@@ -41,7 +41,7 @@ def manifests() -> dict[str, dict]:
 
 def unbuilt(command: str) -> bool:
     """A sub-command whose module is still the not-built stub in this checkout."""
-    return "not built yet" in launch.COMMANDS[command].HELP
+    return "not built yet" in launch.summary(command)
 
 
 def parse_launch_calls(text: str, unbuilt_found: list | None = None) -> list[list[str]]:
@@ -126,7 +126,9 @@ def test_ray_up_installs_the_right_torch_and_matches_installed_ray(path):
 def test_install_deps_takes_versions_from_pyproject():
     import tomllib
 
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = [*project["dependencies"], *(d for extra in install_deps.CLUSTER_EXTRAS
+                                        for d in project["optional-dependencies"][extra])]
     torch_spec = next(d for d in deps if d.startswith("torch"))
     cpu_torch, cpu_rest = install_deps.pip_commands("cpu")
     assert cpu_torch[-3:] == ["--index-url", install_deps.CPU_INDEX, torch_spec]

@@ -1,7 +1,10 @@
 """`demo --quick` end to end: every stage after the pools and models (tiny_env's, which the
-quick demo would build identically) runs, and the report, table and figures exist."""
+quick demo would build identically) runs, and the report, table and figures exist; then
+docs/python-api.md's worked example runs on that real output (the demo runs once)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 
@@ -9,6 +12,7 @@ import pandas as pd
 import pytest
 
 import launch
+from test_python_api import DOC, doc_blocks
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -16,12 +20,20 @@ FIGURES = ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.
            "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png")
 
 
-def test_demo_quick_end_to_end(ray_local, tiny_env, tmp_path, capsys):
-    work = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def quick_demo(ray_local, tiny_env, tmp_path_factory):
+    """(workdir, stdout) of one `demo --quick` run, shared by this module's tests."""
+    work = tmp_path_factory.mktemp("quick") / "demo"
     shutil.copytree(tiny_env.root / "pools", work / "pools")
     shutil.copytree(tiny_env.root / "models", work / "models")
-    assert launch.main(["demo", "--quick", "--workdir", str(work)]) == 0
-    out = capsys.readouterr().out
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert launch.main(["demo", "--quick", "--workdir", str(work)]) == 0
+    return work, out.getvalue()
+
+
+def test_demo_quick_end_to_end(quick_demo, capsys):
+    work, out = quick_demo
     summary = json.loads(out.strip().splitlines()[-1])
     seconds = summary["stage_seconds"]
     assert seconds["pools"] == seconds["models"] == "reused"
@@ -44,6 +56,21 @@ def test_demo_quick_end_to_end(ray_local, tiny_env, tmp_path, capsys):
     runs = pd.read_parquet(work / "runs" / "runs.parquet")
     assert len(runs) == 24 and len([c for c in runs.columns if c.startswith("x.")]) == 4
     assert set(pd.read_parquet(work / "validation" / "table.parquet")["method"]) == set(results["candidate"])
+    capsys.readouterr()
     # the workdir remembers it holds a quick demo
     assert launch.main(["demo", "--workdir", str(work), "--until", "pools"]) == 2
     assert "holds a quick demo" in capsys.readouterr().err
+
+
+def test_python_api_example_on_the_quick_demo(quick_demo, tmp_path, monkeypatch, capsys):
+    """The documented example on the real artifact (it once asked linear-dml for 42 runs of the
+    24 that `--quick` makes)."""
+    work, _ = quick_demo
+    (tmp_path / "causalmix-demo-quick").symlink_to(work)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in doc_blocks(DOC.read_text()):
+        exec(compile(block, str(DOC), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "24 proxy runs" in out and "refused:" in out and "Figure True" in out
+    assert abs(sum(namespace["rec"]["mixture"].values()) - 1) < 1e-9 and len(namespace["pred"]) == 24

@@ -247,7 +247,8 @@ def test_metric_returns_show_which_domain_helps_which_metric(tmp_path):
     runs["metric.c_nll"] = 3.0 - 1.0 * mix[:, 2] + 0.01 * rng.normal(size=n)     # c lowers its own NLL
     runs["metric.bench_acc_stderr"] = 0.01
     est, half = metric_returns(runs, {"x.a.hes": 0.0}, config=FitConfig(estimator="regression"))
-    assert list(est.columns) == ["bench_acc", "c_nll"] and list(est.index) == ["a", "b", "c"]
+    # a domain's own dev metric first, in the rows' domain order; the benchmark after it
+    assert list(est.columns) == ["c_nll", "bench_acc"] and list(est.index) == ["a", "b", "c"]
     assert est.loc["a", "bench_acc"] > 0 > est.loc["b", "bench_acc"]
     assert est.loc["c", "c_nll"] > 0 > est.loc["a", "c_nll"]  # signed: a lower NLL is a positive return
     assert (half >= 0).all().all()

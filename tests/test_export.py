@@ -235,3 +235,38 @@ def test_a_recommendation_under_a_tight_budget_exports_within_every_cap(pool_dir
                         "--out", str(tmp_path / "export")]) == 0
     counts = json.loads((tmp_path / "export" / "counts.json").read_text())
     assert all(entry["epochs"] <= 1.0 + 1e-9 for entry in counts["domains"].values())
+
+
+def test_trl_sft_trainer_takes_the_export_as_it_is(tiny_env, tmp_path):
+    """The default --format trl is a standard prompt-completion dataset: TRL's SFTTrainer reads
+    `hf/` with no formatting function and trains a step on it (tiny model, CPU)."""
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+    from trl.data_utils import is_conversational
+
+    out = tmp_path / "export"
+    mixture = _mixture(tmp_path, {"arithmetic": 0.5, "code": 0.5})
+    write_export(ExportConfig(pool=str(tiny_env.pool_small), mixture=mixture, tokens=2000, out=str(out)))
+    ds = datasets.load_from_disk(str(out / "hf"))
+    assert {"prompt", "completion"} <= set(ds.column_names) and "response" not in ds.column_names
+    assert not is_conversational(ds[0])
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_env.proxy_model))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_env.proxy_model), dtype=torch.float32)
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), max_steps=1, per_device_train_batch_size=2, max_length=64,
+                     report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    # read as prompt-completion: the prompt tokens are masked out of the labels
+    assert any(-100 in labels for labels in trainer.train_dataset["labels"])
+    assert np.isfinite(trainer.train().training_loss)
+
+
+def test_trl_columns_of_text_documents():
+    from datapool.export import trl_columns
+
+    rows = pd.DataFrame({"doc_id": ["a", "b"], "prompt": ["", "Q"], "response": ["text", "A"],
+                         "is_text": [True, False], "domain": "d"})
+    assert list(trl_columns(rows).columns) == ["prompt", "completion", "doc_id", "domain"]
+    text = trl_columns(rows.iloc[:1])
+    assert list(text.columns) == ["text", "doc_id", "domain"] and text["text"].tolist() == ["text"]

@@ -138,3 +138,21 @@ def test_cli_usage_errors_exit_2(tmp_path):
                         "--out", str(tmp_path / "o.parquet")]) == 2
     assert launch.main(["import-swarm", "--ratios", str(r), "--metrics-file", str(m), "--target",
                         "eval/bpb", "--out", str(tmp_path / "o.csv")]) == 2
+
+
+def test_a_wide_swarm_imports_without_pandas_warnings(tmp_path):
+    """Olmix's DCLM swarm has 24 domains and 100+ metrics: one column insert each made pandas
+    print a PerformanceWarning per column at the shell."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    runs = [f"r{i}" for i in range(6)]
+    weights = rng.dirichlet(np.ones(24), 6)
+    ratios = pd.DataFrame({"run": runs, **{f"d{j}": weights[:, j] for j in range(24)}})
+    metrics = pd.DataFrame({"run": runs, **{f"m{j}": rng.normal(size=6) for j in range(150)}})
+    ratios.to_csv(tmp_path / "ratios.csv", index=False)
+    metrics.to_csv(tmp_path / "metrics.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = import_olmix(tmp_path / "ratios.csv", tmp_path / "metrics.csv", target="mean")
+    assert frame.shape[0] == 6 and sum(c.startswith("metric.") for c in frame.columns) == 150
