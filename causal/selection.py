@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from causal.estimators import poly_ridge
+from causal.estimators import LinearDMLEstimator, poly_ridge
 from causal.evidence import attach_model_error, pair_difference_mse, pair_partners, paired_evidence
 from causal.runs_table import RunsTable
 from causal.sieve_dml import NUISANCE_FOLDS, SieveDMLEstimator
@@ -31,6 +31,9 @@ AUTO_CANDIDATES = ("sieve-dml", "regression", "linear-dml")
 
 
 def _skip_reason(estimator, table: RunsTable, folds: int) -> str | None:
+    if isinstance(estimator, LinearDMLEstimator) and not table.covariate_names:
+        # constant nuisances only centre y and phi(T), which the regression's intercept does
+        return "no covariates: linear-dml fits the same constant-theta model as regression"
     train = table.n_runs - int(np.ceil(table.n_runs / folds))
     need = estimator.min_runs(len(table.domains), len(table.covariate_names), "log-only")
     if train < need:
