@@ -161,14 +161,17 @@ def power_sentences(table: pd.DataFrame) -> list[str]:
 
 def caps_sentences(candidates: Mapping[str, Mapping], bounds) -> list[str]:
     """Which method's mixture an epoch cap (or a fixed or minimum weight) holds, and where: a
-    weight at its bound is where the constraint changed what the model would have recommended."""
+    weight at its bound is where the constraint changed what the model would have recommended.
+    (equal and other fixed mixtures are not bounded: a weight beyond a cap is not reported.)"""
     domains = list(bounds.domains)
     held = []
     for name, cand in candidates.items():
         w = np.array([cand["mixture"][d] for d in domains], dtype=float)
         for domain, kind in bounds.binding(w).items():
-            limit = bounds.upper if kind == "upper" else bounds.lower
-            held.append(f"{name}: {domain} at its {kind} bound {limit[domains.index(domain)]:.3f}"
+            limit = (bounds.upper if kind == "upper" else bounds.lower)[domains.index(domain)]
+            if abs(w[domains.index(domain)] - limit) > 1e-6:  # beyond it: a mixture no bound applies to
+                continue
+            held.append(f"{name}: {domain} at its {kind} bound {limit:.3f}"
                         + (f" ({bounds.sources[domain]})" if domain in bounds.sources else ""))
     caps = ", ".join(f"{d} {u:.3g}" for d, u in zip(domains, bounds.upper))
     if not held:
