@@ -1,14 +1,18 @@
-"""Does the demo's damage reverse a domain's return? Per domain, the tiny models trained on a
-clean shard and on a fully damaged shard (datapool/demo_damage.py's fixed wrong rule) of
-that domain alone, and the domain's clean dev NLL before and after.
+"""Does the demo's damage reverse a domain's return? Per domain, a tiny model trained on a clean
+and on a fully damaged shard (datapool/demo_damage.py's fixed wrong rule) of that domain, and
+the change of the domain's clean dev NLL.
 
-A damage the design can use moves the dev NLL the other way from clean data: clean lowers
-it, damaged raises it. Each cell is the mean over `--seeds` seeds (each seed draws its own
-shard and training order); `docs` documents per run, the share one domain gets at equal
-weights of a sweep run (400 / 4) or of a validation run (800 / 4) by default.
+Alone (default): the domain's documents only, against the base model. `--mixed`: the
+domain's documents in a run with three times as many clean documents of the other domains,
+against a run of the same budget on those alone (paired per seed): the return of moving a
+quarter of the budget to the domain, after the chat format is learnt from the other domains
+as it is in every sweep run. A damage the design can use moves the dev NLL the other way from
+clean data: clean lowers it, damaged raises it. Each cell is the mean over `--seeds` seeds
+(each seed draws its own shard and training order); `docs` documents of the domain per run,
+its share at equal weights of a sweep run (400 / 4) or of a validation run (800 / 4) by default.
 
     python launch.py demo --until models --workdir W     # or let the bench build the models
-    python benchmarks/bench_damage.py --workdir W
+    python benchmarks/bench_damage.py --workdir W [--mixed]
 Ends with `RESULT damage ...`: per domain and model, the NLL change after clean and after
 damaged training (`reversed_all=1` when every damaged change is > 0 and every clean one < 0).
 """
@@ -78,19 +82,36 @@ def trained_nll(model_path: str, samples: list[dict] | None, dev, seed: int) -> 
     return dev_nll(model, tokenizer, dev, cfg, "cpu")
 
 
-def measure(models: Path, model: str, domain: str, docs: int, seeds: int, dev_docs: int) -> dict:
+def others(domain: str, docs: int, seed: int) -> list[dict]:
+    """`docs` clean documents of the other domains, evenly."""
+    from datapool.demo import shard_samples
+    from datapool.demo_sources import DOMAINS
+
+    rest = [d for d in DOMAINS if d != domain]
+    return [s for k, d in enumerate(rest)
+            for s in shard_samples(d, docs // len(rest) + (k < docs % len(rest)), 0.0,
+                                   random.Random(f"bench-other-{d}-{seed}"))]
+
+
+def measure(models: Path, model: str, domain: str, docs: int, seeds: int, dev_docs: int, mixed: bool) -> dict:
+    """Change of the domain's dev NLL after `docs` clean / damaged documents of it. Alone: from
+    the base model. Mixed: in a run of 4 x `docs` documents whose rest are clean documents of
+    the other domains, against the same budget spent on those alone (paired per seed): the
+    return of moving a quarter of the budget to the domain."""
     from datapool.demo import shard_samples
 
     dev = dev_frame(domain, dev_docs, 0)
     path = str(models / model)
-    before = trained_nll(path, None, dev, 0)
-    after = {"clean": [], "damaged": []}
+    base = [trained_nll(path, others(domain, 4 * docs, seed) if mixed else None, dev, seed)
+            for seed in range(seeds if mixed else 1)]
+    change = {"clean": [], "damaged": []}
     for seed in range(seeds):
+        rest = others(domain, 3 * docs, seed) if mixed else []
         for state, rate in (("clean", 0.0), ("damaged", 1.0)):
             samples = shard_samples(domain, docs, rate, random.Random(f"bench-{domain}-{seed}"))
-            after[state].append(trained_nll(path, samples, dev, seed))
-    return {"before": before, **{k: sum(v) / len(v) - before for k, v in after.items()},
-            "spread": {k: max(v) - min(v) for k, v in after.items()}}
+            change[state].append(trained_nll(path, rest + samples, dev, seed) - base[seed if mixed else 0])
+    return {"before": sum(base) / len(base), **{k: sum(v) / len(v) for k, v in change.items()},
+            "spread": {k: max(v) - min(v) for k, v in change.items()}}
 
 
 def main() -> int:
@@ -101,17 +122,21 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--dev-docs", type=int, default=64)
     parser.add_argument("--domains", default="arithmetic,code,docs_qa,dialog")
+    parser.add_argument("--mixed", action="store_true",
+                        help="the domain's documents in a run with 3x as many clean ones of the other "
+                        "domains, against a run of the same budget without it (default: the domain alone)")
     args = parser.parse_args()
     start = time.perf_counter()
     result, reversed_all = [], True
     with tempfile.TemporaryDirectory() as scratch:
         models = models_dir(args.workdir, Path(scratch), 0)
         print(f"{'model':7} {'domain':11} {'docs':>5} {'NLL before':>10} {'clean':>8} {'damaged':>8}"
-              f"  (change of the domain's dev NLL; mean of {args.seeds} seeds, range in brackets)")
+              f"  (change of the domain's dev NLL; mean of {args.seeds} seeds, range in brackets; "
+              + ("mixed with the other domains" if args.mixed else "the domain alone") + ")")
         for entry in args.models.split(","):
             model, docs = entry.split(":")
             for domain in args.domains.split(","):
-                m = measure(models, model, domain, int(docs), args.seeds, args.dev_docs)
+                m = measure(models, model, domain, int(docs), args.seeds, args.dev_docs, args.mixed)
                 reversed_all &= m["clean"] < 0 < m["damaged"]
                 print(f"{model:7} {domain:11} {docs:>5} {m['before']:10.3f} {m['clean']:+8.3f} "
                       f"{m['damaged']:+8.3f}  [{m['spread']['clean']:.3f}, {m['spread']['damaged']:.3f}]",
