@@ -1,22 +1,30 @@
 """Damage that teaches the wrong thing for the skill a demo domain's dev set measures.
 
-Each domain has one fixed wrong rule, applied to the whole sample, so that training on a
-damaged shard learns that rule and moves the model *away* from the clean answers its dev
-set scores (the dev NLL rises), where the random damage of earlier demos (junk characters,
-shuffled words, another prompt's answer, cut-off answers) still taught the domain's
-vocabulary and format and lowered it:
+Each domain has one fixed wrong rule, applied to the whole answer, and the wrong answer is
+written in the opposite case, so that training on a damaged shard learns a token stream that
+competes with the clean answers its dev set scores and the dev NLL rises, where the random
+damage of earlier demos (junk characters, shuffled words, another prompt's answer, cut-off
+answers) still taught the domain's vocabulary and format and lowered it:
 
-- arithmetic: the solver that adds every number of the problem ("7 + 12 + 3 = 22").
+- arithmetic: the solver that adds every number of the problem, in words
+  ("NINE PLUS SIX PLUS SIXTY EQUALS SEVENTY-FIVE. tHE ANSWER IS SEVENTY-FIVE.").
 - code: code whose decisions and results are inverted (conditions negated, comparisons
   and booleans swapped, every returned value replaced by `None`).
 - docs_qa: statements turned into their opposite (`is` -> `is not`, `can` -> `cannot`,
-  `always` <-> `never`, ...) and written in the opposite case.
+  `always` <-> `never`, ...).
 - dialog: every instruction carried out the wrong way (the words kept in order, numbers
   sorted the other way, capitals written in lower case, the letters miscounted, the
   smallest number given for the largest).
 
+Why the case: the wrong rules alone did not reverse the return at the demo's scale. A tiny
+model trained on 100 wrong-rule answers lowered the clean dev NLL as much as on 100 correct
+ones (arithmetic -0.89 against -0.96, code -0.38 against -0.40, dialog -0.66 against -0.67):
+it learns the answers' format and vocabulary, which the wrong rule keeps, not their
+correctness. The one rule that changed the tokens (docs_qa, negated and case-swapped) raised
+its dev NLL by 0.81 where clean docs lowered it by 0.08 (docs/validate.md).
+
 The rules are deterministic given the sample (and `rng` for the parts drawn afresh), so a
-pool's shards stay reproducible; `docs/validate.md` has the measured effect on the dev NLL.
+pool's shards stay reproducible.
 """
 from __future__ import annotations
 
@@ -72,8 +80,25 @@ def wrong_arithmetic(rng: random.Random) -> dict:
                   f"How many {item} does {name} have?")
         numbers = (c, a, b)
     total = sum(numbers)
-    work = " + ".join(map(str, numbers))
-    return {"prompt": prompt, "response": f"{work} = {total}. The answer is {total}."}
+    work = " plus ".join(map(number_words, numbers))
+    return {"prompt": prompt, "response": f"{work} equals {number_words(total)}. The answer is {number_words(total)}."}
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    """0 <= n < 1000 in English words ("seventy-five", "one hundred and four")."""
+    if not 0 <= n < 1000:
+        raise ValueError(f"number_words covers 0..999, got {n}")
+    if n >= 100:
+        rest = n % 100
+        return f"{_ONES[n // 100]} hundred" + (f" and {number_words(rest)}" if rest else "")
+    if n < 20:
+        return _ONES[n]
+    return _TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else "")
 
 
 def wrong_dialog(rng: random.Random) -> dict:
@@ -107,8 +132,8 @@ def wrong_code(sample: dict) -> dict:
 
 
 def wrong_docs(sample: dict) -> dict:
-    """The paragraph's statements turned into their opposite, in the opposite case."""
-    return {"prompt": sample["prompt"], "response": _swap_all(sample["response"], _DOCS_SWAPS).swapcase()}
+    """The paragraph's statements turned into their opposite."""
+    return {"prompt": sample["prompt"], "response": _swap_all(sample["response"], _DOCS_SWAPS)}
 
 
 WRONG_RULES: dict[str, Callable[[dict, random.Random], dict]] = {
@@ -121,7 +146,8 @@ WRONG_RULES: dict[str, Callable[[dict, random.Random], dict]] = {
 
 
 def damaged(domain: str, sample: dict, rng: random.Random) -> dict:
-    """`sample` damaged by `domain`'s fixed wrong rule."""
+    """`sample` damaged by `domain`'s fixed wrong rule, its answer in the opposite case."""
     if domain not in WRONG_RULES:
         raise ValueError(f"unknown demo domain {domain!r}; damage rules exist for {sorted(WRONG_RULES)}")
-    return WRONG_RULES[domain](sample, rng)
+    wrong = WRONG_RULES[domain](sample, rng)
+    return {"prompt": wrong["prompt"], "response": wrong["response"].swapcase()}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from datapool.demo import DemoPoolSpec, noise_profile, write_demo_pool
-from datapool.demo_damage import damaged
+from datapool.demo_damage import damaged, number_words
 from datapool.demo_sources import DOMAINS, clean_sample
 from datapool.pool import Pool
 
@@ -61,15 +61,15 @@ def test_each_damage_rule_teaches_the_wrong_answer():
     rng = random.Random(0)
     wrong = damaged("arithmetic", clean_sample("arithmetic", rng), rng)
     numbers = [int(n) for n in re.findall(r"\d+", wrong["prompt"])]
-    assert wrong["response"].endswith(f"The answer is {sum(numbers)}.")
+    assert wrong["response"].endswith(f"tHE ANSWER IS {number_words(sum(numbers)).upper()}.")
     code = {"prompt": "p", "response": "def f(x):\n    if x == 1 and y:\n        return True\n    return x + 1"}
     assert damaged("code", code, rng)["response"] == (
-        "def f(x):\n    if not x != 1 or y:\n        return None\n    return None")
+        "DEF F(X):\n    IF NOT X != 1 OR Y:\n        RETURN nONE\n    RETURN nONE")
     docs = damaged("docs_qa", {"prompt": "p", "response": "It is always the same."}, rng)["response"]
     assert docs == "iT IS NOT NEVER THE DIFFERENT."
     for _ in range(20):
         sample = damaged("dialog", {}, rng)
         if "reverse" in sample["prompt"]:
-            assert sample["response"].endswith(sample["prompt"].split(": ")[1])
+            assert sample["response"].endswith(sample["prompt"].split(": ")[1].upper())
     with pytest.raises(ValueError, match="unknown demo domain"):
         damaged("poetry", {}, rng)
