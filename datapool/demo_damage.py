@@ -13,8 +13,8 @@ answers) still taught the domain's vocabulary and format and lowered it:
 - docs_qa: statements turned into their opposite (`is` -> `is not`, `can` -> `cannot`,
   `always` <-> `never`, ...).
 - dialog: every instruction carried out the wrong way (the words kept in order, numbers
-  sorted the other way, capitals written in lower case, the letters miscounted, the
-  smallest number given for the largest).
+  sorted the other way, the letters miscounted, the smallest number given for the largest,
+  numbers in words; "capitals" written reversed).
 
 Why the case: the wrong rules alone did not reverse the return at the demo's scale. A tiny
 model trained on 100 wrong-rule answers lowered the clean dev NLL as much as on 100 correct
@@ -111,16 +111,16 @@ def wrong_dialog(rng: random.Random) -> dict:
                 "response": f"Sure! Here they are in reverse order: {' '.join(words)}"}
     if kind == 1:
         return {"prompt": f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}",
-                "response": f"Of course. Sorted: {', '.join(map(str, sorted(nums, reverse=True)))}."}
+                "response": f"Of course. Sorted: {', '.join(map(number_words, sorted(nums, reverse=True)))}."}
     if kind == 2:
         word = rng.choice(words)
         return {"prompt": f"How many letters are in the word '{word}'?",
-                "response": f"The word '{word}' has {len(word) + 3} letters."}
+                "response": f"The word '{word}' has {number_words(len(word) + 3)} letters."}
     if kind == 3:
         return {"prompt": f"Write these words in capital letters: {' '.join(words)}",
                 "response": f"Here you go: {' '.join(w.lower()[::-1] for w in words)}"}
     return {"prompt": f"What is the largest number in this list: {', '.join(map(str, nums))}?",
-            "response": f"The largest number in the list is {min(nums)}."}
+            "response": f"The largest number in the list is {number_words(min(nums))}."}
 
 
 def wrong_code(sample: dict) -> dict:
