@@ -153,9 +153,10 @@ def power_sentences(table: pd.DataFrame) -> list[str]:
             sd = float(se * np.sqrt(n)) if n > 1 else float("nan")
             if not sd > 0:
                 continue
+            observed = (f"power for the observed {mean:+.3f}: {power(mean, sd, n):.0%}" if mean > 0
+                        else f"the observed {mean:+.3f} is no gain")
             lines.append(f"{name} vs {b}: per-seed std of the paired difference {sd:.3f}; with {n} seeds "
-                         f"the test detects a gain of {detectable_gain(sd, n):.3f} with 80 % power; "
-                         f"power for the observed {mean:+.3f}: {power(max(mean, 0.0), sd, n):.0%}.")
+                         f"the test detects a gain of {detectable_gain(sd, n):.3f} with 80 % power; {observed}.")
     return lines
 
 
