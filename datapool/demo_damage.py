@@ -32,7 +32,7 @@ import random
 import re
 from typing import Callable
 
-from datapool.demo_sources import _ITEMS, _NAMES, _WORDS
+from datapool.demo_sources import ITEMS, NAMES, WORDS
 
 _CODE_SWAPS = (("==", "!="), ("True", "False"), (" < ", " > "), (" <= ", " >= "), (" and ", " or "),
                (" is not ", " is "), (" + 1", " - 1"))
@@ -63,8 +63,8 @@ def _swap_all(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
 
 def wrong_arithmetic(rng: random.Random) -> dict:
     """A problem of the clean generator's kinds, solved by adding every number it holds."""
-    name, other = rng.sample(_NAMES, 2)
-    item = rng.choice(_ITEMS)
+    name, other = rng.sample(NAMES, 2)
+    item = rng.choice(ITEMS)
     a, b, c = rng.randint(5, 90), rng.randint(2, 60), rng.randint(2, 9)
     kind = rng.randrange(3)
     if kind == 0:
@@ -103,7 +103,7 @@ def number_words(n: int) -> str:
 
 def wrong_dialog(rng: random.Random) -> dict:
     """An instruction of the clean generator's kinds, answered by its fixed wrong rule."""
-    words = rng.sample(_WORDS, rng.randint(3, 6))
+    words = rng.sample(WORDS, rng.randint(3, 6))
     nums = [rng.randint(1, 99) for _ in range(rng.randint(3, 7))]
     kind = rng.randrange(5)
     if kind == 0:
