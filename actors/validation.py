@@ -274,8 +274,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
     from causal.candidates import candidate_mixtures
-    from reporting.validation import (add_avgdev, plot_validation, summarize, table_markdown,
-                                      validation_table, verdict_sentences)
+    from reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
+                                      summarize, table_markdown, validation_table, verdict_sentences)
 
     out = _check_out(cfg, overwrite)
     model = load_model_dir(cfg.model)
@@ -336,6 +336,8 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
         "runs": {"trained": len(trained), "reused": len(reused)},
         "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
         "verdict": verdict_sentences(paper_table),
+        "power": power_sentences(paper_table),
+        "caps": caps_sentences(candidates, bounds),
         "pool_covariates": covariates,
         "constraints": bounds.to_json(),
     }
@@ -343,7 +345,7 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     atomic_write_parquet(out / "validation.parquet", results)
     atomic_write_parquet(out / "table.parquet", paper_table.reset_index())
     atomic_write_text(out / "table.md", table_markdown(paper_table) + "\n\n"
-                      + "\n".join(summary["verdict"]) + "\n")
+                      + "\n".join([*summary["caps"], *summary["verdict"], *summary["power"]]) + "\n")
     plot_validation(results, out / "validation.png")
     (out / FAILURES_FILE).unlink(missing_ok=True)
     atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})

@@ -1,14 +1,15 @@
 """`demo`: the whole CausalMix pipeline on the embedded default (local Ray, tiny models, demo pools).
 
 Everything lands under `--workdir` (default ./causalmix-demo):
-  pools/demo-small/, pools/demo-large/   manifest.yaml beside its shards
+  pools/demo-small/, pools/demo-large/, pools/demo-large-flip/   manifest.yaml beside its shards
+                                         (the two target pools' states point opposite ways)
   models/proxy/, models/target/          tiny Qwen2 models (save_pretrained format)
-  features/demo-small/, features/demo-large/   per-document features (reference: proxy)
+  features/POOL/                         per-document features of each pool (reference: proxy)
   runs/                                  the sweep on demo-small (runs.parquet, policy.jsonl)
   model/                                 CausalMix's model (the one fit every later stage uses)
   model-regmix/, model-no-dml/, model-no-covariates/   RegMix and the two ablations
-  recommendation.json                    mixtures for demo-large from its features alone
-  validation/                            the target model trained on demo-large per mixture
+  recommendation.json                    mixtures for each target pool from its features alone
+  validation/POOL/                       the target model trained on each target pool per mixture
                                          (table.md: the paper-style table with paired gains)
   report/                                report.md and its figures
   stages/                                each stage's input fingerprints (commands/demo_stages.py)
@@ -16,7 +17,7 @@ A stage is reused when its output is complete and its inputs (the files of the s
 and the settings it uses) have the fingerprints recorded when it ran; an interrupted one
 resumes; one whose inputs changed (e.g. fit after a new sweep) runs again from scratch.
 `--until STAGE` stops after that stage. `--quick` runs the same stages at toy size (tiny
-pools and models, one covariate per domain, 24 proxy runs, 2 validation seeds) in a
+pools and models, 24 proxy runs, 2 validation seeds) in a
 separate default workdir: a smoke test of the whole pipeline in a couple of minutes, whose
 numbers mean nothing.
 """
@@ -32,12 +33,17 @@ from typing import Callable
 from commands.demo_stages import Stage, run_stages
 from core.atomic import atomic_write_json
 from core.cli_config import ConfigFlags
-from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+from commands import demo_targets
+from datapool.demo import SMALL, TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
 from datapool.demo_sources import pretraining_corpus
 from datapool.pool import Pool
 from lm.tiny import TinyModelSpec, build_model_family
 
-POOLS = ("demo-small", "demo-large")
+POOLS = (SMALL, *TARGET_POOLS)
+FEATURES = ("normalized_loss",)
+"""The sweep's covariates: one per domain, the one that sees the damage. With the paper's three
+per domain (12 covariates) 56 runs left the forest few runs per split and it found no state
+dependence (docs/validate.md); one per domain gives it four times as many per split."""
 
 
 @dataclass(frozen=True)
@@ -56,21 +62,24 @@ class DemoConfig:
     tokenizer_vocab: int = 2048
     """Vocabulary of the tiny models' byte-level BPE tokenizer (quick: 512)."""
     sweep_runs: int = 56
-    """Proxy runs of the demo sweep (the causal forest needs 34 for 4 domains x 12 covariates;
-    the rounds after the first fit are partly adaptive). Quick: 24 (18 needed with 4 covariates)."""
+    """Proxy runs of the demo sweep (the causal forest needs 18 for 4 domains x 1 covariate;
+    the rounds after the first fit are partly adaptive). Quick: 24."""
     sweep_adaptive: float = 0.5
     """Share of the runs of each round after the first successful fit drawn around its
     recommendation."""
     sweep_round: int = 8
     """Runs per adaptive round (reproducible: round r uses the fit on rounds < r)."""
-    validate_seeds: int = 3
-    """Seeds per mixture when the target model is trained on demo-large (quick: 2)."""
+    validate_seeds: int = 6
+    """Paired seeds per mixture and target pool (quick: 2). Planned from the previous demo's
+    per-seed spread of the paired AvgDev differences (0.28-0.58): at 0.41, six seeds detect a
+    gain of 0.49 with 80 % power under the one-sided 5 % test (docs/validate.md)."""
     validate_budget: int = 800
     """Documents per target training run in validation (quick: 32)."""
-    validate_mixtures: str = "causalmix-a,no-covariates,no-dml,regmix,equal"
-    """Competing mixtures of the validation (`validate --mixtures`): CausalMix-A, the paper's two
-    ablations (no covariates: state-agnostic; no DML: plain regression), RegMix and equal.
-    causalmix-s, natural, best-run and grid (with validate_grid) can be added."""
+    validate_mixtures: str = "causalmix-a,no-covariates,regmix,equal"
+    """Competing mixtures of the validation (`validate --mixtures`): CausalMix-A, the
+    state-agnostic ablation (no covariates), RegMix and equal: the comparisons of the verdict.
+    Fewer methods buy more paired seeds; no-dml, causalmix-s, natural, best-run and grid (with
+    validate_grid) can be added."""
     validate_grid: int = 0
     """Grid baseline points in validation (0: none; `validate --grid N` on the demo's artifacts)."""
 
@@ -94,7 +103,6 @@ QUICK_DEFAULTS = {"tokenizer_vocab": 512, "sweep_runs": 24, "validate_seeds": 2,
                   "sweep_round": 6}
 QUICK_POOLS = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,
                            large_docs_per_shard=40, dev_docs=16)
-QUICK_FEATURES = ("normalized_loss",)
 QUICK_PROXY = {"budget": 24, "max_length": 128, "dev_limit": 4, "em_max_new_tokens": 8, "threads": 1,
                "device": "cpu"}
 
@@ -157,19 +165,22 @@ def _sweep_done(cfg: DemoConfig, work: Path) -> bool:
 def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     """Dirichlet sweep of proxy SFT runs on demo-small; an interrupted one is resumed."""
     from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
+    from mixture_space.state import StateSamplerConfig
     from proxy.config import ProxyConfig
 
     out = work / "runs"
-    quick = {"feature_names": QUICK_FEATURES} if cfg.quick else {}
     summary = run_sweep(SweepConfig(
-        pool=str(work / "pools" / "demo-small"), features=str(work / "features" / "demo-small"),
+        pool=str(work / "pools" / SMALL), features=str(work / "features" / SMALL),
         out=str(out), runs=cfg.sweep_runs, seed=cfg.seed, adaptive=cfg.sweep_adaptive,
         adaptive_round=cfg.sweep_round, final_model=False,
         # the rounds' fits use the fit stage's estimator (`auto` would cross-validate several
         # and need more runs per fold than the quick demo has)
         adaptive_fit={"estimator": FITTED["model"]},
         proxy=ProxyConfig(model=str(work / "models" / "proxy"), **(QUICK_PROXY if cfg.quick else {})),
-        cover=(str(work / "features" / "demo-large"),), resume=(out / CONFIG_FILE).is_file(), **quick))
+        # windows of at most half a domain's shards: runs reach both ends of the damage range
+        # (the forest needs states near both target pools', not only near demo-small's mean)
+        state=StateSamplerConfig(max_fraction=0.5), feature_names=FEATURES,
+        cover=tuple(str(work / "features" / p) for p in TARGET_POOLS), resume=(out / CONFIG_FILE).is_file()))
     return {k: summary[k] for k in ("status", "runs_done", "best_y", "wall_s")}
 
 
@@ -218,61 +229,8 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     return out
 
 
-def _recommend_done(cfg: DemoConfig, work: Path) -> bool:
-    return (work / "recommendation.json").is_file()
-
-
-def _run_recommend(cfg: DemoConfig, work: Path) -> dict:
-    """CausalMix-A and -S for demo-large, from its features alone (no proxy run on it)."""
-    from causal.model_dir import load_model_dir
-    from causal.covariates import covariates_from_features
-
-    model = load_model_dir(work / "model")
-    covariates = covariates_from_features(str(work / "features" / "demo-large"), model.covariate_names)
-    recs = {policy: model.recommend(covariates, policy=policy) for policy in ("analytic", "search")}
-    atomic_write_json(work / "recommendation.json", recs)
-    return {p: {"mixture": {d: round(w, 4) for d, w in r["mixture"].items()},
-                "expected_gain": r["expected_gain"], "interval": r["interval"]} for p, r in recs.items()}
-
-
-def _validate_done(cfg: DemoConfig, work: Path) -> bool:
-    return (work / "validation" / "summary.json").is_file()
-
-
 def _run_validate(cfg: DemoConfig, work: Path) -> dict:
-    """The target model trained on demo-large with each mixture: CausalMix vs the baselines."""
-    from actors.validation import ValidateConfig, run_validation
-
-    from reporting.validation_runs import SETTINGS_FILE
-
-    out = work / "validation"
-    summary = run_validation(ValidateConfig(
-        model=str(work / "model"), regmix_model=str(work / "model-regmix"),
-        no_dml_model=str(work / "model-no-dml"), no_covariates_model=str(work / "model-no-covariates"),
-        runs=str(work / "runs" / "runs.parquet"), grid=cfg.validate_grid,
-        pool=str(work / "pools" / "demo-large"), features=str(work / "features" / "demo-large"),
-        target_model=str(work / "models" / "target"), out=str(out),
-        mixtures=cfg.validate_mixtures, seeds=cfg.validate_seeds,
-        # an interrupted validation with the same inputs (the stage's record) keeps its runs
-        resume=(out / SETTINGS_FILE).is_file(),
-        proxy={**(QUICK_PROXY if cfg.quick else {}), "budget": cfg.validate_budget}), overwrite=True)
-    return {"best": summary["best"], "verdict": summary["verdict"],
-            "mixtures": {k: {d: round(w, 4) for d, w in v["mixture"].items()}
-                         for k, v in summary["candidates"].items()},
-            "avgdev_mean": {k: round(v["avgdev_mean"], 4) for k, v in summary["candidates"].items()},
-            "y_mean": {k: round(v["y_mean"], 4) for k, v in summary["candidates"].items()}}
-
-
-def _report_done(cfg: DemoConfig, work: Path) -> bool:
-    return (work / "report" / "report.md").is_file()
-
-
-def _run_report(cfg: DemoConfig, work: Path) -> dict:
-    from reporting.report import write_report
-
-    summary = write_report(work / "runs", work / "report", validation_dir=work / "validation",
-                           model_dir=work / "model")
-    return {"report": str(work / "report" / "report.md"), "figures": summary["figures"]}
+    return demo_targets.run_validate(cfg, work, QUICK_PROXY if cfg.quick else {})
 
 
 def _under(*names: str) -> Callable[[Path], list[Path]]:
@@ -294,14 +252,13 @@ STAGES = (
     Stage("sweep", _run_sweep, _sweep_done, _under("runs/runs.parquet"), reads=("pools", "models", "features"),
           settings=("seed", "quick", "sweep_runs", "sweep_adaptive", "sweep_round"), kept=("runs",)),
     Stage("fit", _run_fit, _fit_done, _under(*FITTED), reads=("sweep",), settings=("seed",)),
-    Stage("recommend", _run_recommend, _recommend_done, _under("recommendation.json"),
-          reads=("fit", "features")),
-    Stage("validate", _run_validate, _validate_done,
-          _under("validation/summary.json", "validation/validation.parquet"),
+    Stage("recommend", demo_targets.run_recommend, demo_targets.recommend_done,
+          _under(demo_targets.RECOMMENDATION), reads=("fit", "features")),
+    Stage("validate", _run_validate, demo_targets.validate_done, demo_targets.validation_outputs,
           reads=("pools", "models", "features", "sweep", "fit"),
           settings=("quick", "validate_seeds", "validate_budget", "validate_mixtures", "validate_grid"),
-          kept=("validation",)),
-    Stage("report", _run_report, _report_done, _under("report/report.md"),
+          kept=(demo_targets.VALIDATION,)),
+    Stage("report", demo_targets.run_report, demo_targets.report_done, _under("report/report.md"),
           reads=("sweep", "fit", "validate")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -361,14 +318,6 @@ def _claim_workdir(cfg: DemoConfig) -> Path:
     return work
 
 
-def _print_outcome(work: Path) -> None:
-    table, report = work / "validation" / "table.md", work / "report" / "report.md"
-    if table.is_file():
-        print(f"\n## Validation on demo-large ({table})\n\n{table.read_text(encoding='utf-8')}")
-    if report.is_file():
-        print(f"report: {report}\n")
-
-
 def run(args) -> int:
     import ray
 
@@ -393,6 +342,6 @@ def run(args) -> int:
     summary = {"workdir": str(work), "quick": cfg.quick, "stage_seconds": timings,
                "pools": _pool_sizes(work), **{name: result for name, result in results.items() if result}}
     atomic_write_json(work / "demo_summary.json", summary)
-    _print_outcome(work)
+    demo_targets.print_outcome(work)
     print(json.dumps(summary))
     return 0

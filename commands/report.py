@@ -6,7 +6,9 @@ import json
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", dest="run_dir", required=True, help="sweep output folder")
-    parser.add_argument("--validation", default=None, help="a `validate` output folder")
+    parser.add_argument("--validation", action="append", default=None,
+                        help="a `validate` output folder; repeat it for several target pools "
+                        "(one section and verdict each)")
     parser.add_argument("--model", default=None,
                         help="fitted model directory for the return curves and held-out predictions "
                         "(default: RUN_DIR/model when the sweep wrote one)")

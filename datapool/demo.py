@@ -1,20 +1,23 @@
-"""The two deterministic demo pools: `demo-small` (the proxy pool) and `demo-large`
-(about 8x larger, with a shifted quality profile per domain).
+"""The three deterministic demo pools: `demo-small` (the proxy pool) and two target pools,
+`demo-large` and `demo-large-flip` (each about 8x larger, with opposite quality profiles).
 
 The data state is what decides a domain's marginal return here. Each shard of each domain
-gets its own noise rate: that share of its samples is damaged in a way that teaches the
-wrong thing (characters replaced by junk, words shuffled, the answer of another prompt,
-the answer cut short), so a shard near the top rate is close to useless for the domain's
-clean dev set while a clean shard is what that dev set rewards. Every kind of damage raises
-the proxy model's loss on the document, so the `normalized_loss` covariate sees it. (Exact
-duplicates, which would lower the loss while adding nothing, are not used.)
+gets its own damage rate: that share of its samples is damaged by the domain's fixed wrong
+rule (datapool/demo_damage.py: arithmetic solved by adding every number, code with its
+decisions inverted, documentation negated, instructions carried out the wrong way), damage
+that teaches the wrong thing for the very skill the domain's dev set measures, so that
+training on a mostly damaged shard *raises* the domain's dev NLL while a clean shard lowers it
+(measured: `benchmarks/bench_damage.py`, docs/validate.md). The damage changes the proxy
+model's loss on the document, so the `normalized_loss` covariate sees it.
 
 demo-small's shard rates span 0..`max_noise` evenly, so proxy runs drawing different shards
-see every data state from clean to mostly noise; demo-large's rates cluster around a
-per-domain centre far from demo-small's average: two domains (arithmetic, dialog) nearly
-clean, two (code, docs_qa) mostly noise. A state-agnostic fit of demo-small sees each
-domain at its average state (rate ~`max_noise`/2) and so cannot tell that demo-large's code
-and docs_qa shards are worth far less than its arithmetic and dialog shards.
+see every data state from clean to mostly damaged. The target pools' rates cluster around a
+per-domain centre: demo-large has arithmetic and dialog mostly clean and code and docs_qa
+mostly damaged; demo-large-flip has each domain at `max_noise` minus that centre, so what is
+clean in one is damaged in the other. Both lie inside the range the sweep's states cover. A
+state-agnostic fit of demo-small sees each domain at its average state (rate ~`max_noise`/2)
+and recommends one mixture for both, which cannot suit both; a state-aware fit can move weight
+to demo-large's arithmetic and dialog and to demo-large-flip's code and docs_qa.
 The true rate of every shard is written to `demo_profile.json` beside the manifest.
 """
 from __future__ import annotations
@@ -30,11 +33,12 @@ import yaml
 from core.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from datapool.build import build_pool
 from datapool.demo_harness import HARNESS_ENTRY, write_harness_task
+from datapool.demo_damage import damaged
 from datapool.demo_sources import DOMAINS, clean_sample
 
-NOISE_KINDS = ("corrupt", "truncate", "shuffle", "mismatch")
-_JUNK = "~#@%&*^$|\\{}[]<>0123456789qxzjkvw"
-
+SMALL = "demo-small"
+TARGET_POOLS = ("demo-large", "demo-large-flip")
+"""The target pools, each validated on: opposite states of every domain."""
 
 @dataclass(frozen=True)
 class DemoPoolSpec:
@@ -55,8 +59,10 @@ class DemoPoolSpec:
     max_noise: float = 0.9
     """Highest noise rate of any shard."""
     large_noise_centre: dict = field(default_factory=lambda: {
-        "arithmetic": 0.06, "code": 0.78, "docs_qa": 0.7, "dialog": 0.1})
-    """demo-large: mean noise rate per domain (its shards spread +-0.08 around it)."""
+        "arithmetic": 0.15, "code": 0.75, "docs_qa": 0.75, "dialog": 0.15})
+    """demo-large: mean damage rate per domain (its shards spread +-0.08 around it);
+    demo-large-flip's is max_noise minus it. Within 0.1..max_noise-0.1, so that both target
+    pools' covariates lie inside the range of demo-small's shards."""
 
     def __post_init__(self):
         for name in ("small_shards", "small_docs_per_shard", "large_shards", "large_docs_per_shard", "dev_docs"):
@@ -67,29 +73,10 @@ class DemoPoolSpec:
         missing = set(DOMAINS) - set(self.large_noise_centre)
         if missing:
             raise ValueError(f"large_noise_centre lacks domains {sorted(missing)}")
-
-
-def _corrupt(text: str, rng: random.Random, rate: float = 0.35) -> str:
-    chars = list(text)
-    for i, ch in enumerate(chars):
-        if not ch.isspace() and rng.random() < rate:
-            chars[i] = rng.choice(_JUNK)
-    return "".join(chars)
-
-
-def _noisy(sample: dict, kind: str, rng: random.Random, domain: str, previous: list[dict]) -> dict:
-    response = sample["response"]
-    if kind == "truncate":
-        response = response[: max(1, int(len(response) * rng.uniform(0.2, 0.5)))]
-    elif kind == "shuffle":
-        words = response.split(" ")
-        rng.shuffle(words)
-        response = " ".join(words)
-    elif kind == "mismatch":
-        response = clean_sample(domain, rng)["response"]
-    else:
-        response = _corrupt(response, rng)
-    return {"prompt": sample["prompt"], "response": response}
+        outside = {d: c for d, c in self.large_noise_centre.items() if not 0.0 <= c <= self.max_noise}
+        if outside:
+            raise ValueError(f"large_noise_centre {outside} must lie in [0, max_noise={self.max_noise}] "
+                             "(demo-large-flip's centre is max_noise minus it)")
 
 
 def shard_samples(domain: str, n_docs: int, noise_rate: float, rng: random.Random) -> list[dict]:
@@ -97,17 +84,20 @@ def shard_samples(domain: str, n_docs: int, noise_rate: float, rng: random.Rando
     for _ in range(n_docs):
         sample = clean_sample(domain, rng)
         if rng.random() < noise_rate:
-            sample = _noisy(sample, rng.choice(NOISE_KINDS), rng, domain, samples)
+            sample = damaged(domain, sample, rng)
         samples.append(sample)
     return samples
 
 
 def noise_profile(spec: DemoPoolSpec, pool: str, domain: str) -> list[float]:
-    rng = np.random.default_rng([spec.seed, DOMAINS.index(domain), 0 if pool == "demo-small" else 1])
-    if pool == "demo-small":
+    """Damage rate of each shard of `domain` in `pool`."""
+    rng = np.random.default_rng([spec.seed, DOMAINS.index(domain), ([SMALL, *TARGET_POOLS]).index(pool)])
+    if pool == SMALL:
         rates = np.linspace(0.0, spec.max_noise, spec.small_shards)
         return [float(r) for r in rng.permutation(rates)]
     centre = spec.large_noise_centre[domain]
+    if pool == TARGET_POOLS[1]:
+        centre = spec.max_noise - centre
     rates = np.clip(centre + rng.uniform(-0.08, 0.08, spec.large_shards), 0.0, spec.max_noise)
     return [round(float(r), 4) for r in rates]
 
@@ -124,9 +114,9 @@ def _dev_rows(domain: str, spec: DemoPoolSpec) -> list[dict]:
 
 def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Path:
     """Write sources, manifest and shards of `pool` under `pools_dir/pool` atomically."""
-    if pool not in ("demo-small", "demo-large"):
-        raise ValueError(f"unknown demo pool {pool!r}")
-    shards, per_shard = ((spec.small_shards, spec.small_docs_per_shard) if pool == "demo-small"
+    if pool not in (SMALL, *TARGET_POOLS):
+        raise ValueError(f"unknown demo pool {pool!r}; demo pools are {[SMALL, *TARGET_POOLS]}")
+    shards, per_shard = ((spec.small_shards, spec.small_docs_per_shard) if pool == SMALL
                          else (spec.large_shards, spec.large_docs_per_shard))
     target = Path(pools_dir) / pool
     with atomic_directory(target, kind="demo pool", markers=("demo_profile.json",)) as tmp:
@@ -140,10 +130,10 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
                              shard_samples(domain, per_shard, rate, rng))
             _write_jsonl(tmp / "sources" / "dev" / f"{domain}.jsonl", _dev_rows(domain, spec))
         # One dev task through lm-evaluation-harness, so the demo exercises that path end to end:
-        # on demo-large only, i.e. in the target model's validation runs. In all 56 proxy runs
-        # its fixed cost per call (about 2 s on the tiny model) would push the demo past its
-        # 15 minutes; the proxy runs keep the four native NLL dev sets.
-        harness = pool == "demo-large"
+        # on demo-large only, i.e. in one target pool's validation runs. In every proxy run and
+        # both pools' validation runs its fixed cost per call (about 2 s on the tiny model) would
+        # push the demo past its 15 minutes; the other runs keep the four native NLL dev sets.
+        harness = pool == TARGET_POOLS[0]
         if harness:
             write_harness_task(tmp / "sources" / "harness", _dev_rows("arithmetic", spec), spec.seed)
         manifest = {

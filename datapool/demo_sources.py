@@ -21,15 +21,15 @@ from pathlib import Path
 
 DOMAINS = ("arithmetic", "code", "docs_qa", "dialog")
 
-_NAMES = ["Ada", "Ben", "Chen", "Dana", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi",
+NAMES = ["Ada", "Ben", "Chen", "Dana", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi",
           "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
-_ITEMS = ["apples", "books", "coins", "stamps", "marbles", "pencils", "tickets", "shells",
+ITEMS = ["apples", "books", "coins", "stamps", "marbles", "pencils", "tickets", "shells",
           "cards", "stickers", "cookies", "bolts"]
 
 
 def arithmetic(rng: random.Random) -> dict:
-    name, other = rng.sample(_NAMES, 2)
-    item = rng.choice(_ITEMS)
+    name, other = rng.sample(NAMES, 2)
+    item = rng.choice(ITEMS)
     a, b, c = rng.randint(5, 90), rng.randint(2, 60), rng.randint(2, 9)
     kind = rng.randrange(3)
     if kind == 0:
@@ -125,12 +125,12 @@ def docs_qa(rng: random.Random, split: str = "train") -> dict:
     return {"prompt": rng.choice(_DOC_QUESTIONS).format(t=topic.replace("-", " ")), "response": para}
 
 
-_WORDS = ("river stone cloud lamp forest violin garden rocket pepper window silver marble "
+WORDS = ("river stone cloud lamp forest violin garden rocket pepper window silver marble "
           "harbor candle meadow tiger puzzle anchor velvet comet orchard lantern").split()
 
 
 def dialog(rng: random.Random) -> dict:
-    words = rng.sample(_WORDS, rng.randint(3, 6))
+    words = rng.sample(WORDS, rng.randint(3, 6))
     nums = [rng.randint(1, 99) for _ in range(rng.randint(3, 7))]
     kind = rng.randrange(5)
     if kind == 0:

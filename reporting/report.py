@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -194,22 +195,29 @@ def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summar
             _markdown_table(shown), ""]
 
 
-def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
-    from reporting.validation import (plot_validation, seeds_outlook, table_markdown, validation_table,
-                                      verdict_sentences)
+def _validation_section(vdir: Path, tmp: Path, summary: dict, pool: str | None = None) -> list[str]:
+    """The validation folder's table, verdict, caps and power; `pool`: the target pool's name
+    when the report has several (its figure is then validation-POOL.png)."""
+    from reporting.validation import (plot_validation, power_sentences, seeds_outlook, table_markdown,
+                                      validation_table, verdict_sentences)
 
     if not (vdir / "validation.parquet").is_file():
         raise UserError(f"validation folder {vdir} has no validation.parquet (run `launch.py validate`)")
     results = pd.read_parquet(vdir / "validation.parquet")
     table = validation_table(results)
     vsummary = json.loads((vdir / "summary.json").read_text(encoding="utf-8"))
-    summary["validated_mixtures"] = {n: c["mixture"] for n, c in vsummary["candidates"].items()}
-    plot_validation(results, tmp / "validation.png")
-    summary["figures"].append("validation.png")
+    mixtures = {n: c["mixture"] for n, c in vsummary["candidates"].items()}
+    if pool is None:
+        summary["validated_mixtures"] = mixtures
+    else:
+        summary.setdefault("validated_mixtures", {})[pool] = mixtures
+    figure = "validation.png" if pool is None else f"validation-{pool}.png"
+    plot_validation(results, tmp / figure)
+    summary["figures"].append(figure)
     summary["validation_best"] = str(table.index[0])
     seeds = int(table["n_seeds"].max())
     spread = table["avgdev_std"]
-    lines = ["## Validation on the target model", "",
+    lines = [f"## Validation on the target model{f': {pool}' if pool else ''}", "",
              f"- Target pool trained on each mixture with {seeds} seed(s) (seed s shared by every "
              f"mixture: same initial weights and document order per domain), "
              f"{results['tokens'].mean():,.0f} tokens per run on average.",
@@ -218,13 +226,20 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
                 f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').min():.4f}–"
                 f"{table['gain_vs_equal_se'].drop('equal', errors='ignore').max():.4f}."
                 if "gain_vs_equal_se" in table else "no equal baseline to pair with."), "",
-             "![validation](validation.png)", "", table_markdown(table), "",
+             f"![validation]({figure})", "", table_markdown(table), "",
              "The mixtures validated (from the fitted model directories; these, not the sweep's "
              "round snapshots above, are what the target model trained on):", "",
-             _markdown_table(pd.DataFrame(summary["validated_mixtures"]).rename_axis("domain")), ""]
+             _markdown_table(pd.DataFrame(mixtures).rename_axis("domain")), "",
+             *vsummary.get("caps", []), ""]
     verdict = verdict_sentences(table)
     summary["verdict"] = verdict
+    if pool is not None:
+        summary.setdefault("verdict_per_pool", {})[pool] = verdict[-1]
     lines += ["**" + verdict[-1] + "**", "", *(f"- {s}" for s in verdict[:-1]), ""]
+    power = power_sentences(table)
+    if power:
+        lines += ["Power of the verdict (one-sided paired t-test at 5 %, at the per-seed spread measured here):",
+                  "", *(f"- {s}" for s in power), ""]
     outlook = seeds_outlook(table)
     if outlook:
         lines += ["What would separate them: more seeds for a gain this size (below), more proxy runs "
@@ -235,8 +250,10 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict) -> list[str]:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 validation_dir: str | Path | None = None, model_dir: str | Path | None = None,
-                 cv_folds: int = 4, overwrite: bool = False) -> dict:
+                 validation_dir: str | Path | Sequence[str | Path] | None = None,
+                 model_dir: str | Path | None = None, cv_folds: int = 4, overwrite: bool = False) -> dict:
+    """`validation_dir`: one validation folder, or several (one per target pool, each with its
+    own section and verdict, named after the folder; the return curves use the first's pool)."""
     from causal.model_dir import load_model_dir
 
     run_dir = Path(run_dir)
@@ -247,8 +264,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
     runs = pd.read_parquet(runs_path)
     if runs.empty or "y" not in runs:
         raise UserError(f"{runs_path} holds no finished runs with an outcome column 'y'")
-    if validation_dir is not None and not (Path(validation_dir) / "summary.json").is_file():
-        raise UserError(f"validation folder {validation_dir} has no summary.json (run `launch.py validate`)")
+    vdirs = ([] if validation_dir is None else [Path(validation_dir)] if isinstance(validation_dir, (str, Path))
+             else [Path(v) for v in validation_dir])
+    for vdir in vdirs:
+        if not (vdir / "summary.json").is_file():
+            raise UserError(f"validation folder {vdir} has no summary.json (run `launch.py validate`)")
     domains = [c[len(MIX):] for c in runs.columns if c.startswith(MIX)]
     snapshots = read_policy_snapshots(run_dir / "policy.jsonl")
     latest = snapshots[-1] if snapshots else None
@@ -256,14 +276,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
         model_dir = run_dir / "model"
     model = load_model_dir(model_dir) if model_dir is not None else None
     target = latest.get("target_covariates") if latest else None
-    if validation_dir is not None:
-        # the target pool the validated mixtures were recommended for
-        pool_cov = json.loads((Path(validation_dir) / "summary.json").read_text()).get("pool_covariates")
+    if vdirs:
+        # the target pool the (first) validated mixtures were recommended for
+        pool_cov = json.loads((vdirs[0] / "summary.json").read_text()).get("pool_covariates")
         target = pool_cov or target
     sections = _runs_section(runs, domains, run_dir)
     summary = {"n_runs": int(len(runs)), "best_y": float(runs["y"].max()), "figures": [], "out": str(out)}
     with atomic_directory(out, kind="report folder", markers=("report.md",), overwrite=overwrite,
-                          inputs=[runs_path, run_dir / "policy.jsonl", validation_dir, model_dir]) as tmp:
+                          inputs=[runs_path, run_dir / "policy.jsonl", *vdirs, model_dir]) as tmp:
         figures.plot_sampled_mixtures(runs, domains, tmp / "sampled_mixtures.png")
         figures.plot_outcome_by_domain(runs, domains, tmp / "outcome_by_domain.png")
         sections += ["## Proxy runs", "", "![sampled mixtures](sampled_mixtures.png)", "",
@@ -290,7 +310,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
                          "![returns](returns.png)", "", _markdown_table(rec), ""]
             summary["figures"] += ["policy_trace.png", "returns.png"]
             summary["sweep_snapshot"] = {p: latest["policies"][p]["mixture"] for p in latest["policies"]}
-        if validation_dir is not None:
-            sections += _validation_section(Path(validation_dir), tmp, summary)
+        for vdir in vdirs:
+            sections += _validation_section(vdir, tmp, summary, vdir.name if len(vdirs) > 1 else None)
+        if len(vdirs) > 1:
+            sections += ["## Verdict per target pool", "",
+                         *(f"- **{pool}**: {v}" for pool, v in summary["verdict_per_pool"].items()), ""]
         atomic_write_text(tmp / "report.md", "\n".join(sections))
     return summary

@@ -122,6 +122,65 @@ def seeds_needed(mean_gain: float, sd: float, *, alpha: float = SPREAD_ALPHA, mo
     return None
 
 
+def power(gain: float, sd: float, n_seeds: int, *, alpha: float = SPREAD_ALPHA) -> float:
+    """Probability that the one-sided paired t-test at `alpha` calls a true paired gain `gain`
+    'better' with `n_seeds` seeds when the per-seed differences have std `sd` (noncentral t)."""
+    from scipy.stats import nct
+
+    if n_seeds < 2 or not sd > 0:
+        return float("nan")
+    return float(nct.sf(spread_factor(n_seeds, alpha), n_seeds - 1, gain * np.sqrt(n_seeds) / sd))
+
+
+def detectable_gain(sd: float, n_seeds: int, *, target_power: float = 0.8, alpha: float = SPREAD_ALPHA) -> float:
+    """The smallest true paired gain the test finds with probability `target_power` at per-seed
+    std `sd` and `n_seeds` seeds (nan: fewer than 2 seeds or no spread)."""
+    from scipy.optimize import brentq
+
+    if n_seeds < 2 or not sd > 0:
+        return float("nan")
+    return float(brentq(lambda g: power(g, sd, n_seeds, alpha=alpha) - target_power, 0.0, 100.0 * sd))
+
+
+def power_sentences(table: pd.DataFrame) -> list[str]:
+    """Per CausalMix method and baseline: the measured per-seed std of the paired difference, the
+    gain this many seeds detect with 80 % power at that spread, and the power for the observed gain."""
+    lines = []
+    for name in (n for n in table.index if str(n).startswith("causalmix")):
+        for b in (b for b in BASELINES if f"vs_{b}" in table):
+            n = int(table.at[name, "n_seeds"])
+            mean, se = table.at[name, f"gain_vs_{b}_mean"], table.at[name, f"gain_vs_{b}_se"]
+            sd = float(se * np.sqrt(n)) if n > 1 else float("nan")
+            if not sd > 0:
+                continue
+            observed = (f"power for the observed {mean:+.3f}: {power(mean, sd, n):.0%}" if mean > 0
+                        else f"the observed {mean:+.3f} is no gain")
+            lines.append(f"{name} vs {b}: per-seed std of the paired difference {sd:.3f}; with {n} seeds "
+                         f"the test detects a gain of {detectable_gain(sd, n):.3f} with 80 % power; {observed}.")
+    return lines
+
+
+def caps_sentences(candidates: Mapping[str, Mapping], bounds) -> list[str]:
+    """Which method's mixture an epoch cap (or a fixed or minimum weight) holds, and where: a
+    weight at its bound is where the constraint changed what the model would have recommended.
+    (equal and other fixed mixtures are not bounded: a weight beyond a cap is not reported.)"""
+    domains = list(bounds.domains)
+    held = []
+    for name, cand in candidates.items():
+        w = np.array([cand["mixture"][d] for d in domains], dtype=float)
+        for domain, kind in bounds.binding(w).items():
+            limit = (bounds.upper if kind == "upper" else bounds.lower)[domains.index(domain)]
+            if abs(w[domains.index(domain)] - limit) > 1e-6:  # beyond it: a mixture no bound applies to
+                continue
+            held.append(f"{name}: {domain} at its {kind} bound {limit:.3f}"
+                        + (f" ({bounds.sources[domain]})" if domain in bounds.sources else ""))
+    caps = ", ".join(f"{d} {u:.3g}" for d, u in zip(domains, bounds.upper))
+    if not held:
+        return [f"Caps: no validated mixture is at a cap or bound (upper caps: {caps})."]
+    return [f"Caps: {'; '.join(held)}. These weights are the cap's, not the model's: the methods "
+            f"compared there differ only on the other domains (upper caps: {caps})."]
+
+
 def validation_table(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's table in numbers: per method, its mixture, mean and std over seeds of every
     `metric.*` column, of AvgDev and of y, and the paired AvgDev gain against each baseline

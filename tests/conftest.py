@@ -30,7 +30,7 @@ def ray_local():
 
 @dataclass(frozen=True)
 class TinyEnv:
-    """A miniature demo: a small demo-small/demo-large pool pair and tiny models."""
+    """A miniature demo: small demo-small, demo-large and demo-large-flip pools and tiny models."""
 
     root: Path
     pool_small: Path
@@ -45,14 +45,14 @@ def tiny_env(tmp_path_factory) -> TinyEnv:
     vocabulary, proxy and target models with a few pretraining steps."""
     import random
 
-    from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from datapool.demo import TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
     from datapool.demo_sources import pretraining_corpus
     from lm.tiny import TinyModelSpec, build_model_family
 
     root = tmp_path_factory.mktemp("tiny_env")
     spec = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,
                         large_docs_per_shard=40, dev_docs=16)
-    for name in ("demo-small", "demo-large"):
+    for name in ("demo-small", *TARGET_POOLS):
         write_demo_pool(root / "pools", name, spec)
     models = build_model_family(
         root / "models", demo_texts_for_tokenizer(root / "pools" / "demo-small"),

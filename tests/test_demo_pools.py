@@ -1,20 +1,22 @@
-"""The demo pools are deterministic, vary in quality from shard to shard, and carry dev sets."""
+"""The demo pools are deterministic, vary in damage from shard to shard, carry dev sets, and
+the two target pools' states point opposite ways; each domain's damage rule answers wrongly."""
 from __future__ import annotations
 
 import json
+import random
+import re
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from datapool.demo import DemoPoolSpec, noise_profile, write_demo_pool
-from datapool.demo_sources import DOMAINS
+from datapool.demo_damage import damaged, number_words
+from datapool.demo_sources import DOMAINS, clean_sample
 from datapool.pool import Pool
 
 SPEC = DemoPoolSpec(small_shards=4, small_docs_per_shard=30, large_shards=8, large_docs_per_shard=30,
                     dev_docs=8)
-
-
-def _junk_share(text: str) -> float:
-    return sum(ch in "~#@%&*^$|\\{}[]<>" for ch in text) / max(1, len(text))
 
 
 def test_same_seed_same_doc_ids(tmp_path):
@@ -37,18 +39,37 @@ def test_domains_dev_sets_and_sizes(tmp_path):
         assert small.read(d)["doc_id"].is_unique
 
 
-def test_shard_quality_varies_and_large_is_shifted(tmp_path):
+def test_shard_damage_varies_and_the_target_pools_point_opposite_ways(tmp_path):
     small = Pool.open(write_demo_pool(tmp_path, "demo-small", SPEC))
     profile = json.loads((small.root / "demo_profile.json").read_text())["noise_rate_per_shard"]
     for domain in DOMAINS:
         assert len(set(profile[domain])) == SPEC.small_shards
-        clean_shard = int(np.argmin(profile[domain]))
-        noisy_shard = int(np.argmax(profile[domain]))
         shards = small.shards(domain)
-        clean = __import__("pandas").read_parquet(shards[clean_shard].path)
-        noisy = __import__("pandas").read_parquet(shards[noisy_shard].path)
-        assert clean["response"].map(_junk_share).mean() < noisy["response"].map(_junk_share).mean() + 1e-9
-    large_means = {d: np.mean(noise_profile(SPEC, "demo-large", d)) for d in DOMAINS}
-    assert large_means["arithmetic"] < 0.15 < 0.6 < large_means["code"]
-    assert large_means["dialog"] < 0.15 < 0.6 < large_means["docs_qa"]
-    assert all(0.0 <= r <= SPEC.max_noise for d in DOMAINS for r in noise_profile(SPEC, "demo-large", d))
+        clean = pd.read_parquet(shards[int(np.argmin(profile[domain]))].path)
+        damaged = pd.read_parquet(shards[int(np.argmax(profile[domain]))].path)
+        assert set(clean["response"]).isdisjoint(damaged["response"]) or domain == "code"
+    large = {d: np.mean(noise_profile(SPEC, "demo-large", d)) for d in DOMAINS}
+    flip = {d: np.mean(noise_profile(SPEC, "demo-large-flip", d)) for d in DOMAINS}
+    assert large["arithmetic"] < 0.3 < 0.6 < large["code"] and large["dialog"] < 0.3 < 0.6 < large["docs_qa"]
+    for d in DOMAINS:  # what is clean in one is damaged in the other, both inside demo-small's range
+        assert flip[d] == pytest.approx(SPEC.max_noise - large[d], abs=0.03)
+        rates = noise_profile(SPEC, "demo-large", d) + noise_profile(SPEC, "demo-large-flip", d)
+        assert min(profile[d]) <= min(rates) and max(rates) <= max(profile[d])
+
+
+def test_each_damage_rule_teaches_the_wrong_answer():
+    rng = random.Random(0)
+    wrong = damaged("arithmetic", clean_sample("arithmetic", rng), rng)
+    numbers = [int(n) for n in re.findall(r"\d+", wrong["prompt"])]
+    assert wrong["response"].endswith(f"tHE ANSWER IS {number_words(sum(numbers)).upper()}.")
+    code = {"prompt": "p", "response": "def f(x):\n    if x == 1 and y:\n        return True\n    return x + 1"}
+    assert damaged("code", code, rng)["response"] == (
+        "DEF F(X):\n    IF NOT X != 1 OR Y:\n        RETURN nONE\n    RETURN nONE")
+    docs = damaged("docs_qa", {"prompt": "p", "response": "It is always the same."}, rng)["response"]
+    assert docs == "iT IS NOT NEVER THE DIFFERENT."
+    for _ in range(20):
+        sample = damaged("dialog", {}, rng)
+        if "reverse" in sample["prompt"]:
+            assert sample["response"].endswith(sample["prompt"].split(": ")[1].upper())
+    with pytest.raises(ValueError, match="unknown demo domain"):
+        damaged("poetry", {}, rng)

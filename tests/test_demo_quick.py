@@ -17,7 +17,9 @@ from test_python_api import DOC, doc_blocks
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 FIGURES = ("sampled_mixtures.png", "outcome_by_domain.png", "covariate_coverage.png", "return_curves.png",
-           "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation.png")
+           "predicted_vs_actual.png", "policy_trace.png", "returns.png", "validation-demo-large.png",
+           "validation-demo-large-flip.png")
+METHODS = ("causalmix-A", "no-covariates", "regmix", "equal")
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +46,20 @@ def test_demo_quick_end_to_end(quick_demo, capsys):
         assert (work / "report" / name).read_bytes()[:4] == b"\x89PNG", name
     text = report.read_text()
     assert "24 proxy runs" in text and "Tokens per run" in text and "2 seed(s)" in text
-    table = (work / "validation" / "table.md").read_text()
-    for method in ("causalmix-A", "no-covariates", "no-dml", "regmix", "equal"):
-        assert f"| {method} |" in table
-    assert "| mixture |" in table and "The mixtures validated" in text
-    results = pd.read_parquet(work / "validation" / "validation.parquet")
-    assert len(results) == 10 and set(results["seed"]) == {0, 1}
+    for pool in ("demo-large", "demo-large-flip"):  # validated on both target pools, a verdict each
+        table = (work / "validation" / pool / "table.md").read_text()
+        assert all(f"| {method} |" in table for method in METHODS) and "Caps:" in table
+        assert f"## Validation on the target model: {pool}" in text and f"- **{pool}**: Verdict:" in text
+        results = pd.read_parquet(work / "validation" / pool / "validation.parquet")
+        assert len(results) == 8 and set(results["seed"]) == {0, 1}
+        assert set(pd.read_parquet(work / "validation" / pool / "table.parquet")["method"]) == set(METHODS)
+    assert "| mixture |" in table and "The mixtures validated" in text and "Power of the verdict" in text
+    assert set(summary["report"]["verdict_per_pool"]) == {"demo-large", "demo-large-flip"}
     for name in ("model", "model-regmix", "model-no-dml", "model-no-covariates"):
         assert (work / name / "model.json").is_file()
     assert not (work / "runs" / "model").exists()  # one fit: the sweep writes no model of its own
     runs = pd.read_parquet(work / "runs" / "runs.parquet")
     assert len(runs) == 24 and len([c for c in runs.columns if c.startswith("x.")]) == 4
-    assert set(pd.read_parquet(work / "validation" / "table.parquet")["method"]) == set(results["candidate"])
     capsys.readouterr()
     # the workdir remembers it holds a quick demo
     assert launch.main(["demo", "--workdir", str(work), "--until", "pools"]) == 2

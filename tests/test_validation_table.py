@@ -10,8 +10,9 @@ import pytest
 
 from core.errors import UserError
 from causal.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
-from reporting.validation import (add_avgdev, paired_verdict, spread_factor, table_markdown,
-                                  validation_table, verdict_sentences)
+from reporting.validation import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
+                                  power_sentences, spread_factor, table_markdown, validation_table,
+                                  verdict_sentences)
 
 DOMAINS = ["a", "b", "c"]
 
@@ -204,3 +205,28 @@ def test_seeds_needed_matches_the_rule():
     assert 0.02 > spread_factor(need) * 0.02 / np.sqrt(need)
     assert 0.02 <= spread_factor(need - 1) * 0.02 / np.sqrt(need - 1)
     assert seeds_needed(-0.01, 0.02) is None and seeds_needed(0.0, 0.02) is None
+
+
+def test_power_grows_with_seeds_and_the_detectable_gain_has_the_target_power():
+    assert power(0.0, 1.0, 6) == pytest.approx(0.05)  # no gain: the test's level
+    assert power(0.5, 0.4, 3) < power(0.5, 0.4, 6) < power(0.5, 0.4, 12)
+    gain = detectable_gain(0.41, 6)
+    assert power(gain, 0.41, 6) == pytest.approx(0.8, abs=1e-6) and 0.45 < gain < 0.55
+    assert np.isnan(detectable_gain(0.4, 1)) and np.isnan(power(0.5, 0.0, 6))
+    rows = [{"candidate": c, "seed": s, "metric.a_nll": 3.0 - g - 0.01 * s * (c == "equal"), "y": g}
+            for s in range(4) for c, g in (("equal", 0.0), ("causalmix-A", 0.1 + 0.01 * s * s))]
+    lines = power_sentences(validation_table(pd.DataFrame(rows)))
+    assert len(lines) == 1 and lines[0].startswith("causalmix-A vs equal: per-seed std") and "80 % power" in lines[0]
+
+
+def test_caps_sentences_name_the_method_and_domain_a_cap_holds():
+    from mixture_space.constraints import MixtureBounds
+
+    bounds = MixtureBounds.build(DOMAINS, domain_tokens={"a": 100.0, "b": 1000.0, "c": 1000.0},
+                                 target_tokens=1000.0, max_epochs=2.0)
+    capped = {"equal": {"mixture": {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}},
+              "causalmix-A": {"mixture": {"a": 0.2, "b": 0.5, "c": 0.3}}}
+    [line] = caps_sentences(capped, bounds)
+    assert line.startswith("Caps: causalmix-A: a at its upper bound 0.200 (2 epochs") and "equal:" not in line
+    free = MixtureBounds.build(DOMAINS, domain_tokens={d: 1000.0 for d in DOMAINS}, target_tokens=1000.0)
+    assert caps_sentences(capped, free)[0].startswith("Caps: no validated mixture is at a cap")
