@@ -41,7 +41,8 @@ def _skip_reason(estimator, table: RunsTable, folds: int) -> str | None:
     return None
 
 
-def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0) -> tuple[np.ndarray, int]:
+def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0,
+                             label: str = "") -> tuple[np.ndarray, int]:
     """Out-of-fold predicted y for every run: `estimator` (cloned, unfitted) is fitted on the
     other folds and predicts the held-out one. More folds than asked are used when a training
     split would hold fewer runs than the estimator needs. Returns (predictions, folds used)."""
@@ -62,7 +63,7 @@ def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, see
     W, X, y = table.mixtures(), table.covariates(), table.y
     predicted = np.empty(n)
     splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(W)
-    for train, test in tqdm(splits, total=k, desc="cross-fit", unit="fold", file=sys.stderr, leave=False):
+    for train, test in tqdm(splits, total=k, desc=f"cross-fit {label}".rstrip(), unit="fold", file=sys.stderr, leave=False):
         fold = clone(estimator).fit(W[train], X[train], y[train])
         predicted[test] = fold.predict(W[test], X[test])
     return predicted, k
@@ -86,7 +87,7 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
             fitted[name] = candidate.fit(table.mixtures(), table.covariates(), table.y)
             predicted, used = candidate.heldout_predictions_, NUISANCE_FOLDS
         else:
-            predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed)
+            predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed, label=name)
         errors[name], predictions[name] = (predicted - table.y) ** 2, predicted
         mse = float(np.mean(errors[name]))
         scores[name] = {"pair_mse": pair_difference_mse(table.y, predicted, partners), "oof_mse": mse,
