@@ -199,6 +199,7 @@ class PolicyTracker:
             "estimator": model.estimator_name,
             "model_version": model.version,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_unix": round(time.time(), 3),
             "fit_s": round(fit_s, 3),
             "target_covariates": covariates,
             "returns": domain_returns(model, covariates, self.reference),
