@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 FULL_DOCS, FULL_RUNS = 800_000, 512
+MIN_RUNS = 32  # the default estimator needs 20 runs at 6 domains x 72 covariates; a few refits after that
 
 
 def stage_pool(root: Path, docs: int, shard_size: int) -> dict:
@@ -106,8 +107,9 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
         if len(covering):
             behind.append(int(((began >= t) & (np.arange(len(snaps)) <= covering[0])).sum()))
         latest = n_runs[created <= t]
-        lag_runs.append(i + 1 - (latest[-1] if len(latest) else 0))
-    figures.update(refits_behind_max=max(behind, default=0), snapshot_lag_runs_max=max(lag_runs),
+        if len(latest):  # before the first snapshot the estimator had too few runs to fit
+            lag_runs.append(i + 1 - latest[-1])
+    figures.update(refits_behind_max=max(behind, default=0), snapshot_lag_runs_max=max(lag_runs, default=0),
                    refit_s_mean=float(np.mean([s["fit_s"] for s in snaps])),
                    refit_s_max=float(np.max([s["fit_s"] for s in snaps])),
                    last_snapshot_runs=int(n_runs.max()))
@@ -153,7 +155,7 @@ def run_stages(args, root: Path, monitor) -> dict:
     from paper_scale_pool import tiny_proxy_model
 
     names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
-    docs, runs = round(FULL_DOCS * args.scale), max(16, round(FULL_RUNS * args.scale))
+    docs, runs = round(FULL_DOCS * args.scale), max(MIN_RUNS, round(FULL_RUNS * args.scale))
     out: dict = {"scale": args.scale, "docs": docs, "runs": runs}
     with monitor.stage("pool") as peaks:
         pool = stage_pool(root, docs, args.shard_size)
@@ -178,7 +180,8 @@ def run_stages(args, root: Path, monitor) -> dict:
     out["fit"] = {**peaks.as_dict(), **fitted}
     if args.serve_requests:
         with monitor.stage("serve") as peaks:
-            out["serve"] = {**peaks.as_dict(), **stage_serve(root / "model", args.serve_requests)}
+            served = stage_serve(root / "model", args.serve_requests)
+        out["serve"] = {**peaks.as_dict(), **served}
     return out
 
 
@@ -208,7 +211,7 @@ def main(argv=None) -> int:
     parser.add_argument("--features", choices=("model", "synthetic"), default="model")
     parser.add_argument("--trial", choices=("synthetic",), default="synthetic",
                         help="what a trial does (actors/synthetic_trial.py)")
-    parser.add_argument("--trial-s", type=float, default=1.0, help="wall seconds of one synthetic trial")
+    parser.add_argument("--trial-s", type=float, default=2.0, help="wall seconds of one synthetic trial")
     parser.add_argument("--refit-every", type=int, default=4, help="the fit actor refits after this many runs")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (trial slots)")
     parser.add_argument("--object-store-gib", type=float, default=1.0)

@@ -67,8 +67,9 @@ def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: I
     """
     feature_names = list(feature_names)
     _check_columns(features, feature_names, where)
-    indexed = features.set_index("doc_id")
     doc_ids = list(doc_ids)
+    # only the drawn rows are indexed: a run's features may cover most of the pool
+    indexed = features[features["doc_id"].isin(set(doc_ids))].set_index("doc_id")
     unknown = [d for d in doc_ids if d not in indexed.index]
     if unknown:
         raise UserError(f"{where}: {len(unknown)} drawn doc_id(s) have no features, e.g. {unknown[:3]}; "
