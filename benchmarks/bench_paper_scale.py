@@ -43,6 +43,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 FULL_DOCS, FULL_RUNS = 800_000, 512
+# A finished trial's row reaches the fit actor through the driver's Tune loop; a refit that took its
+# rows less than this after the trial ended is not counted as having missed it.
+DELIVERY_S = 0.5
 MIN_RUNS = 32  # the default estimator needs 20 runs at 6 domains x 72 covariates; a few refits after that
 
 
@@ -99,13 +102,13 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
         return figures
     created = np.array([s["created_unix"] for s in snaps])
     n_runs = np.array([s["n_runs"] for s in snaps])
-    began = created - np.array([s["fit_s"] for s in snaps])
+    took_rows = np.array([s.get("rows_unix", s["created_unix"] - s["fit_s"]) for s in snaps])
     landed = rows["ended"].to_numpy()
     behind, lag_runs = [], []
     for i, t in enumerate(landed):
         covering = np.nonzero(n_runs >= i + 1)[0]
-        if len(covering):
-            behind.append(int(((began >= t) & (np.arange(len(snaps)) <= covering[0])).sum()))
+        if len(covering):  # refits that took their rows after run i landed, up to the first with it
+            behind.append(int(((took_rows >= t + DELIVERY_S) & (np.arange(len(snaps)) <= covering[0])).sum()))
         latest = n_runs[created <= t]
         if len(latest):  # before the first snapshot the estimator had too few runs to fit
             lag_runs.append(i + 1 - latest[-1])
@@ -114,6 +117,36 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
                    refit_s_max=float(np.max([s["fit_s"] for s in snaps])),
                    last_snapshot_runs=int(n_runs.max()))
     return figures
+
+
+def draw_baseline(pool_dir: Path, model: Path, budget: int) -> dict:
+    """One run's draw from the largest state a domain has (all its shards) both ways, on the same
+    frames: `draw_sample` (row by row) against the way it drew before issue 27 (the state's
+    shards concatenated, then its columns turned into Python lists), which grew with the pool."""
+    import numpy as np
+    import pandas as pd
+
+    from datapool.pool import Pool
+    from lm.formatting import encode_document
+    from lm.loading import load_tokenizer
+    from proxy.data import draw_sample
+
+    pool = Pool.open(pool_dir)
+    domain = pool.domains[0]
+    shards = {s.name: pd.read_parquet(s.path) for s in pool.shards(domain)}
+    tokenizer = load_tokenizer(str(model))
+    start = time.perf_counter()
+    draw_sample(shards, {domain: tuple(shards)}, {domain: 1.0}, budget=budget, budget_unit="samples",
+                tokenizer=tokenizer, max_length=512, rng=np.random.default_rng(0))
+    rows_s = time.perf_counter() - start
+    start = time.perf_counter()
+    frame = pd.concat(list(shards.values()), ignore_index=True)
+    prompts, responses, ids = frame["prompt"].tolist(), frame["response"].tolist(), frame["doc_id"].astype(str).tolist()
+    for i in np.random.default_rng(0).permutation(len(frame))[:budget]:
+        encode_document(tokenizer, prompts[i], responses[i], is_text=False, max_length=512)
+        ids[i]
+    whole_s = time.perf_counter() - start
+    return {"state_docs": len(frame), "draw_rows_s": rows_s, "draw_whole_state_s": whole_s}
 
 
 def stage_fit_recommend(root: Path, runs: Path, features: Path, feature_names) -> dict:
@@ -153,6 +186,7 @@ def run_stages(args, root: Path, monitor) -> dict:
     from causal.style import STYLE_COLUMNS
     from core.ray_setup import init_ray, shutdown_ray
     from paper_scale_pool import tiny_proxy_model
+    from proxy.config import ProxyConfig
 
     names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
     docs, runs = round(FULL_DOCS * args.scale), max(MIN_RUNS, round(FULL_RUNS * args.scale))
@@ -173,6 +207,7 @@ def run_stages(args, root: Path, monitor) -> dict:
                                   args.refit_every, not args.no_progress)
         out["sweep"] = {**peaks.as_dict(), **sweep_figures(root / "sweep", int(ray.cluster_resources()["CPU"])),
                         "status": summary["status"], "fit_actor": summary.get("fit_actor", {})}
+        out["sweep"]["draw_baseline"] = draw_baseline(pool["pool_dir"], model, ProxyConfig().budget)
     finally:
         shutdown_ray()
     with monitor.stage("fit") as peaks:
@@ -194,6 +229,8 @@ def result_line(out: dict) -> str:
              "featurize_docs_per_s": out["featurize"]["docs_per_s"],
              "sweep_runs_per_min": round(sweep["runs_per_min"], 1),
              "overhead_per_trial_s": round(sweep["overhead_per_trial_s"], 2),
+             "draw_s": round(sweep["draw_baseline"]["draw_rows_s"], 2),
+             "draw_whole_state_s": round(sweep["draw_baseline"]["draw_whole_state_s"], 2),
              "refits": sweep["refits"], "refits_behind_max": sweep.get("refits_behind_max"),
              "snapshot_lag_runs_max": sweep.get("snapshot_lag_runs_max"),
              "refit_s_max": round(sweep.get("refit_s_max", math.nan), 1),

@@ -31,10 +31,10 @@ def object_store_mib() -> float | None:
     from ray._private.internal_api import memory_summary
 
     try:
-        match = _PLASMA.search(memory_summary(stats_only=True))
+        match = _PLASMA.search(memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True))
     except Exception:  # noqa: BLE001 - a node mid-shutdown: no reading this time
         return None
-    return float(match.group(1)) if match else 0.0
+    return float(match.group(1)) if match else None
 
 
 @dataclass

@@ -133,6 +133,7 @@ class PolicyTracker:
             with self._lock:
                 # sorted, so that a fit depends on which runs landed, not on their order
                 rows = sorted(self._rows, key=lambda r: str(r["run_id"]))
+                rows_unix = time.time()
             try:
                 table = runs_from_rows(rows, where="fit actor runs")
                 table.sha256 = frame_sha256(table.frame)
@@ -140,6 +141,7 @@ class PolicyTracker:
                 estimator = fit_runs_table(table, self.config)
                 model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
                 snapshot = self._make_snapshot(model, table, time.perf_counter() - start)
+                snapshot["rows_unix"] = round(rows_unix, 3)
             except UserError as exc:  # e.g. too few runs yet: keep the previous snapshot
                 with self._lock:
                     self._rows_at_fit = len(rows)
