@@ -155,9 +155,17 @@ def stage_fit_recommend(root: Path, runs: Path, features: Path, feature_names) -
     from causal.fitting import FitConfig, fit_and_save
     from causal.model_dir import load_model_dir
 
+    from threadpoolctl import threadpool_limits
+
     start = time.perf_counter()
     fit_and_save(str(runs), str(root / "model"), FitConfig(), overwrite=True)
     fit_s = time.perf_counter() - start
+    # the same fit with one BLAS/OpenMP thread: on a 2-core machine under load, a thread pool per
+    # core oversubscribes it (the fit actor, a Ray worker with no CPU reserved, runs at one thread)
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        fit_and_save(str(runs), str(root / "model-1thread"), FitConfig(), overwrite=True)
+    fit_1thread_s = time.perf_counter() - start
     model = load_model_dir(root / "model")
     covariates = pool_covariates(read_features(features), model.domains, feature_names)
     times = {}
@@ -165,7 +173,7 @@ def stage_fit_recommend(root: Path, runs: Path, features: Path, feature_names) -
         start = time.perf_counter()
         model.recommend(covariates, policy=policy)
         times[policy] = time.perf_counter() - start
-    return {"fit_s": fit_s, "covariates": len(model.covariate_names), "estimator": model.estimator_name,
+    return {"fit_s": fit_s, "fit_1thread_s": fit_1thread_s, "covariates": len(model.covariate_names), "estimator": model.estimator_name,
             "analytic_s": times["analytic"], "search_s": times["search"]}
 
 
@@ -235,6 +243,7 @@ def result_line(out: dict) -> str:
              "snapshot_lag_runs_max": sweep.get("snapshot_lag_runs_max"),
              "refit_s_max": round(sweep.get("refit_s_max", math.nan), 1),
              "covariates": fit["covariates"], "fit_s": round(fit["fit_s"], 1),
+             "fit_1thread_s": round(fit["fit_1thread_s"], 1),
              "analytic_ms": round(1000 * fit["analytic_s"], 1), "search_ms": round(1000 * fit["search_s"], 1),
              "serve_rps": out.get("serve", {}).get("serve_rps"), "serve_p99_ms": out.get("serve", {}).get("serve_p99_ms"),
              "peak_rss_mib": peak_rss, "store_peak_mib": max(out[s]["object_store_mib"] for s in stages)}

@@ -28,13 +28,16 @@ def draw(runs: list[dict], out: Path) -> None:
 
     fig, (time_ax, mem_ax) = subplots(1, 2, figsize=(10, 4))
     for stage in STAGES:
-        scales, walls = series(runs, stage, lambda s: s["wall_s"])
+        # the fit stage also times a one-thread fit; its curve is the default fit's own seconds
+        scales, walls = series(runs, stage, lambda s: s["fit_s"] if stage == "fit" else s["wall_s"])
         if not scales:
             continue
         line, = time_ax.plot(scales, walls, "o-", label=stage)
         time_ax.plot(scales, [walls[0] * x / scales[0] for x in scales], ":", color=line.get_color())
         scales, rss = series(runs, stage, lambda s: max(s["driver_rss_mib"], s["worker_rss_mib"]) / 1024)
         mem_ax.plot(scales, rss, "o-", color=line.get_color(), label=f"{stage} peak RSS")
+    scales, walls = series(runs, "fit", lambda s: s.get("fit_1thread_s", float("nan")))
+    time_ax.plot(scales, walls, "x--", color="gray", label="fit, 1 BLAS thread")
     scales, store = series(runs, "sweep", lambda s: s["object_store_mib"] / 1024)
     mem_ax.plot(scales, store, "s--", color="black", label="object store (sweep)")
     for ax, title, unit in ((time_ax, "wall time per stage (dotted: linear)", "seconds"),

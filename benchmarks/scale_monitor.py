@@ -7,7 +7,9 @@ The object store's use is what `ray memory --stats-only` prints ("Plasma memory 
 read through the function that command calls (`ray._private.internal_api.memory_summary`; Ray
 2.60 has no public call for it), every `STORE_EVERY_S` seconds since it asks every node. A
 worker's resident memory includes the object-store pages it has mapped (a trial reading its
-shards), so it over-counts what the worker owns; the driver's does not include the store.
+shards: a reused trial actor touches most of the store over a sweep), so it over-counts what the
+worker owns; its USS (pages no other process shares) is what it owns. The driver's RSS does not
+include the store.
 """
 from __future__ import annotations
 
@@ -45,11 +47,13 @@ class StagePeaks:
     driver_mib: float = 0.0
     worker_mib: float = 0.0
     worker: str = ""
+    worker_uss_mib: float = 0.0
     store_mib: float = 0.0
 
     def as_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 2), "driver_rss_mib": round(self.driver_mib),
                 "worker_rss_mib": round(self.worker_mib), "largest_worker": self.worker,
+                "worker_uss_mib": round(self.worker_uss_mib),
                 "object_store_mib": round(self.store_mib)}
 
 
@@ -95,7 +99,7 @@ class ScaleMonitor:
             try:
                 title = " ".join(child.cmdline())
                 if title.startswith("ray::"):
-                    yield title.split()[0], child.memory_info().rss
+                    yield title.split()[0], child.memory_info().rss, child.memory_full_info().uss
             except psutil.Error:
                 continue
 
@@ -104,9 +108,10 @@ class ScaleMonitor:
         if peaks is None:
             return
         peaks.driver_mib = max(peaks.driver_mib, self._me.memory_info().rss / 2**20)
-        for title, rss in self._workers():
+        for title, rss, uss in self._workers():
             if rss / 2**20 > peaks.worker_mib:
                 peaks.worker_mib, peaks.worker = rss / 2**20, title
+            peaks.worker_uss_mib = max(peaks.worker_uss_mib, uss / 2**20)
         now = time.monotonic()
         if store or now - self._last_store >= STORE_EVERY_S:
             self._last_store = now

@@ -57,3 +57,25 @@ def test_known_outcome_rewards_low_loss_domains_and_is_seeded():
     assert y == known_outcome(mixture, covariates, seed=3) and abs(y - 0.5) < 0.05
     assert known_outcome({"a": 0.9, "b": 0.1}, covariates, seed=3) > known_outcome({"a": 0.1, "b": 0.9}, covariates, seed=3)
     assert np.isfinite(known_outcome({"a": 1.0, "b": 0.0}, {}, seed=0))
+
+
+def test_refits_in_a_row_leave_their_thread_idle_for_the_rest_of_busy_share(monkeypatch):
+    from causal.streaming import PolicyTracker
+
+    with pytest.raises(UserError, match="busy_share"):
+        PolicyTracker(busy_share=0)
+    tracker = PolicyTracker(refit_every=1, busy_share=0.25)
+    clock, sleeps, fits = iter([0.0, 2.0, 10.0]), [], []
+
+    def fit_once():  # a refit of 2 s during which one more run lands
+        fits.append(len(tracker._rows))
+        tracker._rows_at_fit = len(tracker._rows)
+        if len(fits) == 1:
+            tracker._rows.append({"run_id": "late"})
+
+    monkeypatch.setattr(tracker, "_fit_once", fit_once)
+    monkeypatch.setattr("causal.streaming.time.perf_counter", lambda: next(clock, 10.0))
+    monkeypatch.setattr("causal.streaming.time.sleep", sleeps.append)
+    tracker._rows.append({"run_id": "first"})
+    tracker._fit_loop()
+    assert fits == [1, 2] and sleeps == [6.0]  # busy 2 s of every 8
