@@ -12,7 +12,8 @@ Stages (one local Ray of `--cpus` CPUs for all but serve):
              bar) with `--trial synthetic` (actors/synthetic_trial.py: each run's data drawn
              exactly as a proxy run draws it, scored by a known function, `--trial-s` seconds per
              trial) over every feature column (normalized_loss, hes, writing_style, style.*);
-  fit        `fit_and_save` with the default FitConfig (estimator auto) on the sweep's runs;
+  fit        `fit_and_save` with the default FitConfig (estimator auto) on the sweep's runs, then
+             the same with one BLAS/OpenMP thread (threadpoolctl) beside it;
   recommend  the analytic and search policies of that model at the pool's covariates;
   serve      benchmarks/bench_serve.py (Serve against bare uvicorn) on that model.
 
@@ -22,6 +23,9 @@ overhead per trial = (slots x first start to last end - the trials' own seconds)
 idle slot time around each trial; and the fit actor's lag: `refits_behind_max`, the most refits
 that began after a run landed before a snapshot included it (1 = it waited only for the next
 refit), `snapshot_lag_runs_max` (landed runs not yet in the newest snapshot) and the refit times.
+Baseline, same run: one run's draw from a domain's whole state (all its shards) row by row, as
+`draw_sample` now does, against the way it drew before (the state concatenated and turned into
+Python lists), `draw_s` / `draw_whole_state_s`.
 
     python benchmarks/bench_paper_scale.py --scale 0.125 [--features synthetic] [--json out.json]
 Ends with `RESULT paper_scale ...`.
