@@ -128,10 +128,11 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
 
 
 def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
-    """Each shard, the features of its documents and the dev sets in the object store, once."""
+    """The features of each shard's documents and the dev sets in the object store, once, next to
+    the shards `load_sweep_inputs(keep_shard=ray.put)` put there as it read them."""
     import ray
 
-    return SweepData(shards={name: ray.put(frame) for name, frame in inputs.shards.items()},
+    return SweepData(shards=dict(inputs.shards),
                      dev_sets=ray.put(inputs.dev_sets),
                      shard_features={name: ray.put(frame) for name, frame in inputs.shard_features.items()},
                      feature_names=tuple(feature_names))
@@ -210,13 +211,13 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     check_sweep_out(cfg, out)
     resume = ResumeState.read(out) if cfg.resume else ResumeState()
     start = time.perf_counter()
-    inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
+    init_ray(cfg.address)
+    inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names, keep_shard=ray.put)
     targets = cover_targets(cfg, inputs.pool.domains)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
 
-    init_ray(cfg.address)
     plan = plan_sweep(cfg, ray.cluster_resources(), resume)
     check_resources(plan.needed_on_one_node(), "a sweep trial")
     if plan.train is not None:

@@ -21,6 +21,11 @@ class SweepProgress(Callback):
     """Picklable (Tune saves it with the experiment): live state is rebuilt in `setup`.
     `fit`: the sweep's FitActorGroup (actors/fit_actor.py), fed every row that lands."""
 
+    # A landing rewrites runs.parquet only while rewriting takes under this share of the time;
+    # rows landed in between are written at the next rewrite, at the experiment's end, or by
+    # `land_results` from Tune's results on a resume.
+    WRITE_SHARE = 0.1
+
     def __init__(self, runs_path: str, total: int, fit=None, show: bool = True):
         self.runs_path = runs_path
         self.total = total
@@ -38,7 +43,7 @@ class SweepProgress(Callback):
     def setup(self, **info) -> None:
         from tqdm.auto import tqdm
 
-        self._writer = RunsTableWriter(self.runs_path)
+        self._writer = RunsTableWriter(self.runs_path, max_write_share=self.WRITE_SHARE)
         self._bar = tqdm(total=self.total, initial=len(self._writer.rows), desc="sweep", unit="run",
                          file=sys.stderr, disable=not self.show, dynamic_ncols=True)
         self._refresh()
@@ -46,7 +51,7 @@ class SweepProgress(Callback):
     @property
     def writer(self) -> RunsTableWriter:
         if self._writer is None:
-            self._writer = RunsTableWriter(self.runs_path)
+            self._writer = RunsTableWriter(self.runs_path, max_write_share=self.WRITE_SHARE)
         return self._writer
 
     def _refresh(self) -> None:
@@ -73,6 +78,7 @@ class SweepProgress(Callback):
         self._refresh()
 
     def on_experiment_end(self, trials, **info) -> None:
+        self.writer.flush()
         if self._bar is not None:
             self._bar.close()
 
@@ -90,6 +96,6 @@ class SweepProgress(Callback):
                     added = True
             elif result.error is not None:
                 errors.append({"run_id": (result.config or {}).get("run_id"), "error": str(result.error)[:500]})
-        if added:
+        if added or self.writer.pending:
             self.writer.write()
         return errors

@@ -56,6 +56,18 @@ def pool_covariates(features: pd.DataFrame, domains: Iterable[str],
     return out
 
 
+def _isin(values, among) -> np.ndarray:
+    """`values.isin(among)` through Arrow's hash kernel: pandas' `isin` on Arrow strings took 0.4 s
+    for a state's 216K doc_ids against 36K, Arrow 6 ms. Pandas' own when Arrow refuses the types."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.is_in(pa.array(values.array), value_set=pa.array(among.array)).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return np.asarray(values.isin(among))
+
+
 def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: Iterable[str],
                       feature_names: Iterable[str] = DEFAULT_FEATURES, *,
                       fallback: Mapping[str, float] | None = None,
@@ -67,9 +79,11 @@ def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: I
     """
     feature_names = list(feature_names)
     _check_columns(features, feature_names, where)
-    indexed = features.set_index("doc_id")
-    doc_ids = list(doc_ids)
-    unknown = [d for d in doc_ids if d not in indexed.index]
+    doc_ids = pd.Index(doc_ids if isinstance(doc_ids, pd.Series) else list(doc_ids))
+    # only the drawn rows are indexed, and every check is vectorised: a run's features and, for a
+    # domain it drew nothing from, its documents may cover most of the pool
+    indexed = features[_isin(features["doc_id"], doc_ids)].set_index("doc_id")
+    unknown = doc_ids[~_isin(doc_ids, indexed.index)].tolist()
     if unknown:
         raise UserError(f"{where}: {len(unknown)} drawn doc_id(s) have no features, e.g. {unknown[:3]}; "
                         "featurize the pool first")

@@ -50,15 +50,24 @@ def domain_returns(model: FittedMixtureModel, covariates: Mapping[str, float], r
 class PolicyTracker:
     def __init__(self, *, config: FitConfig | None = None, run_dir: str | os.PathLike | None = None,
                  target_covariates: Mapping[str, float] | None = None, refit_every: int = 16,
-                 trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True):
+                 trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True,
+                 busy_share: float = 0.5):
         """
         config: estimator settings (FitConfig). run_dir: where policy.jsonl goes (None: nowhere).
         target_covariates: the target pool's covariates; None: the mean covariates of the runs.
         refit_every: refit after this many new rows. background: fit in a thread (add_runs returns
-        at once) or inline.
+        at once) or inline. busy_share: the most of the time background refits in a row keep
+        their thread busy: after a refit of f seconds with `refit_every` rows waiting, the next
+        starts f x (1 / busy_share - 1) seconds later, on every row landed by then. When refits
+        are slower than runs land, the cadence follows the refit's time (never a queue of stale
+        refits, each snapshot one refit behind) without taking a core from the trials and the
+        driver all the time; 1: back to back.
         """
         if refit_every < 1:
             raise UserError(f"refit_every must be >= 1, got {refit_every}")
+        if not 0 < busy_share <= 1:
+            raise UserError(f"busy_share must lie in (0, 1], got {busy_share}")
+        self.busy_share = busy_share
         self.config = config or FitConfig()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.target_covariates = dict(target_covariates) if target_covariates is not None else None
@@ -123,16 +132,19 @@ class PolicyTracker:
 
     def _fit_loop(self) -> None:
         while True:
+            started = time.perf_counter()
             self._fit_once()
             with self._lock:
                 if len(self._rows) - self._rows_at_fit < self.refit_every:
                     return
+            time.sleep((time.perf_counter() - started) * (1 / self.busy_share - 1))
 
     def _fit_once(self) -> None:
         with self._fit_lock:
             with self._lock:
                 # sorted, so that a fit depends on which runs landed, not on their order
                 rows = sorted(self._rows, key=lambda r: str(r["run_id"]))
+                rows_unix = time.time()
             try:
                 table = runs_from_rows(rows, where="fit actor runs")
                 table.sha256 = frame_sha256(table.frame)
@@ -140,6 +152,7 @@ class PolicyTracker:
                 estimator = fit_runs_table(table, self.config)
                 model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
                 snapshot = self._make_snapshot(model, table, time.perf_counter() - start)
+                snapshot["rows_unix"] = round(rows_unix, 3)
             except UserError as exc:  # e.g. too few runs yet: keep the previous snapshot
                 with self._lock:
                     self._rows_at_fit = len(rows)
@@ -199,6 +212,7 @@ class PolicyTracker:
             "estimator": model.estimator_name,
             "model_version": model.version,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_unix": round(time.time(), 3),
             "fit_s": round(fit_s, 3),
             "target_covariates": covariates,
             "returns": domain_returns(model, covariates, self.reference),

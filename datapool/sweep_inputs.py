@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
 class SweepInputs:
     pool: Pool
     shards: dict[str, pd.DataFrame]
-    """{shard name: its documents (SHARD_COLUMNS)}."""
+    """{shard name: its documents (SHARD_COLUMNS)}, or what `keep_shard` made of them."""
     shard_names: dict[str, list[str]]
     """{domain: shard names in pool order}."""
     dev_sets: dict
@@ -39,7 +39,10 @@ class SweepInputs:
 
 
 def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
-                      feature_names: Sequence[str]) -> SweepInputs:
+                      feature_names: Sequence[str], *,
+                      keep_shard: Callable[[pd.DataFrame], object] | None = None) -> SweepInputs:
+    """`keep_shard`: what is kept of each shard's documents once read (default: the frame). The
+    sweep driver passes `ray.put`, so that it holds one shard's text at a time, not the pool's."""
     pool = Pool.open(pool_path)
     feature_names = tuple(feature_names)
     features = read_features(features_path)
@@ -50,7 +53,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     features = features[keep].assign(doc_id=features["doc_id"].astype(str))
     by_id = features.drop_duplicates("doc_id").set_index("doc_id")
     shards, shard_names, shard_means, shard_features = {}, {}, {}, {}
-    tokens = {}
+    tokens, doc_ids = {}, []
     for domain in pool.domains:
         shard_names[domain] = []
         rows = []
@@ -66,7 +69,9 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                 raise UserError(f"features {features_path} have no row for {int(lacking.sum())} of the "
                                 f"{len(frame)} documents of shard {shard.path}, e.g. "
                                 f"{frame['doc_id'][lacking].iloc[:3].tolist()}; featurize this pool")
-            shards[shard.name] = frame[SHARD_COLUMNS].reset_index(drop=True)
+            documents = frame[SHARD_COLUMNS].reset_index(drop=True)
+            shards[shard.name] = keep_shard(documents) if keep_shard else documents
+            doc_ids.append(frame["doc_id"])
             shard_names[domain].append(shard.name)
             joined = by_id.loc[frame["doc_id"].drop_duplicates(), ["domain", *feature_names]]
             shard_features[shard.name] = joined.reset_index()
@@ -78,7 +83,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     dev_sets = pool.dev_tasks()
     if not dev_sets:
         raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
-    pool_ids = pd.Index(pd.concat([frame["doc_id"] for frame in shards.values()]).unique())
+    pool_ids = pd.Index(pd.concat(doc_ids).unique())
     features = features[pool_ids.get_indexer(features["doc_id"]) >= 0].reset_index(drop=True)
     return SweepInputs(pool, shards, shard_names, dev_sets, features, shard_features, feature_names,
                        shard_means, tokens)

@@ -41,14 +41,39 @@ class TrainingSample:
     """Documents drawn / documents available per domain (> 1: the sub-pool was repeated)."""
 
 
-def _state_frame(shards: Mapping[str, pd.DataFrame], names, domain: str) -> pd.DataFrame:
-    missing = [n for n in names if n not in shards]
-    if missing:
-        raise UserError(f"data state of domain {domain!r} names unknown shard(s) {missing}")
-    frame = pd.concat([shards[n] for n in names], ignore_index=True)
-    if frame.empty:
-        raise UserError(f"data state of domain {domain!r} ({list(names)}) holds no documents")
-    return frame
+class _StateDocuments:
+    """A domain's state's documents in the order of its shards, read one row at a time: a run
+    draws a few hundred documents from a state that may hold most of the pool, so the state is
+    neither concatenated nor converted to Python objects whole (at 800K documents that was most
+    of a trial's time, growing with the pool)."""
+
+    def __init__(self, shards: Mapping[str, pd.DataFrame], names, domain: str):
+        missing = [n for n in names if n not in shards]
+        if missing:
+            raise UserError(f"data state of domain {domain!r} names unknown shard(s) {missing}")
+        self.parts = [shards[n] for n in names]
+        self.ends = np.cumsum([len(part) for part in self.parts])
+        if not len(self.ends) or self.ends[-1] == 0:
+            raise UserError(f"data state of domain {domain!r} ({list(names)}) holds no documents")
+        self._columns: dict[int, tuple] = {}
+
+    def _part_columns(self, j: int) -> tuple:
+        if j not in self._columns:
+            part = self.parts[j]
+            self._columns[j] = (part["doc_id"], part["prompt"], part["response"],
+                                part["is_text"] if "is_text" in part else None)
+        return self._columns[j]
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def row(self, i: int) -> tuple[str, str, str, bool]:
+        """(doc_id, prompt, response, is_text) of the state's i-th document."""
+        j = int(np.searchsorted(self.ends, i, side="right"))
+        local = int(i - (self.ends[j - 1] if j else 0))
+        doc_ids, prompts, responses, is_text = self._part_columns(j)
+        return (str(doc_ids.iat[local]), prompts.iat[local], responses.iat[local],
+                bool(is_text.iat[local]) if is_text is not None else False)
 
 
 def _cycled_order(n: int, rng: np.random.Generator):
@@ -80,20 +105,16 @@ def draw_sample(shards: Mapping[str, pd.DataFrame], state: DataState, mixture: M
         if quota == 0:
             sample.passes[domain] = 0.0
             continue
-        frame = _state_frame(shards, state[domain], domain)
-        prompts, responses = frame["prompt"].tolist(), frame["response"].tolist()
-        is_text = frame["is_text"].tolist() if "is_text" in frame else [False] * len(frame)
-        doc_ids = frame["doc_id"].astype(str).tolist()
+        documents = _StateDocuments(shards, state[domain], domain)
         domain_rng = np.random.default_rng([stream_seed, zlib.crc32(domain.encode())])
-        order = _cycled_order(len(frame), domain_rng)
+        order = _cycled_order(len(documents), domain_rng)
         while (sample.counts[domain] if budget_unit == "samples" else sample.tokens[domain]) < quota:
-            i = next(order)
-            doc = encode_document(tokenizer, prompts[i], responses[i], is_text=bool(is_text[i]),
-                                  max_length=max_length)
+            doc_id, prompt, response, is_text = documents.row(next(order))
+            doc = encode_document(tokenizer, prompt, response, is_text=is_text, max_length=max_length)
             sample.docs.append(doc)
-            sample.doc_ids.append(doc_ids[i])
+            sample.doc_ids.append(doc_id)
             sample.domains.append(domain)
             sample.counts[domain] += 1
             sample.tokens[domain] += len(doc.input_ids)
-        sample.passes[domain] = sample.counts[domain] / len(frame)
+        sample.passes[domain] = sample.counts[domain] / len(documents)
     return sample

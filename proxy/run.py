@@ -84,8 +84,10 @@ def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], s
                    domains: Sequence[str], feature_names: Sequence[str]) -> dict[str, float]:
     """Covariates of `domains` (those the run drew nothing from): the means over the
     documents of their state's shards, i.e. the data state the run would have drawn from."""
-    ids = [i for d in domains for n in state[d] for i in shards[n]["doc_id"].astype(str)]
-    if not ids:
+    columns = [shards[n]["doc_id"] for d in domains for n in state[d]]
+    # one column, not a Python list: a state may hold most of the pool (0.5 s a domain at 400K documents)
+    ids = pd.concat(columns, ignore_index=True).astype(str) if columns else pd.Series([], dtype=str)
+    if ids.empty:
         return {}
     return sample_covariates(features, ids, domains, feature_names, where="features (state fallback)")
 

@@ -156,6 +156,10 @@ def test_a_trial_gets_the_features_of_its_state_shards_only(tmp_path):
         assert list(frame.columns) == ["doc_id", "domain", *names]
         assert frame["doc_id"].tolist() == inputs.shards[name]["doc_id"].tolist()
     assert sum(len(f) for f in inputs.shard_features.values()) == len(inputs.features)
+    kept = []  # the driver's keep_shard (ray.put) gets each shard as it is read
+    handed = load_sweep_inputs(pool, tmp_path / "f.parquet", names, keep_shard=lambda f: kept.append(f) or len(kept))
+    assert [handed.shards[n] for n in inputs.shards] == list(range(1, len(kept) + 1))
+    assert all(f.equals(inputs.shards[n]) for f, n in zip(kept, inputs.shards))
     state = {d: tuple(shards[:2]) for d, shards in inputs.shard_names.items()}
     state_shards = sorted(n for shards in state.values() for n in shards)
     part = pd.concat([inputs.shard_features[n] for n in state_shards], ignore_index=True)

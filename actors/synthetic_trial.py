@@ -1,0 +1,84 @@
+"""`--trial synthetic`: a sweep trial that draws its run's data exactly as a proxy run does and
+scores it with a known function instead of training, in a controlled wall time.
+
+What it shares with `actors.trainer.proxy_trial`: the shards of its data state and their features
+fetched from the object store, the sample drawn by `proxy.run.draw_run` (same seed, same
+documents, the tokenizer of `proxy.model`) and the covariates averaged over what it drew
+(`proxy.run.run_covariates`). What replaces training and the dev suite: `known_outcome`, a fixed
+function of the mixture and the covariates, and a sleep up to `trial_s` seconds from the trial's
+start (a sleep does not compete with the other trials for a small machine's CPUs, so what a
+benchmark measures is the sweep's machinery, not the proxy model). The row has the columns of a
+proxy run's row that the runs table, the fit and the progress bar read, plus `began`/`ended`
+(wall clock) and `draw_s` (the data draw's seconds).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+import numpy as np
+
+from actors.trainer import SweepData, final_result, spec_from_config
+from causal.runs_table import MIX
+from proxy.config import ProxyConfig
+
+SYNTHETIC_MODEL = "synthetic"
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model: str):
+    """One tokenizer per trial actor (Tune reuses actors), as a proxy run loads one per run."""
+    from lm.loading import load_tokenizer
+
+    return load_tokenizer(model)
+
+
+def known_outcome(mixture: dict[str, float], covariates: dict[str, float], seed: int) -> float:
+    """y = sum_d w_d (1 - x.<d>.normalized_loss) - sum_d (w_d - 1/k)^2 + N(0, 0.01^2): a return
+    per domain that falls with its drawn documents' loss, a penalty on lopsided mixtures, and
+    seeded noise (the same run scores the same on a retry)."""
+    k = len(mixture)
+    gain = sum(w * (1.0 - covariates.get(f"x.{d}.normalized_loss", 0.0)) for d, w in mixture.items())
+    spread = sum((w - 1.0 / k) ** 2 for w in mixture.values())
+    return float(gain - spread + 0.01 * np.random.default_rng(seed).standard_normal())
+
+
+def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
+    """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
+    import pandas as pd
+    import ray
+
+    from proxy.run import draw_run, run_covariates
+
+    began = time.time()
+    spec = spec_from_config(config)
+    names = sorted({n for shard_names in spec.state.values() for n in shard_names})
+    shards = dict(zip(names, ray.get([data.shards[n] for n in names])))
+    features = pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True)
+    sample, _ = draw_run(proxy, spec, shards, _tokenizer(proxy.model))
+    covariates = run_covariates(spec, sample, shards=shards, features=features,
+                                feature_names=data.feature_names)
+    row = {"run_id": spec.run_id, **{f"{MIX}{d}": float(w) for d, w in spec.mixture.items()}, **covariates,
+           "y": known_outcome(spec.mixture, covariates, spec.seed), "seed": int(spec.seed),
+           "model": SYNTHETIC_MODEL, "tokens": int(sum(sample.tokens.values())), "status": "ok",
+           "sampler": spec.sampler, "draw_s": round(time.time() - began, 3), "began": began}
+    row.update({f"docs.{d}": int(n) for d, n in sample.counts.items()})
+    row.update({f"state.{d}": ",".join(ns) for d, ns in spec.state.items()})
+    row.update(spec.extra)
+    return row
+
+
+def synthetic_trial(config: dict, *, data: SweepData, proxy: ProxyConfig, finished=None,
+                    trial_s: float = 1.0) -> None:
+    """A Tune trainable with `proxy_trial`'s signature (plus `trial_s`); reports one final result."""
+    from ray import tune
+
+    if finished and config["run_id"] in finished:
+        tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
+        return
+    row = synthetic_row(config, data=data, proxy=proxy)
+    time.sleep(max(0.0, trial_s - (time.time() - row["began"])))
+    row["ended"] = time.time()
+    row["wall_s"] = round(row["ended"] - row["began"], 3)
+    tune.report(final_result(row, json.dumps(row)))
