@@ -238,17 +238,18 @@ def recommend(model, request: RecommendRequest, *, bounds=None,
     if errors:
         raise InvalidRequest(errors, labels)
     options = request.policy_options()
-    if request.constraints is not None:
-        import numpy as np
+    try:  # infeasible constraints are a bad request too, named like any other
+        if request.constraints is not None:
+            import numpy as np
 
-        from mixture_space import MixtureBounds
+            from mixture_space import MixtureBounds
 
-        lower, upper = request.constraints.lower, request.constraints.upper
-        bounds = MixtureBounds(domains=tuple(model.domains), lower=np.array([lower.get(d, 0.0) for d in model.domains]),
-                               upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
-    if bounds is not None:
-        options["constraints"] = bounds
-    try:
+            lower, upper = request.constraints.lower, request.constraints.upper
+            bounds = MixtureBounds(domains=tuple(model.domains),
+                                   lower=np.array([lower.get(d, 0.0) for d in model.domains]),
+                                   upper=np.array([upper.get(d, 1.0) for d in model.domains]), sources={})
+        if bounds is not None:
+            options["constraints"] = bounds
         return model.recommend(request.covariate_values(), policy=request.policy,
                                reference=request.reference, **options)
     except InvalidRequest:
