@@ -79,3 +79,15 @@ def test_refits_in_a_row_leave_their_thread_idle_for_the_rest_of_busy_share(monk
     tracker._rows.append({"run_id": "first"})
     tracker._fit_loop()
     assert fits == [1, 2] and sleeps == [6.0]  # busy 2 s of every 8
+
+
+def test_the_private_ray_call_the_scale_monitor_reads_still_exists():
+    """benchmarks/scale_monitor.py reads the object store's use through
+    `ray._private.internal_api.memory_summary` (what `ray memory --stats-only` calls; Ray 2.60
+    has no public call for it): this fails when a Ray upgrade moves or reshapes it."""
+    import inspect
+
+    from ray._private.internal_api import memory_summary
+
+    params = inspect.signature(memory_summary).parameters
+    assert {"address", "stats_only"} <= set(params)
