@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from causal.estimators import LinearDMLEstimator, poly_ridge
+from causal.estimators import poly_ridge
 from causal.evidence import attach_model_error, pair_difference_mse, pair_partners, paired_evidence
 from causal.runs_table import RunsTable
 from causal.sieve_dml import NUISANCE_FOLDS, SieveDMLEstimator
@@ -27,13 +27,13 @@ from core.errors import UserError
 SELECTION_FOLDS = 4
 # Fast candidates only: the causal forest (fit by name, the paper's) took 30 to 90 s on 512
 # runs inside this loop and lost on every known-truth family (benchmarks/bench_truth.py).
-AUTO_CANDIDATES = ("sieve-dml", "regression", "linear-dml")
+# linear-dml (a candidate until this wave) is sieve-dml's `log` basis with every covariate
+# and linear nuisances: it won no family of bench_truth.py and no real swarm, and its four
+# out-of-fold fits were two thirds of auto's time (15 of 27 s CPU on 512 runs x 5 covariates).
+AUTO_CANDIDATES = ("sieve-dml", "regression")
 
 
 def _skip_reason(estimator, table: RunsTable, folds: int) -> str | None:
-    if isinstance(estimator, LinearDMLEstimator) and not table.covariate_names:
-        # constant nuisances only centre y and phi(T), which the regression's intercept does
-        return "no covariates: linear-dml fits the same constant-theta model as regression"
     train = table.n_runs - int(np.ceil(table.n_runs / folds))
     need = estimator.min_runs(len(table.domains), len(table.covariate_names), "log-only")
     if train < need:
