@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from actors.trainer import SweepData, final_result, spec_from_config
+from design.trial_protocol import final_result, spec_from_config, SweepData
 from causal.runs_table import MIX
 from proxy.config import ProxyConfig
 

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from actors.ray_train import train_distributed
 from causal.candidates import parse_mixture_list
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.config import build_config
@@ -24,7 +25,7 @@ from core.provenance import provenance
 from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig, TargetRunConfig
-from proxy.distributed import TargetTrainConfig
+from proxy.distributed import TargetTrainConfig, check_memory_plan
 
 log = get_logger(__name__)
 
@@ -134,24 +135,31 @@ class ValidateConfig:
 
 
 def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
-                    shard_refs: dict, dev_sets: dict, features, feature_names) -> dict:
+                    shard_refs: dict, dev_sets: dict, features, feature_names, *,
+                    train: TargetTrainConfig | None = None) -> dict:
     """One validation run: the target model trained on `mixture` with `seed`, evaluated on the
-    dev suite; returns its runs-table row (plus `candidate`). Runs as a Ray task: Ray resolves
-    the top-level `dev_sets`/`features` references, while the shards stay references inside a
-    dict until fetched here."""
+    dev suite; returns its runs-table row (plus `candidate`, and its learning curve under
+    CURVE_KEY). Runs as a Ray task: Ray resolves the top-level `dev_sets`/`features`
+    references, while the shards stay references inside a dict until fetched here. With
+    `train.workers` > 1 the task drives one Ray Train run instead of training itself."""
     import ray
 
     from proxy.curves import curve_hook
     from proxy.run import RunSpec, run_proxy
 
-    names = sorted(shard_refs)
-    frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
     curve: list[dict] = []
-    row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
-                    features=features, feature_names=feature_names,
-                    on_step=curve_hook(proxy.log_every, curve.append))
+    if train is not None and train.distributed:
+        row = train_distributed(proxy, train, spec, shard_refs=shard_refs, dev_sets_ref=ray.put(dev_sets),
+                                features_ref=ray.put(features), feature_names=feature_names,
+                                storage_path=train.storage_path, curve=curve)
+    else:
+        names = sorted(shard_refs)
+        frames = ray.get([shard_refs[n] for n in names])
+        row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
+                        features=features, feature_names=feature_names,
+                        on_step=curve_hook(proxy.log_every, curve.append))
     row["candidate"] = name
     row[CURVE_KEY] = curve
     return row
@@ -208,7 +216,6 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
     fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
     import ray
 
-    from actors.ray_train import check_memory_plan
     from core.ray_setup import check_resources, init_ray
 
     init_ray(cfg.address)
@@ -231,13 +238,11 @@ def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, in
     import ray
     from tqdm.auto import tqdm
 
-    from actors.ray_train import train_candidate_distributed
-
     shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
     dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
     task, extra = ray.remote(train_fn).options(num_cpus=1, num_gpus=gpus, max_retries=2), {}
     if train.distributed and train_fn is train_candidate:
-        task = ray.remote(train_candidate_distributed).options(num_cpus=0, max_retries=0)
+        task = ray.remote(train_fn).options(num_cpus=0, max_retries=0)
         extra = {"train": train}
     refs = {task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
                         features_ref, tuple(feature_names), **extra): (name, cand, seed)

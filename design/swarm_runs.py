@@ -20,7 +20,7 @@ from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from datapool.export import FORMAT, write_training_set
 from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
-from datapool.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
+from design.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
 from proxy.evaluate import outcome
 from proxy.run import RunSpec, draw_run, run_covariates
 
