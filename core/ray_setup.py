@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -43,8 +44,6 @@ _reaper = None
 def _start_reaper() -> None:
     """See core/reaper.py: what a killed driver's local Ray leaves behind is stopped."""
     global _reaper
-    import subprocess
-
     if not sys.platform.startswith("linux") or (_reaper is not None and _reaper.poll() is None):
         return
     # Its own session: a Ctrl-C to the terminal's process group must not stop it first.
