@@ -10,7 +10,10 @@ from pathlib import Path
 
 from core.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds the project's top package: a checkout's root (where a `--working-dir .`
+# job and the cluster image have it too), or site-packages once installed. Found from the top
+# package rather than from this file, whose parent would be a package folder once installed.
+REPO_ROOT = Path(sys.modules[__name__.split(".")[0]].__file__).resolve().parent.parent
 
 
 # Set when SIGTERM arrived, so that `launch.py` can exit 143 (128 + SIGTERM) rather than 130.

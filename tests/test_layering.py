@@ -10,7 +10,10 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,13 +42,33 @@ LAYER = {package: i for i, packages in enumerate(LAYERS) for package in packages
 PURE = ("core", "mixture_space", "lm", "causal", "proxy", "reporting", "service", "datapool", "design")
 
 
+NAMESPACE = ""
+"""The installed namespace the packages of LAYERS live under ("causalmix": `causalmix.core`), or
+"" while they are top-level names."""
+OUTSIDE = ("launch", "cluster", "testing")
+"""Parts of a checkout that are not installed under the namespace."""
+
+
+def _name(parts: tuple[str, ...]) -> str:
+    inside = NAMESPACE and parts[0] not in OUTSIDE and parts[0] != NAMESPACE
+    return ".".join([NAMESPACE, *parts] if inside else parts)
+
+
+def package_of(module: str) -> str:
+    """The LAYERS package of a module name (`causalmix.core.errors` and `core.errors`: core)."""
+    parts = module.split(".")
+    if NAMESPACE and parts[0] == NAMESPACE:
+        parts = parts[1:] if len(parts) > 1 and parts[1] in LAYER and parts[1] != NAMESPACE else [NAMESPACE]
+    return parts[0]
+
+
 def _modules() -> dict[str, Path]:
     found = {"launch": REPO / "launch.py"}
     for package in LAYER:
         if (REPO / package).is_dir():
             for path in (REPO / package).rglob("*.py"):
                 parts = path.relative_to(REPO).with_suffix("").parts
-                found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+                found[_name(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -133,7 +156,7 @@ def test_no_module_imports_from_a_higher_layer():
     upward = [f"{module}:{line} imports {target}"
               for module, targets in import_graph().items()
               for target, line in targets.items()
-              if (mine := module.split(".")[0]) != (theirs := target.split(".")[0])
+              if (mine := package_of(module)) != (theirs := package_of(target))
               and LAYER[theirs] >= LAYER[mine]]
     assert not upward, "imports against the layering (tests/test_layering.py: LAYERS):\n" + "\n".join(upward)
 
@@ -149,8 +172,16 @@ for name in json.loads(sys.argv[1]):
 
 
 def test_pure_packages_import_no_ray():
-    modules = sorted(m for m in _modules() if m.split(".")[0] in PURE)
+    modules = sorted(m for m in _modules() if package_of(m) in PURE)
     done = subprocess.run([sys.executable, "-c", _CHECK_RAY, json.dumps(modules)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not done.stdout.strip(), f"importing {done.stdout.strip()} imports ray (a pure package: {PURE})"
+
+
+@pytest.mark.skipif(not NAMESPACE, reason="top-level packages: pyproject.toml finds them by name")
+def test_every_package_folder_is_installed():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {_name(init.parent.relative_to(REPO).parts) for package in LAYER if package not in OUTSIDE
+               for init in (REPO / package).rglob("__init__.py")}
+    assert folders <= listed, f"pyproject.toml [tool.setuptools] packages lacks {sorted(folders - listed)}"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from design.sweep_config import SweepConfig
-from design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE
-from design.sweep_plan import check_sweep_out, config_yaml, plan_sweep, ResumeState, SweepPlan
+from design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, SweepConfig
+from design.sweep_design import config_yaml
+from design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
 from actors.sweep_progress import SweepProgress, trial_name
 from design.trial_protocol import ROW_KEY
 from core.errors import UserError

@@ -2,8 +2,7 @@
 import pytest
 
 from design.sweep_config import SweepConfig
-from design.sweep_plan import trial_resources
-from design.sweep_plan import DRIVER_MEMORY, train_kwargs, trial_placement
+from design.sweep_plan import DRIVER_MEMORY, train_kwargs, trial_placement, trial_resources
 
 
 def test_one_process_trials_keep_their_request():
