@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+import pandas as pd
+import ray
+from ray import tune
+
 from design.trial_protocol import SweepData, curve_result, final_result, spec_from_config
 from proxy.config import ProxyConfig
 from proxy.curves import curve_hook
@@ -21,22 +25,27 @@ from proxy.run import run_proxy
 from proxy.train import StepInfo
 
 
+def report_if_finished(config: dict, finished: dict[str, str] | None) -> bool:
+    """Report again the row of a run that already landed (`finished`: {run_id: row JSON}, from a
+    resumed sweep's runs.parquet) but whose trial Tune had not marked finished when the sweep was
+    interrupted; True when it did. Every trainable starts with it."""
+    if not finished or config["run_id"] not in finished:
+        return False
+    tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
+    return True
+
+
 def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
                 finished: dict[str, str] | None = None,
                 on_step: Callable[[int, float, StepInfo], None] | None = None) -> None:
-    """Run one proxy run and report its row. `finished` ({run_id: row JSON}, from a resumed
-    sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
-    Tune had not marked finished when the sweep was interrupted. A run of several Ray Train
-    workers is another trainable (actors/tune_train.py: distributed_trial), which the sweep's
-    plan picks."""
-    import pandas as pd
-    import ray
+    """Run one proxy run and report its row (`finished`: see report_if_finished). A run of
+    several Ray Train workers is another trainable (actors/tune_train.py: distributed_trial),
+    which the sweep's plan picks."""
+    # deferred: transformers takes seconds to import, which only a trial process needs
     import transformers
-    from ray import tune
 
     transformers.utils.logging.disable_progress_bar()
-    if finished and config["run_id"] in finished:
-        tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
+    if report_if_finished(config, finished):
         return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})

@@ -19,6 +19,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from actors.ray_train import CURVE_POINT_KEY, train_distributed
+from actors.trainer import report_if_finished
 from design.trial_protocol import curve_result, final_result, spec_from_config
 from proxy.config import ProxyConfig
 from proxy.distributed import TargetTrainConfig
@@ -39,10 +40,14 @@ class ForwardToTune(TuneReportCallback):
             super().after_report(run_context, [final_result(row, json.dumps(row))], None)
 
 
-def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTrainConfig) -> None:
-    """The trainable of a sweep whose runs have `train.workers` > 1 (actors.trainer.proxy_trial's
-    results): the proxy run as a Ray Train run. Its checkpoints live in the trial's folder under a name fixed by the run, so a retried
-    trial resumes its Train run from the last checkpoint."""
+def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTrainConfig,
+                      finished: dict[str, str] | None = None) -> None:
+    """The trainable of a sweep whose runs have `train.workers` > 1, reporting what
+    actors.trainer.proxy_trial reports: the proxy run as a Ray Train run. Its checkpoints live in
+    the trial's folder under a name fixed by the run, so a retried trial resumes its Train run
+    from the last checkpoint. `finished`: see actors.trainer.report_if_finished."""
+    if report_if_finished(config, finished):
+        return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     trial_dir = Path(tune.get_context().get_trial_dir())
