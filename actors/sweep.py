@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import ray
+from ray import tune
+
 from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 from actors.sweep_progress import SweepProgress, trial_name
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
@@ -31,6 +34,7 @@ from causal.runs_table import COV
 from core.atomic import atomic_write_json, atomic_write_text, check_not_input
 from core.errors import UserError
 from core.provenance import provenance
+from core.ray_setup import check_resources, init_ray
 from core.tracking import parse_tracking, read_snapshots
 from datapool.build import pool_parts
 from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
@@ -51,8 +55,6 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
 def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
     """The features of each shard's documents and the dev sets in the object store, once, next to
     the shards `load_sweep_inputs(keep_shard=ray.put)` put there as it read them."""
-    import ray
-
     return SweepData(shards=dict(inputs.shards),
                      dev_sets=ray.put(inputs.dev_sets),
                      shard_features={name: ray.put(frame) for name, frame in inputs.shard_features.items()},
@@ -68,8 +70,6 @@ def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
     `Tuner._local_tuner.get_run_config()` is the RunConfig that `fit()` passes to Tune, so its
     callbacks are set there. tests/test_sweep_resume.py fails when this stops working. Through
     Ray Client (ray://) the tuner lives in a remote actor: the restored callbacks stay, said so."""
-    from ray import tune
-
     tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
                                restart_errored=True)
     local = getattr(tuner, "_local_tuner", None)
@@ -84,8 +84,6 @@ def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
 
 def new_tuner(cfg: SweepConfig, plan: SweepPlan, out: Path, run_fn, searcher: MixtureSearcher,
               callbacks: list):
-    from ray import tune
-
     return tune.Tuner(
         run_fn,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
@@ -121,11 +119,8 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
     """Run (or resume) the sweep; returns the summary also written to RUN_DIR/sweep.json.
     `trainable`: the function one trial is; default: the one the plan needs (a one-process
     proxy run, or a Ray Train run when the runs have several workers)."""
-    import ray
-    from ray import tune
-
+    # deferred: the tracker callbacks import MLflow (about 2.7 s), which a sweep needs only here
     from actors.tracking import start_tracking
-    from core.ray_setup import check_resources, init_ray
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")

@@ -104,6 +104,7 @@ def plan_frame(proposals: list[dict], cfg: GenerateConfig, covariates: StateCova
 
 def round_fit(cfg: GenerateConfig, domains: list[str]):
     """The sweep's fit of an adaptive round (the fit actor's, causal/streaming.py), in-process."""
+    # deferred: the estimators import econml and scikit-learn (seconds), needed for adaptive plans only
     from causal.fitting import FitConfig
     from causal.streaming import PolicyTracker
 

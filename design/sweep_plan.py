@@ -38,7 +38,7 @@ def check_sweep_out(cfg: SweepConfig, out: Path) -> None:
     """Refuse an `out` that cannot take this sweep: a new sweep where one already is; a resume
     where none is, with other settings than the saved ones, or without a restorable Tune
     experiment. The UserError names the file and the fields."""
-    from ray.tune import Tuner
+    from ray.tune import Tuner  # deferred: this package imports no Ray (tests/test_layering.py)
 
     saved_path, tune_dir = out / CONFIG_FILE, out / TUNE_DIR
     if not cfg.resume:
@@ -141,7 +141,7 @@ def gpu_memory_bytes() -> int | None:
     if os.environ.get("CAUSALMIX_GPU_MEMORY_GB"):
         return int(float(os.environ["CAUSALMIX_GPU_MEMORY_GB"]) * 1024**3)
     try:
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this probe needs it
     except ImportError:
         return None
     return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
