@@ -7,6 +7,7 @@ one subprocess."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def _resolve(name: str, modules: dict) -> str | None:
     return name or None
 
 
+@functools.cache
 def import_graph() -> dict[str, dict[str, int]]:
     """{module: {imported module of this repository: line of the first such import}}."""
     modules = _modules()
