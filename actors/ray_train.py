@@ -24,7 +24,6 @@ CURVE_POINT_KEY = "curve_point"
 
 
 def _train_loop_per_worker(config: dict) -> None:
-
     import ray
     import ray.train
     import torch
