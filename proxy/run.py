@@ -37,8 +37,7 @@ class RunSpec:
 
 
 def seed_everything(seed: int) -> None:
-
-    import torch
+    import torch  # deferred: torch takes seconds to import; draw_run and run_covariates do without it
 
     random.seed(seed)
     torch.manual_seed(seed)
