@@ -32,10 +32,6 @@ class FitActor:
         """Add finished runs; refits in the background every `refit_every` new rows."""
         return self._tracker.add_runs(rows)
 
-    def refit(self) -> dict | None:
-        """Refit now on every row received; returns the new snapshot."""
-        return self._tracker.refit(wait=True)
-
     def round_snapshot(self, rows: list[dict], round_index: int) -> dict | None:
         """The adaptive sweep's snapshot of round `round_index`, fitted on exactly `rows`."""
         return self._tracker.round_snapshot(rows, round_index)

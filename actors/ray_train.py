@@ -7,7 +7,9 @@ weights and reports the runs-table row with the run's learning curve (`proxy.log
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -22,9 +24,6 @@ CURVE_POINT_KEY = "curve_point"
 
 
 def _train_loop_per_worker(config: dict) -> None:
-    import math
-    import time
-
     import ray
     import ray.train
     import torch
@@ -136,42 +135,3 @@ def train_distributed(cfg: ProxyConfig, tcfg: TargetTrainConfig, spec, *, shard_
     if curve is not None:
         curve.extend(json.loads(result.metrics["curve"]))
     return json.loads(result.metrics["row"])
-
-
-def train_candidate_distributed(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
-                                shard_refs: dict, dev_sets, features, feature_names, *,
-                                train: TargetTrainConfig) -> dict:
-    """actors/validation.py's per-run task when train.workers > 1: the same arguments (Ray has
-    resolved `dev_sets` and `features`), one Ray Train run instead of local training; its
-    learning curve under the row's CURVE_KEY, as train_candidate's."""
-    import ray
-
-    from actors.validation import CURVE_KEY
-    from proxy.run import RunSpec
-
-    spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
-                   sampler="validation")
-    curve: list[dict] = []
-    row = train_distributed(proxy, train, spec, shard_refs=shard_refs, dev_sets_ref=ray.put(dev_sets),
-                            features_ref=ray.put(features), feature_names=feature_names,
-                            storage_path=train.storage_path, curve=curve)
-    row["candidate"] = name
-    row[CURVE_KEY] = curve
-    return row
-
-
-def check_memory_plan(proxy: ProxyConfig, train: TargetTrainConfig, cluster_resources: dict, out=None):
-    """Print the run's memory plan to stderr and refuse (UserError) one that does not fit,
-    before any worker starts. The GPU type is `train.gpu_type`, else the cluster's."""
-    import sys
-
-    from proxy.memory_plan import ModelShape, check_plan, detect_gpu_type, plan_for_run, read_model_config
-
-    on_gpu = cluster_resources.get("GPU", 0) > 0
-    gpu_type = train.gpu_type or (detect_gpu_type(cluster_resources) if on_gpu else None)
-    plan = plan_for_run(ModelShape.from_config(read_model_config(proxy.model)), proxy, train.workers,
-                        gpu_type=gpu_type, on_gpu=on_gpu or train.gpu_type is not None,
-                        activation_checkpointing=train.activation_checkpointing)
-    print("\n".join(plan.lines()), file=out or sys.stderr)
-    check_plan(plan)
-    return plan

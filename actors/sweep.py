@@ -11,7 +11,7 @@ Outputs in RUN_DIR: runs.parquet (one row per finished run_id), sweep_config.yam
 --resume), sweep.json (provenance, state-sampler settings, prior, coverage, status).
 
 The driver in parts (docs/sweep.md), each with one job: `SweepInputs` (what is read),
-`SweepPlan` (every decision taken before the first trial, actors/sweep_plan.py), `SweepData`
+`SweepPlan` (every decision taken before the first trial, design/sweep_plan.py), `SweepData`
 (what the object store holds), `FitActorGroup` (the fit actor, actors/fit_actor.py),
 `SweepProgress` (the one writer of the runs table, actors/sweep_progress.py) and the Tuner.
 """
@@ -20,106 +20,31 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import ray
+from ray import tune
+
 from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
-from datapool.build import pool_parts
-from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
-from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, ResumeState, SweepPlan,
-                               check_sweep_out, check_trials_fit, config_yaml, plan_sweep, trial_gpus,
-                               trial_resources)
 from actors.sweep_progress import SweepProgress, trial_name
-from actors.sweep_design import SweepDesign, cover_targets, proposer_settings
 from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
-from actors.trainer import SweepData, proxy_trial
+from actors.trainer import proxy_trial
 from causal.runs_table import COV
 from core.atomic import atomic_write_json, atomic_write_text, check_not_input
 from core.errors import UserError
 from core.provenance import provenance
+from core.ray_setup import check_resources, init_ray
 from core.tracking import parse_tracking, read_snapshots
+from datapool.build import pool_parts
+from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
+from design.sweep_config import (CONFIG_FILE, MODEL_DIR, RUNS_FILE, SUMMARY_FILE, TRACKING_FILE, TUNE_DIR,
+                                 SweepConfig)
+from design.sweep_design import config_yaml, cover_targets, proposer_settings
+from design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
+from design.trial_protocol import SweepData
 from mixture_space.state import coverage
-
-# The sweep's public names where they have always been imported from (commands/, the Python API,
-# tests, benchmarks); they live in the part that uses them.
-__all__ = ["CONFIG_FILE", "FIT_ACTOR_NAME", "MODEL_DIR", "RUNS_FILE", "SUMMARY_FILE", "SweepConfig",
-           "check_trials_fit", "run_sweep", "trial_gpus", "trial_resources"]
-
-SUMMARY_FILE = "sweep.json"
-MODEL_DIR = "model"
-
-
-@dataclass(frozen=True)
-class SweepConfig(SweepDesign):
-    """Settings of `launch.py sweep` (which runs: SweepDesign's fields; how they train on the
-    cluster: the fields below)."""
-
-    out: str = ""
-    """RUN_DIR: runs.parquet, the Tune experiment and the sweep's records."""
-    adaptive_refit_every: int = 4
-    """Without adaptive mode: the fit actor refits (policy.jsonl) after this many new runs.
-    In adaptive mode it fits once per round instead."""
-    final_model: bool = True
-    """Write the fit actor's model on every run to RUN_DIR/model at the end (the demo turns it
-    off: its `fit` stage is the one fit every later stage uses)."""
-    stream_fit: bool = True
-    """Run the fit actor during the sweep (refits as runs land, policy snapshots in
-    policy.jsonl, the final model in RUN_DIR/model); adaptive mode needs it."""
-    cpus_per_trial: float = 1.0
-    """CPUs per trial (torch threads follow)."""
-    gpus_per_trial: float | None = None
-    """GPUs per trial; None: 1 / trials_per_gpu when the cluster has GPUs, else 0."""
-    gpus_per_run: int = 1
-    """Ray Train workers per proxy run (one GPU each on a GPU cluster, a CPU process of
-    `cpus_per_trial` CPUs each on CPU); > 1 trains each trial's run through Ray Train with FSDP
-    (actors/tune_train.py), the trial only driving it. 1: the run trains in the trial."""
-    trials_per_gpu: int = 1
-    """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
-    the memory plan (proxy/memory.py) says k trials of the proxy model do not fit the GPU's memory
-    (known from CAUSALMIX_GPU_MEMORY_GB or a GPU visible to the driver)."""
-    max_concurrent: int = 0
-    """Cap on trials at once (0: as many as the cluster fits, growing with the autoscaler)."""
-    max_pending: int = 0
-    """Trials Tune may have waiting for resources (0: max(16, 2 x the slots the cluster has now)).
-    Pending trials are what an autoscaler sees; Tune's default for a custom Searcher is 1,
-    which would start one trial at a time."""
-    max_failures: int = 2
-    """Retries of a trial whose actor, node or code failed."""
-    address: str | None = None
-    """Ray address (None: RAY_ADDRESS or a local Ray)."""
-    resume: bool = False
-    """Restore the interrupted sweep in `out` and run only what is missing."""
-    progress: bool = True
-    """Progress bar on stderr."""
-    tracking: str = ""
-    """Experiment tracker of the runs: "mlflow" (a local store in RUN_DIR/mlruns), "mlflow=URI",
-    "wandb" (offline under RUN_DIR/wandb unless WANDB_API_KEY is set), "wandb=PROJECT";
-    empty: none. One tracked run per proxy run with its learning curve."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.cpus_per_trial <= 0 or (self.gpus_per_trial is not None and self.gpus_per_trial < 0):
-            raise ValueError("cpus_per_trial must be > 0 and gpus_per_trial >= 0")
-        if self.trials_per_gpu < 1:
-            raise ValueError(f"trials_per_gpu must be >= 1, got {self.trials_per_gpu}")
-        if self.trials_per_gpu > 1 and self.gpus_per_trial is not None:
-            raise ValueError("give trials_per_gpu or gpus_per_trial, not both")
-        if self.gpus_per_run < 1:
-            raise ValueError(f"gpus_per_run must be >= 1, got {self.gpus_per_run}")
-        if self.gpus_per_run > 1 and (self.trials_per_gpu > 1 or self.gpus_per_trial is not None):
-            raise ValueError("gpus_per_run > 1 gives each worker of a run one GPU: drop "
-                             "trials_per_gpu and gpus_per_trial")
-        if self.adaptive_refit_every < 1:
-            raise ValueError(f"adaptive_refit_every must be >= 1, got {self.adaptive_refit_every}")
-        if self.max_concurrent < 0 or self.max_failures < 0 or self.max_pending < 0:
-            raise ValueError("max_concurrent, max_pending and max_failures must be >= 0")
-        parse_tracking(self.tracking, self.out or ".")
-
-    # Fields that define the sweep: a resume must not change them.
-    IDENTITY = ("pool", "features", "runs", "seed", "proxy", "state", "feature_names", "prior",
-                "prior_temperature", "max_ratio", "adaptive", "adaptive_radius",
-                "adaptive_round", "adaptive_refit_every", "adaptive_fit")
+from proxy.distributed import check_memory_plan
 
 
 def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
@@ -130,8 +55,6 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
 def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
     """The features of each shard's documents and the dev sets in the object store, once, next to
     the shards `load_sweep_inputs(keep_shard=ray.put)` put there as it read them."""
-    import ray
-
     return SweepData(shards=dict(inputs.shards),
                      dev_sets=ray.put(inputs.dev_sets),
                      shard_features={name: ray.put(frame) for name, frame in inputs.shard_features.items()},
@@ -147,8 +70,6 @@ def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
     `Tuner._local_tuner.get_run_config()` is the RunConfig that `fit()` passes to Tune, so its
     callbacks are set there. tests/test_sweep_resume.py fails when this stops working. Through
     Ray Client (ray://) the tuner lives in a remote actor: the restored callbacks stay, said so."""
-    from ray import tune
-
     tuner = tune.Tuner.restore(str(tune_dir), trainable=run_fn, resume_unfinished=True,
                                restart_errored=True)
     local = getattr(tuner, "_local_tuner", None)
@@ -163,8 +84,6 @@ def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
 
 def new_tuner(cfg: SweepConfig, plan: SweepPlan, out: Path, run_fn, searcher: MixtureSearcher,
               callbacks: list):
-    from ray import tune
-
     return tune.Tuner(
         run_fn,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.runs,
@@ -195,14 +114,13 @@ def summarize(cfg: SweepConfig, plan: SweepPlan, progress: SweepProgress, errors
         runs_file=str(out / RUNS_FILE))
 
 
-def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_kwargs: dict | None = None,
+def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_kwargs: dict | None = None,
               callbacks: list | None = None) -> dict:
-    """Run (or resume) the sweep; returns the summary also written to RUN_DIR/sweep.json."""
-    import ray
-    from ray import tune
-
+    """Run (or resume) the sweep; returns the summary also written to RUN_DIR/sweep.json.
+    `trainable`: the function one trial is; default: the one the plan needs (a one-process
+    proxy run, or a Ray Train run when the runs have several workers)."""
+    # deferred: the tracker callbacks import MLflow (about 2.7 s), which a sweep needs only here
     from actors.tracking import start_tracking
-    from core.ray_setup import check_resources, init_ray
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")
@@ -218,15 +136,18 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable = proxy_trial, trainable_
     if not cfg.resume:
         atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
 
-    plan = plan_sweep(cfg, ray.cluster_resources(), resume)
+    plan = plan_sweep(cfg, ray.cluster_resources())
     check_resources(plan.needed_on_one_node(), "a sweep trial")
     if plan.train is not None:
-        from actors.ray_train import check_memory_plan
-
         # the Ray Train run's memory per worker, refused before any trial starts (as validate's)
         check_memory_plan(plan.proxy, plan.train, ray.cluster_resources())
+    if trainable is None and plan.train is not None:
+        # deferred: Ray Train's Tune integration takes about 2 s to import; only such runs need it
+        from actors.tune_train import distributed_trial
+
+        trainable = distributed_trial
     run_fn = tune.with_resources(
-        tune.with_parameters(trainable, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,
+        tune.with_parameters(trainable or proxy_trial, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,
                              finished=resume.finished, **({"train": plan.train} if plan.train else {}),
                              **(trainable_kwargs or {})),
         plan.trial_resources)

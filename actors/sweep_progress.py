@@ -8,7 +8,7 @@ import sys
 
 from ray.tune import Callback
 
-from actors.trainer import ROW_KEY
+from design.trial_protocol import ROW_KEY
 from causal.runs_table import RunsTableWriter
 
 

@@ -1,5 +1,5 @@
 """The sweep's Tune `Searcher`: proposes (mixture, data state, seed) for each proxy run, through
-`actors.run_proposer.RunProposer` (which run i is, adaptive rounds included: see there).
+`design.run_proposer.RunProposer` (which run i is, adaptive rounds included: see there).
 
 Attempts, not successes, are counted: after `n_runs` proposals it answers FINISHED, so
 errored or NaN trials never make it propose more runs than asked (Tune's FailureConfig
@@ -10,18 +10,14 @@ do not idle at round boundaries unless every remaining run waits for a snapshot.
 """
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
 from ray.tune.search import Searcher
 
-from actors.run_proposer import (PENDING, LocalRoundSnapshots, RoundSnapshots, RunProposer,
-                                 recommended_mixture, run_id)
-from actors.trainer import ROW_KEY
-
-# The pure parts moved to actors/run_proposer.py, importable from here as before.
-__all__ = ["PENDING", "ActorRoundSnapshots", "LocalRoundSnapshots", "MixtureSearcher", "RoundSnapshots",
-           "recommended_mixture", "run_id"]
+from design.run_proposer import PENDING, RunProposer
+from design.trial_protocol import ROW_KEY
 
 
 class MixtureSearcher(RunProposer, Searcher):
@@ -59,8 +55,6 @@ class MixtureSearcher(RunProposer, Searcher):
             self.failed.discard(index)
             row = (result or {}).get(ROW_KEY)
             if isinstance(row, str):
-                import json
-
                 self.rows[index] = json.loads(row)
             elif isinstance(row, dict):
                 self.rows[index] = dict(row)

@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from actors.trainer import SweepData, final_result, spec_from_config
+from actors.trainer import report_if_finished
 from causal.runs_table import MIX
+from design.trial_protocol import SweepData, final_result, spec_from_config
 from proxy.config import ProxyConfig
 
 SYNTHETIC_MODEL = "synthetic"
@@ -74,8 +75,7 @@ def synthetic_trial(config: dict, *, data: SweepData, proxy: ProxyConfig, finish
     """A Tune trainable with `proxy_trial`'s signature (plus `trial_s`); reports one final result."""
     from ray import tune
 
-    if finished and config["run_id"] in finished:
-        tune.report(final_result(json.loads(finished[config["run_id"]]), finished[config["run_id"]]))
+    if report_if_finished(config, finished):
         return
     row = synthetic_row(config, data=data, proxy=proxy)
     time.sleep(max(0.0, trial_s - (time.time() - row["began"])))

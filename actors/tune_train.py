@@ -11,19 +11,18 @@ runs-table row; both come from rank 0 through a Ray Train callback that forwards
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import ray
+from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from actors.ray_train import CURVE_POINT_KEY
+from actors.ray_train import CURVE_POINT_KEY, train_distributed
+from actors.trainer import report_if_finished
+from design.trial_protocol import curve_result, final_result, spec_from_config
 from proxy.config import ProxyConfig
 from proxy.distributed import TargetTrainConfig
-
-DRIVER_MEMORY = 512 * 1024**2
-"""Memory the Tune trial of a Ray Train run reserves for its own process (no CPU, no GPU).
-Tune needs a non-empty request; memory is what the driver does use."""
 
 
 class ForwardToTune(TuneReportCallback):
@@ -32,8 +31,6 @@ class ForwardToTune(TuneReportCallback):
     Searcher's metric in them). Runs in the Train controller."""
 
     def after_report(self, run_context, metrics, checkpoint):
-        from actors.trainer import curve_result, final_result
-
         first = metrics[0]
         if CURVE_POINT_KEY in first:
             super().after_report(run_context, [curve_result(json.loads(first[CURVE_POINT_KEY]))], None)
@@ -43,54 +40,14 @@ class ForwardToTune(TuneReportCallback):
             super().after_report(run_context, [final_result(row, json.dumps(row))], None)
 
 
-def train_kwargs(gpus_per_run: int, cpus_per_trial: float) -> dict:
-    """The trainable's `train` keyword (actors.trainer.proxy_trial) for Ray Train trials; {}
-    for one-process trials, whose trainables need not take it."""
-    if gpus_per_run <= 1:
-        return {}
-    return {"train": TargetTrainConfig(workers=gpus_per_run, cpus_per_worker=cpus_per_trial)}
-
-
-@dataclass(frozen=True)
-class TrialPlacement:
-    """What a sweep trial asks Tune for and what one run needs from the cluster."""
-
-    request: dict
-    """Tune's resource request of the trial."""
-    run_needs: dict
-    """Resources one run holds at once (checked against the cluster before the sweep)."""
-    slots: float
-    """Runs the cluster fits at once."""
-    max_concurrent: int | None
-    """Cap on trials at once (None: Tune's resource accounting is the cap)."""
-
-
-def trial_placement(gpus_per_run: int, cpus_per_trial: float, gpus: float,
-                    cluster: dict) -> TrialPlacement:
-    """One-process trials reserve their CPU and `gpus`; a Ray Train trial reserves
-    DRIVER_MEMORY only, its `gpus_per_run` workers 1 GPU each (on a GPU cluster) and
-    `cpus_per_trial` CPUs each, and at most as many run at once as the cluster fits."""
-    if gpus_per_run <= 1:
-        needs = {"CPU": cpus_per_trial, **({"GPU": gpus} if gpus else {})}
-        slots = cluster.get("GPU", 0) / gpus if gpus else cluster.get("CPU", 1) / cpus_per_trial
-        return TrialPlacement({"CPU": cpus_per_trial, "GPU": gpus}, needs, slots, None)
-    needs = {"CPU": cpus_per_trial * gpus_per_run, **({"GPU": float(gpus_per_run)} if gpus else {})}
-    slots = min(cluster.get(k, 0) / v for k, v in needs.items())
-    return TrialPlacement({"CPU": 0, "GPU": 0, "memory": DRIVER_MEMORY}, needs, slots,
-                          max(1, math.floor(slots)))
-
-
-def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTrainConfig) -> None:
-    """actors.trainer.proxy_trial for `train.workers` > 1: the proxy run as a Ray Train run.
-    Its checkpoints live in the trial's folder under a name fixed by the run, so a retried
-    trial resumes its Train run from the last checkpoint."""
-    import pandas as pd
-    import ray
-    from ray import tune
-
-    from actors.ray_train import train_distributed
-    from actors.trainer import spec_from_config
-
+def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTrainConfig,
+                      finished: dict[str, str] | None = None) -> None:
+    """The trainable of a sweep whose runs have `train.workers` > 1, reporting what
+    actors.trainer.proxy_trial reports: the proxy run as a Ray Train run. Its checkpoints live in
+    the trial's folder under a name fixed by the run, so a retried trial resumes its Train run
+    from the last checkpoint. `finished`: see actors.trainer.report_if_finished."""
+    if report_if_finished(config, finished):
+        return
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     trial_dir = Path(tune.get_context().get_trial_dir())

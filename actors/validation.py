@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from actors.ray_train import train_distributed
 from causal.candidates import parse_mixture_list
 from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from core.config import build_config
@@ -24,7 +25,7 @@ from core.provenance import provenance
 from core.tracking import parse_tracking, track_runs
 from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from proxy.config import ProxyConfig, TargetRunConfig
-from proxy.distributed import TargetTrainConfig
+from proxy.distributed import TargetTrainConfig, check_memory_plan
 
 log = get_logger(__name__)
 
@@ -134,24 +135,31 @@ class ValidateConfig:
 
 
 def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, state: dict,
-                    shard_refs: dict, dev_sets: dict, features, feature_names) -> dict:
+                    shard_refs: dict, dev_sets: dict, features, feature_names, *,
+                    train: TargetTrainConfig | None = None) -> dict:
     """One validation run: the target model trained on `mixture` with `seed`, evaluated on the
-    dev suite; returns its runs-table row (plus `candidate`). Runs as a Ray task: Ray resolves
-    the top-level `dev_sets`/`features` references, while the shards stay references inside a
-    dict until fetched here."""
+    dev suite; returns its runs-table row (plus `candidate`, and its learning curve under
+    CURVE_KEY). Runs as a Ray task: Ray resolves the top-level `dev_sets`/`features`
+    references, while the shards stay references inside a dict until fetched here. With
+    `train.workers` > 1 the task drives one Ray Train run instead of training itself."""
     import ray
 
     from proxy.curves import curve_hook
     from proxy.run import RunSpec, run_proxy
 
-    names = sorted(shard_refs)
-    frames = ray.get([shard_refs[n] for n in names])
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
     curve: list[dict] = []
-    row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
-                    features=features, feature_names=feature_names,
-                    on_step=curve_hook(proxy.log_every, curve.append))
+    if train is not None and train.distributed:
+        row = train_distributed(proxy, train, spec, shard_refs=shard_refs, dev_sets_ref=ray.put(dev_sets),
+                                features_ref=ray.put(features), feature_names=feature_names,
+                                storage_path=train.storage_path, curve=curve)
+    else:
+        names = sorted(shard_refs)
+        frames = ray.get([shard_refs[n] for n in names])
+        row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=dev_sets,
+                        features=features, feature_names=feature_names,
+                        on_step=curve_hook(proxy.log_every, curve.append))
     row["candidate"] = name
     row[CURVE_KEY] = curve
     return row
@@ -208,7 +216,6 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
     fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
     import ray
 
-    from actors.ray_train import check_memory_plan
     from core.ray_setup import check_resources, init_ray
 
     init_ray(cfg.address)
@@ -219,8 +226,24 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
     return gpus
 
 
-def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, int]], landed, settings,
-                   proxy: ProxyConfig, train, gpus: float, inputs, feature_names,
+@dataclass(frozen=True)
+class RunSetup:
+    """What every validation run of one call trains with."""
+
+    proxy: ProxyConfig
+    """The target model's training settings (`ValidateConfig.proxy_config`)."""
+    train: TargetTrainConfig
+    """Ray Train workers of each run (one: the run trains in its task)."""
+    gpus: float
+    """GPUs of one task or worker (0 or 1)."""
+    settings: dict
+    """What decides a run's result besides its mixture and seed (`_run_settings`)."""
+    inputs: object
+    """The pool's shards, dev sets and features (datapool.sweep_inputs.SweepInputs)."""
+    feature_names: tuple[str, ...]
+
+
+def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]], landed,
                    curves: dict | None = None) -> tuple[dict, list[dict]]:
     """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
     A lost worker or node is retried (max_retries); an exception raised by the training code is
@@ -231,16 +254,15 @@ def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, in
     import ray
     from tqdm.auto import tqdm
 
-    from actors.ray_train import train_candidate_distributed
-
+    inputs = setup.inputs
     shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
     dev_ref, features_ref = ray.put(inputs.dev_sets), ray.put(inputs.features)
-    task, extra = ray.remote(train_fn).options(num_cpus=1, num_gpus=gpus, max_retries=2), {}
-    if train.distributed and train_fn is train_candidate:
-        task = ray.remote(train_candidate_distributed).options(num_cpus=0, max_retries=0)
-        extra = {"train": train}
-    refs = {task.remote(proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
-                        features_ref, tuple(feature_names), **extra): (name, cand, seed)
+    task, extra = ray.remote(train_fn).options(num_cpus=1, num_gpus=setup.gpus, max_retries=2), {}
+    if setup.train.distributed and train_fn is train_candidate:
+        task = ray.remote(train_fn).options(num_cpus=0, max_retries=0)
+        extra = {"train": setup.train}
+    refs = {task.remote(setup.proxy, name, cand["mixture"], seed, inputs.shard_names, shard_refs, dev_ref,
+                        features_ref, setup.feature_names, **extra): (name, cand, seed)
             for name, cand, seed in jobs}
     rows, failures = {}, []
     with tqdm(total=len(refs), desc="validate", unit="run", file=sys.stderr) as bar:
@@ -258,10 +280,63 @@ def _train_missing(cfg: ValidateConfig, train_fn, jobs: list[tuple[str, dict, in
                 curve = row.pop(CURVE_KEY, [])
                 if curves is not None:
                     curves[row["run_id"]] = curve
-                landed.land(name, seed, cand["mixture"], settings, row)
+                landed.land(name, seed, cand["mixture"], setup.settings, row)
                 rows[(name, seed)] = row
             bar.update(1)
     return rows, failures
+
+
+def _candidates(cfg: ValidateConfig, model, covariates: dict, domain_tokens, bounds) -> dict:
+    """The mixtures the validation compares (causal/candidates.py), with the baseline models and
+    the runs table the config names."""
+    from causal.candidates import candidate_mixtures
+    from causal.model_dir import load_model_dir
+    from causal.runs_table import read_frame
+
+    def optional_model(path):
+        return load_model_dir(path) if path else None
+
+    return candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names}, domain_tokens,
+                              entries=cfg.mixtures, trust_radius=cfg.trust_radius,
+                              regmix_model=optional_model(cfg.regmix_model),
+                              no_dml_model=optional_model(cfg.no_dml_model),
+                              no_covariates_model=optional_model(cfg.no_covariates_model),
+                              runs=read_frame(cfg.runs) if cfg.runs else None,
+                              grid=cfg.grid, constraints=bounds)
+
+
+def _write_results(cfg: ValidateConfig, out: Path, results: pd.DataFrame, candidates: dict, bounds,
+                   covariates: dict, runs: dict) -> dict:
+    """The tables, figure and summary of the landed runs; summary.json, which marks the folder
+    finished, last. Each file is replaced atomically."""
+    from reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
+                                      summarize, table_markdown, validation_table, verdict_sentences)
+    from reporting.validation_runs import FAILURES_FILE
+
+    results = add_avgdev(results.sort_values(["candidate", "seed"]).reset_index(drop=True))
+    table = summarize(results)
+    paper_table = validation_table(results)
+    summary = {
+        "best": str(table.index[0]),
+        "candidates": {name: {**cand, **{k: float(v) for k, v in table.loc[name].items()}}
+                       for name, cand in candidates.items()},
+        "seeds": cfg.seeds,
+        "runs": runs,
+        "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
+        "verdict": verdict_sentences(paper_table),
+        "power": power_sentences(paper_table),
+        "caps": caps_sentences(candidates, bounds),
+        "pool_covariates": covariates,
+        "constraints": bounds.to_json(),
+    }
+    atomic_write_parquet(out / "validation.parquet", results)
+    atomic_write_parquet(out / "table.parquet", paper_table.reset_index())
+    atomic_write_text(out / "table.md", table_markdown(paper_table) + "\n\n"
+                      + "\n".join([*summary["caps"], *summary["verdict"], *summary["power"]]) + "\n")
+    plot_validation(results, out / "validation.png")
+    (out / FAILURES_FILE).unlink(missing_ok=True)
+    atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    return summary
 
 
 def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
@@ -270,23 +345,12 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
     signature)."""
     from datapool.sweep_inputs import load_sweep_inputs
-    from reporting.validation_runs import FAILURES_FILE, SETTINGS_FILE, LandedRuns, run_name, write_failures
+    from reporting.validation_runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
     from causal.covariates import features_in, pool_covariates
     from causal.model_dir import load_model_dir
-    from causal.candidates import candidate_mixtures
-    from reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
-                                      summarize, table_markdown, validation_table, verdict_sentences)
 
     out = _check_out(cfg, overwrite)
     model = load_model_dir(cfg.model)
-    regmix = load_model_dir(cfg.regmix_model) if cfg.regmix_model else None
-    no_dml = load_model_dir(cfg.no_dml_model) if cfg.no_dml_model else None
-    no_cov = load_model_dir(cfg.no_covariates_model) if cfg.no_covariates_model else None
-    runs = None
-    if cfg.runs:
-        from causal.runs_table import read_frame
-
-        runs = read_frame(cfg.runs)
     feature_names = features_in(model.covariate_names)
     inputs = load_sweep_inputs(cfg.pool, cfg.features, feature_names)
     if list(inputs.pool.domains) != list(model.domains):
@@ -296,17 +360,14 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     bounds = MixtureBounds.build(model.domains, domain_tokens=inputs.domain_tokens,
                                  target_tokens=cfg.target_tokens, max_epochs=cfg.max_epochs,
                                  fixed=cfg.fix, minimum=cfg.minimum)
-    candidates = candidate_mixtures(model, {n: covariates[n] for n in model.covariate_names},
-                                    inputs.domain_tokens, entries=cfg.mixtures,
-                                    trust_radius=cfg.trust_radius, regmix_model=regmix,
-                                    no_dml_model=no_dml, no_covariates_model=no_cov, runs=runs,
-                                    grid=cfg.grid, constraints=bounds)
+    candidates = _candidates(cfg, model, covariates, inputs.domain_tokens, bounds)
     proxy, train = cfg.proxy_config(), cfg.train_config()
     settings = _run_settings(cfg, proxy, inputs)
     landed = LandedRuns(out)
     reused = (landed.reusable(settings, {n: c["mixture"] for n, c in candidates.items()}, cfg.seeds)
               if cfg.resume else {})
-    gpus = _check_cluster(cfg, proxy, train)
+    setup = RunSetup(proxy=proxy, train=train, gpus=_check_cluster(cfg, proxy, train), settings=settings,
+                     inputs=inputs, feature_names=tuple(feature_names))
     if not cfg.resume:  # a fresh folder now: the runs land in it from the first one on
         with atomic_directory(out, kind="validation folder", markers=("summary.json", "table.md"),
                               overwrite=True, inputs=_validation_inputs(cfg)) as tmp:
@@ -316,39 +377,15 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     if reused:
         log.info("validate: %d landed run(s) kept, %d to train", len(reused), len(jobs))
     curves: dict[str, list] = {}
-    trained, failures = (_train_missing(cfg, train_fn, jobs, landed, settings, proxy, train, gpus, inputs,
-                                        feature_names, curves) if jobs else ({}, []))
+    trained, failures = _train_missing(setup, train_fn, jobs, landed, curves) if jobs else ({}, [])
     if failures:
         write_failures(out, failures)
         names = ", ".join(f"{run_name(f['candidate'], f['seed'])} ({f['error']})" for f in failures[:3])
         raise RunsFailed(f"{len(failures)} of {len(jobs)} validation run(s) failed after their retries: "
                          f"{names}. The other {len(trained) + len(reused)} landed in {out / landed.dir.name}; "
                          f"`validate --resume` with the same settings trains only the missing ones")
-    results = pd.DataFrame([*reused.values(), *trained.values()]).sort_values(["candidate", "seed"])
-    results = add_avgdev(results.reset_index(drop=True))
-    table = summarize(results)
-    paper_table = validation_table(results)
-    summary = {
-        "best": str(table.index[0]),
-        "candidates": {name: {**cand, **{k: float(v) for k, v in table.loc[name].items()}}
-                       for name, cand in candidates.items()},
-        "seeds": cfg.seeds,
-        "runs": {"trained": len(trained), "reused": len(reused)},
-        "tokens_per_run": {name: float(t) for name, t in results.groupby("candidate")["tokens"].mean().items()},
-        "verdict": verdict_sentences(paper_table),
-        "power": power_sentences(paper_table),
-        "caps": caps_sentences(candidates, bounds),
-        "pool_covariates": covariates,
-        "constraints": bounds.to_json(),
-    }
-    # Each file is replaced atomically and summary.json, which marks the folder finished, last.
-    atomic_write_parquet(out / "validation.parquet", results)
-    atomic_write_parquet(out / "table.parquet", paper_table.reset_index())
-    atomic_write_text(out / "table.md", table_markdown(paper_table) + "\n\n"
-                      + "\n".join([*summary["caps"], *summary["verdict"], *summary["power"]]) + "\n")
-    plot_validation(results, out / "validation.png")
-    (out / FAILURES_FILE).unlink(missing_ok=True)
-    atomic_write_json(out / "summary.json", {**summary, "provenance": provenance(asdict(cfg))})
+    summary = _write_results(cfg, out, pd.DataFrame([*reused.values(), *trained.values()]), candidates,
+                             bounds, covariates, {"trained": len(trained), "reused": len(reused)})
     tracking = parse_tracking(cfg.tracking, cfg.out)
     if tracking is not None:  # the runs trained now (a resume's kept runs were tracked before)
         track_runs(tracking, "validate", trained.values(), curves, tags=("candidate", "sampler"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -27,7 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 def stepped_trial(config, *, data, proxy, finished=None, steps: int = 100, step_s: float = 0.02):
     from ray import tune
 
-    from actors.trainer import curve_result, final_result
+    from design.trial_protocol import curve_result, final_result
     from proxy.curves import curve_hook
     from proxy.train import StepInfo
 
@@ -58,7 +59,8 @@ def main() -> int:
     import ray
     from tqdm.auto import tqdm
 
-    from actors.sweep import SweepConfig, run_sweep
+    from actors.sweep import run_sweep
+    from design.sweep_config import SweepConfig
     from bench_sweep import small_pool
     from core.ray_setup import init_ray
     from proxy.config import ProxyConfig
@@ -83,7 +85,7 @@ def main() -> int:
                     walls[name] = min(walls.get(name, float("inf")), time.perf_counter() - start)
         finally:
             ray.shutdown()
-    reports = {"every10": -(-args.steps // 10), "every1": args.steps, "every1_mlflow": args.steps}
+    reports = {"every10": math.ceil(args.steps / 10), "every1": args.steps, "every1_mlflow": args.steps}
     slots = min(args.cpus, args.trials)
     per_report = {name: 1000 * (walls[name] - walls["baseline"]) * slots / (args.trials * n)
                   for name, n in reports.items()}

@@ -80,7 +80,7 @@ def write_features(pool_dir: Path, out: Path) -> Path:
 
 def sweep_plan_path(cfg) -> list[dict]:
     """What the sweep does to decide the same runs: read its inputs, build its Searcher, ask it."""
-    from actors.sweep_design import proposer_settings
+    from design.sweep_design import proposer_settings
     from actors.sweep_searcher import MixtureSearcher
     from datapool.sweep_inputs import load_sweep_inputs
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from datapool.swarm_plan import PLAN_FILE, GenerateConfig, generate
+    from design.swarm_plan import PLAN_FILE, GenerateConfig, generate
     from datapool.sweep_inputs import load_sweep_inputs
     from proxy.config import ProxyConfig
 

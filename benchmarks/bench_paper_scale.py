@@ -79,7 +79,8 @@ def stage_features(root: Path, pool_dir: Path, model: Path, mode: str, feature_n
 
 def stage_sweep(root: Path, pool_dir: Path, features: Path, model: Path, runs: int, trial_s: float,
                 feature_names, refit_every: int, progress: bool) -> dict:
-    from actors.sweep import SweepConfig, run_sweep
+    from actors.sweep import run_sweep
+    from design.sweep_config import SweepConfig
     from actors.synthetic_trial import synthetic_trial
     from proxy.config import ProxyConfig
 

@@ -67,7 +67,8 @@ def main() -> int:
 
     import ray
 
-    from actors.sweep import SweepConfig, run_sweep
+    from actors.sweep import run_sweep
+    from design.sweep_config import SweepConfig
     from core.ray_setup import init_ray
     from proxy.config import ProxyConfig
 

@@ -5,6 +5,7 @@ or mixtures from files. `reporting/validation.py` compares their outcomes.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -71,8 +72,6 @@ def grid_mixtures(domains: Sequence[str], n: int, resolution: int = 12) -> list[
     if n < 1:
         raise UserError(f"--grid must be >= 1, got {n}")
     k = len(domains)
-    import itertools
-
     lattice = np.array([c for c in itertools.product(range(resolution + 1), repeat=k)
                         if sum(c) == resolution], dtype=float) / resolution
     if n > len(lattice):

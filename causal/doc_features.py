@@ -51,7 +51,7 @@ def hes_k(n_tokens: int) -> int:
     """Number of tokens HES sums over: ceil(0.005 * n), at least 1."""
     if n_tokens < 1:
         raise ValueError(f"a document has at least one scored token, got {n_tokens}")
-    return -(-n_tokens // HES_TOKENS_PER_PICK)
+    return math.ceil(n_tokens / HES_TOKENS_PER_PICK)
 
 
 def hes_from_entropies(entropies) -> float:

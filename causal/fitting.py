@@ -1,17 +1,17 @@
-"""Fit configuration, the estimator registry (`fit --estimator NAME`) and the fit stage itself
-(`fit_and_save`: a runs table in, a model directory out), which `launch.py fit`, the demo and
-the Python API call."""
+"""Fit configuration and the fit stage itself (`fit_and_save`: a runs table in, a model
+directory out), which `launch.py fit`, the demo and the Python API call. The estimators it can
+make are named in causal/registry.py."""
 from __future__ import annotations
 
 import dataclasses
 import time
-
 
 from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
 from causal.featurizers import TREATMENT_FEATURIZERS
 from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
 from causal.objective import Objective
 from causal.regmix import RegMixEstimator
+from causal.registry import ESTIMATORS, estimator_name
 from causal.selection import select_estimator
 from causal.sieve_dml import SieveDMLEstimator
 from causal.runs_table import RunsTable, read_runs_table_with_objective
@@ -20,16 +20,6 @@ from core.errors import UserError
 from core.logs import get_logger
 
 log = get_logger(__name__)
-
-ESTIMATORS = {
-    "auto": None,
-    "causal-forest": CausalForestEstimator,
-    "linear-dml": LinearDMLEstimator,
-    "regression": RegressionEstimator,
-    "sieve-dml": SieveDMLEstimator,
-    "regmix": RegMixEstimator,
-}
-
 
 @dataclasses.dataclass
 class FitConfig:
@@ -53,8 +43,9 @@ class FitConfig:
     domain with the largest mean weight in the runs table."""
     cv: int = 3
     """Cross-fitting folds of the DML nuisance models."""
-    n_estimators: int = 200
-    """Trees of the causal forest (a multiple of 4), or boosting rounds for regmix (default 1000)."""
+    n_estimators: int | None = None
+    """Trees of the causal forest (a multiple of 4; default 200), or boosting rounds for regmix
+    (default 1000); None: the estimator's default."""
     nuisance_model: str = "auto"
     """Nuisance models E[Y|X], E[phi(T)|X]: 'auto' (chosen by CV among linear, poly, forest),
     or one of 'linear', 'poly', 'forest'."""
@@ -73,13 +64,11 @@ class FitConfig:
             raise ValueError(f"featurizer_eps must be auto or a number > 0, got {self.featurizer_eps!r}")
         if self.cv < 2:
             raise ValueError(f"cv must be >= 2, got {self.cv}")
-        if self.n_estimators < 4:
+        if self.n_estimators is not None and self.n_estimators < 4:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
         if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
             raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
         if self.objective is not None:
-            from causal.objective import Objective
-
             try:
                 Objective.from_json(self.objective)
             except (ValueError, TypeError) as exc:
@@ -98,10 +87,10 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
     common = dict(reference_domain=ref, random_state=config.seed)
     nuisance = config.nuisance_model
     dml = dict(treatment_featurizer=config.treatment_featurizer, featurizer_eps=config.featurizer_eps)
+    sizes = {} if config.n_estimators is None else {"n_estimators": config.n_estimators}
     if name == "causal-forest":
-        return CausalForestEstimator(**common, **dml, model_y=nuisance,
-                                     model_t=nuisance, cv=config.cv,
-                                     n_estimators=4 * (config.n_estimators // 4))
+        trees = {k: 4 * (v // 4) for k, v in sizes.items()}
+        return CausalForestEstimator(**common, **dml, model_y=nuisance, model_t=nuisance, cv=config.cv, **trees)
     if name == "linear-dml":
         return LinearDMLEstimator(**common, **dml, model_y=nuisance,
                                   model_t=nuisance, cv=config.cv)
@@ -109,11 +98,7 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
         return RegressionEstimator(**common, **dml)
     if name == "sieve-dml":
         return SieveDMLEstimator(**common, **dml)
-    rounds = config.n_estimators if config.n_estimators != FitConfig.n_estimators else 1000
-    return RegMixEstimator(**common, n_estimators=rounds)
-
-
-_CLASS_NAMES = {cls: name for name, cls in ESTIMATORS.items() if cls is not None}
+    return RegMixEstimator(**common, **sizes)
 
 
 def fit_runs_table(table: RunsTable, config: FitConfig):
@@ -126,7 +111,7 @@ def fit_runs_table(table: RunsTable, config: FitConfig):
 
 def estimator_label(estimator, config: FitConfig) -> str:
     """The registry name a model directory records (what `auto` resolved to)."""
-    return _CLASS_NAMES[type(estimator)]
+    return estimator_name(estimator)
 
 
 def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = False) -> dict:

@@ -36,6 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
+from causal.registry import ESTIMATORS
 from causal.safe_pickle import load_estimator_pickle
 from core.atomic import atomic_directory
 from core.errors import UserError
@@ -82,8 +83,6 @@ def _verify_signature(path: Path, checksums: bytes, key: bytes) -> None:
 
 
 def _unpickle_estimator(path: Path, data: bytes, estimator_name: str):
-    from causal.fitting import ESTIMATORS
-
     expected = ESTIMATORS.get(estimator_name)
     if expected is None:
         raise UserError(f"{path / MODEL_JSON}: unknown estimator {estimator_name!r}; "

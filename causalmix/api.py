@@ -3,6 +3,7 @@ pipeline, with the CLI's checks. Bad input raises `UserError` (the CLI prints it
 nothing here exits the process, prints results or switches the matplotlib backend."""
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -71,7 +72,6 @@ class Model:
 
 def build_config(cls, settings: Mapping, what: str):
     """`cls` from keyword settings; unlike the CLI's namespace, every key must be a field."""
-    import dataclasses
 
     from core.config import load_config
 
@@ -146,7 +146,8 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
     sweep.json, ...). `settings`: SweepConfig fields (actors/sweep.py, e.g. tracking="mlflow",
     adaptive=0.5) and `proxy={...}` (ProxyConfig fields). Raises SweepIncomplete (with the
     summary) when runs failed or the sweep was interrupted."""
-    from actors.sweep import SweepConfig, run_sweep
+    from actors.sweep import run_sweep
+    from design.sweep_config import SweepConfig
 
     proxy = dict(settings.pop("proxy", {}) or {})
     cfg = build_config(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),

@@ -11,7 +11,7 @@ import json
 import sys
 
 from core.cli_config import ConfigFlags, field_docs
-from datapool.swarm_runs import CollectConfig, collect
+from design.swarm_runs import CollectConfig, collect
 
 
 FLAGS = ConfigFlags(CollectConfig, ("results", "out"), options={"results": {"metavar": "RESULTS"}})

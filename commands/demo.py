@@ -59,22 +59,23 @@ class DemoConfig:
     quick: bool = False
     """Toy-size smoke run (tiny pools and models, few runs); its default workdir is
     causalmix-demo-quick, and a workdir remembers which kind it holds."""
-    tokenizer_vocab: int = 2048
-    """Vocabulary of the tiny models' byte-level BPE tokenizer (quick: 512)."""
-    sweep_runs: int = 56
+    tokenizer_vocab: int | None = None
+    """Vocabulary of the tiny models' byte-level BPE tokenizer (None: 2048; quick: 512)."""
+    sweep_runs: int | None = None
     """Proxy runs of the demo sweep (the causal forest needs 18 for 4 domains x 1 covariate;
-    the rounds after the first fit are partly adaptive). Quick: 24."""
+    the rounds after the first fit are partly adaptive). None: 56; quick: 24."""
     sweep_adaptive: float = 0.5
     """Share of the runs of each round after the first successful fit drawn around its
     recommendation."""
-    sweep_round: int = 8
-    """Runs per adaptive round (reproducible: round r uses the fit on rounds < r)."""
-    validate_seeds: int = 6
-    """Paired seeds per mixture and target pool (quick: 2). Planned from the previous demo's
+    sweep_round: int | None = None
+    """Runs per adaptive round (reproducible: round r uses the fit on rounds < r). None: 8;
+    quick: 6."""
+    validate_seeds: int | None = None
+    """Paired seeds per mixture and target pool (None: 6; quick: 2). Planned from the previous demo's
     per-seed spread of the paired AvgDev differences (0.28-0.58): at 0.41, six seeds detect a
     gain of 0.49 with 80 % power under the one-sided 5 % test (docs/validate.md)."""
-    validate_budget: int = 800
-    """Documents per target training run in validation (quick: 32)."""
+    validate_budget: int | None = None
+    """Documents per target training run in validation (None: 800; quick: 32)."""
     validate_mixtures: str = "causalmix-a,no-covariates,regmix,equal"
     """Competing mixtures of the validation (`validate --mixtures`): CausalMix-A, the
     state-agnostic ablation (no covariates), RegMix and equal: the comparisons of the verdict.
@@ -84,10 +85,10 @@ class DemoConfig:
     """Grid baseline points in validation (0: none; `validate --grid N` on the demo's artifacts)."""
 
     def __post_init__(self):
-        if self.quick:
-            for name, value in QUICK_DEFAULTS.items():
-                if getattr(self, name) == DemoConfig.__dataclass_fields__[name].default:
-                    object.__setattr__(self, name, value)
+        # a size not given takes the quick or the full demo's; one given is kept either way
+        for name, value in (QUICK_DEFAULTS if self.quick else FULL_DEFAULTS).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if not 0.0 <= self.sweep_adaptive <= 1.0:
             raise ValueError(f"sweep_adaptive must lie in [0, 1], got {self.sweep_adaptive}")
         if self.until is not None and self.until not in STAGE_NAMES:
@@ -99,6 +100,8 @@ class DemoConfig:
             raise ValueError(f"tokenizer_vocab must be >= 300 (256 bytes + specials), got {self.tokenizer_vocab}")
 
 
+FULL_DEFAULTS = {"tokenizer_vocab": 2048, "sweep_runs": 56, "validate_seeds": 6, "validate_budget": 800,
+                 "sweep_round": 8}
 QUICK_DEFAULTS = {"tokenizer_vocab": 512, "sweep_runs": 24, "validate_seeds": 2, "validate_budget": 32,
                   "sweep_round": 6}
 QUICK_POOLS = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,
@@ -164,7 +167,8 @@ def _sweep_done(cfg: DemoConfig, work: Path) -> bool:
 
 def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     """Dirichlet sweep of proxy SFT runs on demo-small; an interrupted one is resumed."""
-    from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
+    from actors.sweep import run_sweep
+    from design.sweep_config import CONFIG_FILE, SweepConfig
     from mixture_space.state import StateSamplerConfig
     from proxy.config import ProxyConfig
 

@@ -5,7 +5,8 @@ import dataclasses
 import json
 
 from causal.featurizers import TREATMENT_FEATURIZERS
-from causal.fitting import ESTIMATORS, FitConfig, fit_and_save
+from causal.fitting import FitConfig, fit_and_save
+from causal.registry import ESTIMATORS
 from causal.objective import NORMALISATIONS, Objective
 from commands.summaries import fit_summary
 from core.cli_config import ConfigFlags

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from core.cli_config import ConfigFlags
-from datapool.swarm_plan import CONFIG_FILE, GenerateConfig, generate
-from datapool.swarm_runs import export_runs
+from design.swarm_plan import CONFIG_FILE, GenerateConfig, generate
+from design.swarm_runs import export_runs
 
 
 FLAGS = ConfigFlags(

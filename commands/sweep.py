@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-from actors.sweep import CONFIG_FILE, SweepConfig, run_sweep
+from actors.sweep import run_sweep
+from design.sweep_config import CONFIG_FILE, SweepConfig
 from core.cli_config import ConfigFlags
 from core.tracking import add_tracking_argument
 

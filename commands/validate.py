@@ -12,7 +12,7 @@ from core.config import build_config, config_section, read_yaml_mapping
 from core.errors import UserError
 from core.tracking import add_tracking_argument
 from proxy.config import TargetRunConfig
-from proxy.distributed import TargetTrainConfig
+from proxy.distributed import TargetTrainConfig, check_memory_plan
 
 
 FLAGS = ConfigFlags(
@@ -51,8 +51,6 @@ def _section(values: dict, key: str, where: str) -> dict:
 def dry_run(args) -> int:
     """The memory plan of one run: needs only the target model and the training settings, not
     the inputs a whole validation checks."""
-    from actors.ray_train import check_memory_plan
-
     where = f"config {args.config}" if args.config else "validate"
     values = (config_section(read_yaml_mapping(args.config), FLAGS.section, ValidateConfig.__dataclass_fields__)
               if args.config else {})

@@ -5,6 +5,7 @@ notebook that imports the API and configures nothing sees warnings and errors on
 last-resort handler), and can attach its own handler to `causalmix`."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -87,8 +88,6 @@ def common_options():
     """The options the CLI and every sub-command take (argparse parent parser), before or after
     the sub-command. No default (SUPPRESS): a sub-parser would otherwise reset a value given
     before its name (`causalmix --log-level warning pool info`); unset reads as info."""
-    import argparse
-
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--log-level", dest="log_level", choices=LEVELS, default=argparse.SUPPRESS,
                         help="diagnostics on stderr at this level and above (default info); debug also "

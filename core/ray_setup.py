@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from core.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds the project's top package: a checkout's root (where a `--working-dir .`
+# job and the cluster image have it too), or site-packages once installed. Found from the top
+# package rather than from this file, whose parent would be a package folder once installed.
+REPO_ROOT = Path(sys.modules[__name__.split(".")[0]].__file__).resolve().parent.parent
 
 
 # Set when SIGTERM arrived, so that `launch.py` can exit 143 (128 + SIGTERM) rather than 130.
@@ -43,8 +47,6 @@ _reaper = None
 def _start_reaper() -> None:
     """See core/reaper.py: what a killed driver's local Ray leaves behind is stopped."""
     global _reaper
-    import subprocess
-
     if not sys.platform.startswith("linux") or (_reaper is not None and _reaper.poll() is None):
         return
     # Its own session: a Ctrl-C to the terminal's process group must not stop it first.

@@ -26,11 +26,9 @@ from core.atomic import (atomic_write_json, atomic_write_parquet, atomic_write_t
                          temporary_sibling_dir)
 from core.errors import UserError
 from core.provenance import provenance, sha256_file
+from datapool.layout import POOL_INDEX, POOL_PARTS
 from datapool.manifest import PoolManifest, SourceSpec, load_manifest
-from datapool.pool import POOL_INDEX
 
-# What a build writes into its folder (replaced whole): the pool's own parts.
-POOL_PARTS = ("shards", "dev", POOL_INDEX)
 DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
 
 

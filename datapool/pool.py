@@ -8,14 +8,10 @@ from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.provenance import sha256_file
+from datapool.layout import POOL_INDEX
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# The index a build writes (datapool/build.py); defined here so that `pool info` reads a
-# pool without importing the builder and pandas.
-POOL_INDEX = "pool.json"
-
 
 @dataclass(frozen=True)
 class Shard:

@@ -17,8 +17,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, not installed
 
-from datapool.swarm_plan import read_plan  # noqa: E402
-from datapool.swarm_runs import plan_domains, run_spec  # noqa: E402
+from design.swarm_plan import read_plan  # noqa: E402
+from design.swarm_runs import plan_domains, run_spec  # noqa: E402
 from datapool.sweep_inputs import load_sweep_inputs  # noqa: E402
 from proxy.run import run_proxy  # noqa: E402
 

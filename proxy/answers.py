@@ -104,11 +104,3 @@ def normalize_answer(value: str) -> str:
             return str(int(number))
         return format(number.normalize(), "f")
     return text.casefold()
-
-
-def answers_match(generation: str, reference_answer: str | None, pattern: AnswerPattern) -> bool:
-    """True when the generation's answer equals the reference's (both normalised). A missing
-    reference answer is an error upstream (`pool build` refuses it), never a free match."""
-    if reference_answer is None:
-        return False
-    return pattern.extract(generation) == reference_answer

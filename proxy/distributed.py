@@ -9,12 +9,20 @@ global batch and each rank's loss is multiplied by N, because FSDP averages grad
 ranks: the sum over ranks then equals the single-device gradient. Every rank runs the same
 number of micro-batches (padded with empty ones) since each forward gathers weights from all
 ranks.
+
+Also the memory plan of a run, checked before any worker starts (`check_memory_plan`, over
+proxy/memory_plan.py).
 """
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
+
+from proxy.config import ProxyConfig
+from proxy.memory_plan import (GPU_MEMORY_GIB, MemoryPlan, ModelShape, check_plan, detect_gpu_type, plan_for_run,
+                               read_model_config)
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,8 @@ class TargetTrainConfig:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if not self.cpus_per_worker > 0:
             raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
-        if self.gpu_type is not None:
-            from proxy.memory_plan import GPU_MEMORY_GIB
-
-            if self.gpu_type not in GPU_MEMORY_GIB:
-                raise ValueError(f"gpu_type {self.gpu_type!r} is not one of {', '.join(GPU_MEMORY_GIB)}")
+        if self.gpu_type is not None and self.gpu_type not in GPU_MEMORY_GIB:
+            raise ValueError(f"gpu_type {self.gpu_type!r} is not one of {', '.join(GPU_MEMORY_GIB)}")
 
     @property
     def distributed(self) -> bool:
@@ -105,3 +110,17 @@ class ResumePoint:
 def should_checkpoint(step_done: int, total_steps: int, every: int) -> bool:
     """After optimiser step `step_done` (1-based count of applied steps)."""
     return step_done == total_steps or step_done % every == 0
+
+
+def check_memory_plan(proxy: ProxyConfig, train: TargetTrainConfig, cluster_resources: Mapping[str, float],
+                      out=None) -> MemoryPlan:
+    """Print the run's memory plan to stderr and refuse (UserError) one that does not fit,
+    before any worker starts. The GPU type is `train.gpu_type`, else the cluster's."""
+    on_gpu = cluster_resources.get("GPU", 0) > 0
+    gpu_type = train.gpu_type or (detect_gpu_type(cluster_resources) if on_gpu else None)
+    plan = plan_for_run(ModelShape.from_config(read_model_config(proxy.model)), proxy, train.workers,
+                        gpu_type=gpu_type, on_gpu=on_gpu or train.gpu_type is not None,
+                        activation_checkpointing=train.activation_checkpointing)
+    print("\n".join(plan.lines()), file=out or sys.stderr)
+    check_plan(plan)
+    return plan

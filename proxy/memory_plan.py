@@ -26,7 +26,7 @@ prepared script `benchmarks/gpu_memory_plan_check.py` compares the total with
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -316,8 +316,6 @@ def plan_for_run(shape: ModelShape, cfg, workers: int, *, gpu_type: str | None, 
 
 def suggestions(p: PlanInputs) -> list[str]:
     """Changes that make `p` fit, each alone: more GPUs, checkpointing, a smaller micro-batch."""
-    from dataclasses import replace
-
     out = []
     for n in (2, 4, 8, 16, 32, 64):
         if n > p.workers and plan_memory(replace(p, workers=n)).fits:
@@ -350,4 +348,3 @@ def check_plan(plan: MemoryPlan) -> None:
         f"the training run does not fit: it needs {plan.total / GiB:.1f} GiB per GPU "
         f"({', '.join(f'{k} {v / GiB:.1f} GiB' for k, v in big)}), {p.gpu_type} has "
         f"{plan.capacity / GiB:.1f} GiB usable; to fit: " + "; or ".join(todo))
-

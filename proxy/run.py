@@ -2,6 +2,8 @@
 pool's data, returning one runs-table row (causal/runs_table.py)."""
 from __future__ import annotations
 
+import importlib.util
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -35,9 +37,7 @@ class RunSpec:
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import torch
+    import torch  # deferred: torch takes seconds to import; draw_run and run_covariates do without it
 
     random.seed(seed)
     torch.manual_seed(seed)
@@ -69,8 +69,6 @@ def _training_dtype(cfg: ProxyConfig, device: str) -> str:
 
 
 def _set_attention(model, cfg: ProxyConfig, device: str):
-    import importlib.util
-
     want = cfg.attention
     if want == "auto":
         flash = device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
@@ -129,7 +127,7 @@ def prepare_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFra
 def draw_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFrame], tokenizer):
     """The documents run `spec` trains on, and the rng whose next draws pack them: a pure
     function of (cfg, spec, shards, tokenizer), also what `generate --export` writes and what
-    `collect` averages the covariates over (datapool/swarm_runs.py)."""
+    `collect` averages the covariates over (design/swarm_runs.py)."""
     rng = np.random.default_rng(spec.seed)
     sample = draw_sample(shards, spec.state, spec.mixture, budget=cfg.budget,
                          budget_unit=cfg.budget_unit, tokenizer=tokenizer,

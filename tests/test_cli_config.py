@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import launch
-from actors.sweep import SweepConfig
+from design.sweep_config import SweepConfig
 from actors.validation import ValidateConfig
 from commands import demo, export, featurize, fit, recommend, serve, sweep, validate
 from core.cli_config import ConfigFlags, field_default, field_docs, format_default

@@ -75,11 +75,9 @@ def test_fit_actor_refits_in_background_with_increasing_versions(ray_local, tmp_
                 break
             time.sleep(0.05)
     assert seen == sorted(seen) and len(seen) == 3 and len(set(seen)) == 3
-    final = ray_local.get(actor.refit.remote(), timeout=120)
-    assert final["version"] == seen[-1] + 1 and final["n_runs"] == 120
     path = ray_local.get(actor.write_model_dir.remote(str(tmp_path / "model")), timeout=120)
     assert load_model_dir(path).n_runs == 120
-    assert len((tmp_path / "policy.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "policy.jsonl").read_text().splitlines()) == 3
     ray_local.kill(actor)
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 import launch
-from actors.run_proposer import LocalRoundSnapshots, RunProposer
-from actors.sweep_design import proposer_settings
-from datapool import swarm_plan
-from datapool.swarm_plan import GenerateConfig, generate, read_plan
-from datapool.swarm_runs import RunDraws, export_runs, plan_domains, run_spec
+from design.run_proposer import LocalRoundSnapshots, RunProposer
+from design.sweep_design import proposer_settings
+from design import swarm_plan
+from design.swarm_plan import GenerateConfig, generate, read_plan
+from design.swarm_runs import RunDraws, export_runs, plan_domains, run_spec
 from datapool.sweep_inputs import load_sweep_inputs
 from proxy.evaluate import outcome
 from proxy.run import state_fallback

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from actors.sweep import SweepConfig, run_sweep
+from actors.sweep import run_sweep
+from design.sweep_config import SweepConfig
 from datapool.pool import Pool
 from harness_tasks import write_harness_tasks
 from mixture_space.state import DataStateSampler

@@ -12,8 +12,9 @@ from ray.tune import Callback
 
 import launch
 import sweep_helpers
-from actors.sweep import SweepConfig, run_sweep
-from actors.trainer import ROW_KEY
+from actors.sweep import run_sweep
+from design.sweep_config import SweepConfig
+from design.trial_protocol import ROW_KEY
 from causal.model_dir import load_model_dir
 from causal.runs_table import read_runs_table
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config

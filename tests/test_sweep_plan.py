@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from actors.sweep import SweepConfig
-from actors.sweep_plan import (CONFIG_FILE, RUNS_FILE, TRACKING_FILE, ResumeState, SweepPlan, check_sweep_out,
-                               config_yaml, plan_sweep)
+from design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, SweepConfig
+from design.sweep_design import config_yaml
+from design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
 from actors.sweep_progress import SweepProgress, trial_name
-from actors.trainer import ROW_KEY
+from design.trial_protocol import ROW_KEY
 from core.errors import UserError
 from proxy.config import ProxyConfig
 
@@ -31,7 +31,6 @@ def test_cpu_cluster_plan_pins_trials_to_cpu_threads(tmp_path):
     assert plan.needed_on_one_node() == {"CPU": 2.0}
     assert (plan.proxy.device, plan.proxy.threads) == ("cpu", 2)
     assert plan.max_pending == 16  # 4 slots: the floor of 16 pending trials
-    assert plan.pending == tuple(f"run-{i:05d}" for i in range(6))
     # settings the user gave are kept
     given = plan_sweep(config(tmp_path, proxy=ProxyConfig(model="m", threads=3, device="cuda")), {"CPU": 8.0})
     assert (given.proxy.device, given.proxy.threads) == ("cuda", 3)
@@ -80,8 +79,6 @@ def test_resume_state_reads_the_landed_rows_and_the_tracker_parent(tmp_path):
     assert state.parent_run_id == "abc" and set(state.finished) == {"run-00000", "run-00001"}
     assert json.loads(state.finished["run-00001"]) == {"run_id": "run-00001", "y": -1.5, "steps": 3}
     assert sorted(r["run_id"] for r in state.rows()) == ["run-00000", "run-00001"]
-    plan = plan_sweep(config(tmp_path, runs=3), {"CPU": 2.0}, state)
-    assert plan.pending == ("run-00002",) and plan.resume is state
 
 
 def test_run_dir_checks_name_the_problem(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 from ray.tune import Callback
 
 import sweep_helpers
-from actors.sweep import SweepConfig, run_sweep
-from actors.trainer import ROW_KEY
+from actors.sweep import run_sweep
+from design.sweep_config import SweepConfig
+from design.trial_protocol import ROW_KEY
 from proxy.config import ProxyConfig
 from sweep_helpers import synthetic_features, synthetic_trial
 from test_sweep import InterruptOnce

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from ray.tune.search import Searcher
 
-from actors.sweep_searcher import (PENDING, ActorRoundSnapshots, LocalRoundSnapshots, MixtureSearcher,
-                                   recommended_mixture)
+from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
+from design.run_proposer import PENDING, LocalRoundSnapshots, recommended_mixture
 from mixture_space.dirichlet import DirichletMixtureSampler
 from mixture_space.state import DataStateSampler
 from mixture_space.trust_region import simplex_distance

@@ -10,7 +10,7 @@ import yaml
 
 import launch
 from actors.sweep_progress import SweepProgress
-from actors.trainer import ROW_KEY, curve_result, final_result
+from design.trial_protocol import ROW_KEY, curve_result, final_result
 from core.tracking import MlflowParent, parse_tracking
 from proxy.curves import LearningCurve, expected_points
 from proxy.train import StepInfo

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.sweep import SweepConfig, check_trials_fit, trial_gpus, trial_resources
+from design.sweep_config import SweepConfig
+from design.sweep_plan import check_trials_fit, trial_gpus, trial_resources
 from core.errors import UserError
 from proxy.config import ProxyConfig
 from proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes

@@ -7,31 +7,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import yaml
 
-from actors.run_proposer import run_id
-from actors.sweep_design import config_yaml
-from actors.tune_train import train_kwargs, trial_placement
 from causal.runs_table import RunsTableWriter
 from core.errors import UserError
+from design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, SweepConfig
+from design.sweep_design import config_yaml
 from proxy.config import ProxyConfig
 from proxy.distributed import TargetTrainConfig
 from proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes
 from proxy.memory_plan import read_model_config
 
-if TYPE_CHECKING:  # actors/sweep.py imports this module
-    from actors.sweep import SweepConfig
-
-TUNE_DIR = "tune"
-RUNS_FILE = "runs.parquet"
-CONFIG_FILE = "sweep_config.yaml"
-TRACKING_FILE = "tracking.json"
 MIN_PENDING = 16
+DRIVER_MEMORY = 512 * 1024**2
+"""Memory the Tune trial of a Ray Train run reserves for its own process (no CPU, no GPU).
+Tune needs a non-empty request; memory is what the driver does use."""
 
 
 def _row_json(row: dict) -> str:
@@ -42,7 +38,7 @@ def check_sweep_out(cfg: SweepConfig, out: Path) -> None:
     """Refuse an `out` that cannot take this sweep: a new sweep where one already is; a resume
     where none is, with other settings than the saved ones, or without a restorable Tune
     experiment. The UserError names the file and the fields."""
-    from ray.tune import Tuner
+    from ray.tune import Tuner  # deferred: this package imports no Ray (tests/test_layering.py)
 
     saved_path, tune_dir = out / CONFIG_FILE, out / TUNE_DIR
     if not cfg.resume:
@@ -90,6 +86,43 @@ class ResumeState:
         return [json.loads(row) for row in self.finished.values()]
 
 
+def train_kwargs(gpus_per_run: int, cpus_per_trial: float) -> dict:
+    """The trainable's `train` keyword (actors.trainer.proxy_trial) for Ray Train trials; {}
+    for one-process trials, whose trainables need not take it."""
+    if gpus_per_run <= 1:
+        return {}
+    return {"train": TargetTrainConfig(workers=gpus_per_run, cpus_per_worker=cpus_per_trial)}
+
+
+@dataclass(frozen=True)
+class TrialPlacement:
+    """What a sweep trial asks Tune for and what one run needs from the cluster."""
+
+    request: dict
+    """Tune's resource request of the trial."""
+    run_needs: dict
+    """Resources one run holds at once (checked against the cluster before the sweep)."""
+    slots: float
+    """Runs the cluster fits at once."""
+    max_concurrent: int | None
+    """Cap on trials at once (None: Tune's resource accounting is the cap)."""
+
+
+def trial_placement(gpus_per_run: int, cpus_per_trial: float, gpus: float,
+                    cluster: dict) -> TrialPlacement:
+    """One-process trials reserve their CPU and `gpus`; a Ray Train trial reserves
+    DRIVER_MEMORY only, its `gpus_per_run` workers 1 GPU each (on a GPU cluster) and
+    `cpus_per_trial` CPUs each, and at most as many run at once as the cluster fits."""
+    if gpus_per_run <= 1:
+        needs = {"CPU": cpus_per_trial, **({"GPU": gpus} if gpus else {})}
+        slots = cluster.get("GPU", 0) / gpus if gpus else cluster.get("CPU", 1) / cpus_per_trial
+        return TrialPlacement({"CPU": cpus_per_trial, "GPU": gpus}, needs, slots, None)
+    needs = {"CPU": cpus_per_trial * gpus_per_run, **({"GPU": float(gpus_per_run)} if gpus else {})}
+    slots = min(cluster.get(k, 0) / v for k, v in needs.items())
+    return TrialPlacement({"CPU": 0, "GPU": 0, "memory": DRIVER_MEMORY}, needs, slots,
+                          max(1, math.floor(slots)))
+
+
 def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
     """GPUs one trial asks for: gpus_per_trial if given, else 1 / trials_per_gpu on a
     cluster with GPUs, else 0."""
@@ -99,7 +132,7 @@ def trial_gpus(cfg: SweepConfig, cluster_gpus: float) -> float:
 
 
 def trial_resources(cfg: SweepConfig, gpus: float) -> dict:
-    """The resource request of every Tune trial (`actors.tune_train.trial_placement`)."""
+    """The resource request of every Tune trial (`trial_placement`)."""
     return trial_placement(cfg.gpus_per_run, cfg.cpus_per_trial, gpus, {}).request
 
 
@@ -108,7 +141,7 @@ def gpu_memory_bytes() -> int | None:
     if os.environ.get("CAUSALMIX_GPU_MEMORY_GB"):
         return int(float(os.environ["CAUSALMIX_GPU_MEMORY_GB"]) * 1024**3)
     try:
-        import torch
+        import torch  # deferred: torch takes seconds to import; only this probe needs it
     except ImportError:
         return None
     return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
@@ -151,10 +184,6 @@ class SweepPlan:
     proxy: ProxyConfig
     """The proxy settings the trials get: the config's, with torch threads following the trial's
     CPUs and the device pinned to the CPU when trials get no GPU."""
-    resume: ResumeState
-    """What the interrupted sweep already has (empty for a new sweep)."""
-    pending: tuple[str, ...]
-    """run_ids of the runs still to land (the Searcher's `run-<i>`)."""
     stream_fit: bool
     """Whether the fit actor runs during the sweep (asked for, or needed by adaptive mode)."""
     refit_every: int
@@ -183,9 +212,8 @@ class SweepPlan:
                 "TUNE_MAX_PENDING_TRIALS_PG": str(self.max_pending)}
 
 
-def plan_sweep(cfg: SweepConfig, cluster: Mapping[str, float], resume: ResumeState | None = None) -> SweepPlan:
+def plan_sweep(cfg: SweepConfig, cluster: Mapping[str, float]) -> SweepPlan:
     """The plan of `cfg` on a cluster with `cluster` resources ({"CPU": n, "GPU": m, ...})."""
-    resume = resume or ResumeState()
     gpus = trial_gpus(cfg, cluster.get("GPU", 0))
     if gpus and cfg.trials_per_gpu > 1:
         check_trials_fit(cfg)
@@ -203,7 +231,6 @@ def plan_sweep(cfg: SweepConfig, cluster: Mapping[str, float], resume: ResumeSta
         # Pending trials are what an autoscaler sees. Adaptive rounds make proposals independent
         # of when a trial is created, so adaptive mode needs no smaller cap.
         max_pending=cfg.max_pending or max(MIN_PENDING, int(2 * placement.slots)),
-        proxy=proxy, resume=resume,
-        pending=tuple(r for r in map(run_id, range(cfg.runs)) if r not in resume.finished),
+        proxy=proxy,
         stream_fit=cfg.stream_fit or adaptive,
         refit_every=cfg.runs + 1 if adaptive else cfg.adaptive_refit_every)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from actors.run_proposer import RoundSnapshots, RunProposer
+from design.run_proposer import RoundSnapshots, RunProposer
 from causal.covariates import DEFAULT_FEATURES, pool_covariates
 from causal.features_io import read_features
 from core.errors import UserError

@@ -20,7 +20,8 @@ from core.atomic import atomic_write_parquet
 from core.errors import UserError
 from datapool.export import FORMAT, write_training_set
 from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
-from datapool.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
+from design.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
+from lm.loading import load_tokenizer
 from proxy.evaluate import outcome
 from proxy.run import RunSpec, draw_run, run_covariates
 
@@ -45,8 +46,6 @@ class RunDraws:
     """Each planned run's documents, drawn as the sweep draws them, with the pool's data."""
 
     def __init__(self, cfg: GenerateConfig, inputs: SweepInputs | None = None):
-        from lm.loading import load_tokenizer
-
         self.cfg = cfg
         self.inputs = inputs or load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
         self.tokenizer = load_tokenizer(cfg.proxy.model)

@@ -1,15 +1,15 @@
 """`generate`: a sweep's runs as a plan for an outside trainer (docs/bring-your-own-trainer.md).
 
 The plan is what `sweep` would propose with the same settings, made by the same code: the
-sweep's inputs (datapool/sweep_inputs.py), its samplers and its proposer (actors/sweep_design.py,
-actors/run_proposer.py). Run i of a plan is run i of the sweep: its mixture, data state and seed.
+sweep's inputs (datapool/sweep_inputs.py), its samplers and its proposer (design/sweep_design.py,
+design/run_proposer.py). Run i of a plan is run i of the sweep: its mixture, data state and seed.
 
 PLAN/ holds plan.parquet and its twin plan.csv (one row per run: run_id, index, round, seed,
 sampler, mix.<domain>, state.<domain> = the shards it draws from, x.<domain>.<feature> = the
 means of those shards' documents, budget, budget_unit), plan.json (config, versions, prior,
 state-sampler settings, the runs still waiting for an adaptive round's fit) and
 generate_config.yaml (what `--resume` and `collect` read). With `--export`, data/<run_id>/ holds
-each run's documents (datapool/swarm_runs.py).
+each run's documents (design/swarm_runs.py).
 
 Adaptive plans, as in the sweep: the first `generate` writes every run that needs no fit; an
 adaptive run of round r waits until the runs of rounds < r are in the collected runs table,
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from actors.run_proposer import LocalRoundSnapshots, RunProposer, run_id
-from actors.sweep_design import SweepDesign, build_proposer, config_yaml, cover_targets
+from design.run_proposer import LocalRoundSnapshots, RunProposer, run_id
+from design.sweep_design import SweepDesign, build_proposer, config_yaml, cover_targets
 from causal.covariates import covariate_name
 from causal.runs_table import MIX, read_frame
 from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -104,6 +104,7 @@ def plan_frame(proposals: list[dict], cfg: GenerateConfig, covariates: StateCova
 
 def round_fit(cfg: GenerateConfig, domains: list[str]):
     """The sweep's fit of an adaptive round (the fit actor's, causal/streaming.py), in-process."""
+    # deferred: the estimators import econml and scikit-learn (seconds), needed for adaptive plans only
     from causal.fitting import FitConfig
     from causal.streaming import PolicyTracker
 
