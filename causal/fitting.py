@@ -25,7 +25,7 @@ log = get_logger(__name__)
 class FitConfig:
     estimator: str = "auto"
     """auto (default: the candidate of causal/selection.py whose held-out return predictions
-    are best, among sieve-dml, regression and linear-dml), sieve-dml (DML with a ridge-shrunk basis expansion of the
+    are best, among sieve-dml and regression), sieve-dml (DML with a ridge-shrunk basis expansion of the
     mixture, screened covariates and flexible nuisances), causal-forest (CausalForestDML, the
     paper's), linear-dml, regression (no orthogonalisation), or regmix (the RegMix LightGBM
     baseline)."""
@@ -52,6 +52,11 @@ class FitConfig:
     objective: dict | None = None
     """The objective `y` is recomputed with before fitting (causal/objective.py form), resolved
     (its table statistics filled in) once fitted; None: the runs table's own `y` column."""
+    threads: int = 1
+    """BLAS/OpenMP threads of the fit's numerical libraries. The fit's matrices are small (runs x
+    basis columns), where more threads cost more in synchronisation than they save: 512 runs x 24
+    covariates fitted in 20 s at 1 thread and 151 s at the libraries' default on a 2-core machine
+    with other work running (benchmarks/bench_real_swarms.py times the fit)."""
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -66,6 +71,8 @@ class FitConfig:
             raise ValueError(f"cv must be >= 2, got {self.cv}")
         if self.n_estimators is not None and self.n_estimators < 4:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
             raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
         if self.objective is not None:
@@ -104,9 +111,12 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
 def fit_runs_table(table: RunsTable, config: FitConfig):
     """The fitted estimator; with estimator auto, the winner of causal/selection.py (its
     `selection_` holds every candidate's scores and the choice)."""
-    if config.estimator != "auto":
-        return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
-    return select_estimator(table, lambda name: make_estimator(config, table.domains, name), seed=config.seed)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.threads):
+        if config.estimator != "auto":
+            return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
+        return select_estimator(table, lambda name: make_estimator(config, table.domains, name), seed=config.seed)
 
 
 def estimator_label(estimator, config: FitConfig) -> str:

@@ -2,7 +2,11 @@
 held-out runs, then decide whether it may move the mixture at all.
 
 Every candidate of AUTO_CANDIDATES (registry names of causal/fitting.py, which is what a
-model directory records and its loader reads) is fitted out of fold. The criterion is the
+model directory records and its loader reads) is fitted out of fold, every one on the same
+folds (sieve-dml's own leave-one-out predictions are not used here: its basis, eps and
+covariates are chosen on all runs, which flatters it against a candidate refitted per fold;
+on RegMix's runs that optimism picked it over the regression and lost 0.002 of Spearman
+against LightGBM, docs/causal.md "Real swarms"). The criterion is the
 out-of-fold error of the outcome *difference* between each run and the run nearest it in
 covariates (`pair_difference_mse`): near pairs share their baseline g(X), so the difference
 is what the mixtures did, which is what the policies compare; the plain outcome MSE (the
@@ -21,7 +25,6 @@ from scipy.stats import spearmanr
 from causal.estimators import poly_ridge
 from causal.evidence import attach_model_error, pair_difference_mse, pair_partners, paired_evidence
 from causal.runs_table import RunsTable
-from causal.sieve_dml import NUISANCE_FOLDS, SieveDMLEstimator
 from core.errors import UserError
 
 SELECTION_FOLDS = 4
@@ -74,20 +77,14 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
     Returns the fitted winner; its `selection_` holds every candidate's scores, the skipped
     ones with the reason, the choice and the mixture evidence."""
     partners = pair_partners(table.covariates(), seed)
-    scores, skipped, errors, fitted, predictions = {}, {}, {}, {}, {}
+    scores, skipped, errors, predictions = {}, {}, {}, {}
     for name in AUTO_CANDIDATES:
         candidate = make(name)
         reason = _skip_reason(candidate, table, folds)
         if reason:
             skipped[name] = reason
             continue
-        if isinstance(candidate, SieveDMLEstimator):
-            # its fit already predicts every run held out (nuisances cross-fitted, the final
-            # stage left out one run at a time): four refits saved, the slowest part of auto
-            fitted[name] = candidate.fit(table.mixtures(), table.covariates(), table.y)
-            predicted, used = candidate.heldout_predictions_, NUISANCE_FOLDS
-        else:
-            predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed, label=name)
+        predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed, label=name)
         errors[name], predictions[name] = (predicted - table.y) ** 2, predicted
         mse = float(np.mean(errors[name]))
         scores[name] = {"pair_mse": pair_difference_mse(table.y, predicted, partners), "oof_mse": mse,
@@ -97,7 +94,7 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
         raise UserError(f"fit --estimator auto: no candidate can be fitted out of fold; the runs table has "
                         f"{table.n_runs} runs: {skipped}")
     chosen = min(scores, key=lambda k: scores[k]["pair_mse"])
-    estimator = fitted.get(chosen) or make(chosen).fit(table.mixtures(), table.covariates(), table.y)
+    estimator = make(chosen).fit(table.mixtures(), table.covariates(), table.y)
     attach_model_error(estimator, table.mixtures(), table.y, predictions[chosen], partners)
     estimator.selection_ = {
         "criterion": "out-of-fold error of the outcome difference between runs at similar covariates",
