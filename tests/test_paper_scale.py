@@ -91,3 +91,19 @@ def test_the_private_ray_call_the_scale_monitor_reads_still_exists():
 
     params = inspect.signature(memory_summary).parameters
     assert {"address", "stats_only"} <= set(params)
+
+
+def test_refits_wait_for_the_runs_to_grow_by_refit_growth():
+    from causal.streaming import PolicyTracker
+
+    with pytest.raises(UserError, match="refit_growth"):
+        PolicyTracker(refit_growth=-1)
+    tracker = PolicyTracker(refit_every=4, refit_growth=0.25, background=False)
+    tracker._rows, tracker._rows_at_fit = [{}] * 203, 200
+    assert not tracker._due()                       # 3 new rows: fewer than refit_every
+    tracker._rows = [{}] * 249
+    assert not tracker._due()                       # 49 new: fewer than a quarter of 200
+    tracker._rows = [{}] * 250
+    assert tracker._due()
+    tracker._rows, tracker._rows_at_fit = [{}] * 8, 4
+    assert tracker._due()                           # small tables: refit_every rules
