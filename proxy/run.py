@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.covariates import DEFAULT_FEATURES, sample_covariates
+from causal.covariates import DEFAULT_FEATURES, _isin, sample_covariates
 from causal.runs_table import MIX
 from lm.loading import load_causal_lm, load_tokenizer, pick_device
 from mixture_space.state import DataState
@@ -146,6 +146,17 @@ def run_covariates(spec: RunSpec, sample, *, shards: Mapping[str, pd.DataFrame],
         features, sample.doc_ids, domains, feature_names,
         fallback=state_fallback(features, shards, spec.state,
                                 [d for d in domains if sample.counts[d] == 0], feature_names))
+
+
+def covariate_features(shard_features: Mapping[str, pd.DataFrame], spec: RunSpec, sample) -> pd.DataFrame:
+    """The rows of its state's per-shard features that `run_covariates` reads: the drawn
+    documents', and every row of a domain's state when the run drew nothing from it. The same
+    covariates as from all the state's rows, without concatenating a state that may hold most of
+    the pool (0.18 s a trial for a domain's 136K rows at 800K documents, 0.02 s filtered)."""
+    drawn = pd.Index(sample.doc_ids)
+    whole = {n for d, k in sample.counts.items() if k == 0 for n in spec.state.get(d, ())}
+    parts = [f if n in whole else f[_isin(f["doc_id"], drawn)] for n, f in shard_features.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats, *,
