@@ -72,7 +72,6 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     sweep's runs.parquet) short-circuits a run whose row already landed but whose trial
     Tune had not marked finished when the sweep was interrupted. `train` with workers > 1:
     the run trains through Ray Train (actors/tune_train.py), reporting the same results."""
-    import pandas as pd
     import ray
     import transformers
     from ray import tune
@@ -91,7 +90,8 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     frames = ray.get([data.shards[n] for n in names])
-    features = pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True)
+    # per shard: the run reads only its drawn documents' rows, not a concatenated state
+    features = dict(zip(names, ray.get([data.shard_features[n] for n in names])))
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(data.dev_sets),
                     features=features, feature_names=data.feature_names,
                     on_step=curve_hook(proxy.log_every, lambda point: tune.report(curve_result(point)), on_step))

@@ -93,14 +93,15 @@ def state_fallback(features: pd.DataFrame, shards: Mapping[str, pd.DataFrame], s
 
 
 def run_proxy(cfg: ProxyConfig, spec: RunSpec, *, shards: Mapping[str, pd.DataFrame],
-              dev_sets: Mapping[str, object], features: pd.DataFrame,
+              dev_sets: Mapping[str, object], features: pd.DataFrame | Mapping[str, pd.DataFrame],
               feature_names: Sequence[str] = DEFAULT_FEATURES,
               on_step: Callable[[int, float, StepInfo], None] | None = None) -> dict:
     """Train `cfg.model` on the run's sample, evaluate the dev suite, return the row.
 
     shards: {shard name: frame with doc_id, prompt, response, is_text} (at least the state's).
     dev_sets: {name: proxy.evaluate.DevTask, or (metric kind, dev frame)} (`Pool.dev_tasks()`).
-    features: per-document features (doc_id, domain, feature_names...).
+    features: per-document features (doc_id, domain, feature_names...), or {shard name: those of
+        its documents} (see `run_covariates`).
     """
     start = time.perf_counter()
     device, tokenizer, sample, packed, rng = prepare_run(cfg, spec, shards)
@@ -137,10 +138,14 @@ def draw_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFrame]
     return sample, rng
 
 
-def run_covariates(spec: RunSpec, sample, *, shards: Mapping[str, pd.DataFrame], features: pd.DataFrame,
+def run_covariates(spec: RunSpec, sample, *, shards: Mapping[str, pd.DataFrame],
+                   features: pd.DataFrame | Mapping[str, pd.DataFrame],
                    feature_names: Sequence[str]) -> dict[str, float]:
     """The run's covariates: means over the documents it drew; a domain it drew nothing from
-    takes its state's means (`state_fallback`)."""
+    takes its state's means (`state_fallback`). `features`: one table, or {shard name: the
+    features of its documents} for the state's shards (`covariate_features` keeps what is read)."""
+    if not isinstance(features, pd.DataFrame):
+        features = covariate_features(features, spec, sample)
     domains = list(spec.mixture)
     return sample_covariates(
         features, sample.doc_ids, domains, feature_names,
@@ -160,7 +165,8 @@ def covariate_features(shard_features: Mapping[str, pd.DataFrame], spec: RunSpec
 
 
 def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats, *,
-               shards: Mapping[str, pd.DataFrame], dev_sets: Mapping[str, object], features: pd.DataFrame,
+               shards: Mapping[str, pd.DataFrame], dev_sets: Mapping[str, object],
+               features: pd.DataFrame | Mapping[str, pd.DataFrame],
                feature_names: Sequence[str], device: str, start: float) -> dict:
     """Evaluate the trained model's dev suite and build the runs-table row."""
     metrics = dev_suite(model, tokenizer, dev_sets, cfg, device, seed=spec.seed)
