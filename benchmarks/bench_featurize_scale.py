@@ -12,7 +12,7 @@ The two must give the same features (max |difference| reported). Also: CPU secon
 of one actor scoring one shard in this process (tokenize + style, then the model), and the
 extrapolation of the pool's documents/s to 800K documents.
 
-    python benchmarks/bench_featurize_scale.py [--docs 12000] [--cpus 2]
+    python benchmarks/bench_featurize_scale.py [--docs 6000] [--cpus 2]
 Ends with `RESULT featurize_scale ...`.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def actor_cpu_per_doc(pool_dir: Path, model: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=12_000)
+    parser.add_argument("--docs", type=int, default=6000)
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (one actor each)")
     args = parser.parse_args(argv)
