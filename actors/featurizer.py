@@ -128,7 +128,11 @@ class FeaturizerPool:
 
     def __init__(self, model: str, *, max_length: int, batch_tokens: int,
                  concurrency: int | None = None, device: str = "auto", cpus_per_actor: float = 1,
-                 actor_start_timeout_s: float = 600):
+                 actor_start_timeout_s: float = 600, start_all: bool = True):
+        """start_all: start every actor at once (False: Ray Data's autoscaling from one actor,
+        which on a small cluster scored most shards on one actor while the others' CPUs idled;
+        kept as bench_featurize_scale.py's baseline)."""
+        self.start_all = start_all
         self.model = model
         self.actor_start_timeout_s = actor_start_timeout_s
         self.max_length = max_length
@@ -149,7 +153,8 @@ class FeaturizerPool:
         on_gpu = self.device.startswith("cuda")
         return dataset.map_batches(
             FeaturizerActor, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.size),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.size,
+                                               initial_size=self.size if self.start_all else 1),
             fn_constructor_kwargs={"model": self.model, "device": self.device,
                                    "batch_tokens": self.batch_tokens,
                                    "cpu_threads": max(1, int(self.cpus_per_actor)),

@@ -47,7 +47,6 @@ def known_outcome(mixture: dict[str, float], covariates: dict[str, float], seed:
 
 def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
-    import pandas as pd
     import ray
 
     from proxy.run import draw_run, run_covariates
@@ -56,8 +55,8 @@ def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     shards = dict(zip(names, ray.get([data.shards[n] for n in names])))
-    features = pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True)
     sample, _ = draw_run(proxy, spec, shards, _tokenizer(proxy.model))
+    features = dict(zip(names, ray.get([data.shard_features[n] for n in names])))
     covariates = run_covariates(spec, sample, shards=shards, features=features,
                                 feature_names=data.feature_names)
     row = {"run_id": spec.run_id, **{f"{MIX}{d}": float(w) for d, w in spec.mixture.items()}, **covariates,

@@ -50,7 +50,8 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     frames = ray.get([data.shards[n] for n in names])
-    features = pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True)
+    # per shard: the run reads only its drawn documents' rows, not a concatenated state
+    features = dict(zip(names, ray.get([data.shard_features[n] for n in names])))
     row = run_proxy(proxy, spec, shards=dict(zip(names, frames)), dev_sets=ray.get(data.dev_sets),
                     features=features, feature_names=data.feature_names,
                     on_step=curve_hook(proxy.log_every, lambda point: tune.report(curve_result(point)), on_step))

@@ -17,7 +17,7 @@ Stages (one local Ray of `--cpus` CPUs for all but serve):
   recommend  the analytic and search policies of that model at the pool's covariates;
   serve      benchmarks/bench_serve.py (Serve against bare uvicorn) on that model.
 
-Per stage: wall time, throughput, peak resident memory of the driver and of the largest Ray
+Per stage: wall time, CPU seconds of every process of the run, throughput, peak resident memory of the driver and of the largest Ray
 worker, the object store's peak (benchmarks/scale_monitor.py). For the sweep also: scheduling
 overhead per trial = (slots x first start to last end - the trials' own seconds) / runs, the
 idle slot time around each trial; and the fit actor's lag: `refits_behind_max`, the most refits
@@ -239,6 +239,7 @@ def result_line(out: dict) -> str:
     peak_rss = max(max(out[s]["driver_rss_mib"], out[s]["worker_rss_mib"]) for s in stages)
     parts = {"scale": out["scale"], "docs": out["docs"], "runs": out["runs"], "features": out["featurize"]["mode"],
              **{f"{s}_s": out[s]["wall_s"] for s in stages},
+             **{f"{s}_cpu_s": out[s]["cpu_s"] for s in stages},
              "featurize_docs_per_s": out["featurize"]["docs_per_s"],
              "sweep_runs_per_min": round(sweep["runs_per_min"], 1),
              "overhead_per_trial_s": round(sweep["overhead_per_trial_s"], 2),

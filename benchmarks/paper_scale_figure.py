@@ -1,5 +1,6 @@
-"""The scaling figure of bench_paper_scale.py: wall time and peak memory of every stage against
-the scale, from the `--json` files of runs at several `--scale`s, on log-log axes with a
+"""The scaling figure of bench_paper_scale.py: wall time, CPU seconds (every process of the
+run: on a shared machine they show the growth that a swinging load hides in wall time) and peak
+memory of every stage against the scale, from the `--json` files of runs at several `--scale`s, on log-log axes with a
 slope-1 guide through each stage's smallest point (a stage steeper than its guide grows faster
 than linearly in its work). A stage missing from some runs is drawn where it was measured.
 
@@ -26,7 +27,7 @@ def series(runs: list[dict], stage: str, value) -> tuple[list[float], list[float
 def draw(runs: list[dict], out: Path) -> None:
     from core.figure import subplots
 
-    fig, (time_ax, mem_ax) = subplots(1, 2, figsize=(10, 4))
+    fig, (time_ax, cpu_ax, mem_ax) = subplots(1, 3, figsize=(15, 4))
     for stage in STAGES:
         # the fit stage also times a one-thread fit; its curve is the default fit's own seconds
         scales, walls = series(runs, stage, lambda s: s["fit_s"] if stage == "fit" else s["wall_s"])
@@ -34,6 +35,9 @@ def draw(runs: list[dict], out: Path) -> None:
             continue
         line, = time_ax.plot(scales, walls, "o-", label=stage)
         time_ax.plot(scales, [walls[0] * x / scales[0] for x in scales], ":", color=line.get_color())
+        scales, cpu = series(runs, stage, lambda s: s.get("cpu_s", float("nan")))
+        cpu_ax.plot(scales, cpu, "o-", color=line.get_color(), label=stage)
+        cpu_ax.plot(scales, [cpu[0] * x / scales[0] for x in scales], ":", color=line.get_color())
         scales, rss = series(runs, stage, lambda s: max(s["driver_rss_mib"], s["worker_rss_mib"]) / 1024)
         mem_ax.plot(scales, rss, "o-", color=line.get_color(), label=f"{stage} peak RSS")
     scales, walls = series(runs, "fit", lambda s: s.get("fit_1thread_s", float("nan")))
@@ -41,6 +45,7 @@ def draw(runs: list[dict], out: Path) -> None:
     scales, store = series(runs, "sweep", lambda s: s["object_store_mib"] / 1024)
     mem_ax.plot(scales, store, "s--", color="black", label="object store (sweep)")
     for ax, title, unit in ((time_ax, "wall time per stage (dotted: linear)", "seconds"),
+                            (cpu_ax, "CPU seconds, all processes (dotted: linear)", "CPU seconds"),
                             (mem_ax, "peak resident memory, any process", "GiB")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -49,6 +54,7 @@ def draw(runs: list[dict], out: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     time_ax.legend(fontsize=8)
+    cpu_ax.legend(fontsize=8)
     mem_ax.legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,15 +45,20 @@ def object_store_mib() -> float | None:
 class StagePeaks:
     name: str
     started: float = field(default_factory=time.perf_counter)
+    started_unix: float = field(default_factory=time.time)
     wall_s: float = 0.0
     driver_mib: float = 0.0
     worker_mib: float = 0.0
     worker: str = ""
     worker_uss_mib: float = 0.0
     store_mib: float = 0.0
+    cpu_s: float = 0.0
+    # (pid, create_time) -> CPU seconds at its first and its latest sample in this stage
+    cpu_seen: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"wall_s": round(self.wall_s, 2), "driver_rss_mib": round(self.driver_mib),
+        return {"wall_s": round(self.wall_s, 2), "cpu_s": round(self.cpu_s, 1),
+                "driver_rss_mib": round(self.driver_mib),
                 "worker_rss_mib": round(self.worker_mib), "largest_worker": self.worker,
                 "worker_uss_mib": round(self.worker_uss_mib),
                 "object_store_mib": round(self.store_mib)}
@@ -92,13 +97,15 @@ class ScaleMonitor:
                 peaks = monitor._current
                 monitor._sample(store=True)
                 peaks.wall_s = time.perf_counter() - peaks.started
+                peaks.cpu_s = sum(last - first for first, last in peaks.cpu_seen.values())
                 monitor._current = None
 
         return _Stage()
 
-    def _workers(self):
+    def _workers(self, peaks: StagePeaks):
         for child in self._me.children(recursive=True):
             try:
+                _count_cpu(peaks, child, started_before=child.create_time() < peaks.started_unix)
                 title = " ".join(child.cmdline())
                 if title.startswith("ray::"):
                     yield title.split()[0], child.memory_info().rss, child.memory_full_info().uss
@@ -110,7 +117,8 @@ class ScaleMonitor:
         if peaks is None:
             return
         peaks.driver_mib = max(peaks.driver_mib, self._me.memory_info().rss / 2**20)
-        for title, rss, uss in self._workers():
+        _count_cpu(peaks, self._me, started_before=True)
+        for title, rss, uss in self._workers(peaks):
             if rss / 2**20 > peaks.worker_mib:
                 peaks.worker_mib, peaks.worker = rss / 2**20, title
             peaks.worker_uss_mib = max(peaks.worker_uss_mib, uss / 2**20)
@@ -127,3 +135,13 @@ class ScaleMonitor:
                 self._sample()
             except Exception:  # noqa: BLE001 - a stage ended mid-sample; the next sample counts
                 continue
+
+
+def _count_cpu(peaks: StagePeaks, process: psutil.Process, *, started_before: bool) -> None:
+    """Record `process`'s CPU seconds; one that started during the stage counts from zero (a
+    process that ends between samples loses its last half second)."""
+    times = process.cpu_times()
+    used = times.user + times.system
+    key = (process.pid, process.create_time())
+    first = peaks.cpu_seen.get(key, (used if started_before else 0.0, used))[0]
+    peaks.cpu_seen[key] = (first, used)

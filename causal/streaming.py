@@ -12,7 +12,9 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from causal.fitting import FitConfig, fit_runs_table
 from causal.model_dir import DEFAULT_TRUST_RADIUS, FittedMixtureModel, save_model_dir
@@ -51,7 +54,8 @@ class PolicyTracker:
     def __init__(self, *, config: FitConfig | None = None, run_dir: str | os.PathLike | None = None,
                  target_covariates: Mapping[str, float] | None = None, refit_every: int = 16,
                  trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True,
-                 busy_share: float = 0.5):
+                 busy_share: float = 0.5, refit_growth: float = 0.0, fit_threads: int | None = None,
+                 fit_nice: int = 0):
         """
         config: estimator settings (FitConfig). run_dir: where policy.jsonl goes (None: nowhere).
         target_covariates: the target pool's covariates; None: the mean covariates of the runs.
@@ -62,11 +66,22 @@ class PolicyTracker:
         are slower than runs land, the cadence follows the refit's time (never a queue of stale
         refits, each snapshot one refit behind) without taking a core from the trials and the
         driver all the time; 1: back to back.
+        refit_growth: a refit also waits until the rows grew by this fraction of the last fit's
+        rows (0: off): with refits whose time grows with the rows, refits every `refit_every`
+        rows cost O(n^2 / refit_every) in all, growth g keeps the total O(n (1 + 1/g)), linear.
+        fit_threads: BLAS/OpenMP threads of background refits (threadpoolctl; None: the
+        process's). fit_nice: niceness added to the background refit thread (Linux, where it is
+        per thread), so that trials and the driver landing runs go first on a busy machine.
         """
         if refit_every < 1:
             raise UserError(f"refit_every must be >= 1, got {refit_every}")
         if not 0 < busy_share <= 1:
             raise UserError(f"busy_share must lie in (0, 1], got {busy_share}")
+        if refit_growth < 0:
+            raise UserError(f"refit_growth must be >= 0, got {refit_growth}")
+        if fit_threads is not None and fit_threads < 1:
+            raise UserError(f"fit_threads must be >= 1 or None, got {fit_threads}")
+        self.refit_growth, self.fit_threads, self.fit_nice = refit_growth, fit_threads, fit_nice
         self.busy_share = busy_share
         self.config = config or FitConfig()
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -100,7 +115,7 @@ class PolicyTracker:
                     known.add(row.get("run_id"))
                     new.append(row)
             self._rows.extend(new)
-            n, due = len(self._rows), len(self._rows) - self._rows_at_fit >= self.refit_every
+            n, due = len(self._rows), self._due()
         if due:
             self._start_fit()
         return n
@@ -130,14 +145,22 @@ class PolicyTracker:
             self._thread = threading.Thread(target=self._fit_loop, name="policy-refit", daemon=True)
             self._thread.start()
 
+    def _due(self) -> bool:
+        """Enough new rows for a refit (call with the lock held)."""
+        needed = max(self.refit_every, math.ceil(self.refit_growth * self._rows_at_fit))
+        return len(self._rows) - self._rows_at_fit >= needed
+
     def _fit_loop(self) -> None:
-        while True:
-            started = time.perf_counter()
-            self._fit_once()
-            with self._lock:
-                if len(self._rows) - self._rows_at_fit < self.refit_every:
-                    return
-            time.sleep((time.perf_counter() - started) * (1 / self.busy_share - 1))
+        if self.fit_nice and sys.platform.startswith("linux"):
+            os.nice(self.fit_nice)  # this thread only: Linux keeps a niceness per thread
+        with threadpool_limits(limits=self.fit_threads):
+            while True:
+                started = time.perf_counter()
+                self._fit_once()
+                with self._lock:
+                    if not self._due():
+                        return
+                time.sleep((time.perf_counter() - started) * (1 / self.busy_share - 1))
 
     def _fit_once(self) -> None:
         with self._fit_lock:

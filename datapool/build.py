@@ -18,8 +18,10 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.atomic import (atomic_write_json, atomic_write_parquet, atomic_write_text, check_not_input,
@@ -38,8 +40,9 @@ def doc_id(domain: str, prompt: str, response: str, is_text: bool, occurrence: i
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
-def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
-    rows = []
+def _iter_jsonl(path: Path, needed: list[str], where: str, chunk: int) -> Iterator[pd.DataFrame]:
+    """The file's rows in frames of `chunk` rows (the last may be shorter), read as they go."""
+    rows, first = [], 0
     # Bytes decoded line by line, so that a non-UTF-8 file is reported with its line number.
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
@@ -62,7 +65,11 @@ def _read_jsonl(path: Path, needed: list[str], where: str) -> pd.DataFrame:
                 raise UserError(f"{where}.columns: {path} line {lineno} has no column(s) {missing}")
             _check_text(obj, needed, f"{where}: {path} line {lineno}")
             rows.append({c: obj[c] for c in needed})
-    return pd.DataFrame(rows, columns=needed)
+            if len(rows) == chunk:
+                yield pd.DataFrame(rows, columns=needed, index=pd.RangeIndex(first, first + chunk))
+                rows, first = [], first + chunk
+    if rows or not first:
+        yield pd.DataFrame(rows, columns=needed, index=pd.RangeIndex(first, first + len(rows)))
 
 
 def _check_text(row, columns: list[str], where: str) -> None:
@@ -83,20 +90,44 @@ def _check_text_columns(frame: pd.DataFrame, columns: list[str], where: str) -> 
             _check_text(frame.loc[bad[0]], [column], f"{where} row {int(bad[0]) + 1}")
 
 
-def _read_parquet(path: Path, needed: list[str], where: str) -> pd.DataFrame:
+def _iter_parquet(path: Path, needed: list[str], where: str, chunk: int) -> Iterator[pd.DataFrame]:
+    """The file's rows in frames of `chunk` rows (the last may be shorter), a batch read at a time."""
     try:
-        names = pq.read_schema(path).names
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises several types for a broken file
         raise UserError(f"{where}: cannot read Parquet file {path}: {exc}") from None
     missing = [c for c in needed if c not in names]
     if missing:
         raise UserError(f"{where}.columns: {path} has no column(s) {missing} (it has {names})")
+    batches = parquet.iter_batches(batch_size=chunk, columns=needed)
+    first = 0
+    for table in _rechunk(batches, chunk, f"{where}: cannot read columns {needed} of Parquet file {path}"):
+        frame = table.to_pandas().set_axis(pd.RangeIndex(first, first + table.num_rows))
+        _check_text_columns(frame, needed, f"{where}: {path}")
+        first += table.num_rows
+        yield frame
+    if not first:
+        yield pd.DataFrame(columns=needed)
+
+
+def _rechunk(batches, size: int, error: str) -> Iterator[pa.Table]:
+    """Arrow record batches (which a row group's end may cut short) regrouped into tables of
+    exactly `size` rows, the last one shorter."""
+    held, n = [], 0
     try:
-        frame = pq.read_table(path, columns=needed).to_pandas()
-    except Exception as exc:  # e.g. ArrowInvalid for a string column that is not valid UTF-8
-        raise UserError(f"{where}: cannot read columns {needed} of Parquet file {path}: {exc}") from None
-    _check_text_columns(frame.reset_index(drop=True), needed, f"{where}: {path}")
-    return frame
+        for batch in batches:
+            held.append(batch)
+            n += batch.num_rows
+            while n >= size:
+                table = pa.Table.from_batches(held)
+                yield table.slice(0, size)
+                rest = table.slice(size)
+                held, n = rest.to_batches(), rest.num_rows
+    except (pa.ArrowException, OSError) as exc:  # e.g. a string column that is not valid UTF-8
+        raise UserError(f"{error}: {exc}") from None
+    if n:
+        yield pa.Table.from_batches(held)
 
 
 def _resolve_files(source: SourceSpec, base_dir: Path, where: str) -> list[Path]:
@@ -147,35 +178,51 @@ def _normalise(frame: pd.DataFrame, source: SourceSpec, origin: str) -> pd.DataF
 
 def read_source(source: SourceSpec, base_dir: Path, where: str) -> list[pd.DataFrame]:
     """One normalised frame (prompt, response, is_text, source) per source file or dataset."""
+    return [pd.concat(list(chunks), ignore_index=True)
+            for chunks in iter_source(source, base_dir, where, chunk=2**62)]
+
+
+def iter_source(source: SourceSpec, base_dir: Path, where: str, *, chunk: int) -> Iterator[Iterator[pd.DataFrame]]:
+    """Per source file or dataset, its normalised frames (prompt, response, is_text, source) of
+    `chunk` rows each (the last shorter), read as they are consumed: memory bounded by a chunk."""
     needed = list(source.columns.values())
     if source.hf is not None:
-        import datasets
-
-        hf = source.hf
-        try:
-            ds = datasets.load_dataset(hf.name, hf.config, split=hf.split, data_files=hf.data_files)
-        except Exception as exc:  # datasets raises many types (offline, missing config, ...)
-            raise UserError(f"{where}.hf: cannot load dataset {hf.name!r}: {exc}") from None
-        missing = [c for c in needed if c not in ds.column_names]
-        if missing:
-            raise UserError(f"{where}.columns: dataset {hf.name!r} has no column(s) {missing} "
-                            f"(it has {ds.column_names})")
-        frame = ds.select_columns(needed).to_pandas()
-        _check_text_columns(frame, needed, f"{where}: dataset {hf.name!r}")
-        return [_normalise(frame, source, f"hf:{hf.name}")]
-    frames = []
+        frame = _read_hf(source, needed, where)
+        yield (_normalise(frame.iloc[i:i + chunk], source, f"hf:{source.hf.name}")
+               for i in range(0, max(1, len(frame)), chunk))
+        return
     for path in _resolve_files(source, base_dir, where):
         fmt = source.format or ("parquet" if path.suffix == ".parquet" else "jsonl")
-        reader = _read_parquet if fmt == "parquet" else _read_jsonl
+        reader = _iter_parquet if fmt == "parquet" else _iter_jsonl
         rel = os.path.relpath(path, base_dir)
-        frames.append(_normalise(reader(path, needed, where), source, rel))
-    return frames
+        yield (_normalise(frame, source, rel) for frame in reader(path, needed, where, chunk))
+
+
+def _read_hf(source: SourceSpec, needed: list[str], where: str) -> pd.DataFrame:
+    import datasets
+
+    hf = source.hf
+    try:
+        ds = datasets.load_dataset(hf.name, hf.config, split=hf.split, data_files=hf.data_files)
+    except Exception as exc:  # datasets raises many types (offline, missing config, ...)
+        raise UserError(f"{where}.hf: cannot load dataset {hf.name!r}: {exc}") from None
+    missing = [c for c in needed if c not in ds.column_names]
+    if missing:
+        raise UserError(f"{where}.columns: dataset {hf.name!r} has no column(s) {missing} "
+                        f"(it has {ds.column_names})")
+    frame = ds.select_columns(needed).to_pandas()
+    _check_text_columns(frame, needed, f"{where}: dataset {hf.name!r}")
+    return frame
 
 
 def _assign_doc_ids(frame: pd.DataFrame, domain: str, seen: Counter) -> pd.Series:
+    """Each document's id, counting its exact duplicates in `seen` (over the whole domain), keyed
+    by a 16-byte digest of the document rather than its text, so that the count of a streamed
+    build holds no documents."""
     ids = []
     for prompt, response, is_text in zip(frame["prompt"], frame["response"], frame["is_text"]):
-        key = (prompt, response, bool(is_text))
+        key = hashlib.blake2b(f"{int(is_text)}:{len(prompt)}:{prompt}{response}".encode("utf-8"),
+                              digest_size=16).digest()
         ids.append(doc_id(domain, prompt, response, bool(is_text), seen[key]))
         seen[key] += 1
     return pd.Series(ids, index=frame.index)
@@ -186,15 +233,17 @@ def _shard_domain(manifest: PoolManifest, domain, tmp: Path) -> list[dict]:
     seen: Counter = Counter()
     shards = []
     for j, source in enumerate(domain.sources):
-        for frame in read_source(source, manifest.base_dir, f"{where}: sources[{j}]"):
-            frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, seen))
-            frame.insert(1, "domain", domain.name)
-            for start in range(0, len(frame), manifest.shard_size):
-                part = frame.iloc[start:start + manifest.shard_size][DOC_COLUMNS]
+        # a shard's worth read, written, dropped: memory bounded by a shard, not a source file
+        for chunks in iter_source(source, manifest.base_dir, f"{where}: sources[{j}]", chunk=manifest.shard_size):
+            for frame in chunks:
+                if frame.empty:
+                    continue
+                frame.insert(0, "doc_id", _assign_doc_ids(frame, domain.name, seen))
+                frame.insert(1, "domain", domain.name)
                 rel = f"shards/{domain.name}/shard-{len(shards):05d}.parquet"
-                atomic_write_parquet(tmp / rel, part)
-                shards.append({"path": rel, "n_docs": len(part), "source": part["source"].iloc[0],
-                               "n_chars": int((part["prompt"].str.len() + part["response"].str.len()).sum())})
+                atomic_write_parquet(tmp / rel, frame[DOC_COLUMNS])
+                shards.append({"path": rel, "n_docs": len(frame), "source": frame["source"].iloc[0],
+                               "n_chars": int((frame["prompt"].str.len() + frame["response"].str.len()).sum())})
     if not shards:
         raise UserError(f"{where}: sources hold no documents (the domain is empty)")
     return shards

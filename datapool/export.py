@@ -40,6 +40,7 @@ from core.errors import UserError
 from core.inputs import load_json_text, read_text
 from core.provenance import provenance, sha256_file
 from datapool.build import pool_parts
+from datapool.export_stream import ExportPlan, plan_rows, quiet_datasets, shard_names, trl_columns, write_plan
 from datapool.pool import Pool, read_shard
 from mixture_space import DEFAULT_MAX_EPOCHS
 
@@ -236,28 +237,54 @@ def epoch_cap_violations(targets: Mapping[str, float], pool_tokens: Mapping[str,
     return out
 
 
-def plan_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: int = 0,
-                max_epochs: float = DEFAULT_MAX_EPOCHS, tokenizer=None) -> tuple[pd.DataFrame, dict]:
-    """The training rows (shuffled across domains) and the per-domain counts.
+def _domain_doc_tokens(pool: Pool, domain: str, tokenizer) -> np.ndarray:
+    """Tokens of each of the domain's documents, in shard order, a shard read at a time."""
+    counts = [count_tokens(document_texts(read_shard(s.path)), tokenizer) for s in pool.shards(domain)]
+    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
 
-    Rows: the pool's document columns plus `epoch` (0-based pass over its domain) and
-    `n_tokens`. Raises UserError (naming domains and numbers) when a domain would need more
-    than `max_epochs` passes.
-    """
+
+def draw_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: int = 0,
+                max_epochs: float = DEFAULT_MAX_EPOCHS, tokenizer=None) -> tuple[ExportPlan, dict]:
+    """The export's plan (rows shuffled across domains, no text) and the per-domain counts,
+    reading the pool a shard at a time. Raises UserError (naming domains and numbers) when a
+    domain would need more than `max_epochs` passes."""
     if not (isinstance(max_epochs, (int, float)) and math.isfinite(max_epochs) and max_epochs > 0):
         raise UserError(f"--max-epochs {max_epochs}: give a number > 0")
     mixture = check_mixture_domains(mixture, pool, "--mixture")
     tokenizer = _as_tokenizer(tokenizer)
-    frames, doc_tokens = {}, {}
-    for d in pool.domains:
-        if mixture[d] > 0:
-            # a domain without shards counts 0 tokens and is refused by the epoch check below
-            frames[d] = (pool.read(d) if pool.shards(d)
-                         else pd.DataFrame({"prompt": pd.Series(dtype=str),
-                                            "response": pd.Series(dtype=str)}))
-            doc_tokens[d] = count_tokens(document_texts(frames[d]), tokenizer)
+    # a domain without shards counts 0 tokens and is refused by the epoch check below
+    doc_tokens = {d: _domain_doc_tokens(pool, d, tokenizer) for d in pool.domains if mixture[d] > 0}
     pool_tokens = {d: int(t.sum()) for d, t in doc_tokens.items()}
-    targets = {d: mixture[d] * tokens for d in frames}
+    targets = {d: mixture[d] * tokens for d in doc_tokens}
+    _check_epochs(pool, mixture, tokens, targets, pool_tokens, max_epochs)
+    parts, counts = [], {}
+    for k, d in enumerate(pool.domains):
+        entry = {"weight": mixture[d], "target_tokens": mixture[d] * tokens, "tokens": 0,
+                 "documents": 0, "unique_documents": 0, "epochs": 0.0,
+                 "pool_tokens": pool_tokens.get(d), "pool_documents": pool.n_docs(d)}
+        if d in doc_tokens:
+            draw = draw_domain(doc_tokens[d], targets[d], _domain_rng(seed, d))
+            parts.append((np.full(len(draw.index), k), draw.index, draw.epoch, doc_tokens[d][draw.index]))
+            entry.update(tokens=draw.tokens, documents=len(draw.index),
+                         unique_documents=int(len(np.unique(draw.index))),
+                         epochs=draw.tokens / pool_tokens[d] if pool_tokens[d] else 0.0,
+                         max_doc_tokens=int(doc_tokens[d].max()) if len(doc_tokens[d]) else 0)
+        counts[d] = entry
+    columns = ([np.concatenate(c).astype(np.int64) for c in zip(*parts)] if parts
+               else [np.zeros(0, np.int64)] * 4)
+    n_rows = len(columns[0])
+    if n_rows == 0:
+        raise UserError(f"--tokens {tokens}: too small to hold a single document of the mixture")
+    shuffle = np.random.default_rng([int(seed), 0x5EED]).permutation(n_rows)
+    plan = ExportPlan(list(pool.domains), *(c[shuffle] for c in columns))
+    for d, entry in counts.items():
+        # interleave_datasets samples documents, not tokens: these document probabilities give
+        # the same expected token shares as this export
+        entry["sampling_probability"] = entry["documents"] / n_rows
+    return plan, counts
+
+
+def _check_epochs(pool: Pool, mixture, tokens: int, targets, pool_tokens, max_epochs: float) -> None:
     over = epoch_cap_violations(targets, pool_tokens, max_epochs)
     empty = sorted(d for d in over if pool_tokens[d] == 0)
     if empty:
@@ -265,39 +292,22 @@ def plan_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: 
                         f"{pool.name!r}; give them weight 0")
     if over:
         # the largest budget every domain can serve within the cap, for the error message
-        fit = min(max_epochs * pool_tokens[d] / mixture[d] for d in frames)
+        fit = min(max_epochs * pool_tokens[d] / mixture[d] for d in targets)
         detail = "; ".join(f"{d}: weight {mixture[d]:.4g} x {tokens} = {targets[d]:.0f} tokens "
                            f"= {need:.3g} epochs of its {pool_tokens[d]} tokens" for d, need in over.items())
         raise UserError(f"the mixture needs more than --max-epochs {max_epochs:g} of some domains "
                         f"({detail}); lower --tokens to at most {math.floor(fit)}, raise --max-epochs, "
                         "or lower those domains' weights")
-    parts, counts = [], {}
-    for d in pool.domains:
-        entry = {"weight": mixture[d], "target_tokens": mixture[d] * tokens, "tokens": 0,
-                 "documents": 0, "unique_documents": 0, "epochs": 0.0,
-                 "pool_tokens": pool_tokens.get(d), "pool_documents": pool.n_docs(d)}
-        if d in frames:
-            draw = draw_domain(doc_tokens[d], targets[d], _domain_rng(seed, d))
-            part = frames[d].iloc[draw.index].reset_index(drop=True)
-            part["epoch"] = draw.epoch
-            part["n_tokens"] = doc_tokens[d][draw.index]
-            parts.append(part)
-            entry.update(tokens=draw.tokens, documents=len(draw.index),
-                         unique_documents=int(len(np.unique(draw.index))),
-                         epochs=draw.tokens / pool_tokens[d] if pool_tokens[d] else 0.0,
-                         max_doc_tokens=int(doc_tokens[d].max()) if len(doc_tokens[d]) else 0)
-        counts[d] = entry
-    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if len(rows) == 0:
-        raise UserError(f"--tokens {tokens}: too small to hold a single document of the mixture")
-    shuffle = np.random.default_rng([int(seed), 0x5EED]).permutation(len(rows))
-    rows = rows.iloc[shuffle].reset_index(drop=True)
-    n_rows = len(rows)
-    for d, entry in counts.items():
-        # interleave_datasets samples documents, not tokens: these document probabilities give
-        # the same expected token shares as this export
-        entry["sampling_probability"] = entry["documents"] / n_rows
-    return rows, counts
+
+
+def plan_export(pool: Pool, mixture: Mapping[str, float], tokens: int, *, seed: int = 0,
+                max_epochs: float = DEFAULT_MAX_EPOCHS, tokenizer=None) -> tuple[pd.DataFrame, dict]:
+    """`draw_export`'s rows with their documents, in memory (`write_export` streams them):
+    the pool's document columns plus `epoch` (0-based pass over its domain) and `n_tokens`."""
+    plan, counts = draw_export(pool, mixture, tokens, seed=seed, max_epochs=max_epochs, tokenizer=tokenizer)
+    places, parts = zip(*plan_rows(pool, plan))
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.iloc[np.argsort(np.concatenate(places))].reset_index(drop=True), counts
 
 
 def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
@@ -305,17 +315,6 @@ def sampling_probabilities(counts: Mapping[str, dict]) -> dict[str, float]:
 
 
 # ---- writing ----------------------------------------------------------------------------
-
-
-def trl_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows as a dataset TRL's SFTTrainer reads without a formatting function: standard
-    prompt-completion (`prompt`, `completion`), or language modeling (`text`) when every
-    document is a text document (docs/export.md cites TRL's dataset formats)."""
-    meta = [c for c in rows.columns if c not in ("prompt", "response", "is_text")]
-    if rows["is_text"].all():
-        return pd.concat([rows[["response"]].rename(columns={"response": "text"}), rows[meta]], axis=1)
-    return pd.concat([rows[["prompt", "response"]].rename(columns={"response": "completion"}), rows[meta]],
-                     axis=1)
 
 
 def write_export(config: ExportConfig) -> dict:
@@ -332,7 +331,7 @@ def write_export(config: ExportConfig) -> dict:
         raise UserError(f"--format {config.format!r}: give one of {list(COLUMN_FORMATS)}")
     pool = Pool.open(config.pool)
     mixture = read_mixture(config.mixture)
-    rows, counts = plan_export(pool, mixture, config.tokens, seed=config.seed,
+    plan, counts = draw_export(pool, mixture, config.tokens, seed=config.seed,
                                max_epochs=config.max_epochs, tokenizer=config.tokenizer)
     counter = ({"kind": "tokenizer", "path": str(config.tokenizer),
                 "rule": "tokens of prompt + response without special tokens"}
@@ -344,7 +343,7 @@ def write_export(config: ExportConfig) -> dict:
         "pool": pool.name,
         "tokens_target": config.tokens,
         "tokens": int(sum(c["tokens"] for c in counts.values())),
-        "documents": len(rows),
+        "documents": len(plan.domain),
         "token_counter": counter,
         "seed": config.seed,
         "max_epochs": config.max_epochs,
@@ -354,40 +353,24 @@ def write_export(config: ExportConfig) -> dict:
                                  pool_index=str(pool.root / "pool.json"),
                                  pool_index_sha256=sha256_file(pool.root / "pool.json")),
     }
-    return write_training_set(out, rows, record, config.shard_rows, column_format=config.format)
+    return write_plan(out, pool, plan, record, config.shard_rows, config.format)
 
 
 def write_training_set(out: Path, rows: pd.DataFrame, record: dict, shard_rows: int = DEFAULT_SHARD_ROWS,
                        column_format: str = "trl") -> dict:
-    """Write `rows` (in training order) as an export directory, replacing `out` whole: the
-    Parquet shards, the `datasets` folder and counts.json (`record` plus the columns and file
-    list, returned), in `column_format` (COLUMN_FORMATS). The one place rows become files, for
-    `export` and for `generate --export`'s per-run sets."""
+    """Write `rows` (in training order, held in memory: `generate --export`'s per-run sets) as
+    an export directory, replacing `out` whole: the Parquet shards, the `datasets` folder and
+    counts.json (`record` plus the columns and file list, returned), in `column_format`
+    (COLUMN_FORMATS). `export` streams its rows instead (export_stream.write_plan)."""
     import datasets
 
     if column_format == "trl":
         rows = trl_columns(rows)
-    record = {**record, "columns": list(rows.columns)}
-    n_shards = max(1, math.ceil(len(rows) / shard_rows))
-    shard_names = [f"data/train-{i:05d}-of-{n_shards:05d}.parquet" for i in range(n_shards)]
-    record = {**record, "files": {"parquet": shard_names, "hf_dataset": "hf"}}
-    # the CLI prints its own summary; the per-shard progress bar would only interleave with it
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        _write_files(out, rows, record, shard_names, shard_rows)
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-    return record
-
-
-def _write_files(out: Path, rows: pd.DataFrame, record: dict, shard_names: list[str],
-                 shard_rows: int) -> None:
-    import datasets
-
-    with atomic_directory(out) as tmp:
-        for i, name in enumerate(shard_names):
+    names = shard_names(len(rows), shard_rows)
+    record = {**record, "columns": list(rows.columns), "files": {"parquet": names, "hf_dataset": "hf"}}
+    with quiet_datasets(), atomic_directory(out) as tmp:
+        for i, name in enumerate(names):
             atomic_write_parquet(tmp / name, rows.iloc[i * shard_rows:(i + 1) * shard_rows])
         datasets.Dataset.from_pandas(rows, preserve_index=False).save_to_disk(str(tmp / "hf"))
         atomic_write_json(tmp / "counts.json", record)
+    return record

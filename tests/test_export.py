@@ -270,3 +270,37 @@ def test_trl_columns_of_text_documents():
     assert list(trl_columns(rows).columns) == ["prompt", "completion", "doc_id", "domain"]
     text = trl_columns(rows.iloc[:1])
     assert list(text.columns) == ["text", "doc_id", "domain"] and text["text"].tolist() == ["text"]
+
+
+def test_export_streams_a_pool_shard_at_a_time(pool_dir, tmp_path, monkeypatch):
+    """`export` never holds a domain: each pool shard is read twice (tokens, then its drawn rows)
+    and the files are those of the same rows written from memory."""
+    from collections import Counter
+
+    import datapool.export as export
+    import datapool.export_stream as export_stream
+    from datapool.export import document_texts, write_training_set
+
+    reads, read_shard = Counter(), export.read_shard
+
+    def counted(path):
+        reads[path] += 1
+        return read_shard(path)
+
+    monkeypatch.setattr(export, "read_shard", counted)
+    monkeypatch.setattr(export_stream, "read_shard", counted)
+    monkeypatch.setattr(Pool, "read", lambda *a: pytest.fail("a whole domain read"))
+    pool = Pool.open(pool_dir)
+    budget = int(sum(domain_token_counts(pool).values()) * 1.5)
+    mix = _mixture(tmp_path, {"code": 0.5, "math": 0.3, "chat": 0.2})
+    reads.clear()
+    record = write_export(ExportConfig(pool=str(pool_dir), mixture=mix, tokens=budget,
+                                       out=str(tmp_path / "out"), seed=3, shard_rows=70))
+    assert set(reads.values()) == {2} and len(reads) == len(pool.shards())
+    rows, _ = plan_export(pool, read_mixture(mix), budget, seed=3)
+    assert (count_tokens(document_texts(rows)) == rows["n_tokens"]).all()  # each row has its document
+    memory = write_training_set(tmp_path / "memory", rows, {}, 70)
+    assert record["files"] == memory["files"] and record["columns"] == memory["columns"]
+    for name in record["files"]["parquet"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / name),
+                                      pd.read_parquet(tmp_path / "memory" / name))

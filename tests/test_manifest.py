@@ -158,3 +158,23 @@ def test_a_hub_source_may_be_named_by_a_string(tmp_path):
     assert (source.hf.name, source.hf.split, source.columns) == ("openai/gsm8k", "train",
                                                                  {"prompt": "prompt", "response": "response"})
     assert manifest.shard_size == 2000 and manifest.harness == []
+
+
+def test_build_streams_a_shard_at_a_time_with_the_ids_of_a_whole_file_read(tmp_path):
+    """Sources are read a shard's worth at a time: Parquet row groups (3 rows) cut across the
+    shards (4 rows), exact duplicates far apart still count as the next occurrence."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from datapool.build import doc_id
+
+    texts = [f"doc {i % 5}" for i in range(10)]  # each text twice, 5 rows apart
+    (tmp_path / "raw").mkdir()
+    pq.write_table(pa.table({"content": texts}), tmp_path / "raw/web.parquet", row_group_size=3)
+    data = {"name": "toy", "shard_size": 4,
+            "domains": [{"name": "web", "sources": [{"path": "raw/web.parquet", "columns": {"text": "content"}}]}]}
+    pool = Pool.open(build_pool(_manifest(tmp_path, data), tmp_path / "built"))
+    assert [s.n_docs for s in pool.shards("web")] == [4, 4, 2]
+    web = pool.read("web")
+    assert web["response"].tolist() == texts
+    assert web["doc_id"].tolist() == [doc_id("web", "", t, True, i // 5) for i, t in enumerate(texts)]
