@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,6 +111,9 @@ def main() -> None:
         parser.error(f"unknown method, family or size {unknown}; methods {list(METHODS)}, families {list(FAMILIES)}, "
                      f"sizes {list(SIZES)}")
     results: dict = {}
+    # every method's libraries at one thread, as `fit` runs them (FitConfig.threads): LightGBM's
+    # and BLAS's thread pools spin against each other on a small shared machine
+    limits = threadpool_limits(limits=1)
     total = len(families) * len(sizes) * args.seeds
     done, start = 0, time.perf_counter()
     for family in families:
@@ -130,6 +134,7 @@ def main() -> None:
                 done += 1
                 eta = (time.perf_counter() - start) / done * (total - done)
                 print(f"[{done}/{total}] {family} {size} seed {seed}  ETA {eta:.0f} s", file=sys.stderr, flush=True)
+    limits.restore_original_limits()
     summary = report(results, families, sizes, methods)
     print("RESULT truth " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
