@@ -206,8 +206,6 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     on the runs without their x.* columns, i.e. a state-agnostic fit)."""
     import pandas as pd
 
-    from causal.fitting import FitConfig
-    from causal.fitting import fit_and_save
     from causal.runs_table import COV  # deferred: heavy import (pandas), not for `demo --help`
     from core.atomic import atomic_write_parquet
 
@@ -215,25 +213,33 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     frame = pd.read_parquet(runs)
     atomic_write_parquet(work / "runs" / NO_COVARIATES_RUNS,
                          frame.drop(columns=[c for c in frame.columns if c.startswith(COV)]))
-    from core.errors import UserError
-
     out = {}
     for name, est in FITTED.items():
-        est = est or out["model"]["estimator"]
         source = work / "runs" / (NO_COVARIATES_RUNS if name == "model-no-covariates" else "runs.parquet")
-        try:
-            record = fit_and_save(str(source), str(work / name), FitConfig(estimator=est, seed=cfg.seed))
-        except UserError:
-            if est != "regression":
-                raise
-            # One OLS with theta linear in 12 covariates needs 66 runs for the log treatment
-            # features; the linear ones (K-1 per domain) fit on 53, within the demo's sweep.
-            record = fit_and_save(str(source), str(work / name),
-                                  FitConfig(estimator=est, seed=cfg.seed, treatment_featurizer="linear"))
-            record["treatment_featurizer"] = "linear"
+        record = _fit_one(source, work / name, est or out["model"]["estimator"], cfg.seed)
         out[name] = {k: v for k, v in record.items()
-                     if k in ("estimator", "n_runs", "fit_s", "model_version", "treatment_featurizer")}
+                     if k in ("estimator", "n_runs", "fit_s", "model_version", "treatment_featurizer", "fallback")}
     return out
+
+
+def _fit_one(source: Path, out_dir: Path, est: str, seed: int) -> dict:
+    from causal.fitting import FitConfig, fit_and_save
+    from core.errors import UserError
+
+    try:
+        return fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed))
+    except UserError as exc:
+        if est == "auto":
+            # too few runs to cross-validate the candidates (the quick demo's 24 with 4
+            # covariates): the sweep's estimator, which fits on them
+            record = fit_and_save(str(source), str(out_dir), FitConfig(estimator=SWEEP_FIT, seed=seed))
+            return {**record, "fallback": str(exc)}
+        if est != "regression":
+            raise
+    # One OLS with theta linear in 12 covariates needs 66 runs for the log treatment
+    # features; the linear ones (K-1 per domain) fit on 53, within the demo's sweep.
+    record = fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed, treatment_featurizer="linear"))
+    return {**record, "treatment_featurizer": "linear"}
 
 
 def _run_validate(cfg: DemoConfig, work: Path) -> dict:
