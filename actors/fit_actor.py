@@ -29,7 +29,7 @@ FIT_NICE = 10
 @ray.remote(num_cpus=1, max_concurrency=4)
 class FitActor:
     def __init__(self, *, config: FitConfig | dict | None = None, run_dir: str | None = None,
-                 target_covariates: dict | None = None, refit_every: int = 16,
+                 target_covariates: dict | list[dict] | None = None, refit_every: int = 16,
                  trust_radius: float | str = DEFAULT_TRUST_RADIUS, reference="equal"):
         if isinstance(config, dict):
             config = FitConfig(**config)
@@ -80,7 +80,7 @@ class FitActorGroup:
     driver, a copy looks the actor up by name. The driver keeps its handle for the sweep's duration
     because Ray collects a named, non-detached actor once no handle to it is left."""
 
-    def __init__(self, *, config: dict | None, run_dir: str, target_covariates: dict | None,
+    def __init__(self, *, config: dict | None, run_dir: str, target_covariates: dict | list[dict] | None,
                  refit_every: int, name: str = FIT_ACTOR_NAME):
         self.name = name
         self.config = dict(config) if config else None

@@ -153,9 +153,9 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
         plan.trial_resources)
     fit = None
     if plan.stream_fit:
-        # It recommends for the first `cover` pool, else for the runs' mean covariates.
+        # Its rounds recommend for the `cover` pools in turn, else for the runs' mean covariates.
         fit = FitActorGroup(config=cfg.adaptive_fit, run_dir=cfg.out, refit_every=plan.refit_every,
-                            target_covariates=next(iter(targets.values()), None))
+                            target_covariates=list(targets.values()) or None)
     try:
         if fit is not None:
             fit.start().feed(resume.rows())

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,13 +52,16 @@ def domain_returns(model: FittedMixtureModel, covariates: Mapping[str, float], r
 
 class PolicyTracker:
     def __init__(self, *, config: FitConfig | None = None, run_dir: str | os.PathLike | None = None,
-                 target_covariates: Mapping[str, float] | None = None, refit_every: int = 16,
+                 target_covariates: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+                 refit_every: int = 16,
                  trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True,
                  busy_share: float = 0.5, refit_growth: float = 0.0, fit_threads: int | None = None,
                  fit_nice: int = 0):
         """
         config: estimator settings (FitConfig). run_dir: where policy.jsonl goes (None: nowhere).
-        target_covariates: the target pool's covariates; None: the mean covariates of the runs.
+        target_covariates: the target pool's covariates, or several pools' (an adaptive sweep's
+        round r recommends for pool (r - 1) mod n, so each pool's optimum gets adaptive runs in
+        turn; the streaming refits for the first); None: the mean covariates of the runs.
         refit_every: refit after this many new rows. background: fit in a thread (add_runs returns
         at once) or inline. busy_share: the most of the time background refits in a row keep
         their thread busy: after a refit of f seconds with `refit_every` rows waiting, the next
@@ -85,7 +88,13 @@ class PolicyTracker:
         self.busy_share = busy_share
         self.config = config or FitConfig()
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.target_covariates = dict(target_covariates) if target_covariates is not None else None
+        if target_covariates is None:
+            self.targets: list[dict] = []
+        elif isinstance(target_covariates, Mapping):
+            self.targets = [dict(target_covariates)]
+        else:
+            self.targets = [dict(t) for t in target_covariates]
+        self.target_covariates = self.targets[0] if self.targets else None
         self.refit_every = refit_every
         self.trust_radius = trust_radius
         self.reference = reference
@@ -207,8 +216,9 @@ class PolicyTracker:
                 start = time.perf_counter()
                 estimator = fit_runs_table(table, self.config)
                 model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
+                target = self.targets[(round_index - 1) % len(self.targets)] if self.targets else None
                 snapshot = self._make_snapshot(model, table, time.perf_counter() - start,
-                                               version=round_index)
+                                               version=round_index, target=target)
             except UserError as exc:
                 with self._lock:
                     self.last_error = str(exc)
@@ -221,9 +231,9 @@ class PolicyTracker:
         return snapshot
 
     def _make_snapshot(self, model: FittedMixtureModel, table: RunsTable, fit_s: float,
-                       version: int | None = None) -> dict:
-        if self.target_covariates is not None:
-            covariates = self.target_covariates
+                       version: int | None = None, target: Mapping[str, float] | None = None) -> dict:
+        if target is not None or self.target_covariates is not None:
+            covariates = target if target is not None else self.target_covariates
         else:
             covariates = dict(zip(table.covariate_names, table.covariates().mean(axis=0).tolist()))
         policies = {p: model.recommend(covariates, policy=p, trust_radius=self.trust_radius,

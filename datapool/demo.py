@@ -56,13 +56,17 @@ class DemoPoolSpec:
     """Documents per shard in demo-large (16 x 400 = 8 x (8 x 100))."""
     dev_docs: int = 64
     """Held-out dev documents per domain (clean, from held-out material)."""
-    max_noise: float = 0.9
-    """Highest noise rate of any shard."""
+    max_noise: float = 1.0
+    """Highest damage rate of any shard."""
     large_noise_centre: dict = field(default_factory=lambda: {
-        "arithmetic": 0.15, "code": 0.75, "docs_qa": 0.75, "dialog": 0.15})
-    """demo-large: mean damage rate per domain (its shards spread +-0.08 around it);
-    demo-large-flip's is max_noise minus it. Within 0.1..max_noise-0.1, so that both target
-    pools' covariates lie inside the range of demo-small's shards."""
+        "arithmetic": 0.05, "code": 0.95, "docs_qa": 0.95, "dialog": 0.05})
+    """demo-large: mean damage rate per domain (its shards spread +-`large_noise_spread`
+    around it); demo-large-flip's is max_noise minus it. Near clean and near fully damaged:
+    a domain's return reverses only when almost all of it is damaged (at 75 % damage the
+    proxy sweep still measured two thirds of the clean return for arithmetic, docs/validate.md),
+    and demo-small's shards span 0..max_noise, so both target pools lie inside its range."""
+    large_noise_spread: float = 0.05
+    """Half-width of the uniform spread of the target pools' shard rates around the centre."""
 
     def __post_init__(self):
         for name in ("small_shards", "small_docs_per_shard", "large_shards", "large_docs_per_shard", "dev_docs"):
@@ -70,6 +74,8 @@ class DemoPoolSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.max_noise <= 1.0:
             raise ValueError(f"max_noise must lie in [0, 1], got {self.max_noise}")
+        if not 0.0 <= self.large_noise_spread <= 0.5:
+            raise ValueError(f"large_noise_spread must lie in [0, 0.5], got {self.large_noise_spread}")
         missing = set(DOMAINS) - set(self.large_noise_centre)
         if missing:
             raise ValueError(f"large_noise_centre lacks domains {sorted(missing)}")
@@ -98,7 +104,8 @@ def noise_profile(spec: DemoPoolSpec, pool: str, domain: str) -> list[float]:
     centre = spec.large_noise_centre[domain]
     if pool == TARGET_POOLS[1]:
         centre = spec.max_noise - centre
-    rates = np.clip(centre + rng.uniform(-0.08, 0.08, spec.large_shards), 0.0, spec.max_noise)
+    spread = spec.large_noise_spread
+    rates = np.clip(centre + rng.uniform(-spread, spread, spec.large_shards), 0.0, spec.max_noise)
     return [round(float(r), 4) for r in rates]
 
 

@@ -83,8 +83,8 @@ def config_yaml(cfg: SweepDesign, drop: tuple[str, ...] = ()) -> str:
 
 
 def cover_targets(design: SweepDesign, domains: list[str]) -> dict[str, dict[str, float]]:
-    """{features path: that pool's covariates} of every `cover` pool; the adaptive fits
-    recommend for the first."""
+    """{features path: that pool's covariates} of every `cover` pool; the adaptive rounds
+    recommend for them in turn."""
     return {path: pool_covariates(read_features(path), domains, design.feature_names, where=f"features {path}")
             for path in design.cover}
 

@@ -57,6 +57,9 @@ def test_demo_quick_end_to_end(quick_demo, capsys):
     assert set(summary["report"]["verdict_per_pool"]) == {"demo-large", "demo-large-flip"}
     for name in ("model", "model-regmix", "model-no-dml", "model-no-covariates"):
         assert (work / name / "model.json").is_file()
+    fits = summary["fit"]  # auto cannot cross-validate 24 runs: the sweep's forest, for the ablation too
+    assert "needs" in fits["model"]["fallback"]
+    assert fits["model"]["estimator"] == fits["model-no-covariates"]["estimator"] == "causal-forest"
     assert not (work / "runs" / "model").exists()  # one fit: the sweep writes no model of its own
     runs = pd.read_parquet(work / "runs" / "runs.parquet")
     assert len(runs) == 24 and len([c for c in runs.columns if c.startswith("x.")]) == 4

@@ -56,6 +56,14 @@ def test_tracker_rejects_bad_rows_and_reports_too_few_runs(tmp_path):
         tracker.write_model_dir(tmp_path / "m")
 
 
+def test_adaptive_rounds_recommend_for_each_target_pool_in_turn():
+    targets = [{f"x.d{j}.quality": v for j in range(3)} for v in (-1.0, 1.0)]
+    tracker = PolicyTracker(config=FAST, target_covariates=targets, background=False)
+    rows = _rows(40)
+    picked = [tracker.round_snapshot(rows, r)["target_covariates"] for r in (1, 2, 3)]
+    assert picked == [targets[0], targets[1], targets[0]]
+
+
 @pytest.mark.ray
 def test_fit_actor_refits_in_background_with_increasing_versions(ray_local, tmp_path):
     from actors.fit_actor import FitActor
