@@ -13,7 +13,7 @@ from causal.objective import Objective
 from causal.regmix import RegMixEstimator
 from causal.registry import ESTIMATORS, estimator_name
 from causal.selection import select_estimator
-from causal.sieve_dml import SieveDMLEstimator
+from causal.sieve_dml import SieveDMLEstimator, covariate_domains
 from causal.runs_table import RunsTable, read_runs_table_with_objective
 from core.atomic import check_output_path
 from core.errors import UserError
@@ -82,8 +82,11 @@ class FitConfig:
                 raise ValueError(f"objective: {exc}") from None
 
 
-def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None):
-    """The unfitted estimator `estimator` (default: config.estimator, not auto) for `domains`."""
+def make_estimator(config: FitConfig, domains: list[str], estimator: str | None = None,
+                   covariate_names: tuple[str, ...] | None = None):
+    """The unfitted estimator `estimator` (default: config.estimator, not auto) for `domains`;
+    `covariate_names` (the runs table's `x.` columns) lets sieve-dml pair a domain's covariates
+    with that domain's weight."""
     name = estimator or config.estimator
     ref = None
     if config.reference_domain is not None:
@@ -104,7 +107,8 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
     if name == "regression":
         return RegressionEstimator(**common, **dml)
     if name == "sieve-dml":
-        return SieveDMLEstimator(**common, **dml)
+        matched = None if covariate_names is None else covariate_domains(covariate_names, domains)
+        return SieveDMLEstimator(**common, **dml, covariate_domains=matched)
     return RegMixEstimator(**common, **sizes)
 
 
@@ -114,9 +118,12 @@ def fit_runs_table(table: RunsTable, config: FitConfig):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=config.threads):
+        names = tuple(table.covariate_names)
         if config.estimator != "auto":
-            return make_estimator(config, table.domains).fit(table.mixtures(), table.covariates(), table.y)
-        return select_estimator(table, lambda name: make_estimator(config, table.domains, name), seed=config.seed)
+            return make_estimator(config, table.domains, covariate_names=names).fit(
+                table.mixtures(), table.covariates(), table.y)
+        return select_estimator(table, lambda name: make_estimator(config, table.domains, name, names),
+                                seed=config.seed)
 
 
 def estimator_label(estimator, config: FitConfig) -> str:

@@ -64,6 +64,13 @@ def _cross_fit_best(target: np.ndarray, X: np.ndarray, folds, learners: dict):
     return best[2], best[1]
 
 
+def covariate_domains(covariate_names, domains) -> tuple[int, ...]:
+    """For each covariate column `x.<domain>.<feature>` of a runs table, the index of its
+    domain; -1 for a covariate of the run as a whole (no domain in its name)."""
+    index = {d: i for i, d in enumerate(domains)}
+    return tuple(index.get(name.split(".")[1], -1) if name.count(".") >= 2 else -1 for name in covariate_names)
+
+
 def _nuisance_X(X):
     return X if X.shape[1] else np.zeros((len(X), 1))
 
@@ -89,10 +96,12 @@ class SieveDMLEstimator(MixtureEstimator):
     """DML with a ridge-shrunk sieve final stage over chosen covariates (module docstring)."""
 
     def __init__(self, *, treatment_featurizer: str = "auto", featurizer_eps: float | str = "auto",
-                 reference_domain: int | None = None, random_state: int = 0, max_covariates: int = 8):
+                 reference_domain: int | None = None, random_state: int = 0, max_covariates: int = 8,
+                 covariate_domains: tuple[int, ...] | None = None):
         super().__init__(treatment_featurizer=treatment_featurizer, featurizer_eps=featurizer_eps,
                          reference_domain=reference_domain, random_state=random_state)
         self.max_covariates = max_covariates
+        self.covariate_domains = covariate_domains
 
     def min_runs(self, n_domains, n_covariates, kind=None):
         # ridge identifies any final stage; the nuisances' 5-fold cross-fitting needs a few runs a fold
@@ -133,7 +142,7 @@ class SieveDMLEstimator(MixtureEstimator):
                 if part is None:  # a basis outside the sieve's own, named explicitly
                     own = MixtureFeaturizer(kind=kind, eps=eps).fit(T).transform(T)
                     part = own - cross_val_predict(clone(learner), _nuisance_X(X), own, cv=folds).reshape(own.shape)
-                design = self._design(part, X, screened)
+                design = self._design(part, X, screened, kind)
                 # more columns than half the runs: the leave-one-out error of a nearly
                 # interpolating ridge is no guide (Olmix's 24 domains: log-quad's 323 columns
                 # on 101 runs won it and lost 0.19 of held-out Spearman);
@@ -162,15 +171,47 @@ class SieveDMLEstimator(MixtureEstimator):
             current = loo
         return chosen
 
-    def _design(self, phi_res, X, columns) -> np.ndarray:
+    def _design(self, phi_res, X, columns, kind: str = "log-only") -> np.ndarray:
         z1 = np.hstack([np.ones((len(X), 1)), self._standardise(X)[:, columns]])
-        return _cross(phi_res, z1)
+        return _cross(phi_res, z1)[:, self._kept(kind, phi_res.shape[1], columns)]
+
+    def _kept(self, kind: str, n_phi: int, columns) -> np.ndarray:
+        """Indices of the (basis column, [1, z]) products fitted, in `_cross`'s layout. A
+        covariate that describes one domain (`covariate_domains`) modifies only that domain's
+        basis columns (its log term, its linear coordinate): a domain's data state changes the
+        return of that domain's weight. Crossing it with every column cost a block of K or 2K-1
+        coefficients per covariate, so screening kept none of the demo's damage readings (t of
+        -4.6 and -3.6 in a plain regression of their domain-matched products: docs/validate.md).
+        A run-level covariate (-1) modifies every column, as without `covariate_domains`."""
+        n_z1 = len(columns) + 1
+        if self.covariate_domains is None:
+            return np.arange(n_phi * n_z1)
+        own = self._column_domains(kind, n_phi)
+        keep = [p * n_z1 + c for p in range(n_phi) for c in range(n_z1)
+                if c == 0 or self.covariate_domains[columns[c - 1]] in (-1, own[p])]
+        return np.asarray(keep, dtype=int)
+
+    def _column_domains(self, kind: str, n_phi: int) -> np.ndarray:
+        """The domain index each basis column belongs to (-2: a product of two domains). The
+        featurizer orders domains reference first, then the others (its linear part: the
+        others only)."""
+        k = self.n_domains_
+        order = np.array([self.reference_index_] + [d for d in range(k) if d != self.reference_index_])
+        if kind == "log-only":
+            return order
+        if kind == "linear":
+            return order[1:]
+        own = np.concatenate([order[1:], order])
+        return np.concatenate([own, np.full(n_phi - len(own), -2)])
 
     def _standardise(self, X):
         return (X - self.x_mean_) / self.x_scale_
 
     def fit(self, mixtures, covariates, y):
         X = np.asarray(covariates, dtype=float).reshape(len(np.atleast_2d(mixtures)), -1)
+        if self.covariate_domains is not None and len(self.covariate_domains) != X.shape[1]:
+            raise ValueError(f"covariate_domains names {len(self.covariate_domains)} covariates; "
+                             f"the runs have {X.shape[1]}")
         self.x_mean_ = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
         sd = X.std(axis=0) if len(X) else np.ones(X.shape[1])
         self.x_scale_ = np.where(sd > 0, sd, 1.0)
@@ -203,7 +244,7 @@ class SieveDMLEstimator(MixtureEstimator):
         phi_res, self.covariates_used_ = self._fits[(self.featurizer_kind_, self.featurizer_eps_)]
         self.model_y_ = clone(self._learners[self.model_y_name_]).fit(_nuisance_X(X), self._y_res_target)
         self.model_t_ = clone(self._learners[self.model_t_name_]).fit(_nuisance_X(X), self.featurizer_.transform(T))
-        D = self._design(phi_res, X, self.covariates_used_)
+        D = self._design(phi_res, X, self.covariates_used_, self.featurizer_kind_)
         loo, alpha = _ridge_loo(D, self._y_res)
         scale = np.maximum(D.std(axis=0), 1e-12)
         Ds = D / scale
@@ -215,8 +256,13 @@ class SieveDMLEstimator(MixtureEstimator):
         # grows toward the simplex's corners, and to what a small log leaves unexplained)
         meat = Ds.T @ (Ds * (resid / np.maximum(1.0 - hat, 0.05))[:, None] ** 2)
         cov = gram_inv @ meat @ gram_inv
-        self.coef_ = beta / scale
-        self.coef_cov_ = cov / np.outer(scale, scale)
+        # theta's layout keeps every (basis column, [1, z]) product; the ones not fitted are 0
+        kept = self._kept(self.featurizer_kind_, phi_res.shape[1], self.covariates_used_)
+        width = phi_res.shape[1] * (len(self.covariates_used_) + 1)
+        self.coef_ = np.zeros(width)
+        self.coef_[kept] = beta / scale
+        self.coef_cov_ = np.zeros((width, width))
+        self.coef_cov_[np.ix_(kept, kept)] = cov / np.outer(scale, scale)
         self.ridge_alpha_, self.final_loo_mse_ = alpha, loo
         loo_resid = resid / np.maximum(1.0 - hat, 0.05)
         # held-out prediction of each run: its nuisances cross-fitted, its final stage left out
