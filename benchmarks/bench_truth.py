@@ -1,6 +1,6 @@
 """Estimator and policy quality on known-truth worlds (benchmarks/truth_worlds.py): five
 outcome families, confounded assignment, at 512 runs and at 64 noisy runs, 5 shifted target
-pools per seed, 2 seeds by default (about 6 minutes on 2 quiet cores).
+pools per seed, 2 seeds by default; the worlds run in parallel, one process per core.
 
 For every method (the default `fit` + `recommend`, each named estimator with the auto
 radius, RegMix with its top-k policy, and the no-covariates ablation) it prints per family:
@@ -23,9 +23,11 @@ targets and the default's ratio to RegMix's (below 1: the default is better).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,27 @@ def evaluate(world, table, method, targets, seed):
     return rows, model.estimator_name
 
 
+def run_world(job):
+    """Every method on one world: (family, size, seed, {method: (rows, chosen name, seconds)})."""
+    family, size, seed, methods = job
+    # every method's libraries at one thread, as `fit` runs them (FitConfig.threads): LightGBM's
+    # and BLAS's thread pools spin against each other and against the other worlds' processes
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        world = WORLDS[family](seed=seed, noise=SIZES[size]["noise"])
+        table = validate_runs_frame(world.runs(SIZES[size]["n"]))
+        targets = [Target(world, s) for s in world.targets(N_TARGETS)]
+        out = {}
+        for method in methods:
+            t0 = time.perf_counter()
+            try:
+                rows, name = evaluate(world, table, method, targets, seed)
+            except Exception as exc:  # a failed fit is a result: the default must never fail
+                rows, name = None, f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+            out[method] = (rows, name, time.perf_counter() - t0)
+    return family, size, seed, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=2)
@@ -110,31 +133,18 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown method, family or size {unknown}; methods {list(METHODS)}, families {list(FAMILIES)}, "
                      f"sizes {list(SIZES)}")
+    worlds = [(family, size, seed, tuple(methods)) for family in families for size in sizes for seed in range(args.seeds)]
     results: dict = {}
-    # every method's libraries at one thread, as `fit` runs them (FitConfig.threads): LightGBM's
-    # and BLAS's thread pools spin against each other on a small shared machine
-    limits = threadpool_limits(limits=1)
-    total = len(families) * len(sizes) * args.seeds
-    done, start = 0, time.perf_counter()
-    for family in families:
-        for size in sizes:
-            for seed in range(args.seeds):
-                world = WORLDS[family](seed=seed, noise=SIZES[size]["noise"])
-                table = validate_runs_frame(world.runs(SIZES[size]["n"]))
-                targets = [Target(world, s) for s in world.targets(N_TARGETS)]
-                for method in methods:
-                    t0 = time.perf_counter()
-                    try:
-                        rows, name = evaluate(world, table, method, targets, seed)
-                    except Exception as exc:  # a failed fit is a result: the default must never fail
-                        rows, name = None, f"failed: {type(exc).__name__}: {str(exc)[:80]}"
-                    results.setdefault((family, size, method), []).append((rows, name, time.perf_counter() - t0))
-                    shown = " ".join(f"{r['regret']:.2f}" for r in rows) if rows else name
-                    print(f"  {family} {size} seed {seed} {method} ({name}): regret {shown}", file=sys.stderr, flush=True)
-                done += 1
-                eta = (time.perf_counter() - start) / done * (total - done)
-                print(f"[{done}/{total}] {family} {size} seed {seed}  ETA {eta:.0f} s", file=sys.stderr, flush=True)
-    limits.restore_original_limits()
+    start = time.perf_counter()
+    # one world per process, as many processes as cores, each at one library thread
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for done, (family, size, seed, rows_by_method) in enumerate(pool.map(run_world, worlds), start=1):
+            for method, (rows, name, seconds) in rows_by_method.items():
+                results.setdefault((family, size, method), []).append((rows, name, seconds))
+                shown = " ".join(f"{r['regret']:.2f}" for r in rows) if rows else name
+                print(f"  {family} {size} seed {seed} {method} ({name}): regret {shown}", file=sys.stderr, flush=True)
+            eta = (time.perf_counter() - start) / done * (len(worlds) - done)
+            print(f"[{done}/{len(worlds)}] {family} {size} seed {seed}  ETA {eta:.0f} s", file=sys.stderr, flush=True)
     summary = report(results, families, sizes, methods)
     print("RESULT truth " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
