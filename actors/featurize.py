@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from causal.doc_features import FEATURE_VERSION
-from causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
+from causalmix.causal.doc_features import FEATURE_VERSION
+from causalmix.causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
                                 shard_output_path, write_feature_shard, write_manifest)
-from core.atomic import check_not_input
-from core.errors import UserError
-from core.logs import get_logger
-from core.provenance import provenance, sha256_file
+from causalmix.core.atomic import check_not_input
+from causalmix.core.errors import UserError
+from causalmix.core.logs import get_logger
+from causalmix.core.provenance import provenance, sha256_file
 
 log = get_logger(__name__)
 
@@ -78,7 +78,7 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
     """The model id as recorded, and the context length; fails early on a model that does not load."""
     from transformers import AutoConfig
 
-    from lm.loading import load_tokenizer, max_context
+    from causalmix.lm.loading import load_tokenizer, max_context
 
     local = Path(cfg.model)
     model = str(local.resolve()) if local.exists() else cfg.model
@@ -99,7 +99,7 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
 
 def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: int):
     """(every shard with its output path and key, the jobs still to run)."""
-    from actors.featurizer import ShardJob
+    from causalmix.actors.featurizer import ShardJob
 
     domains = list(cfg.domains) if cfg.domains else pool.domains
     lacking = [d for d in domains if d not in pool.domains]
@@ -127,7 +127,7 @@ def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: 
 def check_features_out(cfg: FeaturizeConfig) -> None:
     """The features folder is written shard by shard: it may not be a file, nor be, hold or lie
     inside the pool or a local reference model (a pool's shards would be overwritten)."""
-    from datapool.build import pool_parts
+    from causalmix.datapool.build import pool_parts
 
     model = [cfg.model] if Path(cfg.model).exists() else []
     check_not_input(cfg.out, [*pool_parts(cfg.pool), *model], kind="features folder")
@@ -137,9 +137,9 @@ def check_features_out(cfg: FeaturizeConfig) -> None:
 
 def featurize(cfg: FeaturizeConfig) -> dict:
     """Featurize (or finish featurizing) a pool; returns the manifest record."""
-    from actors.featurizer import FeaturizerPool
-    from core.ray_setup import init_ray
-    from datapool.pool import Pool
+    from causalmix.actors.featurizer import FeaturizerPool
+    from causalmix.core.ray_setup import init_ray
+    from causalmix.datapool.pool import Pool
 
     start = time.perf_counter()
     check_features_out(cfg)

@@ -30,11 +30,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.doc_features import ScoredDoc, score_documents
-from causal.style import style_row
-from core.errors import UserError
-from core.logs import quiet_ray_data
-from core.ray_setup import check_resources
+from causalmix.causal.doc_features import ScoredDoc, score_documents
+from causalmix.causal.style import style_row
+from causalmix.core.errors import UserError
+from causalmix.core.logs import quiet_ray_data
+from causalmix.core.ray_setup import check_resources
 
 READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
 
@@ -45,7 +45,7 @@ def _path_key(path: str) -> str:
 
 def prepare_documents(frame: pd.DataFrame, *, path: str, tokenizer, max_length: int) -> pd.DataFrame:
     """Token ids, scored span, truncation flag and style columns of one shard's rows."""
-    from lm.formatting import encode_document
+    from causalmix.lm.formatting import encode_document
 
     rows = []
     for doc_id, domain, prompt, response, is_text in zip(
@@ -66,7 +66,7 @@ class FeaturizerActor:
     def __init__(self, model: str, device: str, batch_tokens: int, cpu_threads: int, max_length: int):
         import torch
 
-        from lm.loading import load_causal_lm, load_tokenizer
+        from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
         if device == "cpu":
             torch.set_num_threads(cpu_threads)

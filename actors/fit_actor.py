@@ -11,10 +11,10 @@ import time
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from causal.fitting import FitConfig
-from causal.model_dir import DEFAULT_TRUST_RADIUS
-from causal.streaming import PolicyTracker
-from core.errors import UserError
+from causalmix.causal.fitting import FitConfig
+from causalmix.causal.model_dir import DEFAULT_TRUST_RADIUS
+from causalmix.causal.streaming import PolicyTracker
+from causalmix.core.errors import UserError
 
 
 # The background refits' share of a small head node: a refit also waits for the runs to grow by a

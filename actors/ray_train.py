@@ -13,8 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
-from proxy.config import ProxyConfig
-from proxy.distributed import TargetTrainConfig
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.distributed import TargetTrainConfig
 
 CURVE_FILE = "curve.json"
 """Rank 0's learning-curve points so far, in each checkpoint: a resumed run keeps them."""
@@ -28,9 +28,9 @@ def _train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch
 
-    from proxy.curves import curve_hook
-    from proxy.fsdp_train import full_state_dict, load_sharded, train_rank
-    from proxy.run import load_for_training, prepare_run, result_row
+    from causalmix.proxy.curves import curve_hook
+    from causalmix.proxy.fsdp_train import full_state_dict, load_sharded, train_rank
+    from causalmix.proxy.run import load_for_training, prepare_run, result_row
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -26,25 +26,25 @@ from typing import Callable
 import ray
 from ray import tune
 
-from actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
-from actors.sweep_progress import SweepProgress, trial_name
-from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
-from actors.trainer import proxy_trial
-from causal.runs_table import COV
-from core.atomic import atomic_write_json, atomic_write_text, check_not_input
-from core.errors import UserError
-from core.provenance import provenance
-from core.ray_setup import check_resources, init_ray
-from core.tracking import parse_tracking, read_snapshots
-from datapool.build import pool_parts
-from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
-from design.sweep_config import (CONFIG_FILE, MODEL_DIR, RUNS_FILE, SUMMARY_FILE, TRACKING_FILE, TUNE_DIR,
+from causalmix.actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
+from causalmix.actors.sweep_progress import SweepProgress, trial_name
+from causalmix.actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
+from causalmix.actors.trainer import proxy_trial
+from causalmix.causal.runs_table import COV
+from causalmix.core.atomic import atomic_write_json, atomic_write_text, check_not_input
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import provenance
+from causalmix.core.ray_setup import check_resources, init_ray
+from causalmix.core.tracking import parse_tracking, read_snapshots
+from causalmix.datapool.build import pool_parts
+from causalmix.datapool.sweep_inputs import SweepInputs, load_sweep_inputs
+from causalmix.design.sweep_config import (CONFIG_FILE, MODEL_DIR, RUNS_FILE, SUMMARY_FILE, TRACKING_FILE, TUNE_DIR,
                                  SweepConfig)
-from design.sweep_design import config_yaml, cover_targets, proposer_settings
-from design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
-from design.trial_protocol import SweepData
-from mixture_space.state import coverage
-from proxy.distributed import check_memory_plan
+from causalmix.design.sweep_design import config_yaml, cover_targets, proposer_settings
+from causalmix.design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
+from causalmix.design.trial_protocol import SweepData
+from causalmix.mixture_space.state import coverage
+from causalmix.proxy.distributed import check_memory_plan
 
 
 def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
@@ -120,7 +120,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
     `trainable`: the function one trial is; default: the one the plan needs (a one-process
     proxy run, or a Ray Train run when the runs have several workers)."""
     # deferred: the tracker callbacks import MLflow (about 2.7 s), which a sweep needs only here
-    from actors.tracking import start_tracking
+    from causalmix.actors.tracking import start_tracking
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")
@@ -143,7 +143,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
         check_memory_plan(plan.proxy, plan.train, ray.cluster_resources())
     if trainable is None and plan.train is not None:
         # deferred: Ray Train's Tune integration takes about 2 s to import; only such runs need it
-        from actors.tune_train import distributed_trial
+        from causalmix.actors.tune_train import distributed_trial
 
         trainable = distributed_trial
     run_fn = tune.with_resources(

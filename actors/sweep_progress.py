@@ -8,8 +8,8 @@ import sys
 
 from ray.tune import Callback
 
-from design.trial_protocol import ROW_KEY
-from causal.runs_table import RunsTableWriter
+from causalmix.design.trial_protocol import ROW_KEY
+from causalmix.causal.runs_table import RunsTableWriter
 
 
 def trial_name(trial) -> str:

@@ -16,8 +16,8 @@ import pickle
 
 from ray.tune.search import Searcher
 
-from design.run_proposer import PENDING, RunProposer
-from design.trial_protocol import ROW_KEY
+from causalmix.design.run_proposer import PENDING, RunProposer
+from causalmix.design.trial_protocol import ROW_KEY
 
 
 class MixtureSearcher(RunProposer, Searcher):

@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from actors.trainer import report_if_finished
-from causal.runs_table import MIX
-from design.trial_protocol import SweepData, final_result, spec_from_config
-from proxy.config import ProxyConfig
+from causalmix.actors.trainer import report_if_finished
+from causalmix.causal.runs_table import MIX
+from causalmix.design.trial_protocol import SweepData, final_result, spec_from_config
+from causalmix.proxy.config import ProxyConfig
 
 SYNTHETIC_MODEL = "synthetic"
 
@@ -30,7 +30,7 @@ SYNTHETIC_MODEL = "synthetic"
 @functools.lru_cache(maxsize=4)
 def _tokenizer(model: str):
     """One tokenizer per trial actor (Tune reuses actors), as a proxy run loads one per run."""
-    from lm.loading import load_tokenizer
+    from causalmix.lm.loading import load_tokenizer
 
     return load_tokenizer(model)
 
@@ -49,7 +49,7 @@ def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
     import ray
 
-    from proxy.run import draw_run, run_covariates
+    from causalmix.proxy.run import draw_run, run_covariates
 
     began = time.time()
     spec = spec_from_config(config)

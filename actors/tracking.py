@@ -10,8 +10,8 @@ from typing import Mapping
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from causal.runs_table import MIX
-from core.tracking import Tracking, row_tags, start_parent
+from causalmix.causal.runs_table import MIX
+from causalmix.core.tracking import Tracking, row_tags, start_parent
 
 
 def run_tags(config: Mapping) -> dict[str, str]:

@@ -18,11 +18,11 @@ import pandas as pd
 import ray
 from ray import tune
 
-from design.trial_protocol import SweepData, curve_result, final_result, spec_from_config
-from proxy.config import ProxyConfig
-from proxy.curves import curve_hook
-from proxy.run import run_proxy
-from proxy.train import StepInfo
+from causalmix.design.trial_protocol import SweepData, curve_result, final_result, spec_from_config
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.curves import curve_hook
+from causalmix.proxy.run import run_proxy
+from causalmix.proxy.train import StepInfo
 
 
 def report_if_finished(config: dict, finished: dict[str, str] | None) -> bool:

@@ -15,17 +15,17 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from actors.ray_train import train_distributed
-from causal.candidates import parse_mixture_list
-from core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
-from core.config import build_config
-from core.errors import RunsFailed, UserError
-from core.logs import get_logger
-from core.provenance import provenance
-from core.tracking import parse_tracking, track_runs
-from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
-from proxy.config import ProxyConfig, TargetRunConfig
-from proxy.distributed import TargetTrainConfig, check_memory_plan
+from causalmix.actors.ray_train import train_distributed
+from causalmix.causal.candidates import parse_mixture_list
+from causalmix.core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
+from causalmix.core.config import build_config
+from causalmix.core.errors import RunsFailed, UserError
+from causalmix.core.logs import get_logger
+from causalmix.core.provenance import provenance
+from causalmix.core.tracking import parse_tracking, track_runs
+from causalmix.mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
+from causalmix.proxy.config import ProxyConfig, TargetRunConfig
+from causalmix.proxy.distributed import TargetTrainConfig, check_memory_plan
 
 log = get_logger(__name__)
 
@@ -119,7 +119,7 @@ class ValidateConfig:
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.trust_radius is not None:
-            from causal.policy import check_trust_radius
+            from causalmix.causal.policy import check_trust_radius
 
             try:
                 object.__setattr__(self, "trust_radius", check_trust_radius(self.trust_radius))
@@ -144,8 +144,8 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
     `train.workers` > 1 the task drives one Ray Train run instead of training itself."""
     import ray
 
-    from proxy.curves import curve_hook
-    from proxy.run import RunSpec, run_proxy
+    from causalmix.proxy.curves import curve_hook
+    from causalmix.proxy.run import RunSpec, run_proxy
 
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
@@ -166,7 +166,7 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
 
 
 def _validation_inputs(cfg: ValidateConfig) -> list:
-    from datapool.build import pool_parts
+    from causalmix.datapool.build import pool_parts
 
     return [cfg.model, cfg.regmix_model, cfg.no_dml_model, cfg.no_covariates_model, cfg.runs,
             *(pool_parts(cfg.pool) if cfg.pool else []), cfg.features]
@@ -178,8 +178,8 @@ def _plain(value):
 
 def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
     """What decides a run's result besides its mixture and seed (recorded with each landed run)."""
-    from causal.features_io import model_fingerprint
-    from causal.streaming import frame_sha256
+    from causalmix.causal.features_io import model_fingerprint
+    from causalmix.causal.streaming import frame_sha256
 
     return json.loads(json.dumps({
         "target_model": model_fingerprint(cfg.target_model),
@@ -193,7 +193,7 @@ def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
 def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
     """Refused before hours of training: a resume needs an unfinished (or finished) validation
     folder; a fresh start may not silently discard the landed runs of an unfinished one."""
-    from reporting.validation_runs import SETTINGS_FILE, LandedRuns
+    from causalmix.reporting.validation_runs import SETTINGS_FILE, LandedRuns
 
     if cfg.resume:
         if not (Path(cfg.out) / SETTINGS_FILE).is_file():
@@ -216,7 +216,7 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
     fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
     import ray
 
-    from core.ray_setup import check_resources, init_ray
+    from causalmix.core.ray_setup import check_resources, init_ray
 
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -289,9 +289,9 @@ def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]],
 def _candidates(cfg: ValidateConfig, model, covariates: dict, domain_tokens, bounds) -> dict:
     """The mixtures the validation compares (causal/candidates.py), with the baseline models and
     the runs table the config names."""
-    from causal.candidates import candidate_mixtures
-    from causal.model_dir import load_model_dir
-    from causal.runs_table import read_frame
+    from causalmix.causal.candidates import candidate_mixtures
+    from causalmix.causal.model_dir import load_model_dir
+    from causalmix.causal.runs_table import read_frame
 
     def optional_model(path):
         return load_model_dir(path) if path else None
@@ -309,9 +309,9 @@ def _write_results(cfg: ValidateConfig, out: Path, results: pd.DataFrame, candid
                    covariates: dict, runs: dict) -> dict:
     """The tables, figure and summary of the landed runs; summary.json, which marks the folder
     finished, last. Each file is replaced atomically."""
-    from reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
+    from causalmix.reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
                                       summarize, table_markdown, validation_table, verdict_sentences)
-    from reporting.validation_runs import FAILURES_FILE
+    from causalmix.reporting.validation_runs import FAILURES_FILE
 
     results = add_avgdev(results.sort_values(["candidate", "seed"]).reset_index(drop=True))
     table = summarize(results)
@@ -344,10 +344,10 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     """Train what is missing, land each run, then write the tables; raises RunsFailed (the
     others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
     signature)."""
-    from datapool.sweep_inputs import load_sweep_inputs
-    from reporting.validation_runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
-    from causal.covariates import features_in, pool_covariates
-    from causal.model_dir import load_model_dir
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.reporting.validation_runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
+    from causalmix.causal.covariates import features_in, pool_covariates
+    from causalmix.causal.model_dir import load_model_dir
 
     out = _check_out(cfg, overwrite)
     model = load_model_dir(cfg.model)

@@ -29,7 +29,7 @@ CALLS = {"help": ["--help"], "pool_info_help": ["pool", "info", "--help"], "pred
 def small_pool(root: Path) -> Path:
     """A built one-domain pool (pool info reads its pool.json)."""
     sys.path.insert(0, str(REPO))
-    from datapool.build import build_pool
+    from causalmix.datapool.build import build_pool
 
     (root / "docs.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "response": "a"}) + "\n"
                                              for i in range(10)))

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 def stepped_trial(config, *, data, proxy, finished=None, steps: int = 100, step_s: float = 0.02):
     from ray import tune
 
-    from design.trial_protocol import curve_result, final_result
-    from proxy.curves import curve_hook
-    from proxy.train import StepInfo
+    from causalmix.design.trial_protocol import curve_result, final_result
+    from causalmix.proxy.curves import curve_hook
+    from causalmix.proxy.train import StepInfo
 
     hook = curve_hook(proxy.log_every, lambda point: tune.report(curve_result(point)))
     for step in range(1, steps + 1):
@@ -59,11 +59,11 @@ def main() -> int:
     import ray
     from tqdm.auto import tqdm
 
-    from actors.sweep import run_sweep
-    from design.sweep_config import SweepConfig
+    from causalmix.actors.sweep import run_sweep
+    from causalmix.design.sweep_config import SweepConfig
     from bench_sweep import small_pool
-    from core.ray_setup import init_ray
-    from proxy.config import ProxyConfig
+    from causalmix.core.ray_setup import init_ray
+    from causalmix.proxy.config import ProxyConfig
 
     variants = [("baseline", 0, ""), ("every10", 10, ""), ("every1", 1, ""), ("every1_mlflow", 1, "mlflow")]
     walls: dict[str, float] = {}

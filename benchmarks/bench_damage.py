@@ -37,9 +37,9 @@ def models_dir(workdir: str | None, scratch: Path, seed: int) -> Path:
             sys.exit(f"bench_damage: {found}/proxy is not a built tiny model "
                      f"(run `launch.py demo --until models --workdir {workdir}` first)")
         return found
-    from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import build_model_family
+    from causalmix.datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import build_model_family
 
     pool = write_demo_pool(scratch / "pools", "demo-small", DemoPoolSpec(seed=seed))
     build_model_family(scratch / "models", demo_texts_for_tokenizer(pool),
@@ -50,7 +50,7 @@ def models_dir(workdir: str | None, scratch: Path, seed: int) -> Path:
 def dev_frame(domain: str, n: int, seed: int):
     import pandas as pd
 
-    from datapool.demo_sources import clean_sample
+    from causalmix.datapool.demo_sources import clean_sample
 
     rng = random.Random(f"{seed}-dev-{domain}")
     return pd.DataFrame([clean_sample(domain, rng, split="dev") for _ in range(n)])
@@ -60,13 +60,13 @@ def trained_nll(model_path: str, samples: list[dict] | None, dev, seed: int) -> 
     """Dev NLL of the model after one epoch on `samples` (None: the base model)."""
     import numpy as np
 
-    from lm.formatting import encode_document
-    from lm.loading import load_tokenizer
-    from proxy.config import ProxyConfig
-    from proxy.evaluate import dev_nll
-    from proxy.packing import pack_documents
-    from proxy.run import load_for_training, seed_everything
-    from proxy.train import train_packed
+    from causalmix.lm.formatting import encode_document
+    from causalmix.lm.loading import load_tokenizer
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.evaluate import dev_nll
+    from causalmix.proxy.packing import pack_documents
+    from causalmix.proxy.run import load_for_training, seed_everything
+    from causalmix.proxy.train import train_packed
 
     cfg = ProxyConfig(model=model_path, device="cpu", threads=1, log_every=0)
     seed_everything(seed)
@@ -84,8 +84,8 @@ def trained_nll(model_path: str, samples: list[dict] | None, dev, seed: int) -> 
 
 def others(domain: str, docs: int, seed: int) -> list[dict]:
     """`docs` clean documents of the other domains, evenly."""
-    from datapool.demo import shard_samples
-    from datapool.demo_sources import DOMAINS
+    from causalmix.datapool.demo import shard_samples
+    from causalmix.datapool.demo_sources import DOMAINS
 
     rest = [d for d in DOMAINS if d != domain]
     return [s for k, d in enumerate(rest)
@@ -98,7 +98,7 @@ def measure(models: Path, model: str, domain: str, docs: int, seeds: int, dev_do
     the base model. Mixed: in a run of 4 x `docs` documents whose rest are clean documents of
     the other domains, against the same budget spent on those alone (paired per seed): the
     return of moving a quarter of the budget to the domain."""
-    from datapool.demo import shard_samples
+    from causalmix.datapool.demo import shard_samples
 
     dev = dev_frame(domain, dev_docs, 0)
     path = str(models / model)

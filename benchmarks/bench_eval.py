@@ -65,9 +65,9 @@ metric_list:
 
 
 def _small_demo(root: Path) -> tuple[Path, Path]:
-    from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import TinyModelSpec, build_model_family
+    from causalmix.datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import TinyModelSpec, build_model_family
 
     spec = DemoPoolSpec(small_shards=2, small_docs_per_shard=40, large_shards=2, large_docs_per_shard=40,
                         dev_docs=32)
@@ -81,7 +81,7 @@ def _small_demo(root: Path) -> tuple[Path, Path]:
 
 def write_tasks(dev_tasks: dict, tokenizer, folder: Path, limit: int, max_new: int) -> None:
     """The native dev sets as harness tasks over the same rows (context formatted the same way)."""
-    from lm.formatting import encode_document, prompt_text
+    from causalmix.lm.formatting import encode_document, prompt_text
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, task in dev_tasks.items():
@@ -115,11 +115,11 @@ def main() -> int:
     import torch
     import transformers
 
-    from datapool.pool import Pool
-    from lm.loading import load_causal_lm, load_tokenizer
-    from proxy.config import ProxyConfig
-    from proxy.evaluate import dev_suite
-    from proxy.harness import HarnessSpec, harness_metrics
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.evaluate import dev_suite
+    from causalmix.proxy.harness import HarnessSpec, harness_metrics
 
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(args.threads)

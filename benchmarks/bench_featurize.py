@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 def naive_features(model, tokenizer, frame, max_length: int):
     import torch
 
-    from causal.doc_features import hes_from_entropies
-    from causal.style import style_row
-    from lm.formatting import encode_document
+    from causalmix.causal.doc_features import hes_from_entropies
+    from causalmix.causal.style import style_row
+    from causalmix.lm.formatting import encode_document
 
     rows, tokens = [], 0
     with torch.inference_mode():
@@ -58,7 +58,7 @@ def _subset_pool(pool, root: Path, n: int):
     import json
     import shutil
 
-    from datapool.pool import Pool
+    from causalmix.datapool.pool import Pool
 
     index = json.loads(json.dumps(pool.index))
     for domain, info in index["domains"].items():
@@ -84,12 +84,12 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    import actors.featurize as featurize_stage
-    from actors.featurize import FeaturizeConfig, featurize
-    from core.ray_setup import init_ray
-    from causal.features_io import load_features
-    from datapool.pool import Pool
-    from lm.loading import load_causal_lm, load_tokenizer, max_context
+    import causalmix.actors.featurize as featurize_stage
+    from causalmix.actors.featurize import FeaturizeConfig, featurize
+    from causalmix.core.ray_setup import init_ray
+    from causalmix.causal.features_io import load_features
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer, max_context
 
     work = Path(args.workdir)
     pool_dir, model_dir = work / "pools" / args.pool, work / "models" / "proxy"

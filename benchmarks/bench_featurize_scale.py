@@ -33,8 +33,8 @@ PAPER_DOCS = 800_000
 def run_pool(pool_dir: Path, model: Path, *, start_all: bool, limit: int | None = None):
     import pandas as pd
 
-    from actors.featurizer import FeaturizerPool, ShardJob
-    from datapool.pool import Pool
+    from causalmix.actors.featurizer import FeaturizerPool, ShardJob
+    from causalmix.datapool.pool import Pool
 
     jobs = [ShardJob(s.path, s.n_docs, s.name) for s in Pool.open(pool_dir).shards()][:limit]
     start = time.perf_counter()
@@ -47,8 +47,8 @@ def actor_cpu_per_doc(pool_dir: Path, model: Path) -> dict:
     """CPU seconds per document of one shard in this process, by part."""
     import pyarrow.parquet as pq
 
-    from actors.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
-    from datapool.pool import Pool
+    from causalmix.actors.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
+    from causalmix.datapool.pool import Pool
 
     actor = FeaturizerActor(str(model), "cpu", 8192, 1, 512)
     path = str(Pool.open(pool_dir).shards()[0].path)
@@ -69,8 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (one actor each)")
     args = parser.parse_args(argv)
 
-    from core.ray_setup import init_ray, shutdown_ray
-    from datapool.build import build_pool
+    from causalmix.core.ray_setup import init_ray, shutdown_ray
+    from causalmix.datapool.build import build_pool
     from paper_scale_pool import tiny_proxy_model, write_manifest, write_sources
 
     with tempfile.TemporaryDirectory(prefix="featurize_scale.") as tmp:

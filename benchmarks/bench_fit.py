@@ -19,8 +19,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from causal.fitting import FitConfig, fit_runs_table  # noqa: E402
-from causal.runs_table import validate_runs_frame  # noqa: E402
+from causalmix.causal.fitting import FitConfig, fit_runs_table  # noqa: E402
+from causalmix.causal.runs_table import validate_runs_frame  # noqa: E402
 
 
 def synthetic_runs(n: int, k: int, per_domain: int, seed: int = 0) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def write_pool(root: Path, docs: int, shard_size: int) -> Path:
     import pandas as pd
     import yaml
 
-    from datapool.build import build_pool
+    from causalmix.datapool.build import build_pool
 
     rng = np.random.default_rng(0)
     words = np.array("the a of to in is it that for on with as was by at be this from or an".split())
@@ -63,8 +63,8 @@ def write_features(pool_dir: Path, out: Path) -> Path:
     import numpy as np
     import pandas as pd
 
-    from causal.covariates import DEFAULT_FEATURES
-    from datapool.pool import Pool
+    from causalmix.causal.covariates import DEFAULT_FEATURES
+    from causalmix.datapool.pool import Pool
 
     frames = []
     for k, shard in enumerate(Pool.open(pool_dir).shards()):
@@ -80,9 +80,9 @@ def write_features(pool_dir: Path, out: Path) -> Path:
 
 def sweep_plan_path(cfg) -> list[dict]:
     """What the sweep does to decide the same runs: read its inputs, build its Searcher, ask it."""
-    from design.sweep_design import proposer_settings
-    from actors.sweep_searcher import MixtureSearcher
-    from datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.design.sweep_design import proposer_settings
+    from causalmix.actors.sweep_searcher import MixtureSearcher
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
 
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
     searcher = MixtureSearcher(**proposer_settings(cfg, inputs))
@@ -100,9 +100,9 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from design.swarm_plan import PLAN_FILE, GenerateConfig, generate
-    from datapool.sweep_inputs import load_sweep_inputs
-    from proxy.config import ProxyConfig
+    from causalmix.design.swarm_plan import PLAN_FILE, GenerateConfig, generate
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.proxy.config import ProxyConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         cfg = GenerateConfig(pool=str(pool), features=str(features), out=str(root / "plan"), runs=args.runs,
                              proxy=ProxyConfig(model="tokenizer-not-read-without---export"))
         load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)  # warm the page cache, untimed
-        importlib.import_module("actors.sweep_searcher")  # Ray Tune's import is not the sweep's planning
+        importlib.import_module("causalmix.actors.sweep_searcher")  # Ray Tune's import is not the sweep's planning
 
         sweep_times, generate_times = [], []
         for k, path in enumerate(("sweep", "generate", "generate", "sweep")):  # ABBA: drift cancels

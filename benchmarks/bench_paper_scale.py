@@ -54,12 +54,12 @@ MIN_RUNS = 32  # the default estimator needs 20 runs at 6 domains x 72 covariate
 
 
 def stage_pool(root: Path, docs: int, shard_size: int) -> dict:
-    from datapool.build import build_pool
+    from causalmix.datapool.build import build_pool
     from paper_scale_pool import write_manifest, write_sources
 
     chars = write_sources(root, docs)
     pool_dir = build_pool(write_manifest(root, shard_size))
-    from datapool.pool import Pool
+    from causalmix.datapool.pool import Pool
 
     pool = Pool.open(pool_dir)
     return {"pool_dir": pool_dir, "docs": pool.n_docs(), "shards": len(pool.shards()),
@@ -71,7 +71,7 @@ def stage_features(root: Path, pool_dir: Path, model: Path, mode: str, feature_n
 
     if mode == "synthetic":
         return write_synthetic_features(pool_dir, root / "features.parquet", feature_names)
-    from actors.featurize import FeaturizeConfig, featurize
+    from causalmix.actors.featurize import FeaturizeConfig, featurize
 
     featurize(FeaturizeConfig(pool=str(pool_dir), model=str(model), out=str(root / "features")))
     return root / "features"
@@ -79,10 +79,10 @@ def stage_features(root: Path, pool_dir: Path, model: Path, mode: str, feature_n
 
 def stage_sweep(root: Path, pool_dir: Path, features: Path, model: Path, runs: int, trial_s: float,
                 feature_names, refit_every: int, progress: bool) -> dict:
-    from actors.sweep import run_sweep
-    from design.sweep_config import SweepConfig
-    from actors.synthetic_trial import synthetic_trial
-    from proxy.config import ProxyConfig
+    from causalmix.actors.sweep import run_sweep
+    from causalmix.design.sweep_config import SweepConfig
+    from causalmix.actors.synthetic_trial import synthetic_trial
+    from causalmix.proxy.config import ProxyConfig
 
     cfg = SweepConfig(pool=str(pool_dir), features=str(features), out=str(root / "sweep"), runs=runs,
                       proxy=ProxyConfig(model=str(model)), feature_names=tuple(feature_names),
@@ -131,10 +131,10 @@ def draw_baseline(pool_dir: Path, model: Path, budget: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from datapool.pool import Pool
-    from lm.formatting import encode_document
-    from lm.loading import load_tokenizer
-    from proxy.data import draw_sample
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.formatting import encode_document
+    from causalmix.lm.loading import load_tokenizer
+    from causalmix.proxy.data import draw_sample
 
     pool = Pool.open(pool_dir)
     domain = pool.domains[0]
@@ -155,10 +155,10 @@ def draw_baseline(pool_dir: Path, model: Path, budget: int) -> dict:
 
 
 def stage_fit_recommend(root: Path, runs: Path, features: Path, feature_names) -> dict:
-    from causal.covariates import pool_covariates
-    from causal.features_io import read_features
-    from causal.fitting import FitConfig, fit_and_save
-    from causal.model_dir import load_model_dir
+    from causalmix.causal.covariates import pool_covariates
+    from causalmix.causal.features_io import read_features
+    from causalmix.causal.fitting import FitConfig, fit_and_save
+    from causalmix.causal.model_dir import load_model_dir
 
     from threadpoolctl import threadpool_limits
 
@@ -195,11 +195,11 @@ def stage_serve(model_dir: Path, requests: int) -> dict:
 def run_stages(args, root: Path, monitor) -> dict:
     import ray
 
-    from causal.covariates import DEFAULT_FEATURES
-    from causal.style import STYLE_COLUMNS
-    from core.ray_setup import init_ray, shutdown_ray
+    from causalmix.causal.covariates import DEFAULT_FEATURES
+    from causalmix.causal.style import STYLE_COLUMNS
+    from causalmix.core.ray_setup import init_ray, shutdown_ray
     from paper_scale_pool import tiny_proxy_model
-    from proxy.config import ProxyConfig
+    from causalmix.proxy.config import ProxyConfig
 
     names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
     docs, runs = round(FULL_DOCS * args.scale), max(MIN_RUNS, round(FULL_RUNS * args.scale))

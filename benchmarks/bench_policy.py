@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
-from causal.model_dir import FittedMixtureModel  # noqa: E402
-from causal.runs_table import validate_runs_frame  # noqa: E402
+from causalmix.causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
+from causalmix.causal.model_dir import FittedMixtureModel  # noqa: E402
+from causalmix.causal.runs_table import validate_runs_frame  # noqa: E402
 from structural import StructuralModel  # noqa: E402
 
 REGIMES = {"a": dict(n=256, noise=0.05), "b": dict(n=48, noise=1.0), "c": dict(n=96, noise=1.0)}

@@ -44,11 +44,11 @@ from sklearn.model_selection import KFold
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
-from causal.mixing_law import MixingLawRegressor  # noqa: E402
-from causal.objective import apply_objective  # noqa: E402
-from causal.runs_table import RunsTable, import_regmix, validate_runs_frame  # noqa: E402
-from causal.swarm_import import import_olmix, olmix_family_objective  # noqa: E402
+from causalmix.causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
+from causalmix.causal.mixing_law import MixingLawRegressor  # noqa: E402
+from causalmix.causal.objective import apply_objective  # noqa: E402
+from causalmix.causal.runs_table import RunsTable, import_regmix, validate_runs_frame  # noqa: E402
+from causalmix.causal.swarm_import import import_olmix, olmix_family_objective  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 METHODS = ("default", "lightgbm", "mixing_law")

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_fit import synthetic_runs  # noqa: E402
-from causal.fitting import FitConfig, fit_runs_table  # noqa: E402
-from causal.model_dir import FittedMixtureModel  # noqa: E402
-from causal.runs_table import validate_runs_frame  # noqa: E402
+from causalmix.causal.fitting import FitConfig, fit_runs_table  # noqa: E402
+from causalmix.causal.model_dir import FittedMixtureModel  # noqa: E402
+from causalmix.causal.runs_table import validate_runs_frame  # noqa: E402
 
 
 def main() -> None:

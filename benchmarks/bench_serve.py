@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.ports import free_port  # noqa: E402
-from core.ray_setup import repo_pythonpath  # noqa: E402
+from causalmix.core.ports import free_port  # noqa: E402
+from causalmix.core.ray_setup import repo_pythonpath  # noqa: E402
 
 
 BARE_MODEL_ENV = "CAUSALMIX_BENCH_MODEL_DIR"
@@ -37,7 +37,7 @@ BARE_MODEL_ENV = "CAUSALMIX_BENCH_MODEL_DIR"
 
 def bare_app():
     """The bare server's app; a factory, so that each uvicorn worker process builds its own."""
-    from service.app import ModelSlot, build_app
+    from causalmix.service.app import ModelSlot, build_app
 
     slot = ModelSlot()
     slot.install(slot.load(os.environ[BARE_MODEL_ENV]))
@@ -154,7 +154,7 @@ def fit_demo_model(out_dir: Path, estimator: str) -> Path:
 
 def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
     """Median time of the model's own `recommend`, in this process: the floor under both servers."""
-    from causal.model_dir import load_model_dir
+    from causalmix.causal.model_dir import load_model_dir
 
     model = load_model_dir(model_dir)
     times = []
@@ -167,7 +167,7 @@ def model_latency_ms(model_dir: Path, bodies: list[bytes]) -> float:
 
 
 def main(argv=None) -> int:
-    from actors.serve.deployment import INGRESS_MODES, ServeSettings
+    from causalmix.actors.serve.deployment import INGRESS_MODES, ServeSettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: fit one on synthetic runs)")
@@ -193,8 +193,8 @@ def main(argv=None) -> int:
     import httpx
     from ray import serve
 
-    from actors.serve.deployment import apply, local_ray_environment
-    from core.ray_setup import init_ray
+    from causalmix.actors.serve.deployment import apply, local_ray_environment
+    from causalmix.core.ray_setup import init_ray
 
     with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp, local_ray_environment(args.ingress):
         model_dir = Path(args.model) if args.model else fit_demo_model(Path(tmp) / "model", args.estimator)

@@ -36,9 +36,9 @@ def build_sample(workdir: Path, model: str, budget: int, max_length: int):
     import numpy as np
     import pandas as pd
 
-    from datapool.pool import Pool
-    from lm.loading import load_tokenizer
-    from proxy.data import draw_sample
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.loading import load_tokenizer
+    from causalmix.proxy.data import draw_sample
 
     pool = Pool.open(workdir / "pools" / "demo-small")
     shards = {s.name: pd.read_parquet(s.path) for s in pool.shards()}
@@ -54,9 +54,9 @@ def run_ours(model_path: str, tokenizer, docs, cfg, device: str):
     import numpy as np
     import torch
 
-    from proxy.packing import pack_documents
-    from proxy.run import load_for_training
-    from proxy.train import train_packed
+    from causalmix.proxy.packing import pack_documents
+    from causalmix.proxy.run import load_for_training
+    from causalmix.proxy.train import train_packed
 
     torch.manual_seed(0)
     packed = pack_documents(docs, cfg.max_length, tokenizer.pad_token_id, rng=np.random.default_rng(0))
@@ -75,7 +75,7 @@ def run_trainer(model_path: str, tokenizer, docs, cfg, device: str, batch_docs: 
     from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
                               TrainingArguments)
 
-    from lm.loading import load_causal_lm
+    from causalmix.lm.loading import load_causal_lm
 
     torch.manual_seed(0)
     features = [{"input_ids": d.input_ids, "labels": [-100] * d.response_start + d.input_ids[d.response_start:]}
@@ -139,13 +139,13 @@ def main() -> int:
     import torch
     import transformers
 
-    from lm.loading import pick_device
+    from causalmix.lm.loading import pick_device
 
     if importlib.util.find_spec("accelerate") is None:
         print("bench_sft needs `accelerate` for its baseline (transformers.Trainer requires it); "
               "pip install 'accelerate>=1.1.0'", file=sys.stderr)
         return 2
-    from proxy.config import ProxyConfig
+    from causalmix.proxy.config import ProxyConfig
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -156,7 +156,7 @@ def main() -> int:
     cfg = ProxyConfig(model=model, budget=args.budget, max_length=512, rows_per_micro_batch=2,
                       grad_accum=2, device=device)
     tokenizer, docs = build_sample(workdir, model, args.budget, cfg.max_length)
-    from proxy.packing import pack_documents
+    from causalmix.proxy.packing import pack_documents
 
     n_rows = len(pack_documents(docs, cfg.max_length, tokenizer.pad_token_id).input_ids)
     steps = math.ceil(n_rows / (cfg.rows_per_micro_batch * cfg.grad_accum))
@@ -186,7 +186,7 @@ def main() -> int:
         extra += (f" ours_compile_tokens_per_s={med['ours_compile']:.0f}"
                   f" compile_ratio={med['ours_compile'] / med['flatten']:.2f}")
     if device.startswith("cuda"):
-        from lm.loading import load_causal_lm
+        from causalmix.lm.loading import load_causal_lm
 
         n_params = sum(p.numel() for p in load_causal_lm(model, device="cpu").parameters())
         extra += f" params={n_params} mfu={6 * n_params * med['ours'] / (args.peak_tflops * 1e12):.3f}"

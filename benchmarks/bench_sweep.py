@@ -44,8 +44,8 @@ def small_pool(root: Path) -> tuple[Path, Path]:
     import numpy as np
     import pandas as pd
 
-    from datapool.demo import DemoPoolSpec, write_demo_pool
-    from datapool.pool import Pool
+    from causalmix.datapool.demo import DemoPoolSpec, write_demo_pool
+    from causalmix.datapool.pool import Pool
 
     spec = DemoPoolSpec(small_shards=4, small_docs_per_shard=10, dev_docs=2)
     pool_dir = write_demo_pool(root / "pools", "demo-small", spec)
@@ -67,10 +67,10 @@ def main() -> int:
 
     import ray
 
-    from actors.sweep import run_sweep
-    from design.sweep_config import SweepConfig
-    from core.ray_setup import init_ray
-    from proxy.config import ProxyConfig
+    from causalmix.actors.sweep import run_sweep
+    from causalmix.design.sweep_config import SweepConfig
+    from causalmix.core.ray_setup import init_ray
+    from causalmix.proxy.config import ProxyConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -42,9 +42,9 @@ sys.path.insert(0, str(REPO))
 
 def build_demo(root: Path) -> Path:
     """demo-small and the tiny proxy as `launch.py demo` builds them (no target model)."""
-    from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import PROXY_SPEC, build_tiny_model, train_tokenizer
+    from causalmix.datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import PROXY_SPEC, build_tiny_model, train_tokenizer
 
     write_demo_pool(root / "pools", "demo-small", DemoPoolSpec())
     train_tokenizer(demo_texts_for_tokenizer(root / "pools" / "demo-small"), root / "models" / "tokenizer",
@@ -86,9 +86,10 @@ class Lookup:
 
 
 def one_run(cfg, spec, shards, dev_sets, features, feature_names, train_encode, dev_encode) -> float:
-    import proxy.data
-    import proxy.evaluate
-    from proxy.run import run_proxy
+    import causalmix.proxy.data
+    from causalmix import proxy
+    import causalmix.proxy.evaluate
+    from causalmix.proxy.run import run_proxy
 
     proxy.data.encode_document, proxy.evaluate.encode_document = train_encode, dev_encode
     start = time.perf_counter()
@@ -113,14 +114,15 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
-    import lm.formatting
-    from actors.featurizer import prepare_documents
-    from causal.covariates import DEFAULT_FEATURES
-    from datapool.pool import Pool
-    from lm.loading import load_causal_lm, load_tokenizer, max_context
-    from proxy.config import ProxyConfig
-    from proxy.data import draw_sample
-    from proxy.run import RunSpec
+    import causalmix.lm.formatting
+    from causalmix import lm
+    from causalmix.actors.featurizer import prepare_documents
+    from causalmix.causal.covariates import DEFAULT_FEATURES
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer, max_context
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.data import draw_sample
+    from causalmix.proxy.run import RunSpec
 
     torch.set_num_threads(1)
     transformers.utils.logging.disable_progress_bar()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 def inputs(workdir: Path):
     import pandas as pd
 
-    from datapool.pool import Pool
+    from causalmix.datapool.pool import Pool
 
     if not (workdir / "models" / "target" / "config.json").is_file():
         build(workdir)
@@ -55,9 +55,9 @@ def build(workdir: Path) -> None:
     import random
     from dataclasses import replace
 
-    from datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import PROXY_SPEC, TARGET_SPEC, build_model_family
+    from causalmix.datapool.demo import DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import PROXY_SPEC, TARGET_SPEC, build_model_family
 
     write_demo_pool(workdir / "pools", "demo-small", DemoPoolSpec(small_docs_per_shard=40))
     build_model_family(workdir / "models", demo_texts_for_tokenizer(workdir / "pools" / "demo-small"),
@@ -88,11 +88,11 @@ def main() -> int:
     import ray
     import transformers
 
-    from actors.ray_train import train_distributed
-    from core.ray_setup import init_ray
-    from proxy.config import ProxyConfig
-    from proxy.distributed import TargetTrainConfig
-    from proxy.run import RunSpec, run_proxy
+    from causalmix.actors.ray_train import train_distributed
+    from causalmix.core.ray_setup import init_ray
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.distributed import TargetTrainConfig
+    from causalmix.proxy.run import RunSpec, run_proxy
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()

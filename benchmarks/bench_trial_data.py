@@ -53,11 +53,11 @@ def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
 
-    from datapool.sweep_inputs import load_sweep_inputs
-    from causal.covariates import DEFAULT_FEATURES, sample_covariates
-    from datapool.demo import DemoPoolSpec, write_demo_pool
-    from datapool.pool import Pool
-    from mixture_space.state import DataStateSampler, StateSamplerConfig
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.causal.covariates import DEFAULT_FEATURES, sample_covariates
+    from causalmix.datapool.demo import DemoPoolSpec, write_demo_pool
+    from causalmix.datapool.pool import Pool
+    from causalmix.mixture_space.state import DataStateSampler, StateSamplerConfig
 
     tmp = tempfile.TemporaryDirectory()
     root = Path(args.workdir) if args.workdir else Path(tmp.name)

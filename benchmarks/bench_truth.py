@@ -36,10 +36,10 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
-from causal.model_dir import FittedMixtureModel  # noqa: E402
-from causal.runs_table import validate_runs_frame  # noqa: E402
-from mixture_space import farthest_reach, steps_along  # noqa: E402
+from causalmix.causal.fitting import FitConfig, estimator_label, fit_runs_table  # noqa: E402
+from causalmix.causal.model_dir import FittedMixtureModel  # noqa: E402
+from causalmix.causal.runs_table import validate_runs_frame  # noqa: E402
+from causalmix.mixture_space import farthest_reach, steps_along  # noqa: E402
 from truth_worlds import FAMILIES, WORLDS  # noqa: E402
 
 SIZES = {"512": dict(n=512, noise=0.2), "64-noisy": dict(n=64, noise=1.0)}

@@ -55,7 +55,7 @@ def random_docs(n: int, mean_len: int, max_len: int, vocab: int, seed: int):
     """SFT-like documents: lognormal lengths, about a third prompt (not scored)."""
     import numpy as np
 
-    from lm.formatting import EncodedDoc
+    from causalmix.lm.formatting import EncodedDoc
 
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(np.log(mean_len) - 0.32, 0.8, n).astype(int), 8, max_len)
@@ -94,9 +94,9 @@ def sft_once(s: dict, device: str, packed: bool, seed: int = 0) -> dict:
     """Train the model on random documents; tokens/s of the timed pass (after a warm-up)."""
     import numpy as np
 
-    from proxy.config import ProxyConfig
-    from proxy.packing import pack_documents
-    from proxy.train import train_packed
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.packing import pack_documents
+    from causalmix.proxy.train import train_packed
 
     model, config = build_model(s["config"], device)
     cfg = ProxyConfig(model="random", max_length=s["row"], rows_per_micro_batch=s["rows"],
@@ -131,7 +131,7 @@ def torch_peak_memory(device: str):
 def featurize_once(s: dict, device: str) -> dict:
     import torch
 
-    from causal.doc_features import ScoredDoc, score_documents
+    from causalmix.causal.doc_features import ScoredDoc, score_documents
 
     dtype = "bfloat16" if device.startswith("cuda") else "float32"
     model, config = build_model(s["config"], device, dtype)
@@ -155,7 +155,7 @@ def featurize_once(s: dict, device: str) -> dict:
 def choose_k(s: dict, device: str, k_max: int) -> tuple[int, str]:
     from transformers import Qwen2Config
 
-    from proxy.memory import ModelShape, max_trials_per_gpu, trial_memory_bytes
+    from causalmix.proxy.memory import ModelShape, max_trials_per_gpu, trial_memory_bytes
 
     if not device.startswith("cuda"):
         return k_max, "cpu: k as given"
@@ -211,9 +211,9 @@ def worker(args) -> int:
     import numpy as np
     import torch
 
-    from proxy.config import ProxyConfig
-    from proxy.packing import pack_documents
-    from proxy.train import train_packed
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.packing import pack_documents
+    from causalmix.proxy.train import train_packed
 
     s = settings(args.smoke)
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"

@@ -31,9 +31,9 @@ def measure(config: dict, seq: int, micro: int, steps: int, checkpointing: bool,
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from proxy.config import ProxyConfig
-    from proxy.packing import IGNORE, PackedBatch
-    from proxy.train import accumulate, autocast_for, build_optimizer, optimizer_step
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.packing import IGNORE, PackedBatch
+    from causalmix.proxy.train import accumulate, autocast_for, build_optimizer, optimizer_step
 
     cuda = device == "cuda"
     dtype = "bfloat16" if cuda else "float32"
@@ -77,7 +77,7 @@ def main() -> int:
 
     import torch
 
-    from proxy.memory_plan import GiB, ModelShape, PlanInputs, plan_memory, read_model_config
+    from causalmix.proxy.memory_plan import GiB, ModelShape, PlanInputs, plan_memory, read_model_config
 
     if not args.smoke and not torch.cuda.is_available():
         print("gpu_memory_plan_check needs a CUDA GPU; use --smoke for the CPU check", file=sys.stderr)

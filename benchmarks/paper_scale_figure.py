@@ -25,7 +25,7 @@ def series(runs: list[dict], stage: str, value) -> tuple[list[float], list[float
 
 
 def draw(runs: list[dict], out: Path) -> None:
-    from core.figure import subplots
+    from causalmix.core.figure import subplots
 
     fig, (time_ax, cpu_ax, mem_ax) = subplots(1, 3, figsize=(15, 4))
     for stage in STAGES:

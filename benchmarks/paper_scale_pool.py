@@ -85,8 +85,8 @@ def write_manifest(root: Path, shard_size: int) -> Path:
 
 def tiny_proxy_model(root: Path) -> Path:
     """A tiny tokenizer + proxy model (seconds), trained on the pool's dev text."""
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import TinyModelSpec, build_model_family
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import TinyModelSpec, build_model_family
 
     texts = [r["response"] for d in DOMAINS for r in domain_documents(d, 200, 7)]
     corpus = pretraining_corpus(random.Random(0), n_docs=200)
@@ -104,7 +104,7 @@ def write_synthetic_features(pool_dir: Path, out: Path, feature_names) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datapool.pool import Pool
+    from causalmix.datapool.pool import Pool
 
     writer = None
     try:

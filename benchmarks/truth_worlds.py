@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mixture_space import project_to_simplex
+from causalmix.mixture_space import project_to_simplex
 
 FAMILIES = ("log", "mixing-law", "saturating", "flip", "many-cov")
 

@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.runs_table import MIX
-from core.config import read_json_file
-from core.errors import UserError
+from causalmix.causal.runs_table import MIX
+from causalmix.core.config import read_json_file
+from causalmix.core.errors import UserError
 
 CAUSALMIX = {"causalmix-a": ("causalmix-A", "analytic"), "causalmix-s": ("causalmix-S", "search")}
 ABLATIONS = {"no-dml": "no_dml_model", "no-covariates": "no_covariates_model"}

@@ -11,8 +11,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from causal.features_io import read_features
-from core.errors import UserError
+from causalmix.causal.features_io import read_features
+from causalmix.core.errors import UserError
 
 DEFAULT_FEATURES = ("normalized_loss", "writing_style", "hes")
 """The paper's three data-state features."""

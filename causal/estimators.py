@@ -22,9 +22,9 @@ from statistics import NormalDist
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES, MixtureFeaturizer, select_featurizer
-from causal.forest_inference import grf_point_and_cov, grf_projection_var
-from core.errors import UserError
+from causalmix.causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES, MixtureFeaturizer, select_featurizer
+from causalmix.causal.forest_inference import grf_point_and_cov, grf_projection_var
+from causalmix.core.errors import UserError
 
 _CACHE_SIZE = 1024
 # Nuisance models: "auto" lets econml choose by cross-validated score among a lasso, a

@@ -6,18 +6,18 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
-from causal.featurizers import TREATMENT_FEATURIZERS
-from causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
-from causal.objective import Objective
-from causal.regmix import RegMixEstimator
-from causal.registry import ESTIMATORS, estimator_name
-from causal.selection import select_estimator
-from causal.sieve_dml import SieveDMLEstimator, covariate_domains
-from causal.runs_table import RunsTable, read_runs_table_with_objective
-from core.atomic import check_output_path
-from core.errors import UserError
-from core.logs import get_logger
+from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
+from causalmix.causal.featurizers import TREATMENT_FEATURIZERS
+from causalmix.causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
+from causalmix.causal.objective import Objective
+from causalmix.causal.regmix import RegMixEstimator
+from causalmix.causal.registry import ESTIMATORS, estimator_name
+from causalmix.causal.selection import select_estimator
+from causalmix.causal.sieve_dml import SieveDMLEstimator, covariate_domains
+from causalmix.causal.runs_table import RunsTable, read_runs_table_with_objective
+from causalmix.core.atomic import check_output_path
+from causalmix.core.errors import UserError
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 

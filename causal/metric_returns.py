@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.objective import Objective, default_metrics
+from causalmix.causal.objective import Objective, default_metrics
 
 
 def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: Sequence[str] | None = None,
@@ -22,10 +22,10 @@ def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: 
     """(estimates, interval half-widths): frames indexed by domain, one column per metric (its
     `metric.` prefix dropped). `config`: a causal.fitting.FitConfig (default: its defaults);
     `target`: covariates of the target pool (those of the fitted model's covariate names)."""
-    from causal.fitting import FitConfig, fit_runs_table
-    from causal.model_dir import FittedMixtureModel
-    from causal.runs_table import validate_runs_frame
-    from causal.streaming import domain_returns
+    from causalmix.causal.fitting import FitConfig, fit_runs_table
+    from causalmix.causal.model_dir import FittedMixtureModel
+    from causalmix.causal.runs_table import validate_runs_frame
+    from causalmix.causal.streaming import domain_returns
 
     config = config or FitConfig()
     names = list(metrics) if metrics is not None else default_metrics(runs.columns)
@@ -60,7 +60,7 @@ def domain_ordered(metrics: Sequence[str], domains: Sequence[str]) -> list[str]:
 def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> "matplotlib.figure.Figure":
     """Heatmap of the domain x metric returns, each column scaled by its largest |value| (metrics
     have different units), the estimate printed in each cell."""
-    from core.figure import subplots
+    from causalmix.core.figure import subplots
 
     values = estimates.to_numpy(dtype=float)
     scale = np.abs(values).max(axis=0, keepdims=True)

@@ -35,13 +35,13 @@ from typing import Mapping
 
 import numpy as np
 
-from causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
-from causal.registry import ESTIMATORS
-from causal.safe_pickle import load_estimator_pickle
-from core.atomic import atomic_directory
-from core.errors import UserError
-from core.provenance import provenance
-from mixture_space import MixtureBounds, RunSupport, equal_mixture, validate_mixtures
+from causalmix.causal.policy import AUTO, POLICIES, analytic_policy, check_trust_radius, search_policy, top_k_policy
+from causalmix.causal.registry import ESTIMATORS
+from causalmix.causal.safe_pickle import load_estimator_pickle
+from causalmix.core.atomic import atomic_directory
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import provenance
+from causalmix.mixture_space import MixtureBounds, RunSupport, equal_mixture, validate_mixtures
 
 FORMAT = "causalmix-model/1"
 MODEL_JSON, ESTIMATOR_PKL, CHECKSUMS = "model.json", "estimator.pkl", "checksums.json"

@@ -15,9 +15,9 @@ import dataclasses
 
 import numpy as np
 
-from causal.evidence import no_evidence_reason
-from core.errors import UserError
-from mixture_space import (MAX_TRUST_RADIUS, DirichletMixtureSampler, farthest_reach, project_to_simplex,
+from causalmix.causal.evidence import no_evidence_reason
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import (MAX_TRUST_RADIUS, DirichletMixtureSampler, farthest_reach, project_to_simplex,
                            simplex_distance, steps_along, trust_region_candidates)
 
 POLICIES = ("analytic", "search", "top-k")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from causal.runs_table import MIX
-from core.errors import UserError
+from causalmix.causal.runs_table import MIX
+from causalmix.core.errors import UserError
 
 
 def predict_table(fitted, table, *, where: str) -> pd.DataFrame:

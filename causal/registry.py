@@ -2,9 +2,9 @@
 the fit stage (fitting.py) makes and what loading a model directory (model_dir.py) accepts."""
 from __future__ import annotations
 
-from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
-from causal.regmix import RegMixEstimator
-from causal.sieve_dml import SieveDMLEstimator
+from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
+from causalmix.causal.regmix import RegMixEstimator
+from causalmix.causal.sieve_dml import SieveDMLEstimator
 
 ESTIMATORS = {
     "auto": None,

@@ -13,7 +13,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from causal.estimators import MixtureEstimator
+from causalmix.causal.estimators import MixtureEstimator
 
 
 class RegMixEstimator(MixtureEstimator):

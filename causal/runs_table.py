@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_write_parquet
-from core.errors import UserError
-from core.logs import get_logger
-from core.provenance import sha256_file
-from mixture_space.simplex import validate_mixtures
+from causalmix.core.atomic import atomic_write_parquet
+from causalmix.core.errors import UserError
+from causalmix.core.logs import get_logger
+from causalmix.core.provenance import sha256_file
+from causalmix.mixture_space.simplex import validate_mixtures
 
 MIX, COV, METRIC = "mix.", "x.", "metric."
 # Outcomes, covariates and weights are losses, scores, feature means and shares: a magnitude

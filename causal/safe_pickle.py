@@ -26,9 +26,9 @@ ALLOWED = frozenset({
     "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__randomstate_ctor",
     "numpy.random._pickle.__generator_ctor", "numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
     # this project's estimators
-    "causal.estimators.CausalForestEstimator", "causal.estimators.LinearDMLEstimator",
-    "causal.estimators.RegressionEstimator", "causal.featurizers.MixtureFeaturizer",
-    "causal.regmix.RegMixEstimator", "causal.sieve_dml.SieveDMLEstimator",
+    "causalmix.causal.estimators.CausalForestEstimator", "causalmix.causal.estimators.LinearDMLEstimator",
+    "causalmix.causal.estimators.RegressionEstimator", "causalmix.causal.featurizers.MixtureFeaturizer",
+    "causalmix.causal.regmix.RegMixEstimator", "causalmix.causal.sieve_dml.SieveDMLEstimator",
     # econml's DML, causal forest and their parts
     "econml.dml._rlearner._ModelFinal", "econml.dml._rlearner._ModelNuisance",
     "econml.dml.causal_forest.CausalForestDML", "econml.dml.causal_forest._CausalForestFinalWrapper",

@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from causal.estimators import poly_ridge
-from causal.evidence import attach_model_error, pair_difference_mse, pair_partners, paired_evidence
-from causal.runs_table import RunsTable
-from core.errors import UserError
+from causalmix.causal.estimators import poly_ridge
+from causalmix.causal.evidence import attach_model_error, pair_difference_mse, pair_partners, paired_evidence
+from causalmix.causal.runs_table import RunsTable
+from causalmix.core.errors import UserError
 
 SELECTION_FOLDS = 4
 # Fast candidates only: the causal forest (fit by name, the paper's) took 30 to 90 s on 512

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from causal.estimators import MixtureEstimator, _cross, poly_ridge
-from causal.evidence import attach_model_error, pair_partners, paired_evidence
-from causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer
+from causalmix.causal.estimators import MixtureEstimator, _cross, poly_ridge
+from causalmix.causal.evidence import attach_model_error, pair_partners, paired_evidence
+from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer
 
 SIEVE_FEATURIZERS = ("log-only", "log", "log-quad")
 NUISANCE_FOLDS = 5

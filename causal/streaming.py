@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from causal.fitting import FitConfig, fit_runs_table
-from causal.model_dir import DEFAULT_TRUST_RADIUS, FittedMixtureModel, save_model_dir
-from causal.runs_table import RunsTable, runs_from_rows
-from core.errors import UserError
+from causalmix.causal.fitting import FitConfig, fit_runs_table
+from causalmix.causal.model_dir import DEFAULT_TRUST_RADIUS, FittedMixtureModel, save_model_dir
+from causalmix.causal.runs_table import RunsTable, runs_from_rows
+from causalmix.core.errors import UserError
 
 RETURN_STEP = 0.05
 

@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from causal.objective import Objective, ObjectiveTerm
-from causal.runs_table import METRIC, MIX, read_frame, validate_runs_frame
-from core.errors import UserError
+from causalmix.causal.objective import Objective, ObjectiveTerm
+from causalmix.causal.runs_table import METRIC, MIX, read_frame, validate_runs_frame
+from causalmix.core.errors import UserError
 
 RUN_COLUMN_CANDIDATES = ("run", "run_id", "run_name", "id")
 # bookkeeping columns Olmix writes beside the weights / metrics: never a domain or a metric
@@ -217,7 +217,7 @@ def olmix_family_objective(config_path: str | Path, metric_names: Sequence[str])
     (`filtering.obj_weights`, default 1 as in Olmix) of an Olmix fit config, checked against the
     swarm's metric names. MMLU subjects share OLMIX_MMLU_TASKS task slots of their family equally
     (Olmix weights them by question count inside each category, in code, not in the config)."""
-    from core.config import read_yaml_mapping
+    from causalmix.core.config import read_yaml_mapping
 
     where = f"Olmix fit config {config_path}"
     config = read_yaml_mapping(config_path, what="Olmix fit config")

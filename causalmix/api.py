@@ -10,7 +10,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from core.errors import SweepIncomplete, UserError
+from causalmix.core.errors import SweepIncomplete, UserError
 
 PathLike = str | Path
 
@@ -52,7 +52,7 @@ class Model:
         if pool_features is not None:
             covariates = pool_covariates(pool_features, self.covariate_names)
         elif not isinstance(covariates, Mapping):
-            from core.config import read_json_file
+            from causalmix.core.config import read_json_file
 
             covariates = read_json_file(str(covariates), "covariates")
         return self.fitted.recommend(covariates, policy=policy, trust_radius=trust_radius,
@@ -61,11 +61,11 @@ class Model:
 
     def predict(self, runs: PathLike | pd.DataFrame) -> pd.DataFrame:
         """Predicted y of every row (mixture + covariates) of a runs table: run_id, y_pred."""
-        from causal.runs_table import read_runs_table, validate_runs_frame
+        from causalmix.causal.runs_table import read_runs_table, validate_runs_frame
 
         table = (validate_runs_frame(runs, where="runs", require_y=False) if isinstance(runs, pd.DataFrame)
                  else read_runs_table(runs, require_y=False))
-        from causal.predict import predict_table
+        from causalmix.causal.predict import predict_table
 
         return predict_table(self.fitted, table, where=f"runs {table.source}")
 
@@ -73,7 +73,7 @@ class Model:
 def build_config(cls, settings: Mapping, what: str):
     """`cls` from keyword settings; unlike the CLI's namespace, every key must be a field."""
 
-    from core.config import load_config
+    from causalmix.core.config import load_config
 
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(settings) - fields)
@@ -85,7 +85,7 @@ def build_config(cls, settings: Mapping, what: str):
 def load_model(path: PathLike) -> Model:
     """A model directory written by `fit` (a pickle inside: load only directories you trust,
     or set CAUSALMIX_MODEL_KEY; see README)."""
-    from causal.model_dir import load_model_dir
+    from causalmix.causal.model_dir import load_model_dir
 
     return Model(load_model_dir(path), path=Path(path))
 
@@ -95,9 +95,9 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
     """Fit the causal model on a runs table (a Parquet/CSV path or a DataFrame), as `fit` does.
     `settings` are FitConfig fields (causal/fitting.py: estimator, seed, treatment_featurizer,
     objective, ...). With `out` the model directory is written too."""
-    from causal.fitting import FitConfig
-    from causal.runs_table import validate_runs_frame
-    from causal.fitting import fit_and_save
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.runs_table import validate_runs_frame
+    from causalmix.causal.fitting import fit_and_save
 
     config = build_config(FitConfig, settings, "fit")
     if not isinstance(runs, pd.DataFrame):
@@ -117,9 +117,9 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
 def pool_covariates(features: PathLike, names: list[str] | None = None) -> dict[str, float]:
     """A pool's covariates (per-domain means of its document features) from a `featurize` folder
     or a features Parquet file; `names` (a model's covariate_names) picks and checks them."""
-    from causal.covariates import pool_covariates as means
-    from causal.features_io import read_features
-    from causal.covariates import covariates_from_features
+    from causalmix.causal.covariates import pool_covariates as means
+    from causalmix.causal.features_io import read_features
+    from causalmix.causal.covariates import covariates_from_features
 
     if names is not None:
         return covariates_from_features(str(features), list(names))
@@ -133,7 +133,7 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
     """Per-document features of a pool (Ray Data actor pool, as `featurize`); returns `out`.
     `settings`: FeaturizeConfig fields (commands/featurize.py). Starts a local Ray unless one
     is up or RAY_ADDRESS is set; it stays up for the next call (`ray.shutdown()` ends it)."""
-    from actors.featurize import FeaturizeConfig, featurize as run_featurize
+    from causalmix.actors.featurize import FeaturizeConfig, featurize as run_featurize
 
     run_featurize(build_config(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
                                                  "out": str(out)}, "featurize"))
@@ -146,8 +146,8 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
     sweep.json, ...). `settings`: SweepConfig fields (actors/sweep.py, e.g. tracking="mlflow",
     adaptive=0.5) and `proxy={...}` (ProxyConfig fields). Raises SweepIncomplete (with the
     summary) when runs failed or the sweep was interrupted."""
-    from actors.sweep import run_sweep
-    from design.sweep_config import SweepConfig
+    from causalmix.actors.sweep import run_sweep
+    from causalmix.design.sweep_config import SweepConfig
 
     proxy = dict(settings.pop("proxy", {}) or {})
     cfg = build_config(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),
@@ -160,14 +160,14 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
 
 def read_runs(path: PathLike) -> pd.DataFrame:
     """A runs table (Parquet or CSV) after the checks every command applies."""
-    from causal.runs_table import read_runs_table
+    from causalmix.causal.runs_table import read_runs_table
 
     return read_runs_table(path).frame
 
 
 def import_regmix(mixtures: PathLike, losses: PathLike, *, target: str = "mean") -> pd.DataFrame:
     """RegMix's released CSVs as a runs table (y = -loss of `target`, or the mean of all)."""
-    from causal.runs_table import import_regmix as convert
+    from causalmix.causal.runs_table import import_regmix as convert
 
     return convert(str(mixtures), str(losses), target=target)
 

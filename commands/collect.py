@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from core.cli_config import ConfigFlags, field_docs
-from design.swarm_runs import CollectConfig, collect
+from causalmix.core.cli_config import ConfigFlags, field_docs
+from causalmix.design.swarm_runs import CollectConfig, collect
 
 
 FLAGS = ConfigFlags(CollectConfig, ("results", "out"), options={"results": {"metavar": "RESULTS"}})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.config import read_json_file
-from core.errors import UserError
-from mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
+from causalmix.core.config import read_json_file
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 
 
 def _weight_pair(text: str) -> tuple[str, float]:
@@ -47,8 +47,8 @@ def read_domain_tokens(path: str) -> dict[str, float]:
         if bad:
             raise UserError(f"domain tokens file {p}: expected {{domain: non-negative number}}, bad entries {bad}")
         return {d: float(v) for d, v in counts.items()}
-    from datapool.export import domain_token_counts
-    from datapool.pool import Pool
+    from causalmix.datapool.export import domain_token_counts
+    from causalmix.datapool.pool import Pool
 
     return {d: float(v) for d, v in domain_token_counts(Pool.open(p, build_if_needed=False)).items()}
 

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from commands.demo_stages import Stage, run_stages
-from core.atomic import atomic_write_json
-from core.cli_config import ConfigFlags
-from commands import demo_targets
-from datapool.demo import SMALL, TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-from datapool.demo_sources import pretraining_corpus
-from datapool.pool import Pool
-from lm.tiny import TinyModelSpec, build_model_family
+from causalmix.commands.demo_stages import Stage, run_stages
+from causalmix.core.atomic import atomic_write_json
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.commands import demo_targets
+from causalmix.datapool.demo import SMALL, TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+from causalmix.datapool.demo_sources import pretraining_corpus
+from causalmix.datapool.pool import Pool
+from causalmix.lm.tiny import TinyModelSpec, build_model_family
 
 POOLS = (SMALL, *TARGET_POOLS)
 FEATURES = ("normalized_loss",)
@@ -138,7 +138,7 @@ def _run_models(cfg: DemoConfig, work: Path) -> dict:
 
 
 def _features_done(cfg: DemoConfig, work: Path) -> bool:
-    from causal.features_io import MANIFEST, model_fingerprint
+    from causalmix.causal.features_io import MANIFEST, model_fingerprint
 
     fingerprint = model_fingerprint(str((work / "models" / "proxy").resolve()))
     for name in POOLS:
@@ -149,7 +149,7 @@ def _features_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_features(cfg: DemoConfig, work: Path) -> dict:
-    from actors.featurize import FeaturizeConfig, featurize
+    from causalmix.actors.featurize import FeaturizeConfig, featurize
 
     out = {}
     for name in POOLS:
@@ -167,10 +167,10 @@ def _sweep_done(cfg: DemoConfig, work: Path) -> bool:
 
 def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     """Dirichlet sweep of proxy SFT runs on demo-small; an interrupted one is resumed."""
-    from actors.sweep import run_sweep
-    from design.sweep_config import CONFIG_FILE, SweepConfig
-    from mixture_space.state import StateSamplerConfig
-    from proxy.config import ProxyConfig
+    from causalmix.actors.sweep import run_sweep
+    from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
+    from causalmix.mixture_space.state import StateSamplerConfig
+    from causalmix.proxy.config import ProxyConfig
 
     out = work / "runs"
     summary = run_sweep(SweepConfig(
@@ -210,8 +210,8 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     on the runs without their x.* columns, i.e. a state-agnostic fit)."""
     import pandas as pd
 
-    from causal.runs_table import COV  # deferred: heavy import (pandas), not for `demo --help`
-    from core.atomic import atomic_write_parquet
+    from causalmix.causal.runs_table import COV  # deferred: heavy import (pandas), not for `demo --help`
+    from causalmix.core.atomic import atomic_write_parquet
 
     runs = work / "runs" / "runs.parquet"
     frame = pd.read_parquet(runs)
@@ -227,8 +227,8 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
 
 
 def _fit_one(source: Path, out_dir: Path, est: str, seed: int) -> dict:
-    from causal.fitting import FitConfig, fit_and_save
-    from core.errors import UserError
+    from causalmix.causal.fitting import FitConfig, fit_and_save
+    from causalmix.core.errors import UserError
 
     try:
         return fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed))
@@ -323,7 +323,7 @@ KIND_FILE = "demo_kind.json"
 
 def _claim_workdir(cfg: DemoConfig) -> Path:
     """The workdir, refusing one that holds the other kind of demo (quick vs full)."""
-    from core.errors import UserError
+    from causalmix.core.errors import UserError
 
     work = Path(cfg.workdir or ("causalmix-demo-quick" if cfg.quick else "causalmix-demo")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -338,7 +338,7 @@ def _claim_workdir(cfg: DemoConfig) -> Path:
 def run(args) -> int:
     import ray
 
-    from core.ray_setup import init_ray
+    from causalmix.core.ray_setup import init_ray
 
     cfg = FLAGS.load(args)
     work = _claim_workdir(cfg)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from core.atomic import atomic_write_json
-from core.logs import get_logger
+from causalmix.core.atomic import atomic_write_json
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 

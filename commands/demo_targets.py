@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.atomic import atomic_write_json
-from datapool.demo import TARGET_POOLS
+from causalmix.core.atomic import atomic_write_json
+from causalmix.datapool.demo import TARGET_POOLS
 
 RECOMMENDATION = "recommendation.json"
 VALIDATION = "validation"
@@ -28,8 +28,8 @@ def recommend_done(cfg, work: Path) -> bool:
 
 def run_recommend(cfg, work: Path) -> dict:
     """CausalMix-A and -S for each target pool, from its features alone (no proxy run on it)."""
-    from causal.covariates import covariates_from_features
-    from causal.model_dir import load_model_dir
+    from causalmix.causal.covariates import covariates_from_features
+    from causalmix.causal.model_dir import load_model_dir
 
     model = load_model_dir(work / "model")
     recs = {}
@@ -45,7 +45,7 @@ def run_recommend(cfg, work: Path) -> dict:
 def run_tokens(features_dir: Path, budget_docs: int) -> float:
     """Tokens a validation run of `budget_docs` documents trains on at the pool's mean document
     length: the budget the validated mixtures' epoch caps are meant for."""
-    from causal.features_io import read_features
+    from causalmix.causal.features_io import read_features
 
     tokens = read_features(features_dir)["n_tokens"]
     return float(budget_docs * tokens.mean())
@@ -57,8 +57,8 @@ def validate_done(cfg, work: Path) -> bool:
 
 def run_validate(cfg, work: Path, quick_proxy: dict) -> dict:
     """The target model trained on each target pool with each mixture, paired seeds."""
-    from actors.validation import ValidateConfig, run_validation
-    from reporting.validation_runs import SETTINGS_FILE
+    from causalmix.actors.validation import ValidateConfig, run_validation
+    from causalmix.reporting.validation_runs import SETTINGS_FILE
 
     out = {}
     for pool in TARGET_POOLS:
@@ -95,7 +95,7 @@ def report_done(cfg, work: Path) -> bool:
 
 
 def run_report(cfg, work: Path) -> dict:
-    from reporting.report import write_report
+    from causalmix.reporting.report import write_report
 
     summary = write_report(work / "runs", work / "report", model_dir=work / "model",
                            validation_dir=[validation_dir(work, pool) for pool in TARGET_POOLS])

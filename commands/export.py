@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from core.cli_config import ConfigFlags
-from datapool.export import ExportConfig, parse_tokens, write_export
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.datapool.export import ExportConfig, parse_tokens, write_export
 
 
 FLAGS = ConfigFlags(ExportConfig, ("pool", "mixture", "tokens", "out", "seed", "max_epochs", "tokenizer",

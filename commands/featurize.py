@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from actors.featurize import FeaturizeConfig, featurize
-from core.cli_config import ConfigFlags
-from core.logs import get_logger
+from causalmix.actors.featurize import FeaturizeConfig, featurize
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 

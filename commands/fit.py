@@ -4,14 +4,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from causal.featurizers import TREATMENT_FEATURIZERS
-from causal.fitting import FitConfig, fit_and_save
-from causal.registry import ESTIMATORS
-from causal.objective import NORMALISATIONS, Objective
-from commands.summaries import fit_summary
-from core.cli_config import ConfigFlags
-from core.errors import UserError
-from core.logs import get_logger
+from causalmix.causal.featurizers import TREATMENT_FEATURIZERS
+from causalmix.causal.fitting import FitConfig, fit_and_save
+from causalmix.causal.registry import ESTIMATORS
+from causalmix.causal.objective import NORMALISATIONS, Objective
+from causalmix.commands.summaries import fit_summary
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.errors import UserError
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 

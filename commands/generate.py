@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from core.cli_config import ConfigFlags
-from design.swarm_plan import CONFIG_FILE, GenerateConfig, generate
-from design.swarm_runs import export_runs
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.design.swarm_plan import CONFIG_FILE, GenerateConfig, generate
+from causalmix.design.swarm_runs import export_runs
 
 
 FLAGS = ConfigFlags(

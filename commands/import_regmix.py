@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from core.atomic import atomic_write_parquet, check_output_file
-from core.provenance import provenance, sha256_file
+from causalmix.core.atomic import atomic_write_parquet, check_output_file
+from causalmix.core.provenance import provenance, sha256_file
 
 
 def add_arguments(parser) -> None:
@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from causal.runs_table import MIX, import_regmix  # deferred: heavy import (pandas)
+    from causalmix.causal.runs_table import MIX, import_regmix  # deferred: heavy import (pandas)
 
     check_output_file(args.out, kind="runs table", suffix=".parquet", inputs=[args.mixtures, args.losses])
     frame = import_regmix(args.mixtures, args.losses, target=args.target)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from core.atomic import atomic_write_parquet, check_output_file
-from core.errors import UserError
-from core.provenance import provenance, sha256_file
+from causalmix.core.atomic import atomic_write_parquet, check_output_file
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import provenance, sha256_file
 
 
 def add_arguments(parser) -> None:
@@ -32,8 +32,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     # deferred: heavy import (pandas)
-    from causal.runs_table import MIX
-    from causal.swarm_import import import_olmix, import_table
+    from causalmix.causal.runs_table import MIX
+    from causalmix.causal.swarm_import import import_olmix, import_table
 
     check_output_file(args.out, kind="runs table", suffix=".parquet",
                       inputs=[args.table, args.ratios, args.metrics_file])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from core.logs import common_options
-from datapool.pool import Pool
+from causalmix.core.logs import common_options
+from causalmix.datapool.pool import Pool
 
 
 def add_arguments(parser) -> None:
@@ -30,7 +30,7 @@ def describe(pool: Pool) -> dict:
 
 def run(args) -> int:
     if args.pool_action == "build":
-        from datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
+        from causalmix.datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
 
         out = build_pool(args.manifest, args.out, overwrite=args.overwrite)
         pool = Pool.open(out)

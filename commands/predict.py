@@ -13,11 +13,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     # deferred: heavy import (pandas, the estimator's libraries), so that --help answers at once
-    from causal.model_dir import load_model_dir
-    from causal.predict import predict_table
-    from causal.runs_table import read_runs_table
-    from core.atomic import atomic_write_parquet, check_output_file
-    from core.provenance import provenance
+    from causalmix.causal.model_dir import load_model_dir
+    from causalmix.causal.predict import predict_table
+    from causalmix.causal.runs_table import read_runs_table
+    from causalmix.core.atomic import atomic_write_parquet, check_output_file
+    from causalmix.core.provenance import provenance
 
     if args.out:
         check_output_file(args.out, kind="predictions", inputs=[args.model, args.runs])

@@ -5,14 +5,14 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
-from causal.policy import POLICIES, check_trust_radius
-from commands.constraints import add_constraint_arguments, bounds_from_args
-from commands.summaries import recommend_summary
-from core.cli_config import ConfigFlags
-from core.config import read_json_file
-from core.errors import UserError
-from core.logs import get_logger
+from causalmix.causal.model_dir import DEFAULT_TRUST_RADIUS, load_model_dir
+from causalmix.causal.policy import POLICIES, check_trust_radius
+from causalmix.commands.constraints import add_constraint_arguments, bounds_from_args
+from causalmix.commands.summaries import recommend_summary
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.config import read_json_file
+from causalmix.core.errors import UserError
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -100,7 +100,7 @@ def pool_covariates(args, names: list[str]) -> dict:
     if args.covariates:
         return read_json_file(args.covariates, "covariates")
     if args.pool_features:
-        from causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
+        from causalmix.causal.covariates import covariates_from_features  # deferred: heavy import (pandas)
 
         return covariates_from_features(args.pool_features, names)
     if names:
@@ -111,7 +111,7 @@ def pool_covariates(args, names: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from service import schemas
+    from causalmix.service import schemas
 
     cfg = FLAGS.load(args)
     labels = _labels(args, cfg)
@@ -119,7 +119,7 @@ def run(args) -> int:
                "seed": cfg.seed,
                "reference": "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")}
     if args.endpoint:
-        from service.client import model_info_via_endpoint, recommend_via_endpoint
+        from causalmix.service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
         payload["covariates"] = pool_covariates(args, info["covariate_names"])

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from reporting.report import write_report  # deferred: heavy import (pandas, matplotlib)
+    from causalmix.reporting.report import write_report  # deferred: heavy import (pandas, matplotlib)
 
     summary = write_report(args.run_dir, args.out, validation_dir=args.validation, model_dir=args.model,
                            cv_folds=args.folds, overwrite=args.overwrite)

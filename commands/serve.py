@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli_config import ConfigFlags
-from core.errors import ClusterLost, UserError
-from core.logs import get_logger
-from core.ports import check_port_free
-from core.ray_setup import is_local
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.errors import ClusterLost, UserError
+from causalmix.core.logs import get_logger
+from causalmix.core.ports import check_port_free
+from causalmix.core.ray_setup import is_local
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ def _min_max(text: str) -> tuple[int, int]:
 
 def _flags() -> ConfigFlags:
     # actors.serve imports Ray Serve: only when the serve command is built or run
-    from actors.serve.deployment import INGRESS_MODES, ServeSettings
+    from causalmix.actors.serve.deployment import INGRESS_MODES, ServeSettings
 
     return ConfigFlags(ServeSettings, ("model", "host", "port", "replicas", "autoscale", "replica_cpus",
                                        "max_ongoing_requests", "max_body_bytes", "access_log", "ingress"),
@@ -100,7 +100,7 @@ def writable_by_others(model_dir: Path) -> str | None:
 
 
 def run(args) -> int:
-    from service.app import ModelSlot
+    from causalmix.service.app import ModelSlot
 
     settings = _flags().load(args)
     local = is_local(args.address)
@@ -122,7 +122,7 @@ def run(args) -> int:
     loaded = ModelSlot().load(str(model_dir))
     settings.model, settings.version = str(model_dir), loaded.version
 
-    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_ray_environment
+    from causalmix.actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_ray_environment
 
     if args.ingress is not None and not local:
         log.warning("--ingress %s: a running cluster keeps the mode its `ray start` had (HAProxy: set "
@@ -139,12 +139,12 @@ def run(args) -> int:
 def _end_local_ray(env: dict[str, str]) -> None:
     """Stop this command's local Ray, then whatever of it outlived the stop: after a raylet
     death, HAProxy is reparented to init and keeps the port (the next serve there failed)."""
-    from core.ray_setup import shutdown_ray
+    from causalmix.core.ray_setup import shutdown_ray
 
     shutdown_ray()
     marker = "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"
     if marker in env and sys.platform.startswith("linux"):
-        from core import reaper
+        from causalmix.core import reaper
 
         left = reaper.with_environment(marker, env[marker])
         if left:
@@ -157,8 +157,8 @@ def _serve(settings, args, *, local: bool, address: str | None, model_dir: Path,
     import ray
     from ray import serve
 
-    from actors.serve.deployment import apply
-    from core.ray_setup import check_resources, init_ray
+    from causalmix.actors.serve.deployment import apply
+    from causalmix.core.ray_setup import check_resources, init_ray
 
     init_ray(address)
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")
@@ -214,8 +214,8 @@ def _reload_if_new(settings, model_dir: Path, stamp):
     that fails on the replicas is reported and returns None, so the next poll tries again;
     `settings.version` changes only once the replicas serve the new version. The running
     model keeps serving throughout."""
-    from actors.serve import deployment
-    from service.app import ModelSlot
+    from causalmix.actors.serve import deployment
+    from causalmix.service.app import ModelSlot
 
     why = writable_by_others(model_dir)
     if why:  # the replacement may have come with looser permissions than the first directory

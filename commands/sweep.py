@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-from actors.sweep import run_sweep
-from design.sweep_config import CONFIG_FILE, SweepConfig
-from core.cli_config import ConfigFlags
-from core.tracking import add_tracking_argument
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.tracking import add_tracking_argument
 
 
 FLAGS = ConfigFlags(

@@ -5,14 +5,14 @@ import json
 import sys
 from typing import Mapping
 
-from actors.validation import ValidateConfig, run_validation
-from commands.constraints import add_constraint_arguments, constraint_overrides
-from core.cli_config import ConfigFlags
-from core.config import build_config, config_section, read_yaml_mapping
-from core.errors import UserError
-from core.tracking import add_tracking_argument
-from proxy.config import TargetRunConfig
-from proxy.distributed import TargetTrainConfig, check_memory_plan
+from causalmix.actors.validation import ValidateConfig, run_validation
+from causalmix.commands.constraints import add_constraint_arguments, constraint_overrides
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.config import build_config, config_section, read_yaml_mapping
+from causalmix.core.errors import UserError
+from causalmix.core.tracking import add_tracking_argument
+from causalmix.proxy.config import TargetRunConfig
+from causalmix.proxy.distributed import TargetTrainConfig, check_memory_plan
 
 
 FLAGS = ConfigFlags(

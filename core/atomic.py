@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -29,7 +29,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from core.config import load_config
+from causalmix.core.config import load_config
 
 CONFIG_HELP = "YAML file with {name} fields (flags given override it)"
 _type_hints = functools.cache(typing.get_type_hints)

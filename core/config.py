@@ -11,9 +11,9 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from core import inputs
-from core.errors import UserError
-from core.inputs import read_yaml_file
+from causalmix.core import inputs
+from causalmix.core.errors import UserError
+from causalmix.core.inputs import read_yaml_file
 
 T = TypeVar("T")
 

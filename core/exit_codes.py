@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import re
 
-from core.errors import ClusterLost, RunsFailed, SweepIncomplete, UserError
+from causalmix.core.errors import ClusterLost, RunsFailed, SweepIncomplete, UserError
 
 OK, RUNS_FAILED, BAD_INPUT, SYSTEM, CLUSTER_LOST, INTERNAL = 0, 1, 2, 3, 4, 70
 INTERRUPTED, TERMINATED = 130, 143

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 EXTRAS = {"mlflow": "tracking", "wandb": "tracking", "lm_eval": "harness"}
 """Module: the extra of pyproject.toml that installs it."""

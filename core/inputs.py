@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 # Manifests, configs, covariates and mixtures are a few kB; this leaves room for generated ones.
 MAX_INPUT_BYTES = 16 * 1024**2

@@ -16,7 +16,7 @@ _state = {"level": logging.INFO}
 
 def get_logger(module: str) -> logging.Logger:
     """The logger of `module` (its __name__) under the `causalmix` root."""
-    return logging.getLogger(f"{ROOT}.{module}")
+    return logging.getLogger(module if module.split(".")[0] == ROOT else f"{ROOT}.{module}")
 
 
 class CliFormatter(logging.Formatter):

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 # The folder that holds the project's top package: a checkout's root (where a `--working-dir .`
 # job and the cluster image have it too), or site-packages once installed. Found from the top
@@ -50,7 +50,7 @@ def _start_reaper() -> None:
     if not sys.platform.startswith("linux") or (_reaper is not None and _reaper.poll() is None):
         return
     # Its own session: a Ctrl-C to the terminal's process group must not stop it first.
-    _reaper = subprocess.Popen([sys.executable, "-m", "core.reaper", str(os.getpid())],
+    _reaper = subprocess.Popen([sys.executable, "-m", "causalmix.core.reaper", str(os.getpid())],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
                                start_new_session=True, stderr=subprocess.DEVNULL)
     # Wait until it has noted the processes ray.init just started (a killed driver's agents).
@@ -118,7 +118,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     if ray.is_initialized():
         return ray
     os.environ["PYTHONPATH"] = repo_pythonpath()
-    from core.logs import ray_init_kwargs
+    from causalmix.core.logs import ray_init_kwargs
 
     for key, value in ray_init_kwargs().items():
         kwargs.setdefault(key, value)

@@ -55,7 +55,7 @@ def parse_tracking(text: str | None, directory: str | Path) -> Tracking | None:
         raise ValueError(f"tracking: unknown tracker {kind!r} in {text!r}; use mlflow[=URI] or wandb[=PROJECT]")
     if "=" in text and not value:
         raise ValueError(f"tracking: {text!r} gives no value after '='")
-    from core.extras import require_extra
+    from causalmix.core.extras import require_extra
 
     require_extra(kind, f"--tracking {kind}")
     directory = str(Path(directory).resolve())

@@ -5,7 +5,7 @@ import contextlib
 import warnings
 from typing import Iterator
 
-from core.logs import get_logger
+from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -24,12 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.atomic import (atomic_write_json, atomic_write_parquet, atomic_write_text, check_not_input,
+from causalmix.core.atomic import (atomic_write_json, atomic_write_parquet, atomic_write_text, check_not_input,
                          temporary_sibling_dir)
-from core.errors import UserError
-from core.provenance import provenance, sha256_file
-from datapool.layout import POOL_INDEX, POOL_PARTS
-from datapool.manifest import PoolManifest, SourceSpec, load_manifest
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import provenance, sha256_file
+from causalmix.datapool.layout import POOL_INDEX, POOL_PARTS
+from causalmix.datapool.manifest import PoolManifest, SourceSpec, load_manifest
 
 DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
 

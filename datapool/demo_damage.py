@@ -32,7 +32,7 @@ import random
 import re
 from typing import Callable
 
-from datapool.demo_sources import ITEMS, NAMES, WORDS
+from causalmix.datapool.demo_sources import ITEMS, NAMES, WORDS
 
 _CODE_SWAPS = (("==", "!="), ("True", "False"), (" < ", " > "), (" <= ", " >= "), (" and ", " or "),
                (" is not ", " is "), (" + 1", " - 1"))

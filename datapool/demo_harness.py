@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from proxy.answers import AnswerPattern
+from causalmix.proxy.answers import AnswerPattern
 
 TASK = "arith_choice"
 TASK_YAML = f"""\

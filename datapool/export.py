@@ -35,14 +35,14 @@ from typing import Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, check_not_input
-from core.errors import UserError
-from core.inputs import load_json_text, read_text
-from core.provenance import provenance, sha256_file
-from datapool.build import pool_parts
-from datapool.export_stream import ExportPlan, plan_rows, quiet_datasets, shard_names, trl_columns, write_plan
-from datapool.pool import Pool, read_shard
-from mixture_space import DEFAULT_MAX_EPOCHS
+from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, check_not_input
+from causalmix.core.errors import UserError
+from causalmix.core.inputs import load_json_text, read_text
+from causalmix.core.provenance import provenance, sha256_file
+from causalmix.datapool.build import pool_parts
+from causalmix.datapool.export_stream import ExportPlan, plan_rows, quiet_datasets, shard_names, trl_columns, write_plan
+from causalmix.datapool.pool import Pool, read_shard
+from causalmix.mixture_space import DEFAULT_MAX_EPOCHS
 
 FORMAT = "causalmix-export/1"
 COLUMN_FORMATS = ("trl", "raw")

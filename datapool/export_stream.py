@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, temporary_sibling_dir
-from datapool.pool import Pool, read_shard
+from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, temporary_sibling_dir
+from causalmix.datapool.pool import Pool, read_shard
 
 PLACE = "_place"  # a bucket row's place in training order (dropped from the output)
 

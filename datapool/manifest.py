@@ -41,10 +41,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from core.config import read_yaml_mapping
-from core.errors import UserError
-from proxy.answers import AnswerPattern
-from proxy.harness import HarnessSpec
+from causalmix.core.config import read_yaml_mapping
+from causalmix.core.errors import UserError
+from causalmix.proxy.answers import AnswerPattern
+from causalmix.proxy.harness import HarnessSpec
 
 DEFAULT_COLUMNS = {"prompt": "prompt", "response": "response"}
 

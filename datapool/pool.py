@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import UserError
-from core.provenance import sha256_file
-from datapool.layout import POOL_INDEX
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import sha256_file
+from causalmix.datapool.layout import POOL_INDEX
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ class Pool:
             if stale:
                 if not build_if_needed:
                     raise UserError(f"pool of manifest {path} is not built; run `causalmix pool build {path}`")
-                from datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
+                from causalmix.datapool.build import build_pool  # deferred: heavy import (pandas, pyarrow)
 
                 build_pool(path)
             path = path.parent
@@ -106,8 +106,8 @@ class Pool:
 
     def harness(self):
         """The pool's lm-evaluation-harness dev entries (proxy.harness.HarnessSpec)."""
-        from core.extras import require_extra
-        from proxy.harness import HarnessSpec
+        from causalmix.core.extras import require_extra
+        from causalmix.proxy.harness import HarnessSpec
 
         entries = self.index.get("harness", [])
         if entries:  # said before any run starts, not by the first proxy run's evaluation
@@ -119,7 +119,7 @@ class Pool:
         dev sets (read into memory) and `lm_eval:<i>` entries for the harness entries."""
         import pandas as pd  # deferred: heavy import
 
-        from proxy.evaluate import DevTask
+        from causalmix.proxy.evaluate import DevTask
 
         tasks = {d: DevTask.from_dev_set(ds, pd.read_parquet(ds.path)) for d, ds in self.dev_sets().items()}
         tasks.update({f"lm_eval:{i}": DevTask(kind="lm_eval", harness=spec)

@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.features_io import read_features
-from core.errors import UserError
-from datapool.pool import Pool, read_shard
+from causalmix.causal.features_io import read_features
+from causalmix.core.errors import UserError
+from causalmix.datapool.pool import Pool, read_shard
 
 SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
 

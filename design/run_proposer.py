@@ -21,9 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
-from mixture_space.dirichlet import DirichletMixtureSampler
-from mixture_space.state import DataStateSampler
-from mixture_space.trust_region import trust_region_candidates
+from causalmix.mixture_space.dirichlet import DirichletMixtureSampler
+from causalmix.mixture_space.state import DataStateSampler
+from causalmix.mixture_space.trust_region import trust_region_candidates
 
 PENDING = object()
 """RoundSnapshots.poll's answer while a round's fit is still running."""

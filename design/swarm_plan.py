@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from design.run_proposer import LocalRoundSnapshots, RunProposer, run_id
-from design.sweep_design import SweepDesign, build_proposer, config_yaml, cover_targets
-from causal.covariates import covariate_name
-from causal.runs_table import MIX, read_frame
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
-from core.config import load_config
-from core.errors import UserError
-from core.provenance import provenance
-from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
+from causalmix.design.run_proposer import LocalRoundSnapshots, RunProposer, run_id
+from causalmix.design.sweep_design import SweepDesign, build_proposer, config_yaml, cover_targets
+from causalmix.causal.covariates import covariate_name
+from causalmix.causal.runs_table import MIX, read_frame
+from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, atomic_write_text
+from causalmix.core.config import load_config
+from causalmix.core.errors import UserError
+from causalmix.core.provenance import provenance
+from causalmix.datapool.sweep_inputs import SweepInputs, load_sweep_inputs
 
 PLAN_FILE, PLAN_CSV, RECORD_FILE, CONFIG_FILE = "plan.parquet", "plan.csv", "plan.json", "generate_config.yaml"
 RUNS_FILE = "runs.parquet"
@@ -105,8 +105,8 @@ def plan_frame(proposals: list[dict], cfg: GenerateConfig, covariates: StateCova
 def round_fit(cfg: GenerateConfig, domains: list[str]):
     """The sweep's fit of an adaptive round (the fit actor's, causal/streaming.py), in-process."""
     # deferred: the estimators import econml and scikit-learn (seconds), needed for adaptive plans only
-    from causal.fitting import FitConfig
-    from causal.streaming import PolicyTracker
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.streaming import PolicyTracker
 
     target = next(iter(cover_targets(cfg, domains).values()), None)
     tracker = PolicyTracker(config=FitConfig(**cfg.adaptive_fit), target_covariates=target)

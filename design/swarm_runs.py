@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from causal.runs_table import COV, METRIC, MIX, read_frame, validate_runs_frame
-from core.atomic import atomic_write_parquet
-from core.errors import UserError
-from datapool.export import FORMAT, write_training_set
-from datapool.sweep_inputs import SweepInputs, load_sweep_inputs
-from design.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
-from lm.loading import load_tokenizer
-from proxy.evaluate import outcome
-from proxy.run import RunSpec, draw_run, run_covariates
+from causalmix.causal.runs_table import COV, METRIC, MIX, read_frame, validate_runs_frame
+from causalmix.core.atomic import atomic_write_parquet
+from causalmix.core.errors import UserError
+from causalmix.datapool.export import FORMAT, write_training_set
+from causalmix.datapool.sweep_inputs import SweepInputs, load_sweep_inputs
+from causalmix.design.swarm_plan import EXTRA_COLUMNS, RUNS_FILE, STATE, GenerateConfig, read_plan
+from causalmix.lm.loading import load_tokenizer
+from causalmix.proxy.evaluate import outcome
+from causalmix.proxy.run import RunSpec, draw_run, run_covariates
 
 EXPORT_DIR = "data"
 PLAN_OWNED = (MIX, COV, STATE, "docs.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.tracking import parse_tracking
-from design.sweep_design import SweepDesign
+from causalmix.core.tracking import parse_tracking
+from causalmix.design.sweep_design import SweepDesign
 
 TUNE_DIR = "tune"
 RUNS_FILE = "runs.parquet"

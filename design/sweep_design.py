@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from design.run_proposer import RoundSnapshots, RunProposer
-from causal.covariates import DEFAULT_FEATURES, pool_covariates
-from causal.features_io import read_features
-from core.errors import UserError
-from datapool.sweep_inputs import SweepInputs
-from mixture_space.dirichlet import DirichletMixtureSampler
-from mixture_space.state import DataStateSampler, StateSamplerConfig
-from proxy.config import ProxyConfig
+from causalmix.design.run_proposer import RoundSnapshots, RunProposer
+from causalmix.causal.covariates import DEFAULT_FEATURES, pool_covariates
+from causalmix.causal.features_io import read_features
+from causalmix.core.errors import UserError
+from causalmix.datapool.sweep_inputs import SweepInputs
+from causalmix.mixture_space.dirichlet import DirichletMixtureSampler
+from causalmix.mixture_space.state import DataStateSampler, StateSamplerConfig
+from causalmix.proxy.config import ProxyConfig
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from proxy.run import RunSpec
+from causalmix.proxy.run import RunSpec
 
 ROW_KEY = "run_row"
 """Result key holding the runs-table row as JSON (Tune would flatten a nested dict); only a

@@ -17,10 +17,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, not installed
 
-from design.swarm_plan import read_plan  # noqa: E402
-from design.swarm_runs import plan_domains, run_spec  # noqa: E402
-from datapool.sweep_inputs import load_sweep_inputs  # noqa: E402
-from proxy.run import run_proxy  # noqa: E402
+from causalmix.design.swarm_plan import read_plan  # noqa: E402
+from causalmix.design.swarm_runs import plan_domains, run_spec  # noqa: E402
+from causalmix.datapool.sweep_inputs import load_sweep_inputs  # noqa: E402
+from causalmix.proxy.run import run_proxy  # noqa: E402
 
 COUNTERS = ("tokens", "steps", "wall_s", "train_loss_first", "train_loss_last")
 

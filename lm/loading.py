@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 
 def pick_device(device: str = "auto") -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from core.atomic import atomic_directory, atomic_write_json
-from core.provenance import provenance
+from causalmix.core.atomic import atomic_directory, atomic_write_json
+from causalmix.core.provenance import provenance
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML_TEMPLATE = (

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 DEFAULT_MAX_EPOCHS = 4.0
 """Epochs of one domain a mixture may use by default: SFT data is usually seen 1 to 3 times, and

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 
 def _as_array(values, what: str) -> np.ndarray:

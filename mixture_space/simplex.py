@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 # Mixture sums within this distance of 1 are taken as rounding (renormalised silently).
 ROUNDING_TOL = 1e-6

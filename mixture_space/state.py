@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 
 @dataclass(frozen=True)

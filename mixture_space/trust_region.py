@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import UserError
-from mixture_space.simplex import project_to_simplex
+from causalmix.core.errors import UserError
+from causalmix.mixture_space.simplex import project_to_simplex
 
 
 def simplex_distance(w: np.ndarray, reference: np.ndarray, norm: str = "l2") -> np.ndarray:

@@ -87,7 +87,7 @@ class ProxyConfig:
             raise ValueError("liger_loss needs a CUDA device (Liger's kernels are Triton); "
                              "device is 'cpu'")
         if self.objective is not None:
-            from causal.objective import Objective
+            from causalmix.causal.objective import Objective
 
             try:
                 objective = Objective.from_json(self.objective)
@@ -100,7 +100,7 @@ class ProxyConfig:
 
     def objective_spec(self):
         """The run objective (causal.objective.Objective)."""
-        from causal.objective import Objective
+        from causalmix.causal.objective import Objective
 
         return Objective.from_json(self.objective)
 

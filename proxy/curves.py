@@ -7,7 +7,7 @@ import math
 import time
 from typing import Callable
 
-from proxy.train import StepInfo
+from causalmix.proxy.train import StepInfo
 
 CURVE_KEYS = ("train_loss", "lr", "grad_norm", "tokens_per_s", "step_tokens")
 """Metrics of one curve point besides `step` (what a tracker plots per run)."""

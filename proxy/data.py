@@ -9,9 +9,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from core.errors import UserError
-from lm.formatting import EncodedDoc, encode_document
-from mixture_space.state import DataState
+from causalmix.core.errors import UserError
+from causalmix.lm.formatting import EncodedDoc, encode_document
+from causalmix.mixture_space.state import DataState
 
 
 def domain_counts(mixture: Mapping[str, float], total: int) -> dict[str, int]:

@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from proxy.config import ProxyConfig
-from proxy.memory_plan import (GPU_MEMORY_GIB, MemoryPlan, ModelShape, check_plan, detect_gpu_type, plan_for_run,
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.memory_plan import (GPU_MEMORY_GIB, MemoryPlan, ModelShape, check_plan, detect_gpu_type, plan_for_run,
                                read_model_config)
 
 

@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from proxy.config import ProxyConfig
-from proxy.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
                                should_checkpoint)
-from proxy.packing import PackedBatch
-from proxy.train import (StepInfo, TrainStats, accumulate, autocast_for, build_optimizer,
+from causalmix.proxy.packing import PackedBatch
+from causalmix.proxy.train import (StepInfo, TrainStats, accumulate, autocast_for, build_optimizer,
                          optimizer_step, step_orders, step_rows)
 
 POSITION_FILE = "position.json"
@@ -73,7 +73,7 @@ def load_sharded(cfg: ProxyConfig, tcfg: TargetTrainConfig, device: str, rank: i
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    from proxy.run import build_for_training, load_for_training
+    from causalmix.proxy.run import build_for_training, load_for_training
 
     full = load_for_training(cfg, device, place="cpu") if rank == 0 else None
     with torch.device("meta"):

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 HARNESS_KEYS = {"tasks", "include_path", "limit", "num_fewshot", "batch_size", "apply_chat_template",
                 "bootstrap_iters"}
@@ -215,7 +215,7 @@ def metric_columns(results: dict) -> dict[str, float]:
 
 def harness_metrics(model, tokenizer, spec: HarnessSpec, *, seed: int = 0) -> dict[str, float]:
     """Run `spec`'s tasks on the in-memory `model` (its own device) and return its metric columns."""
-    from core.extras import require_extra
+    from causalmix.core.extras import require_extra
 
     require_extra("lm_eval", "an lm_eval dev task")
     import lm_eval

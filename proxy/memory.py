@@ -8,7 +8,7 @@ of fewer trials.
 """
 from __future__ import annotations
 
-from proxy.memory_plan import RESERVE_GIB, USABLE_FRACTION, GiB, ModelShape, PlanInputs, plan_memory
+from causalmix.proxy.memory_plan import RESERVE_GIB, USABLE_FRACTION, GiB, ModelShape, PlanInputs, plan_memory
 
 __all__ = ["ModelShape", "trial_memory_bytes", "max_trials_per_gpu", "gpus_per_trial"]
 

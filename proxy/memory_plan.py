@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 GiB = 1024**3
 

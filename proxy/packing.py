@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lm.formatting import EncodedDoc
+from causalmix.lm.formatting import EncodedDoc
 
 IGNORE = -100
 

@@ -11,15 +11,15 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.covariates import DEFAULT_FEATURES, _isin, sample_covariates
-from causal.runs_table import MIX
-from lm.loading import load_causal_lm, load_tokenizer, pick_device
-from mixture_space.state import DataState
-from proxy.config import ProxyConfig
-from proxy.data import draw_sample
-from proxy.evaluate import dev_suite, outcome
-from proxy.packing import pack_documents
-from proxy.train import StepInfo, train_packed
+from causalmix.causal.covariates import DEFAULT_FEATURES, _isin, sample_covariates
+from causalmix.causal.runs_table import MIX
+from causalmix.lm.loading import load_causal_lm, load_tokenizer, pick_device
+from causalmix.mixture_space.state import DataState
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.data import draw_sample
+from causalmix.proxy.evaluate import dev_suite, outcome
+from causalmix.proxy.packing import pack_documents
+from causalmix.proxy.train import StepInfo, train_packed
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from proxy.config import ProxyConfig
-from proxy.packing import IGNORE, PackedBatch
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.packing import IGNORE, PackedBatch
 
 
 @dataclass(frozen=True)

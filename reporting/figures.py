@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.runs_table import COV, MIX
-from core.figure import subplots
+from causalmix.causal.runs_table import COV, MIX
+from causalmix.core.figure import subplots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

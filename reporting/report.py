@@ -13,11 +13,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from causal.covariates import covariate_name
-from causal.runs_table import COV, MIX
-from core.atomic import atomic_directory, atomic_write_text
-from core.errors import UserError
-from reporting import figures
+from causalmix.causal.covariates import covariate_name
+from causalmix.causal.runs_table import COV, MIX
+from causalmix.core.atomic import atomic_directory, atomic_write_text
+from causalmix.core.errors import UserError
+from causalmix.reporting import figures
 
 RETURN_CURVE_POINTS = 15
 
@@ -40,7 +40,7 @@ def return_curves(model, target: dict[str, float], runs: pd.DataFrame,
     """Per domain: its marginal return (from equal, with interval) as its `feature` covariate
     sweeps the runs' range, every other covariate at `target`. Domains without that
     covariate use their first one."""
-    from causal.streaming import domain_returns
+    from causalmix.causal.streaming import domain_returns
 
     curves = {}
     for domain in model.domains:
@@ -92,8 +92,8 @@ def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list
 
 
 def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict) -> list[str]:
-    from causal.selection import cross_fitted_predictions
-    from causal.runs_table import validate_runs_frame
+    from causalmix.causal.selection import cross_fitted_predictions
+    from causalmix.causal.runs_table import validate_runs_frame
 
     lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]
     target = target or dict(zip(model.covariate_names, runs[model.covariate_names].mean().tolist()))
@@ -174,9 +174,9 @@ def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> li
 
 def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:
     """Domain x metric returns at the target pool: one fit per metric (causal/metric_returns.py)."""
-    from causal.fitting import FitConfig
-    from causal.metric_returns import metric_returns, plot_metric_returns
-    from causal.objective import default_metrics
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.metric_returns import metric_returns, plot_metric_returns
+    from causalmix.causal.objective import default_metrics
 
     if not default_metrics(runs.columns):
         return []
@@ -198,7 +198,7 @@ def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summar
 def _validation_section(vdir: Path, tmp: Path, summary: dict, pool: str | None = None) -> list[str]:
     """The validation folder's table, verdict, caps and power; `pool`: the target pool's name
     when the report has several (its figure is then validation-POOL.png)."""
-    from reporting.validation import (plot_validation, power_sentences, seeds_outlook, table_markdown,
+    from causalmix.reporting.validation import (plot_validation, power_sentences, seeds_outlook, table_markdown,
                                       validation_table, verdict_sentences)
 
     if not (vdir / "validation.parquet").is_file():
@@ -254,7 +254,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
                  model_dir: str | Path | None = None, cv_folds: int = 4, overwrite: bool = False) -> dict:
     """`validation_dir`: one validation folder, or several (one per target pool, each with its
     own section and verdict, named after the folder; the return curves use the first's pool)."""
-    from causal.model_dir import load_model_dir
+    from causalmix.causal.model_dir import load_model_dir
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causal.runs_table import MIX
+from causalmix.causal.runs_table import MIX
 
 BASELINES = ("equal", "regmix", "no-covariates")
 SCORE = "avgdev"
@@ -35,7 +35,7 @@ SPREAD_ALPHA = 0.05
 def add_avgdev(results: pd.DataFrame) -> pd.DataFrame:
     """`results` with column `avgdev` (module docstring): per task, the signed metric (NLLs
     negated) standardised over all rows, then the mean over tasks."""
-    from causal.objective import default_metrics, lower_is_better
+    from causalmix.causal.objective import default_metrics, lower_is_better
 
     # tasks only: a harness metric's `_stderr` column is its standard error, not a task
     metrics = default_metrics(results.columns)
@@ -185,7 +185,7 @@ def validation_table(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's table in numbers: per method, its mixture, mean and std over seeds of every
     `metric.*` column, of AvgDev and of y, and the paired AvgDev gain against each baseline
     present (equal, regmix, no-covariates)."""
-    from causal.objective import default_metrics
+    from causalmix.causal.objective import default_metrics
 
     results = add_avgdev(results)
     metrics = default_metrics(results.columns) + [SCORE, "y"]
@@ -306,7 +306,7 @@ def plot_validation(results: pd.DataFrame, path) -> "matplotlib.figure.Figure":
     """Left: paired gain over equal per method (bars from 0 = equal; error bars: 90 % t-interval,
     so a bar whose whole bar clears 0 passes the one-sided 5 % test; dots: seeds).
     Right: each method's outcome per seed (one colour per seed: the pairing)."""
-    from core.figure import subplots
+    from causalmix.core.figure import subplots
 
     results = add_avgdev(results)
     table = validation_table(results)

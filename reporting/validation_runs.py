@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from core.atomic import atomic_write_json
-from core.errors import UserError
+from causalmix.core.atomic import atomic_write_json
+from causalmix.core.errors import UserError
 
 RUNS_DIR = "runs"
 SETTINGS_FILE = "validation_settings.json"

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import schemas
-from service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
+from causalmix.service import schemas
+from causalmix.service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
                                   RecommendRequest, RecommendResponse, error)
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ModelSlot:
     def load(self, model_dir: str) -> LoadedModel:
         loader = self._loader
         if loader is None:
-            from causal.model_dir import load_model_dir as loader
+            from causalmix.causal.model_dir import load_model_dir as loader
         model = loader(model_dir)
         info = to_builtin(model.info())
         loaded = LoadedModel(model=model, model_dir=str(model_dir), info=info,

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from core.errors import UserError
+from causalmix.core.errors import UserError
 
 
 def _describe_422(body: dict) -> str:

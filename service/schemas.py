@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
                       Tag, ValidationError, field_validator, model_validator)
 
-from causal.covariates import covariate_name
-from core.errors import UserError
-from mixture_space import MAX_TRUST_RADIUS
+from causalmix.causal.covariates import covariate_name
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import MAX_TRUST_RADIUS
 
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
@@ -242,7 +242,7 @@ def recommend(model, request: RecommendRequest, *, bounds=None,
         if request.constraints is not None:
             import numpy as np
 
-            from mixture_space import MixtureBounds
+            from causalmix.mixture_space import MixtureBounds
 
             lower, upper = request.constraints.lower, request.constraints.upper
             bounds = MixtureBounds(domains=tuple(model.domains),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from core.ray_setup import repo_pythonpath
+from causalmix.core.ray_setup import repo_pythonpath
 
 MiB = 1024**2
 

@@ -21,7 +21,7 @@ def ray_local():
     """A local Ray instance with 2 CPUs, shared by every test of the session that asks."""
     import ray
 
-    from core.ray_setup import init_ray
+    from causalmix.core.ray_setup import init_ray
 
     init_ray(num_cpus=2, object_store_memory=512 * 1024**2, log_to_driver=False)
     yield ray
@@ -45,9 +45,9 @@ def tiny_env(tmp_path_factory) -> TinyEnv:
     vocabulary, proxy and target models with a few pretraining steps."""
     import random
 
-    from datapool.demo import TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
-    from datapool.demo_sources import pretraining_corpus
-    from lm.tiny import TinyModelSpec, build_model_family
+    from causalmix.datapool.demo import TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
+    from causalmix.datapool.demo_sources import pretraining_corpus
+    from causalmix.lm.tiny import TinyModelSpec, build_model_family
 
     root = tmp_path_factory.mktemp("tiny_env")
     spec = DemoPoolSpec(small_shards=4, small_docs_per_shard=40, large_shards=8,

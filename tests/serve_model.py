@@ -31,7 +31,7 @@ def fit_synthetic_model_dir(out_dir: Path, *, estimator: str = "causal-forest", 
                             seed: int = 0) -> Path:
     """Write the synthetic runs table beside `out_dir` and run `launch.py fit` on it (in this
     process, through the CLI's own entry point)."""
-    from launch import main
+    from causalmix.launch import main
 
     out_dir = Path(out_dir)
     runs = out_dir.parent / f"{out_dir.name}.runs.parquet"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mixture_space import project_to_simplex
+from causalmix.mixture_space import project_to_simplex
 
 EPS = 0.01
 
@@ -77,9 +77,9 @@ class StructuralModel:
 def fitted_regression_world(n_domains: int = 3, n_runs: int = 200, seed: int = 0):
     """(world, runs table, FittedMixtureModel) of the fast `regression` estimator on a world's
     runs: the policy tests' model, whose returns are right by construction."""
-    from causal.estimators import RegressionEstimator
-    from causal.model_dir import FittedMixtureModel
-    from causal.runs_table import validate_runs_frame
+    from causalmix.causal.estimators import RegressionEstimator
+    from causalmix.causal.model_dir import FittedMixtureModel
+    from causalmix.causal.runs_table import validate_runs_frame
 
     world = StructuralModel(n_domains=n_domains, seed=seed)
     table = validate_runs_frame(world.runs(n_runs))

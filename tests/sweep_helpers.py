@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datapool.pool import Pool
-from proxy.config import ProxyConfig
+from causalmix.datapool.pool import Pool
+from causalmix.proxy.config import ProxyConfig
 
 
 def synthetic_features(pool_dir: Path, out: Path) -> Path:

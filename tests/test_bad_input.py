@@ -10,8 +10,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-import launch
-from service.app import ModelSlot, build_app
+from causalmix import launch
+from causalmix.service.app import ModelSlot, build_app
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 
 REGMIX = Path(__file__).resolve().parent / "data" / "regmix"

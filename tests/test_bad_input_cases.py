@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
+from causalmix import launch
 from tests.serve_model import DOMAINS, synthetic_runs
 
 POOL = {f"x.{d}.normalized_loss": 0.5 for d in DOMAINS}
@@ -192,7 +192,7 @@ CASES = {
                                  "No space left on device"),
     "disk full during pool build": (_fail_writes("pyarrow.parquet.write_table"),
                                     "pool build {p}/pool.yaml --out {p}/newpool/inner", 3, "No space left on device"),
-    "disk full during fit": (_fail_writes("core.atomic.os.replace"),
+    "disk full during fit": (_fail_writes("causalmix.core.atomic.os.replace"),
                              "fit --runs {p}/runs.parquet --out {p}/new --estimator regression", 3,
                              "No space left on device"),
     "permission denied": (_fail_writes("pyarrow.parquet.write_table", errno.EACCES),
@@ -227,7 +227,7 @@ def test_an_unexpected_error_is_one_line_and_exit_70_with_the_traceback_at_debug
     def boom(*args, **kwargs):
         raise RuntimeError("something nobody foresaw")
 
-    monkeypatch.setattr("causal.predict.predict_table", boom)  # predict imports it when run
+    monkeypatch.setattr("causalmix.causal.predict.predict_table", boom)  # predict imports it when run
     argv = ["predict", "--model", str(project / "model"), "--runs", str(project / "runs.parquet")]
     assert launch.main(argv) == 70
     err = capsys.readouterr().err

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import launch
+from causalmix import launch
 from regmix_data import regmix_dir
 from structural import StructuralModel
 

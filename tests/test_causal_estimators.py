@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
-from causal.featurizers import MixtureFeaturizer, select_featurizer
-from causal.forest_inference import FlatForest, grf_point_and_cov
-from causal.regmix import RegMixEstimator
-from core.errors import UserError
+from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
+from causalmix.causal.featurizers import MixtureFeaturizer, select_featurizer
+from causalmix.causal.forest_inference import FlatForest, grf_point_and_cov
+from causalmix.causal.regmix import RegMixEstimator
+from causalmix.core.errors import UserError
 
 
 def _data(n=300, k=3, c=2, seed=0, noise=0.02):
@@ -155,7 +155,7 @@ def test_featurizer_eps_is_chosen_by_cv_when_auto():
 def test_sieve_dml_finds_the_covariate_that_moves_the_returns():
     """sieve-dml keeps the covariate that modifies the returns among five, and its gain at two
     shifted states has the truth's sign; its held-out evidence and model error are recorded."""
-    from causal.sieve_dml import SieveDMLEstimator
+    from causalmix.causal.sieve_dml import SieveDMLEstimator
 
     rng = np.random.default_rng(0)
     n = 300
@@ -177,7 +177,7 @@ def test_sieve_dml_pairs_a_domains_covariate_with_that_domains_weight_only():
     """With covariate names, a covariate of one domain modifies only that domain's basis
     columns: its coefficients on the other domains' columns are exactly 0, and the return it
     drives is recovered (theta of d1 moves with x.d1.q, d0's does not)."""
-    from causal.sieve_dml import SieveDMLEstimator, covariate_domains
+    from causalmix.causal.sieve_dml import SieveDMLEstimator, covariate_domains
 
     rng = np.random.default_rng(0)
     n = 300

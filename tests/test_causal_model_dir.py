@@ -5,12 +5,12 @@ import pickle
 import numpy as np
 import pytest
 
-from causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES
-from causal.fitting import FitConfig, fit_runs_table
-from causal.model_dir import FittedMixtureModel, load_model_dir, save_model_dir
-from causal.runs_table import validate_runs_frame
-from core.errors import UserError
-from mixture_space import simplex_distance
+from causalmix.causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES
+from causalmix.causal.fitting import FitConfig, fit_runs_table
+from causalmix.causal.model_dir import FittedMixtureModel, load_model_dir, save_model_dir
+from causalmix.causal.runs_table import validate_runs_frame
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import simplex_distance
 from structural import StructuralModel
 
 
@@ -142,7 +142,7 @@ def test_analytic_recommend_reuses_the_per_covariate_cache(forest_dir, table):
 def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp_path):
     """What `fit` writes, the loader of recommend / predict / serve reads back, whatever
     `--estimator` names (issue 25: auto once recorded a candidate name the loader lacked)."""
-    from causal.fitting import fit_and_save
+    from causalmix.causal.fitting import fit_and_save
 
     runs = tmp_path / "runs.parquet"
     validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)).frame.to_parquet(runs)

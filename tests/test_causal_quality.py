@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from causal.fitting import FitConfig, estimator_label, fit_runs_table
-from causal.model_dir import FittedMixtureModel
-from causal.regmix import RegMixEstimator
-from causal.runs_table import import_regmix, validate_runs_frame
+from causalmix.causal.fitting import FitConfig, estimator_label, fit_runs_table
+from causalmix.causal.model_dir import FittedMixtureModel
+from causalmix.causal.regmix import RegMixEstimator
+from causalmix.causal.runs_table import import_regmix, validate_runs_frame
 from regmix_data import regmix_dir
 from structural import StructuralModel
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causal.covariates import pool_covariates
-from causal.runs_table import import_regmix, read_runs_table, validate_runs_frame
-from core.errors import UserError
+from causalmix.causal.covariates import pool_covariates
+from causalmix.causal.runs_table import import_regmix, read_runs_table, validate_runs_frame
+from causalmix.core.errors import UserError
 from regmix_data import regmix_dir
 
 
@@ -108,7 +108,7 @@ def test_pool_covariates_are_per_domain_means():
 def test_a_domain_unused_by_every_run_is_dropped_only_from_a_table_to_fit():
     """Issue 29, case 6: a fit drops it (with a warning); a table to predict on, an import and a
     sweep's growing log keep it; with one domain left the table is refused."""
-    from causal.runs_table import runs_from_rows
+    from causalmix.causal.runs_table import runs_from_rows
 
     f = _frame().assign(**{"mix.c": 0.0})
     assert validate_runs_frame(f).domains == ["a", "b"]

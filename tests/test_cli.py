@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-import launch
-from commands import demo as demo_cmd
-from core.errors import UserError
+from causalmix import launch
+from causalmix.commands import demo as demo_cmd
+from causalmix.core.errors import UserError
 
 
 @pytest.mark.parametrize("name", sorted(launch.COMMANDS))
@@ -27,7 +27,7 @@ def test_every_command_in_the_readme_and_docs_parses():
 
     from tests.test_cluster_configs import parse_launch_calls
 
-    root = Path(launch.__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent
     found = []
     for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         # every fenced block (a yaml one too, so that its closing fence opens nothing), shell ones kept

@@ -10,13 +10,13 @@ import typing
 import pytest
 import yaml
 
-import launch
-from design.sweep_config import SweepConfig
-from actors.validation import ValidateConfig
-from commands import demo, export, featurize, fit, recommend, serve, sweep, validate
-from core.cli_config import ConfigFlags, field_default, field_docs, format_default
-from core.errors import UserError
-from proxy.config import ProxyConfig, TargetRunConfig
+from causalmix import launch
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.actors.validation import ValidateConfig
+from causalmix.commands import demo, export, featurize, fit, recommend, serve, sweep, validate
+from causalmix.core.cli_config import ConfigFlags, field_default, field_docs, format_default
+from causalmix.core.errors import UserError
+from causalmix.proxy.config import ProxyConfig, TargetRunConfig
 
 NO_SETTINGS = {"pool", "predict", "report", "import-regmix", "import-swarm"}
 """Commands with inputs and outputs only (README.md, Sub-commands): no --config."""

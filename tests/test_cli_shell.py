@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-import launch
-from commands.summaries import fit_summary, recommend_summary
-from core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
-from core.errors import UserError
+from causalmix import launch
+from causalmix.commands.summaries import fit_summary, recommend_summary
+from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet
+from causalmix.core.errors import UserError
 
 
 def test_version_and_log_level_before_or_after_the_subcommand(tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_outputs_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
 
 
 def test_a_failed_pool_build_leaves_no_out_folder(tmp_path):
-    from datapool.build import build_pool
+    from causalmix.datapool.build import build_pool
 
     (tmp_path / "docs.jsonl").write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
     (tmp_path / "manifest.yaml").write_text(
@@ -114,7 +114,7 @@ def test_ray_data_info_lines_stay_below_debug():
 
     import ray.data  # noqa: F401 - installs Ray Data's console handler
 
-    from core.logs import configure, quiet_ray_data
+    from causalmix.core.logs import configure, quiet_ray_data
 
     console = [h for h in logging.getLogger("ray.data").handlers
                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
@@ -132,7 +132,7 @@ def test_ray_data_info_lines_stay_below_debug():
 def test_a_flag_needing_a_missing_extra_names_it(monkeypatch):
     import importlib.util
 
-    from core.tracking import parse_tracking
+    from causalmix.core.tracking import parse_tracking
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))

@@ -3,6 +3,7 @@ and every `launch.py` command they (and docs/cluster.md) run against the real CL
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
 import shlex
@@ -13,7 +14,7 @@ import pytest
 import ray
 import yaml
 
-import launch
+from causalmix import launch
 from cluster import install_deps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,7 +283,7 @@ def test_rayservice_serves_the_recommender_app():
     (app,), (local_app,) = serve_config.applications, local["applications"]
     assert app.import_path == local_app["import_path"]
     module, attribute = app.import_path.split(":")
-    source = (REPO / (module.replace(".", "/") + ".py")).read_text()
+    source = Path(importlib.util.find_spec(module).origin).read_text()
     assert f"def {attribute}(" in source
     assert [d.name for d in app.deployments] == [d["name"] for d in local_app["deployments"]]
     assert set(app.deployments[0].user_config) == set(local_app["deployments"][0]["user_config"])
@@ -315,7 +316,7 @@ def test_docs_commands_parse():
 
 
 def test_serving_clusters_start_ray_in_serves_high_throughput_mode():
-    from actors.serve.deployment import HIGH_THROUGHPUT_ENV
+    from causalmix.actors.serve.deployment import HIGH_THROUGHPUT_ENV
 
     wanted = " ".join(f"{name}={value}" for name, value in HIGH_THROUGHPUT_ENV.items())
     for path in RAY_UP_FILES:

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy.optimize import minimize
 
-import launch
-from causal.model_dir import save_model_dir
-from core.errors import UserError
-from mixture_space import MixtureBounds, project_to_bounds, project_to_simplex
+from causalmix import launch
+from causalmix.causal.model_dir import save_model_dir
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import MixtureBounds, project_to_bounds, project_to_simplex
 from structural import fitted_regression_world
 
 DOMAINS = ("d0", "d1", "d2")
@@ -77,7 +77,7 @@ def test_every_policy_respects_caps_and_fixed_weights(model, policy):
 
 
 def test_recommend_cli_and_http_take_the_constraints(model, tmp_path, capsys):
-    from service.app import ModelSlot, build_app
+    from causalmix.service.app import ModelSlot, build_app
 
     world, fitted = model
     save_model_dir(fitted, tmp_path / "m", runs_table_sha256=None, config={})
@@ -106,10 +106,10 @@ def test_recommend_cli_and_http_take_the_constraints(model, tmp_path, capsys):
 
 
 def test_validation_mixtures_respect_the_constraints(model):
-    from actors.validation import ValidateConfig
-    from commands.constraints import constraint_overrides
-    from core.config import load_config
-    from causal.candidates import candidate_mixtures
+    from causalmix.actors.validation import ValidateConfig
+    from causalmix.commands.constraints import constraint_overrides
+    from causalmix.core.config import load_config
+    from causalmix.causal.candidates import candidate_mixtures
 
     world, fitted = model
     bounds = MixtureBounds.build(world.domains, domain_tokens={"d0": 10, "d1": 1000, "d2": 1000},

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.atomic import atomic_directory, atomic_write_text
-from core.config import load_config
-from core.errors import UserError
+from causalmix.core.atomic import atomic_directory, atomic_write_text
+from causalmix.core.config import load_config
+from causalmix.core.errors import UserError
 
 
 @dataclass(frozen=True)

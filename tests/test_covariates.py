@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from causal.covariates import covariate_names, pool_covariates, sample_covariates
-from core.errors import UserError
+from causalmix.causal.covariates import covariate_names, pool_covariates, sample_covariates
+from causalmix.core.errors import UserError
 
 FEATURES = pd.DataFrame({
     "doc_id": ["a1", "a2", "b1", "b2", "b3"],

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datapool.demo import DemoPoolSpec, noise_profile, write_demo_pool
-from datapool.demo_damage import damaged, number_words
-from datapool.demo_sources import DOMAINS, clean_sample
-from datapool.pool import Pool
+from causalmix.datapool.demo import DemoPoolSpec, noise_profile, write_demo_pool
+from causalmix.datapool.demo_damage import damaged, number_words
+from causalmix.datapool.demo_sources import DOMAINS, clean_sample
+from causalmix.datapool.pool import Pool
 
 SPEC = DemoPoolSpec(small_shards=4, small_docs_per_shard=30, large_shards=8, large_docs_per_shard=30,
                     dev_docs=8)

@@ -11,7 +11,7 @@ import shutil
 import pandas as pd
 import pytest
 
-import launch
+from causalmix import launch
 from test_python_api import DOC, doc_blocks
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1800)]

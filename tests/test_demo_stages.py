@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from commands.demo import STAGES
-from commands.demo_stages import (FRESH, REUSE, RUN, Stage, decide, fingerprint_files, read_record,
+from causalmix.commands.demo import STAGES
+from causalmix.commands.demo_stages import (FRESH, REUSE, RUN, Stage, decide, fingerprint_files, read_record,
                                   run_stages)
 
 INPUTS = {"sweep": "a" * 64, "settings": "s" * 64}

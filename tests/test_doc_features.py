@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from causal.doc_features import (ScoredDoc, hes_from_entropies, hes_k, score_documents,
+from causalmix.causal.doc_features import (ScoredDoc, hes_from_entropies, hes_k, score_documents,
                                  token_budget_batches)
 
 
@@ -57,15 +57,15 @@ def direct_features(model, doc: ScoredDoc) -> tuple[float, float, int]:
 
 @pytest.fixture(scope="module")
 def proxy(tiny_env):
-    from lm.loading import load_causal_lm, load_tokenizer
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
     return load_causal_lm(str(tiny_env.proxy_model), device="cpu"), load_tokenizer(str(tiny_env.proxy_model))
 
 
 @pytest.fixture(scope="module")
 def pool_docs(tiny_env, proxy):
-    from datapool.pool import Pool
-    from lm.formatting import encode_document
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.formatting import encode_document
 
     frame = pd_concat_first_rows(Pool.open(tiny_env.pool_small), per_domain=5)
     _, tokenizer = proxy
@@ -93,7 +93,7 @@ def test_features_equal_direct_log_softmax(proxy, pool_docs):
 
 
 def test_logit_chunks_do_not_change_the_features(proxy, pool_docs, monkeypatch):
-    import causal.doc_features as doc_features
+    import causalmix.causal.doc_features as doc_features
 
     model, _ = proxy
     whole = score_documents(model, pool_docs, batch_tokens=10**6)
@@ -134,7 +134,7 @@ UNICODE = ["", "plain ascii", "日本語のテキスト。句読点！", "emoji 
 
 @pytest.mark.parametrize("is_text", [False, True])
 def test_any_unicode_and_empty_responses_give_finite_features(proxy, is_text):
-    from lm.formatting import encode_document
+    from causalmix.lm.formatting import encode_document
 
     model, tokenizer = proxy
     docs = []

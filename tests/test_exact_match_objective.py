@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
-from causal.objective import Objective, ObjectiveTerm, lower_is_better
-from core.errors import UserError
-from datapool.build import build_pool
-from datapool.pool import Pool
-from proxy.answers import AnswerPattern, normalize_answer
-from proxy.config import ProxyConfig
-from proxy.evaluate import DevTask, exact_match_score, outcome
-from proxy.harness import metric_columns
+from causalmix import launch
+from causalmix.causal.objective import Objective, ObjectiveTerm, lower_is_better
+from causalmix.core.errors import UserError
+from causalmix.datapool.build import build_pool
+from causalmix.datapool.pool import Pool
+from causalmix.proxy.answers import AnswerPattern, normalize_answer
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.evaluate import DevTask, exact_match_score, outcome
+from causalmix.proxy.harness import metric_columns
 from structural import StructuralModel
 
 AUTO, GSM8K, SENTENCE = AnswerPattern(), AnswerPattern("gsm8k"), AnswerPattern("the_answer_is")
@@ -235,8 +235,8 @@ def test_fit_refits_the_same_runs_on_another_objective(tmp_path, capsys):
 
 
 def test_metric_returns_show_which_domain_helps_which_metric(tmp_path):
-    from causal.fitting import FitConfig
-    from causal.metric_returns import metric_returns, plot_metric_returns
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.metric_returns import metric_returns, plot_metric_returns
 
     rng = np.random.default_rng(1)
     n = 120

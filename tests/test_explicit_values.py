@@ -1,8 +1,8 @@
 """A value the user gives is the value used, also when it equals a default (no Ray)."""
 from __future__ import annotations
 
-from causal.fitting import FitConfig, make_estimator
-from commands.demo import FULL_DEFAULTS, QUICK_DEFAULTS, DemoConfig
+from causalmix.causal.fitting import FitConfig, make_estimator
+from causalmix.commands.demo import FULL_DEFAULTS, QUICK_DEFAULTS, DemoConfig
 
 DOMAINS = ["a", "b", "c"]
 

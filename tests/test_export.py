@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
-from core.errors import UserError
-from datapool.build import build_pool
-from datapool.export import (ExportConfig, count_tokens, domain_token_counts, draw_domain,
+from causalmix import launch
+from causalmix.core.errors import UserError
+from causalmix.datapool.build import build_pool
+from causalmix.datapool.export import (ExportConfig, count_tokens, domain_token_counts, draw_domain,
                              parse_tokens, plan_export, read_mixture, write_export)
-from datapool.pool import Pool
+from causalmix.datapool.pool import Pool
 
 DOMAINS = {"code": 60, "math": 40, "chat": 25}  # documents per domain
 
@@ -203,9 +203,9 @@ def test_tokenizer_counts_tokens(pool_dir, tmp_path):
 def test_a_recommendation_under_a_tight_budget_exports_within_every_cap(pool_dir, tmp_path, capsys):
     """recommend --domain-tokens POOL caps each domain at max_epochs x its tokens / budget, and
     export then draws that mixture without exceeding the cap."""
-    from causal.estimators import RegressionEstimator
-    from causal.model_dir import FittedMixtureModel, save_model_dir
-    from causal.runs_table import validate_runs_frame
+    from causalmix.causal.estimators import RegressionEstimator
+    from causalmix.causal.model_dir import FittedMixtureModel, save_model_dir
+    from causalmix.causal.runs_table import validate_runs_frame
 
     rng = np.random.default_rng(0)
     domains = list(DOMAINS)
@@ -263,7 +263,7 @@ def test_trl_sft_trainer_takes_the_export_as_it_is(tiny_env, tmp_path):
 
 
 def test_trl_columns_of_text_documents():
-    from datapool.export import trl_columns
+    from causalmix.datapool.export import trl_columns
 
     rows = pd.DataFrame({"doc_id": ["a", "b"], "prompt": ["", "Q"], "response": ["text", "A"],
                          "is_text": [True, False], "domain": "d"})
@@ -277,9 +277,9 @@ def test_export_streams_a_pool_shard_at_a_time(pool_dir, tmp_path, monkeypatch):
     and the files are those of the same rows written from memory."""
     from collections import Counter
 
-    import datapool.export as export
-    import datapool.export_stream as export_stream
-    from datapool.export import document_texts, write_training_set
+    import causalmix.datapool.export as export
+    import causalmix.datapool.export_stream as export_stream
+    from causalmix.datapool.export import document_texts, write_training_set
 
     reads, read_shard = Counter(), export.read_shard
 

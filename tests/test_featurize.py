@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import actors.featurize as featurize_cmd
-from causal.covariates import pool_covariates
-from causal.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
-from causal.features_io import FEATURE_COLUMNS, MANIFEST, load_features
-from actors.featurize import FeaturizeConfig, featurize
-from core.errors import UserError
-from datapool.pool import Pool
+import causalmix.actors.featurize as featurize_cmd
+from causalmix.causal.covariates import pool_covariates
+from causalmix.causal.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
+from causalmix.causal.features_io import FEATURE_COLUMNS, MANIFEST, load_features
+from causalmix.actors.featurize import FeaturizeConfig, featurize
+from causalmix.core.errors import UserError
+from causalmix.datapool.pool import Pool
 
 
 def config(tiny_env, out, **kw) -> FeaturizeConfig:
@@ -31,8 +31,8 @@ def full_run(tiny_env, ray_local, tmp_path_factory):
 
 @pytest.mark.ray
 def test_pipeline_end_to_end_on_two_cpus(full_run, tiny_env):
-    from lm.formatting import encode_document
-    from lm.loading import load_causal_lm, load_tokenizer
+    from causalmix.lm.formatting import encode_document
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
     out, record = full_run
     pool = Pool.open(tiny_env.pool_small)
@@ -95,7 +95,7 @@ def test_killed_run_resumes_to_identical_output(full_run, tiny_env, tmp_path, mo
 
 
 def test_model_that_does_not_load_is_a_user_error(tiny_env, tmp_path):
-    from launch import main
+    from causalmix.launch import main
 
     out = tmp_path / "out"
     assert main(["featurize", "--pool", str(tiny_env.pool_small), "--model",
@@ -126,7 +126,7 @@ def test_empty_shard_is_a_user_error(tiny_env, tmp_path):
 
 @pytest.mark.ray
 def test_actor_pool_takes_every_cpu(ray_local):
-    from actors.featurizer import resolve_pool_size
+    from causalmix.actors.featurizer import resolve_pool_size
 
     assert resolve_pool_size(None, "cpu", 1) == (2, "cpu")
     assert resolve_pool_size(None, "cpu", 2) == (1, "cpu")

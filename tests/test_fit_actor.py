@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from causal.fitting import FitConfig
-from causal.model_dir import load_model_dir
-from causal.streaming import PolicyTracker
-from core.errors import UserError
+from causalmix.causal.fitting import FitConfig
+from causalmix.causal.model_dir import load_model_dir
+from causalmix.causal.streaming import PolicyTracker
+from causalmix.core.errors import UserError
 from structural import StructuralModel
 
 FAST = FitConfig(estimator="regression", treatment_featurizer="log-only")
@@ -66,7 +66,7 @@ def test_adaptive_rounds_recommend_for_each_target_pool_in_turn():
 
 @pytest.mark.ray
 def test_fit_actor_refits_in_background_with_increasing_versions(ray_local, tmp_path):
-    from actors.fit_actor import FitActor
+    from causalmix.actors.fit_actor import FitActor
 
     rows = _rows(120, seed=2)
     actor = FitActor.remote(config={"estimator": "regression", "treatment_featurizer": "log-only"},

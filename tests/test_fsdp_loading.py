@@ -15,10 +15,11 @@ def _rank(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> Non
     import torch
     import torch.distributed as dist
 
-    import proxy.run
-    from proxy.config import ProxyConfig
-    from proxy.distributed import TargetTrainConfig
-    from proxy.fsdp_train import full_state_dict, load_sharded
+    import causalmix.proxy.run
+    from causalmix import proxy
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.distributed import TargetTrainConfig
+    from causalmix.proxy.fsdp_train import full_state_dict, load_sharded
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -44,8 +45,8 @@ def test_rank0_loads_and_broadcasts_into_the_shards(tiny_env, tmp_path):
     import torch
     import torch.multiprocessing as mp
 
-    from proxy.config import ProxyConfig
-    from proxy.run import load_for_training
+    from causalmix.proxy.config import ProxyConfig
+    from causalmix.proxy.run import load_for_training
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import launch
-from design.run_proposer import LocalRoundSnapshots, RunProposer
-from design.sweep_design import proposer_settings
-from design import swarm_plan
-from design.swarm_plan import GenerateConfig, generate, read_plan
-from design.swarm_runs import RunDraws, export_runs, plan_domains, run_spec
-from datapool.sweep_inputs import load_sweep_inputs
-from proxy.evaluate import outcome
-from proxy.run import state_fallback
+from causalmix import launch
+from causalmix.design.run_proposer import LocalRoundSnapshots, RunProposer
+from causalmix.design.sweep_design import proposer_settings
+from causalmix.design import swarm_plan
+from causalmix.design.swarm_plan import GenerateConfig, generate, read_plan
+from causalmix.design.swarm_runs import RunDraws, export_runs, plan_domains, run_spec
+from causalmix.datapool.sweep_inputs import load_sweep_inputs
+from causalmix.proxy.evaluate import outcome
+from causalmix.proxy.run import state_fallback
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 
@@ -35,7 +35,7 @@ def plan_config(tiny_env, features, out, **overrides) -> GenerateConfig:
 
 
 def test_plan_holds_the_searchers_runs_and_their_state_covariates(tiny_env, features, tmp_path):
-    from actors.sweep_searcher import MixtureSearcher
+    from causalmix.actors.sweep_searcher import MixtureSearcher
 
     cfg = plan_config(tiny_env, features, tmp_path / "plan", export=True)
     generate(cfg, export_runs=export_runs)

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from actors.sweep import run_sweep
-from design.sweep_config import SweepConfig
-from datapool.pool import Pool
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.datapool.pool import Pool
 from harness_tasks import write_harness_tasks
-from mixture_space.state import DataStateSampler
-from proxy.run import RunSpec, run_proxy
+from causalmix.mixture_space.state import DataStateSampler
+from causalmix.proxy.run import RunSpec, run_proxy
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 HARNESS_METRICS = {"metric.arith_mc_acc", "metric.arith_mc_acc_stderr", "metric.arith_gen_exact_match",
@@ -69,8 +69,8 @@ def test_sweep_writes_harness_metrics_and_fit_refits_on_them(ray_local, tiny_env
         **{c: -runs[c] for c in default if c.endswith("_nll")}).mean(axis=1).tolist())
     (tmp_path / "objective.yaml").write_text(yaml.safe_dump({"metrics": ["arith_mc_acc", "arith_gen_exact_match"]}))
     # Two runs are too few for a forest, not for checking that y is recomputed from the table.
-    from causal.objective import Objective
-    from causal.runs_table import read_runs_table_with_objective
+    from causalmix.causal.objective import Objective
+    from causalmix.causal.runs_table import read_runs_table_with_objective
 
     table, resolved = read_runs_table_with_objective(out / "runs.parquet", Objective.load(tmp_path / "objective.yaml"))
     assert table.y.tolist() == pytest.approx(((runs["metric.arith_mc_acc"] + runs["metric.arith_gen_exact_match"]) / 2).tolist())
@@ -82,9 +82,9 @@ def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_p
     """The validation task (`actors.validation.train_candidate`) on the target model."""
     import ray
 
-    from datapool.sweep_inputs import load_sweep_inputs
-    from actors.validation import ValidateConfig, train_candidate
-    from causal.covariates import DEFAULT_FEATURES
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.actors.validation import ValidateConfig, train_candidate
+    from causalmix.causal.covariates import DEFAULT_FEATURES
 
     pool = harness_pool(tiny_env.pool_large, tmp_path / "demo-large")
     features = synthetic_features(pool.root, tmp_path / "features.parquet")
@@ -102,9 +102,9 @@ def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_p
 
 
 def test_a_harness_task_without_its_data_is_a_clear_error(tiny_env, tmp_path):
-    from core.errors import UserError
-    from lm.loading import load_causal_lm, load_tokenizer
-    from proxy.harness import HarnessSpec, harness_metrics
+    from causalmix.core.errors import UserError
+    from causalmix.lm.loading import load_causal_lm, load_tokenizer
+    from causalmix.proxy.harness import HarnessSpec, harness_metrics
 
     tasks = write_harness_tasks(tmp_path / "tasks", n=4)
     (tasks / "arith.jsonl").unlink()

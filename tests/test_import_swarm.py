@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import launch
-from causal.runs_table import read_runs_table
-from causal.swarm_import import import_olmix, import_table
-from core.errors import UserError
+from causalmix import launch
+from causalmix.causal.runs_table import read_runs_table
+from causalmix.causal.swarm_import import import_olmix, import_table
+from causalmix.core.errors import UserError
 
 DOMAINS = ["dclm", "code", "math", "wiki"]
 

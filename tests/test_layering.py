@@ -43,7 +43,7 @@ LAYER = {package: i for i, packages in enumerate(LAYERS) for package in packages
 PURE = ("core", "mixture_space", "lm", "causal", "proxy", "reporting", "service", "datapool", "design")
 
 
-NAMESPACE = ""
+NAMESPACE = "causalmix"
 """The installed namespace the packages of LAYERS live under ("causalmix": `causalmix.core`), or
 "" while they are top-level names."""
 OUTSIDE = ("launch", "cluster", "testing")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
-from datapool.build import build_pool
-from datapool.pool import Pool
+from causalmix import launch
+from causalmix.datapool.build import build_pool
+from causalmix.datapool.pool import Pool
 
 
 def _write_jsonl(path, rows):
@@ -133,8 +133,8 @@ def test_failed_rebuild_keeps_the_previous_pool(raw):
 
 
 def test_schema_errors_name_the_file_domain_field_and_value_all_at_once(tmp_path):
-    from core.errors import UserError
-    from datapool.manifest import parse_manifest
+    from causalmix.core.errors import UserError
+    from causalmix.datapool.manifest import parse_manifest
 
     data = {"name": "p", "shard_size": "10", "domains": [
         {"name": "math", "sources": [{"path": "a.jsonl", "columns": {"prompt": "q", "response": 3}}]},
@@ -150,7 +150,7 @@ def test_schema_errors_name_the_file_domain_field_and_value_all_at_once(tmp_path
 
 
 def test_a_hub_source_may_be_named_by_a_string(tmp_path):
-    from datapool.manifest import parse_manifest
+    from causalmix.datapool.manifest import parse_manifest
 
     manifest = parse_manifest({"name": "p", "domains": [{"name": "m", "sources": [{"hf": "openai/gsm8k"}]}]},
                               tmp_path)
@@ -166,7 +166,7 @@ def test_build_streams_a_shard_at_a_time_with_the_ids_of_a_whole_file_read(tmp_p
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datapool.build import doc_id
+    from causalmix.datapool.build import doc_id
 
     texts = [f"doc {i % 5}" for i in range(10)]  # each text twice, 5 rows apart
     (tmp_path / "raw").mkdir()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from causal.mixing_law import MixingLawRegressor
+from causalmix.causal.mixing_law import MixingLawRegressor
 
 
 def _law_data(n=160, k=6, seed=0, outliers=0):

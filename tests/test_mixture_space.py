@@ -4,8 +4,8 @@ import warnings
 import numpy as np
 import pytest
 
-from core.errors import UserError
-from mixture_space import (DirichletMixtureSampler, prior_from_token_counts, project_to_simplex,
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import (DirichletMixtureSampler, prior_from_token_counts, project_to_simplex,
                            simplex_distance, step_to_radius, trust_region_candidates,
                            validate_mixtures)
 

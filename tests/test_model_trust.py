@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sklearn.linear_model import LinearRegression
 
-import launch
-from causal.model_dir import CHECKSUMS, ESTIMATOR_PKL, KEY_ENV, SIGNATURE, load_model_dir
-from core.errors import UserError
+from causalmix import launch
+from causalmix.causal.model_dir import CHECKSUMS, ESTIMATOR_PKL, KEY_ENV, SIGNATURE, load_model_dir
+from causalmix.core.errors import UserError
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 
 
@@ -85,8 +85,8 @@ def test_a_signing_key_signs_fit_and_is_required_by_loaders(tmp_path, monkeypatc
 
 
 def test_the_serve_watcher_requires_the_signature_too(tmp_path, monkeypatch, capsys):
-    from actors.serve.deployment import ServeSettings
-    from commands.serve import _reload_if_new
+    from causalmix.actors.serve.deployment import ServeSettings
+    from causalmix.commands.serve import _reload_if_new
 
     monkeypatch.setenv(KEY_ENV, "k1")
     model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", n_runs=40)
@@ -95,7 +95,7 @@ def test_the_serve_watcher_requires_the_signature_too(tmp_path, monkeypatch, cap
     fit_synthetic_model_dir(model, estimator="regression", n_runs=40, seed=1)  # an unsigned refit
     monkeypatch.setenv(KEY_ENV, "k1")
     applied = []
-    monkeypatch.setattr("actors.serve.deployment.reload", lambda s: applied.append(s.version))
+    monkeypatch.setattr("causalmix.actors.serve.deployment.reload", lambda s: applied.append(s.version))
     assert _reload_if_new(settings, model, "stamp") == "stamp"
     assert applied == [] and "is not signed" in capsys.readouterr().err
 
@@ -158,7 +158,7 @@ def test_every_allowed_name_resolves():
     """The allow-list names classes that exist (a rename upstream would make a model unloadable)."""
     import importlib
 
-    from causal.safe_pickle import ALLOWED
+    from causalmix.causal.safe_pickle import ALLOWED
 
     missing = []
     for qualified in sorted(ALLOWED):

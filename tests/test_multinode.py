@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.ray_setup import repo_pythonpath
+from causalmix.core.ray_setup import repo_pythonpath
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).with_name("multinode_scenarios.py")
@@ -28,7 +28,7 @@ def write_stand_in_features(pool_dir: Path, out: Path) -> Path:
     import numpy as np
     import pandas as pd
 
-    from datapool.pool import Pool
+    from causalmix.datapool.pool import Pool
 
     pool = Pool.open(pool_dir)
     frames = []

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import launch
-from core.atomic import atomic_directory, atomic_write_text, check_output_path
-from core.errors import UserError
+from causalmix import launch
+from causalmix.core.atomic import atomic_directory, atomic_write_text, check_output_path
+from causalmix.core.errors import UserError
 from tests.serve_model import synthetic_runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_every_directory_writer_keeps_inputs_and_foreign_folders(tmp_path):
 
 KILLED_WRITE = """
 import os, signal, sys
-from core.atomic import atomic_directory
+from causalmix.core.atomic import atomic_directory
 with atomic_directory(sys.argv[1], kind="model directory", markers=("model.json",)) as tmp:
     (tmp / "estimator.pkl").write_bytes(b"partial pickle")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -155,7 +155,7 @@ def test_pool_build_never_replaces_the_dev_sets_it_reads(tmp_path, capsys):
 
 KILLED_BUILD = """
 import os, signal, sys
-from core.atomic import temporary_sibling_dir
+from causalmix.core.atomic import temporary_sibling_dir
 tmp = temporary_sibling_dir(sys.argv[1])
 (tmp / "shard-00000.parquet").write_bytes(b"partial")
 os.kill(os.getpid(), signal.SIGKILL)

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.synthetic_trial import known_outcome
-from causal.runs_table import RunsTableWriter
-from core.errors import UserError
-from proxy.data import _StateDocuments
+from causalmix.actors.synthetic_trial import known_outcome
+from causalmix.causal.runs_table import RunsTableWriter
+from causalmix.core.errors import UserError
+from causalmix.proxy.data import _StateDocuments
 
 
 def shard(prefix: str, n: int, is_text: bool | None = None) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def test_known_outcome_rewards_low_loss_domains_and_is_seeded():
 
 
 def test_refits_in_a_row_leave_their_thread_idle_for_the_rest_of_busy_share(monkeypatch):
-    from causal.streaming import PolicyTracker
+    from causalmix.causal.streaming import PolicyTracker
 
     with pytest.raises(UserError, match="busy_share"):
         PolicyTracker(busy_share=0)
@@ -74,8 +74,8 @@ def test_refits_in_a_row_leave_their_thread_idle_for_the_rest_of_busy_share(monk
             tracker._rows.append({"run_id": "late"})
 
     monkeypatch.setattr(tracker, "_fit_once", fit_once)
-    monkeypatch.setattr("causal.streaming.time.perf_counter", lambda: next(clock, 10.0))
-    monkeypatch.setattr("causal.streaming.time.sleep", sleeps.append)
+    monkeypatch.setattr("causalmix.causal.streaming.time.perf_counter", lambda: next(clock, 10.0))
+    monkeypatch.setattr("causalmix.causal.streaming.time.sleep", sleeps.append)
     tracker._rows.append({"run_id": "first"})
     tracker._fit_loop()
     assert fits == [1, 2] and sleeps == [6.0]  # busy 2 s of every 8
@@ -94,7 +94,7 @@ def test_the_private_ray_call_the_scale_monitor_reads_still_exists():
 
 
 def test_refits_wait_for_the_runs_to_grow_by_refit_growth():
-    from causal.streaming import PolicyTracker
+    from causalmix.causal.streaming import PolicyTracker
 
     with pytest.raises(UserError, match="refit_growth"):
         PolicyTracker(refit_growth=-1)
@@ -114,7 +114,7 @@ def test_covariates_from_the_filtered_state_features_equal_those_of_the_whole_st
 
     import pandas as pd
 
-    from proxy.run import covariate_features, run_covariates
+    from causalmix.proxy.run import covariate_features, run_covariates
 
     rng = np.random.default_rng(0)
     shard_features = {f"{d}-{k}": pd.DataFrame({"doc_id": [f"{d}{k}-{i}" for i in range(50)], "domain": d,

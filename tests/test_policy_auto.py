@@ -3,14 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.schemas import RecommendRequest
-from causal.estimators import RegressionEstimator
-from causal.model_dir import load_model_dir, save_model_dir
-from causal.policy import analytic_policy, check_trust_radius, search_policy
-from causal.runs_table import validate_runs_frame
-from causal.evidence import no_evidence_reason
-from core.errors import UserError
-from mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
+from causalmix.service.schemas import RecommendRequest
+from causalmix.causal.estimators import RegressionEstimator
+from causalmix.causal.model_dir import load_model_dir, save_model_dir
+from causalmix.causal.policy import analytic_policy, check_trust_radius, search_policy
+from causalmix.causal.runs_table import validate_runs_frame
+from causalmix.causal.evidence import no_evidence_reason
+from causalmix.core.errors import UserError
+from causalmix.mixture_space import MAX_TRUST_RADIUS, RunSupport, equal_mixture
 from structural import fitted_regression_world
 
 
@@ -82,7 +82,7 @@ def _table(W, X, y):
 def test_mixture_evidence_tells_a_mixture_effect_from_covariates_alone():
     """The default (sieve-dml) tests its own held-out errors against the covariates alone:
     evidence where the mixture moves y, none where only the covariates do."""
-    from causal.sieve_dml import SieveDMLEstimator
+    from causalmix.causal.sieve_dml import SieveDMLEstimator
 
     rng = np.random.default_rng(0)
     W, X = rng.dirichlet(np.ones(3), 80), rng.normal(size=(80, 2))

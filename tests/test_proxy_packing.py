@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from lm.formatting import EncodedDoc
-from proxy.config import ProxyConfig
-from proxy.packing import IGNORE, best_fit_decreasing, pack_documents
-from proxy.train import cosine_with_warmup, token_nll_sum, train_packed
+from causalmix.lm.formatting import EncodedDoc
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.packing import IGNORE, best_fit_decreasing, pack_documents
+from causalmix.proxy.train import cosine_with_warmup, token_nll_sum, train_packed
 
 import contextlib
 

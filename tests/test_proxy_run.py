@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import UserError
-from datapool.pool import Pool
-from lm.loading import load_tokenizer
-from mixture_space.state import DataStateSampler
-from proxy.data import domain_counts, draw_sample
-from proxy.evaluate import final_answer, outcome
-from proxy.run import RunSpec, run_proxy
+from causalmix.core.errors import UserError
+from causalmix.datapool.pool import Pool
+from causalmix.lm.loading import load_tokenizer
+from causalmix.mixture_space.state import DataStateSampler
+from causalmix.proxy.data import domain_counts, draw_sample
+from causalmix.proxy.evaluate import final_answer, outcome
+from causalmix.proxy.run import RunSpec, run_proxy
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 

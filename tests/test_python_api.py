@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import causalmix
-import launch
-from causal.doc_features import FEATURE_VERSION
-from causal.features_io import FEATURE_COLUMNS, ShardKey, shard_output_path, write_feature_shard, write_manifest
+from causalmix import launch
+from causalmix.causal.doc_features import FEATURE_VERSION
+from causalmix.causal.features_io import FEATURE_COLUMNS, ShardKey, shard_output_path, write_feature_shard, write_manifest
 from structural import StructuralModel
 
 DOMAINS = ["arithmetic", "code", "dialog", "docs_qa"]

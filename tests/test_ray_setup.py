@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from core.ray_setup import REPO_ROOT, is_local, repo_pythonpath
+from causalmix.core.ray_setup import REPO_ROOT, is_local, repo_pythonpath
 
 
 @pytest.mark.parametrize("address, env, local", [

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from causal.fitting import FitConfig, fit_runs_table
-from causal.objective import apply_objective
-from causal.runs_table import validate_runs_frame
-from causal.swarm_import import import_olmix, olmix_family_objective
-from core.errors import UserError
+from causalmix.causal.fitting import FitConfig, fit_runs_table
+from causalmix.causal.objective import apply_objective
+from causalmix.causal.runs_table import validate_runs_frame
+from causalmix.causal.swarm_import import import_olmix, olmix_family_objective
+from causalmix.core.errors import UserError
 
 OLMIX = Path(__file__).resolve().parent / "data" / "olmix"
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causal.metric_returns import domain_ordered, plot_metric_returns
-from reporting import figures
-from reporting.report import write_report
+from causalmix.causal.metric_returns import domain_ordered, plot_metric_returns
+from causalmix.reporting import figures
+from causalmix.reporting.report import write_report
 
 MAX_SIDE_PX = 2300  # about 21 inches at the figures' 110 dpi
 MAX_ASPECT = 4.0    # 17 domains in one row of panels were 5984 x 330 px
@@ -104,7 +104,7 @@ def test_report_of_a_model_without_covariates(tmp_path, capsys):
     """An imported swarm (RegMix's, Olmix's) has no covariates: its model has no return curves,
     which used to crash the report (a figure of 0 panels), and recommend needs no `{}` file.
     fit and recommend say what they did on stderr, JSON on stdout."""
-    import launch
+    from causalmix import launch
     from structural import StructuralModel
 
     runs = StructuralModel(n_domains=3, seed=4).runs(30)

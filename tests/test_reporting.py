@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import launch
-from core.errors import UserError
-from causal.candidates import natural_mixture
-from reporting.validation import summarize
+from causalmix import launch
+from causalmix.core.errors import UserError
+from causalmix.causal.candidates import natural_mixture
+from causalmix.reporting.validation import summarize
 
 DOMAINS = ["a", "b", "c"]
 
@@ -85,8 +85,8 @@ def _validation_dir(tmp_path):
 
 
 def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, monkeypatch):
-    from causal.fitting import FitConfig
-    from causal.fitting import fit_and_save
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.fitting import fit_and_save
 
     run_dir = _run_dir(tmp_path, n=40)
     fit_and_save(str(run_dir / "runs.parquet"), str(run_dir / "model"), FitConfig())  # estimator auto
@@ -110,9 +110,9 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, mon
 
 
 def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
-    from causal.estimators import RegressionEstimator
-    from causal.selection import cross_fitted_predictions
-    from causal.runs_table import validate_runs_frame
+    from causalmix.causal.estimators import RegressionEstimator
+    from causalmix.causal.selection import cross_fitted_predictions
+    from causalmix.causal.runs_table import validate_runs_frame
 
     rng = np.random.default_rng(0)
     mix = rng.dirichlet(np.ones(3), size=16)
@@ -129,7 +129,7 @@ def test_cross_fitting_uses_more_folds_when_a_split_is_too_small():
 
 
 def test_band_excludes_flat_only_when_no_constant_fits_inside():
-    from reporting.report import band_excludes_flat
+    from causalmix.reporting.report import band_excludes_flat
 
     rising = pd.DataFrame({"lower": [0.0, 0.5, 1.0], "upper": [0.4, 0.9, 1.4]})
     wide = pd.DataFrame({"lower": [0.0, 0.3, 0.6], "upper": [1.0, 1.3, 1.6]})

@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-import launch
-from service.client import recommend_via_endpoint
-from actors.serve.deployment import APP_NAME, ServeSettings, apply, reload
-from causal.model_dir import load_model_dir
-from core.errors import UserError
+from causalmix import launch
+from causalmix.service.client import recommend_via_endpoint
+from causalmix.actors.serve.deployment import APP_NAME, ServeSettings, apply, reload
+from causalmix.causal.model_dir import load_model_dir
+from causalmix.core.errors import UserError
 from tests.ports import free_port
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 

@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from ray.serve import Application
 
-from service import schemas
-from service.app import ModelSlot, build_app, probe_covariates
-from actors.serve.deployment import (DEPLOYMENT_NAME, IMPORT_PATH, AppArgs, ModelRef, ServeSettings,
+from causalmix.service import schemas
+from causalmix.service.app import ModelSlot, build_app, probe_covariates
+from causalmix.actors.serve.deployment import (DEPLOYMENT_NAME, IMPORT_PATH, AppArgs, ModelRef, ServeSettings,
                                      app_builder)
-from core.config import load_config
-from core.errors import UserError
+from causalmix.core.config import load_config
+from causalmix.core.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 DOMAINS = ["code", "math", "web"]
@@ -141,7 +141,7 @@ def test_serve_settings_checks_and_config_shape():
 
 
 def test_ingress_defaults_to_haproxy_and_names_a_bad_mode(tmp_path):
-    from launch import build_parser
+    from causalmix.launch import build_parser
 
     assert ServeSettings(model="m").ingress == "haproxy"
     with pytest.raises(UserError, match="ingress must be one of haproxy, proxy, got 'nginx'"):
@@ -162,7 +162,7 @@ def test_haproxy_environment_is_private_and_per_instance(tmp_path, monkeypatch):
 
     from ray.serve._private import constants
 
-    from actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_haproxy_env, local_ray_environment
+    from causalmix.actors.serve.deployment import HIGH_THROUGHPUT_ENV, local_haproxy_env, local_ray_environment
 
     with tempfile.TemporaryDirectory() as short:  # tmp_path is too long for a socket folder
         env = local_haproxy_env(Path(short))
@@ -195,7 +195,7 @@ def test_serve_config_file_is_a_valid_serve_deploy_config():
     # the import path resolves to a builder of the app, whose deployment the config configures
     import importlib
 
-    from actors.serve.deployment import Recommender
+    from causalmix.actors.serve.deployment import Recommender
 
     module, attribute = app.import_path.split(":")
     built = getattr(importlib.import_module(module), attribute)(app.args)
@@ -207,7 +207,7 @@ def test_serve_config_file_is_a_valid_serve_deploy_config():
 
 
 def test_serve_command_rejects_bad_input_before_starting_ray(tmp_path, capsys):
-    from launch import main
+    from causalmix.launch import main
 
     assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
     assert "model directory not found" in capsys.readouterr().err
@@ -221,9 +221,9 @@ def test_serve_command_rejects_bad_input_before_starting_ray(tmp_path, capsys):
 
 def test_a_failed_reload_is_retried_at_the_next_poll(tmp_path, monkeypatch, capsys):
     """Issue 18, case 9: the watcher's version changes only once the replicas serve it."""
-    from actors.serve import deployment
-    from causal.model_dir import load_model_dir
-    from commands.serve import _reload_if_new
+    from causalmix.actors.serve import deployment
+    from causalmix.causal.model_dir import load_model_dir
+    from causalmix.commands.serve import _reload_if_new
     from tests.serve_model import fit_synthetic_model_dir
 
     model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", n_runs=40)
@@ -252,7 +252,7 @@ def test_the_deferred_ingress_hook_is_still_public():
     upgrade stops documenting it, this fails and the deployment needs another way."""
     from ray import serve
 
-    from actors.serve.deployment import Recommender
+    from causalmix.actors.serve.deployment import Recommender
 
     assert "__serve_build_asgi_app__" in (serve.ingress.__doc__ or "")
     assert "Pass nothing to defer the app to replica init time" in serve.ingress.__doc__

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from causal.model_dir import load_model_dir
-from core.ports import check_port_free
-from core.reaper import alive, descendants
+from causalmix.causal.model_dir import load_model_dir
+from causalmix.core.ports import check_port_free
+from causalmix.core.reaper import alive, descendants
 from tests.ports import free_port
 from tests.serve_model import DOMAINS, fit_synthetic_model_dir
 from tests.test_shutdown import wait_gone

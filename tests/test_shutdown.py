@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.reaper import alive, descendants
+from causalmix.core.reaper import alive, descendants
 
 pytestmark = [pytest.mark.ray]
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 DRIVER = """
 import sys, time
-from core.ray_setup import init_ray
+from causalmix.core.ray_setup import init_ray
 init_ray(num_cpus=1, object_store_memory=128 * 1024**2)
 print("up", flush=True)
 time.sleep(600)

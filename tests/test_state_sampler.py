@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from core.errors import UserError
-from mixture_space.state import (DataStateSampler, StateSamplerConfig, coverage,
+from causalmix.core.errors import UserError
+from causalmix.mixture_space.state import (DataStateSampler, StateSamplerConfig, coverage,
                                  quality_order)
 
 SHARDS = {d: [f"{d}/shard-{i:05d}" for i in range(8)] for d in ("a", "b", "c")}

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from ray.tune import Callback
 
-import launch
+from causalmix import launch
 import sweep_helpers
-from actors.sweep import run_sweep
-from design.sweep_config import SweepConfig
-from design.trial_protocol import ROW_KEY
-from causal.model_dir import load_model_dir
-from causal.runs_table import read_runs_table
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.design.trial_protocol import ROW_KEY
+from causalmix.causal.model_dir import load_model_dir
+from causalmix.causal.runs_table import read_runs_table
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
 pytestmark = pytest.mark.ray

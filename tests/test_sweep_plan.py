@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, SweepConfig
-from design.sweep_design import config_yaml
-from design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
-from actors.sweep_progress import SweepProgress, trial_name
-from design.trial_protocol import ROW_KEY
-from core.errors import UserError
-from proxy.config import ProxyConfig
+from causalmix.design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, SweepConfig
+from causalmix.design.sweep_design import config_yaml
+from causalmix.design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
+from causalmix.actors.sweep_progress import SweepProgress, trial_name
+from causalmix.design.trial_protocol import ROW_KEY
+from causalmix.core.errors import UserError
+from causalmix.proxy.config import ProxyConfig
 
 
 def config(tmp_path, **overrides):
@@ -138,10 +138,10 @@ def test_the_progress_callback_is_the_one_writer_of_the_runs_table(tmp_path):
 def test_a_trial_gets_the_features_of_its_state_shards_only(tmp_path):
     """The per-shard features joined once on the driver give a run the same covariates as the
     pool's whole features table did."""
-    from datapool.sweep_inputs import load_sweep_inputs
-    from causal.covariates import sample_covariates
-    from datapool.demo import DemoPoolSpec, write_demo_pool
-    from proxy.run import state_fallback
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.causal.covariates import sample_covariates
+    from causalmix.datapool.demo import DemoPoolSpec, write_demo_pool
+    from causalmix.proxy.run import state_fallback
     from sweep_helpers import synthetic_features
 
     pool = write_demo_pool(tmp_path / "pools", "demo-small",

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from ray.tune import Callback
 
-from actors.sweep import run_sweep
-from design.sweep_config import SweepConfig
-from design.trial_protocol import ROW_KEY
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.design.trial_protocol import ROW_KEY
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

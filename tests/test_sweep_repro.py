@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.sweep import run_sweep
-from design.sweep_config import SweepConfig
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import SweepConfig
 import sweep_helpers
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 

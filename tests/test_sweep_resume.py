@@ -10,10 +10,10 @@ import pytest
 from ray.tune import Callback
 
 import sweep_helpers
-from actors.sweep import run_sweep
-from design.sweep_config import SweepConfig
-from design.trial_protocol import ROW_KEY
-from proxy.config import ProxyConfig
+from causalmix.actors.sweep import run_sweep
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.design.trial_protocol import ROW_KEY
+from causalmix.proxy.config import ProxyConfig
 from sweep_helpers import synthetic_features, synthetic_trial
 from test_sweep import InterruptOnce
 
@@ -37,7 +37,7 @@ class Landed(Callback):
 def test_resume_honours_this_calls_callbacks_and_no_progress(ray_local, tmp_path, capfd):
     from ray import cloudpickle
 
-    from datapool.demo import DemoPoolSpec, write_demo_pool
+    from causalmix.datapool.demo import DemoPoolSpec, write_demo_pool
 
     cloudpickle.register_pickle_by_value(sweep_helpers)  # the workers cannot import tests/
     pool = write_demo_pool(tmp_path / "pools", "demo-small",

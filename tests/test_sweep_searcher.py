@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from ray.tune.search import Searcher
 
-from actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
-from design.run_proposer import PENDING, LocalRoundSnapshots, recommended_mixture
-from mixture_space.dirichlet import DirichletMixtureSampler
-from mixture_space.state import DataStateSampler
-from mixture_space.trust_region import simplex_distance
+from causalmix.actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
+from causalmix.design.run_proposer import PENDING, LocalRoundSnapshots, recommended_mixture
+from causalmix.mixture_space.dirichlet import DirichletMixtureSampler
+from causalmix.mixture_space.state import DataStateSampler
+from causalmix.mixture_space.trust_region import simplex_distance
 
 DOMAINS = ["a", "b", "c"]
 SHARDS = {d: [f"{d}/shard-{i}" for i in range(4)] for d in DOMAINS}

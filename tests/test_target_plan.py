@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import launch
-from core.errors import UserError
-from proxy.distributed import (TargetTrainConfig, micro_batches_per_rank, rank_micro_batches,
+from causalmix import launch
+from causalmix.core.errors import UserError
+from causalmix.proxy.distributed import (TargetTrainConfig, micro_batches_per_rank, rank_micro_batches,
                                should_checkpoint)
-from proxy.memory_plan import (GiB, ModelShape, PlanInputs, check_plan, detect_gpu_type,
+from causalmix.proxy.memory_plan import (GiB, ModelShape, PlanInputs, check_plan, detect_gpu_type,
                                layer_activation_bytes_per_token, plan_memory, read_model_config)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,8 +126,8 @@ def test_dry_run_prints_the_plan_and_refuses(capsys):
 
 
 def test_longcot_preset(capsys):
-    from actors.featurize import FeaturizeConfig
-    from core.config import load_config
+    from causalmix.actors.featurize import FeaturizeConfig
+    from causalmix.core.config import load_config
 
     preset = REPO / "configs" / "longcot.yaml"
     assert launch.main(["validate", "--config", str(preset), "--dry-run"]) == 0
@@ -141,8 +141,8 @@ def test_longcot_preset(capsys):
 def test_a_command_reads_its_section_and_names_it_in_errors(tmp_path):
     import yaml
 
-    from actors.validation import ValidateConfig
-    from core.config import load_config
+    from causalmix.actors.validation import ValidateConfig
+    from causalmix.core.config import load_config
 
     data = yaml.safe_load((REPO / "configs" / "longcot.yaml").read_text())
     data["validate"]["epochz"] = 1
@@ -155,8 +155,8 @@ def test_a_command_reads_its_section_and_names_it_in_errors(tmp_path):
 def test_long_documents_featurized_in_chunks_match_one_pass(tiny_env):
     """A document longer than batch_tokens runs in KV-cached chunks; its features equal
     those of scoring it in one pass (float rounding of differently shaped products)."""
-    from causal.doc_features import ScoredDoc, score_documents
-    from lm.loading import load_causal_lm
+    from causalmix.causal.doc_features import ScoredDoc, score_documents
+    from causalmix.lm.loading import load_causal_lm
 
     model = load_causal_lm(str(tiny_env.proxy_model), device="cpu")
     rng = np.random.default_rng(0)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from causal.covariates import DEFAULT_FEATURES
-from proxy.config import ProxyConfig
-from proxy.distributed import TargetTrainConfig
+from causalmix.causal.covariates import DEFAULT_FEATURES
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.distributed import TargetTrainConfig
 from sweep_helpers import synthetic_features
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -24,7 +24,7 @@ change over the run (>1e-2 relative), so a wrong partition, a doubled or dropped
 
 
 def _spec(inputs, seed=0):
-    from proxy.run import RunSpec
+    from causalmix.proxy.run import RunSpec
 
     domains = list(inputs.shard_names)
     state = {d: list(inputs.shard_names[d][:2]) for d in domains}
@@ -37,11 +37,11 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     """The same run on the single-device path (proxy.run.run_proxy, in this process), and with
     2 Ray Train workers, activation checkpointing on, where the last rank fails once right
     after the checkpoint of step 2 (every rank traces the rows it trains)."""
-    from actors.ray_train import train_distributed
-    from datapool.sweep_inputs import load_sweep_inputs
-    from proxy.curves import LearningCurve
-    from proxy.fsdp_train import FaultDrill
-    from proxy.run import run_proxy
+    from causalmix.actors.ray_train import train_distributed
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.proxy.curves import LearningCurve
+    from causalmix.proxy.fsdp_train import FaultDrill
+    from causalmix.proxy.run import run_proxy
 
     ray = ray_local
     root = tmp_path_factory.mktemp("target")
@@ -111,9 +111,9 @@ def test_validate_gpus_per_run_trains_through_ray_train(ray_local, tiny_env, run
     import pandas as pd
     import yaml
 
-    import launch
-    from causal.fitting import FitConfig
-    from causal.fitting import fit_and_save
+    from causalmix import launch
+    from causalmix.causal.fitting import FitConfig
+    from causalmix.causal.fitting import fit_and_save
 
     _, _, root, _ = runs
     domains = list(pd.read_parquet(root / "features.parquet")["domain"].unique())

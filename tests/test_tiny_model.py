@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import UserError
-from lm.formatting import encode_document
-from lm.loading import load_causal_lm, load_tokenizer
+from causalmix.core.errors import UserError
+from causalmix.lm.formatting import encode_document
+from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
 
 def test_round_trip_same_logits(tiny_env, tmp_path):

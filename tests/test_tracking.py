@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
-from actors.sweep_progress import SweepProgress
-from design.trial_protocol import ROW_KEY, curve_result, final_result
-from core.tracking import MlflowParent, parse_tracking
-from proxy.curves import LearningCurve, expected_points
-from proxy.train import StepInfo
+from causalmix import launch
+from causalmix.actors.sweep_progress import SweepProgress
+from causalmix.design.trial_protocol import ROW_KEY, curve_result, final_result
+from causalmix.core.tracking import MlflowParent, parse_tracking
+from causalmix.proxy.curves import LearningCurve, expected_points
+from causalmix.proxy.train import StepInfo
 from sweep_helpers import synthetic_features, tiny_proxy_config
 
 
@@ -151,7 +151,7 @@ def validation_curves():
 def test_validation_runs_tracked_in_mlflow(tmp_path):
     import mlflow
 
-    from core.tracking import track_runs
+    from causalmix.core.tracking import track_runs
 
     tracking = parse_tracking("mlflow", tmp_path / "validation")
     assert track_runs(tracking, "validate", VALIDATION_ROWS, validation_curves(), tags=("candidate",)) == 4
@@ -167,7 +167,7 @@ def test_validation_runs_tracked_in_mlflow(tmp_path):
 
 
 def test_validation_runs_tracked_in_wandb_offline(tmp_path, monkeypatch):
-    from core.tracking import track_runs
+    from causalmix.core.tracking import track_runs
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     tracking = parse_tracking("wandb=causalmix-test", tmp_path)
@@ -178,7 +178,7 @@ def test_validation_runs_tracked_in_wandb_offline(tmp_path, monkeypatch):
 
 
 def test_core_tracking_names_the_runs_tables_mixture_prefix():
-    from causal.runs_table import MIX
-    from core import tracking
+    from causalmix.causal.runs_table import MIX
+    from causalmix.core import tracking
 
     assert tracking.MIX == MIX

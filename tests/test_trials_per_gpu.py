@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from design.sweep_config import SweepConfig
-from design.sweep_plan import check_trials_fit, trial_gpus, trial_resources
-from core.errors import UserError
-from proxy.config import ProxyConfig
-from proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.design.sweep_plan import check_trials_fit, trial_gpus, trial_resources
+from causalmix.core.errors import UserError
+from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes
 
 CONFIGS = Path(__file__).resolve().parent.parent / "benchmarks" / "configs"
 

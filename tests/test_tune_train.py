@@ -1,8 +1,8 @@
 """How a sweep places Ray Train trials (actors/tune_train.py), without Ray."""
 import pytest
 
-from design.sweep_config import SweepConfig
-from design.sweep_plan import DRIVER_MEMORY, train_kwargs, trial_placement, trial_resources
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.design.sweep_plan import DRIVER_MEMORY, train_kwargs, trial_placement, trial_resources
 
 
 def test_one_process_trials_keep_their_request():

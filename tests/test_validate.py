@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-import launch
-from actors.validation import ValidateConfig, run_validation, train_candidate
-from causal.covariates import DEFAULT_FEATURES, covariate_names, pool_covariates
-from causal.fitting import FitConfig
-from causal.fitting import fit_and_save
-from core.errors import RunsFailed
-from datapool.pool import Pool
+from causalmix import launch
+from causalmix.actors.validation import ValidateConfig, run_validation, train_candidate
+from causalmix.causal.covariates import DEFAULT_FEATURES, covariate_names, pool_covariates
+from causalmix.causal.fitting import FitConfig
+from causalmix.causal.fitting import fit_and_save
+from causalmix.core.errors import RunsFailed
+from causalmix.datapool.pool import Pool
 from sweep_helpers import synthetic_features
 
 pytestmark = pytest.mark.ray
@@ -159,7 +159,8 @@ def test_a_failed_run_keeps_the_others_and_resume_trains_only_it(ray_local, tiny
 
 
 def test_failed_runs_exit_1_with_the_message(monkeypatch, capsys):
-    import commands.validate
+    import causalmix.commands.validate
+    from causalmix import commands
 
     def fail(cfg, **kwargs):
         raise RunsFailed("1 of 4 validation run(s) failed after their retries: equal-seed1 (boom)")

@@ -1,8 +1,8 @@
 """Landed validation runs and the resume check over them (reporting/validation_runs.py, no Ray)."""
 import pytest
 
-from reporting.validation_runs import LandedRuns, settings_differences
-from core.errors import UserError
+from causalmix.reporting.validation_runs import LandedRuns, settings_differences
+from causalmix.core.errors import UserError
 
 SETTINGS = {"target_model": "abc", "pool_shards": {"code/shard-0": "h1"}, "proxy": {"budget": 16}}
 EQUAL = {"a": 0.5, "b": 0.5}

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import UserError
-from causal.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
-from reporting.validation import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
+from causalmix.core.errors import UserError
+from causalmix.causal.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
+from causalmix.reporting.validation import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
                                   power_sentences, spread_factor, table_markdown, validation_table,
                                   verdict_sentences)
 
@@ -198,7 +198,7 @@ def test_paired_verdict_rule():
 
 
 def test_seeds_needed_matches_the_rule():
-    from reporting.validation import seeds_needed
+    from causalmix.reporting.validation import seeds_needed
 
     need = seeds_needed(0.02, 0.02)
     assert need is not None
@@ -220,7 +220,7 @@ def test_power_grows_with_seeds_and_the_detectable_gain_has_the_target_power():
 
 
 def test_caps_sentences_name_the_method_and_domain_a_cap_holds():
-    from mixture_space.constraints import MixtureBounds
+    from causalmix.mixture_space.constraints import MixtureBounds
 
     bounds = MixtureBounds.build(DOMAINS, domain_tokens={"a": 100.0, "b": 1000.0, "c": 1000.0},
                                  target_tokens=1000.0, max_epochs=2.0)

@@ -30,12 +30,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from service.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
-from core.errors import UserError
+from causalmix.service.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
+from causalmix.core.errors import UserError
 
 APP_NAME = "causalmix"
 DEPLOYMENT_NAME = "Recommender"
-IMPORT_PATH = "actors.serve.deployment:app_builder"
+IMPORT_PATH = "causalmix.actors.serve.deployment:app_builder"
 
 logger = logging.getLogger("ray.serve")
 
@@ -84,7 +84,7 @@ def local_haproxy_env(private_dir: Path) -> dict[str, str]:
     of the names leaves that module, tests/test_serve_cli.py when Serve stops honouring them
     (it checks HAProxy's sockets and listening ports).
     """
-    from core.ports import free_port
+    from causalmix.core.ports import free_port
 
     folder = str(Path(private_dir).resolve())
     if len(folder) > _MAX_HAPROXY_DIR_CHARS:
