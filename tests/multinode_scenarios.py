@@ -229,7 +229,9 @@ def featurize_scenario(args) -> dict:
         written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
         with LocalCluster(head_cpus=0, worker_cpus=1) as cluster, \
                 open(work / f"featurize-{label}.log", "w") as log:
-            # Three one-CPU nodes: two featurizer actors, one CPU for the shard-reading tasks.
+            # Three one-CPU nodes: the featurizer actor (one, as the test asks: an actor pool
+            # that starts every actor at once featurizes the four shards together, so none is
+            # left to lose a node in), a spare node for its restart, one CPU for shard reads.
             cluster.add_workers(3)
             proc = subprocess.Popen([*base, "--out", str(out)], env=subprocess_env(cluster.address),
                                     stdout=log, stderr=subprocess.STDOUT)
