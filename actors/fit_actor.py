@@ -19,10 +19,9 @@ from causalmix.core.errors import UserError
 
 # The background refits' share of a small head node: a refit also waits for the runs to grow by a
 # quarter since the last (their total work stays linear in the runs, bench_paper_scale), runs at
-# one BLAS/OpenMP thread (more oversubscribes a node whose cores run trials) and below the trials'
+# the fit's one BLAS/OpenMP thread (FitConfig.threads) and below the trials'
 # and the driver's priority, so that a refit never delays a landing run.
 REFIT_GROWTH = 0.25
-FIT_THREADS = 1
 FIT_NICE = 10
 
 
@@ -36,8 +35,7 @@ class FitActor:
         self._tracker = PolicyTracker(config=config, run_dir=run_dir,
                                       target_covariates=target_covariates, refit_every=refit_every,
                                       trust_radius=trust_radius, reference=reference,
-                                      refit_growth=REFIT_GROWTH, fit_threads=FIT_THREADS,
-                                      fit_nice=FIT_NICE)
+                                      refit_growth=REFIT_GROWTH, fit_nice=FIT_NICE)
 
     def add_runs(self, rows: list[dict]) -> int:
         """Add finished runs; refits in the background every `refit_every` new rows."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from threadpoolctl import threadpool_limits
+
 from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
 from causalmix.causal.featurizers import TREATMENT_FEATURIZERS
 from causalmix.causal.model_dir import CHECKSUMS, MODEL_JSON, FittedMixtureModel, save_model_dir
@@ -115,8 +117,6 @@ def make_estimator(config: FitConfig, domains: list[str], estimator: str | None 
 def fit_runs_table(table: RunsTable, config: FitConfig):
     """The fitted estimator; with estimator auto, the winner of causal/selection.py (its
     `selection_` holds every candidate's scores and the choice)."""
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=config.threads):
         names = tuple(table.covariate_names)
         if config.estimator != "auto":

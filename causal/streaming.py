@@ -22,7 +22,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from causalmix.causal.fitting import FitConfig, fit_runs_table
 from causalmix.causal.model_dir import DEFAULT_TRUST_RADIUS, FittedMixtureModel, save_model_dir
@@ -55,7 +54,7 @@ class PolicyTracker:
                  target_covariates: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
                  refit_every: int = 16,
                  trust_radius: float = DEFAULT_TRUST_RADIUS, reference="equal", background: bool = True,
-                 busy_share: float = 0.5, refit_growth: float = 0.0, fit_threads: int | None = None,
+                 busy_share: float = 0.5, refit_growth: float = 0.0,
                  fit_nice: int = 0):
         """
         config: estimator settings (FitConfig). run_dir: where policy.jsonl goes (None: nowhere).
@@ -72,8 +71,7 @@ class PolicyTracker:
         refit_growth: a refit also waits until the rows grew by this fraction of the last fit's
         rows (0: off): with refits whose time grows with the rows, refits every `refit_every`
         rows cost O(n^2 / refit_every) in all, growth g keeps the total O(n (1 + 1/g)), linear.
-        fit_threads: BLAS/OpenMP threads of background refits (threadpoolctl; None: the
-        process's). fit_nice: niceness added to the background refit thread (Linux, where it is
+        The refits' thread count is the fit's own (`FitConfig.threads`). fit_nice: niceness added to the background refit thread (Linux, where it is
         per thread), so that trials and the driver landing runs go first on a busy machine.
         """
         if refit_every < 1:
@@ -82,9 +80,7 @@ class PolicyTracker:
             raise UserError(f"busy_share must lie in (0, 1], got {busy_share}")
         if refit_growth < 0:
             raise UserError(f"refit_growth must be >= 0, got {refit_growth}")
-        if fit_threads is not None and fit_threads < 1:
-            raise UserError(f"fit_threads must be >= 1 or None, got {fit_threads}")
-        self.refit_growth, self.fit_threads, self.fit_nice = refit_growth, fit_threads, fit_nice
+        self.refit_growth, self.fit_nice = refit_growth, fit_nice
         self.busy_share = busy_share
         self.config = config or FitConfig()
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -162,14 +158,13 @@ class PolicyTracker:
     def _fit_loop(self) -> None:
         if self.fit_nice and sys.platform.startswith("linux"):
             os.nice(self.fit_nice)  # this thread only: Linux keeps a niceness per thread
-        with threadpool_limits(limits=self.fit_threads):
-            while True:
-                started = time.perf_counter()
-                self._fit_once()
-                with self._lock:
-                    if not self._due():
-                        return
-                time.sleep((time.perf_counter() - started) * (1 / self.busy_share - 1))
+        while True:
+            started = time.perf_counter()
+            self._fit_once()
+            with self._lock:
+                if not self._due():
+                    return
+            time.sleep((time.perf_counter() - started) * (1 / self.busy_share - 1))
 
     def _fit_once(self) -> None:
         with self._fit_lock:
