@@ -44,7 +44,7 @@ from causalmix.design.sweep_design import config_yaml, cover_targets, proposer_s
 from causalmix.design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
 from causalmix.design.trial_protocol import SweepData
 from causalmix.mixture_space.state import coverage
-from causalmix.proxy.distributed import check_memory_plan
+from causalmix.target.distributed import check_memory_plan
 
 
 def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:

@@ -18,11 +18,11 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from causalmix.actors.ray_train import CURVE_POINT_KEY, train_distributed
+from causalmix.actors.target.ray_train import CURVE_POINT_KEY, train_distributed
 from causalmix.actors.trainer import report_if_finished
 from causalmix.design.trial_protocol import curve_result, final_result, spec_from_config
 from causalmix.proxy.config import ProxyConfig
-from causalmix.proxy.distributed import TargetTrainConfig
+from causalmix.target.distributed import TargetTrainConfig
 
 
 class ForwardToTune(TuneReportCallback):

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 def naive_features(model, tokenizer, frame, max_length: int):
     import torch
 
-    from causalmix.causal.doc_features import hes_from_entropies
-    from causalmix.causal.style import style_row
+    from causalmix.features.doc_features import hes_from_entropies
+    from causalmix.features.style import style_row
     from causalmix.lm.formatting import encode_document
 
     rows, tokens = [], 0
@@ -84,10 +84,10 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    import causalmix.actors.featurize as featurize_stage
-    from causalmix.actors.featurize import FeaturizeConfig, featurize
+    import causalmix.actors.featurize.driver as featurize_stage
+    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
     from causalmix.core.ray_setup import init_ray
-    from causalmix.causal.features_io import load_features
+    from causalmix.features.features_io import load_features
     from causalmix.datapool.pool import Pool
     from causalmix.lm.loading import load_causal_lm, load_tokenizer, max_context
 

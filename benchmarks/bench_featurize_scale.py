@@ -33,7 +33,7 @@ PAPER_DOCS = 800_000
 def run_pool(pool_dir: Path, model: Path, *, start_all: bool, limit: int | None = None):
     import pandas as pd
 
-    from causalmix.actors.featurizer import FeaturizerPool, ShardJob
+    from causalmix.actors.featurize.featurizer import FeaturizerPool, ShardJob
     from causalmix.datapool.pool import Pool
 
     jobs = [ShardJob(s.path, s.n_docs, s.name) for s in Pool.open(pool_dir).shards()][:limit]
@@ -47,7 +47,7 @@ def actor_cpu_per_doc(pool_dir: Path, model: Path) -> dict:
     """CPU seconds per document of one shard in this process, by part."""
     import pyarrow.parquet as pq
 
-    from causalmix.actors.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
+    from causalmix.actors.featurize.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
     from causalmix.datapool.pool import Pool
 
     actor = FeaturizerActor(str(model), "cpu", 8192, 1, 512)

@@ -71,7 +71,7 @@ def stage_features(root: Path, pool_dir: Path, model: Path, mode: str, feature_n
 
     if mode == "synthetic":
         return write_synthetic_features(pool_dir, root / "features.parquet", feature_names)
-    from causalmix.actors.featurize import FeaturizeConfig, featurize
+    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
 
     featurize(FeaturizeConfig(pool=str(pool_dir), model=str(model), out=str(root / "features")))
     return root / "features"
@@ -156,7 +156,7 @@ def draw_baseline(pool_dir: Path, model: Path, budget: int) -> dict:
 
 def stage_fit_recommend(root: Path, runs: Path, features: Path, feature_names) -> dict:
     from causalmix.causal.covariates import pool_covariates
-    from causalmix.causal.features_io import read_features
+    from causalmix.features.features_io import read_features
     from causalmix.causal.fitting import FitConfig, fit_and_save
     from causalmix.causal.model_dir import load_model_dir
 
@@ -196,7 +196,7 @@ def run_stages(args, root: Path, monitor) -> dict:
     import ray
 
     from causalmix.causal.covariates import DEFAULT_FEATURES
-    from causalmix.causal.style import STYLE_COLUMNS
+    from causalmix.features.style import STYLE_COLUMNS
     from causalmix.core.ray_setup import init_ray, shutdown_ray
     from paper_scale_pool import tiny_proxy_model
     from causalmix.proxy.config import ProxyConfig

@@ -3,7 +3,7 @@ features would save (issue 20, item 4).
 
 A proxy run tokenises every document it draws (`proxy.data.draw_sample` -> `encode_document`)
 and every dev NLL document (`proxy.evaluate.dev_nll`), although the featurizer already
-tokenised the pool's documents with the same function (`actors.featurizer.prepare_documents`).
+tokenised the pool's documents with the same function (`actors.featurize.featurizer.prepare_documents`).
 Same process, same run: one proxy run of the demo's sweep (demo-small, the tiny proxy, the
 sweep's default ProxyConfig on one CPU thread, as a one-CPU trial gets it), `--repeats` times
 each way, alternating so that load from other processes hits both alike:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
     import causalmix.lm.formatting
     from causalmix import lm
-    from causalmix.actors.featurizer import prepare_documents
+    from causalmix.actors.featurize.featurizer import prepare_documents
     from causalmix.causal.covariates import DEFAULT_FEATURES
     from causalmix.datapool.pool import Pool
     from causalmix.lm.loading import load_causal_lm, load_tokenizer, max_context

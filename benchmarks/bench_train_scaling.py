@@ -88,10 +88,10 @@ def main() -> int:
     import ray
     import transformers
 
-    from causalmix.actors.ray_train import train_distributed
+    from causalmix.actors.target.ray_train import train_distributed
     from causalmix.core.ray_setup import init_ray
     from causalmix.proxy.config import ProxyConfig
-    from causalmix.proxy.distributed import TargetTrainConfig
+    from causalmix.target.distributed import TargetTrainConfig
     from causalmix.proxy.run import RunSpec, run_proxy
 
     transformers.utils.logging.disable_progress_bar()

@@ -12,7 +12,7 @@ Measures, each section on its own so that one failure still leaves the others:
   document per row padded to the row length (on half the documents);
 - sft_k: k proxies at once in separate processes on the same GPU (k from proxy/memory.py's
   estimate, at most --k), their total tokens/s against one;
-- featurize: causal.doc_features.score_documents in bf16, documents/s and achieved
+- featurize: features.doc_features.score_documents in bf16, documents/s and achieved
   FLOP/s (2 x params x tokens / s).
 Ends with one line `RESULT gpu key=value ...`; also writes the figures as JSON (--json).
 `--smoke`: a tiny config on CPU in well under a minute (CI runs it).
@@ -131,7 +131,7 @@ def torch_peak_memory(device: str):
 def featurize_once(s: dict, device: str) -> dict:
     import torch
 
-    from causalmix.causal.doc_features import ScoredDoc, score_documents
+    from causalmix.features.doc_features import ScoredDoc, score_documents
 
     dtype = "bfloat16" if device.startswith("cuda") else "float32"
     model, config = build_model(s["config"], device, dtype)

@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from causalmix.causal.features_io import read_features
+from causalmix.features.features_io import read_features
 from causalmix.core.errors import UserError
 
 DEFAULT_FEATURES = ("normalized_loss", "writing_style", "hes")

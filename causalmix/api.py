@@ -70,8 +70,8 @@ class Model:
         return predict_table(self.fitted, table, where=f"runs {table.source}")
 
 
-def build_config(cls, settings: Mapping, what: str):
-    """`cls` from keyword settings; unlike the CLI's namespace, every key must be a field."""
+def config_from_settings(cls, settings: Mapping, what: str):
+    """`cls` from the API's keyword settings; unlike the CLI's namespace, every key must be a field."""
 
     from causalmix.core.config import load_config
 
@@ -99,7 +99,7 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
     from causalmix.causal.runs_table import validate_runs_frame
     from causalmix.causal.fitting import fit_and_save
 
-    config = build_config(FitConfig, settings, "fit")
+    config = config_from_settings(FitConfig, settings, "fit")
     if not isinstance(runs, pd.DataFrame):
         if out is not None:
             record = fit_and_save(str(runs), str(out), config, overwrite=overwrite)
@@ -118,7 +118,7 @@ def pool_covariates(features: PathLike, names: list[str] | None = None) -> dict[
     """A pool's covariates (per-domain means of its document features) from a `featurize` folder
     or a features Parquet file; `names` (a model's covariate_names) picks and checks them."""
     from causalmix.causal.covariates import pool_covariates as means
-    from causalmix.causal.features_io import read_features
+    from causalmix.features.features_io import read_features
     from causalmix.causal.covariates import covariates_from_features
 
     if names is not None:
@@ -133,9 +133,9 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
     """Per-document features of a pool (Ray Data actor pool, as `featurize`); returns `out`.
     `settings`: FeaturizeConfig fields (commands/featurize.py). Starts a local Ray unless one
     is up or RAY_ADDRESS is set; it stays up for the next call (`ray.shutdown()` ends it)."""
-    from causalmix.actors.featurize import FeaturizeConfig, featurize as run_featurize
+    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize as run_featurize
 
-    run_featurize(build_config(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
+    run_featurize(config_from_settings(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
                                                  "out": str(out)}, "featurize"))
     return Path(out)
 
@@ -150,7 +150,7 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
     from causalmix.design.sweep_config import SweepConfig
 
     proxy = dict(settings.pop("proxy", {}) or {})
-    cfg = build_config(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),
+    cfg = config_from_settings(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),
                                      "runs": runs, "proxy": {**proxy, "model": model}}, "sweep")
     summary = run_sweep(cfg)
     if summary["status"] != "ok":

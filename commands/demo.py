@@ -138,7 +138,7 @@ def _run_models(cfg: DemoConfig, work: Path) -> dict:
 
 
 def _features_done(cfg: DemoConfig, work: Path) -> bool:
-    from causalmix.causal.features_io import MANIFEST, model_fingerprint
+    from causalmix.features.features_io import MANIFEST, model_fingerprint
 
     fingerprint = model_fingerprint(str((work / "models" / "proxy").resolve()))
     for name in POOLS:
@@ -149,7 +149,7 @@ def _features_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_features(cfg: DemoConfig, work: Path) -> dict:
-    from causalmix.actors.featurize import FeaturizeConfig, featurize
+    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
 
     out = {}
     for name in POOLS:

@@ -45,7 +45,7 @@ def run_recommend(cfg, work: Path) -> dict:
 def run_tokens(features_dir: Path, budget_docs: int) -> float:
     """Tokens a validation run of `budget_docs` documents trains on at the pool's mean document
     length: the budget the validated mixtures' epoch caps are meant for."""
-    from causalmix.causal.features_io import read_features
+    from causalmix.features.features_io import read_features
 
     tokens = read_features(features_dir)["n_tokens"]
     return float(budget_docs * tokens.mean())
@@ -57,8 +57,8 @@ def validate_done(cfg, work: Path) -> bool:
 
 def run_validate(cfg, work: Path, quick_proxy: dict) -> dict:
     """The target model trained on each target pool with each mixture, paired seeds."""
-    from causalmix.actors.validation import ValidateConfig, run_validation
-    from causalmix.reporting.validation_runs import SETTINGS_FILE
+    from causalmix.actors.validate.driver import ValidateConfig, run_validation
+    from causalmix.validation.runs import SETTINGS_FILE
 
     out = {}
     for pool in TARGET_POOLS:

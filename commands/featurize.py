@@ -1,11 +1,11 @@
 """`featurize`: per-document features (normalized_loss, hes, style.*, writing_style) of a pool;
-the stage itself is actors/featurize.py (see docs/featurize.md)."""
+the stage itself is actors/featurize/driver.py (see docs/featurize.md)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from causalmix.actors.featurize import FeaturizeConfig, featurize
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
 from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.logs import get_logger
 

@@ -31,12 +31,13 @@ def add_arguments(parser) -> None:
     add_tracking_argument(parser)
 
 
-def build_config(args) -> SweepConfig:
+def config_from_args(args) -> SweepConfig:
+    """The SweepConfig of parsed flags and --config (on --resume, the settings saved in --out)."""
     return FLAGS.load_resumable(args, CONFIG_FILE)
 
 
 def run(args) -> int:
-    summary = run_sweep(build_config(args))
+    summary = run_sweep(config_from_args(args))
     keys = ("status", "runs_done", "runs_total", "best_y", "best_run", "wall_s", "runs_file")
     print(json.dumps({k: summary[k] for k in keys}))
     return 0 if summary["status"] == "ok" else 1

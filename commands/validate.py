@@ -5,14 +5,14 @@ import json
 import sys
 from typing import Mapping
 
-from causalmix.actors.validation import ValidateConfig, run_validation
+from causalmix.actors.validate.driver import ValidateConfig, run_validation
 from causalmix.commands.constraints import add_constraint_arguments, constraint_overrides
 from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.config import build_config, config_section, read_yaml_mapping
 from causalmix.core.errors import UserError
 from causalmix.core.tracking import add_tracking_argument
 from causalmix.proxy.config import TargetRunConfig
-from causalmix.proxy.distributed import TargetTrainConfig, check_memory_plan
+from causalmix.target.distributed import TargetTrainConfig, check_memory_plan
 
 
 FLAGS = ConfigFlags(

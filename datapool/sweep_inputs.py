@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from causalmix.causal.features_io import read_features
+from causalmix.features.features_io import read_features
 from causalmix.core.errors import UserError
 from causalmix.datapool.pool import Pool, read_shard
 

@@ -12,7 +12,7 @@ import yaml
 
 from causalmix.design.run_proposer import RoundSnapshots, RunProposer
 from causalmix.causal.covariates import DEFAULT_FEATURES, pool_covariates
-from causalmix.causal.features_io import read_features
+from causalmix.features.features_io import read_features
 from causalmix.core.errors import UserError
 from causalmix.datapool.sweep_inputs import SweepInputs
 from causalmix.mixture_space.dirichlet import DirichletMixtureSampler

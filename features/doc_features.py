@@ -22,7 +22,7 @@ all its tokens' entropies);
 with right padding the causal mask alone keeps padding out of every real
 position, so each document's values equal those of scoring it alone (up to
 float rounding of the differently shaped matrix products, ~1e-6).
-This module imports torch but no Ray; `actors/featurizer.py` is its Ray shell.
+This module imports torch but no Ray; `actors/featurize/featurizer.py` is its Ray shell.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 FEATURE_VERSION = "causalmix-doc-features-v1"
-"""Bump whenever a definition here or in `causal/style.py` changes: featurized
+"""Bump whenever a definition here or in `features/style.py` changes: featurized
 shards carry it, and a rerun recomputes shards made under another version."""
 
 HES_TOKENS_PER_PICK = 200

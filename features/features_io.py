@@ -22,7 +22,7 @@ from typing import Iterable
 import pandas as pd
 import pyarrow.parquet as pq
 
-from causalmix.causal.style import STYLE_COLUMNS
+from causalmix.features.style import STYLE_COLUMNS
 from causalmix.core.atomic import atomic_write_json, atomic_write_parquet
 from causalmix.core.errors import UserError
 

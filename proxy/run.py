@@ -54,7 +54,7 @@ def load_for_training(cfg: ProxyConfig, device: str, *, place: str | None = None
 
 def build_for_training(cfg: ProxyConfig, device: str):
     """`load_for_training`'s model from its config alone, weights not loaded (under
-    `torch.device("meta")`: no memory; FSDP loading fills the shards, proxy/fsdp_train.py)."""
+    `torch.device("meta")`: no memory; FSDP loading fills the shards, target/fsdp_train.py)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

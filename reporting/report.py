@@ -198,7 +198,7 @@ def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summar
 def _validation_section(vdir: Path, tmp: Path, summary: dict, pool: str | None = None) -> list[str]:
     """The validation folder's table, verdict, caps and power; `pool`: the target pool's name
     when the report has several (its figure is then validation-POOL.png)."""
-    from causalmix.reporting.validation import (plot_validation, power_sentences, seeds_outlook, table_markdown,
+    from causalmix.validation.comparison import (plot_validation, power_sentences, seeds_outlook, table_markdown,
                                       validation_table, verdict_sentences)
 
     if not (vdir / "validation.parquet").is_file():

@@ -5,7 +5,7 @@ the single-device step of proxy/train.py on this rank's rows, and sharded checkp
 
 Runs in any torch.distributed process group (gloo on CPU, NCCL on GPU): FSDP2 runs on CPU
 with gloo in torch 2.13, so the CPU tests exercise the same path as a GPU node. Ray-free:
-`actors/ray_train.py` creates the process group through Ray Train and supplies `save`.
+`actors/target/ray_train.py` creates the process group through Ray Train and supplies `save`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from causalmix.proxy.config import ProxyConfig
-from causalmix.proxy.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
+from causalmix.target.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
                                should_checkpoint)
 from causalmix.proxy.packing import PackedBatch
 from causalmix.proxy.train import (StepInfo, TrainStats, accumulate, autocast_for, build_optimizer,

@@ -65,7 +65,7 @@ def run_driver(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     pace = args.pace
     del args.pace
-    summary = run_sweep(sweep_command.build_config(args), trainable=paced_proxy_trial,
+    summary = run_sweep(sweep_command.config_from_args(args), trainable=paced_proxy_trial,
                         trainable_kwargs={"pace_s": pace})
     print(json.dumps({k: summary[k] for k in ("status", "runs_done", "runs_total")}), flush=True)
     return 0 if summary["status"] == "ok" else 1

@@ -12,7 +12,7 @@ import yaml
 
 from causalmix import launch
 from causalmix.design.sweep_config import SweepConfig
-from causalmix.actors.validation import ValidateConfig
+from causalmix.actors.validate.driver import ValidateConfig
 from causalmix.commands import demo, export, featurize, fit, recommend, serve, sweep, validate
 from causalmix.core.cli_config import ConfigFlags, field_default, field_docs, format_default
 from causalmix.core.errors import UserError
@@ -82,14 +82,14 @@ def _parse(argv):
 def test_sweep_layers_default_yaml_flag_and_merges_proxy(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"runs": 7, "seed": 3, "proxy": {"max_length": 64, "budget": 9}}))
-    cfg = sweep.build_config(_parse(["sweep", "--config", str(path), "--seed", "5", "--budget", "50",
+    cfg = sweep.config_from_args(_parse(["sweep", "--config", str(path), "--seed", "5", "--budget", "50",
                                      "--no-progress", "--cover", "a", "--cover", "b"]))
     assert (cfg.runs, cfg.seed, cfg.progress, cfg.cover) == (7, 5, False, ("a", "b"))
     assert (cfg.proxy.budget, cfg.proxy.max_length, cfg.proxy.learning_rate) == (50, 64, 1e-3)
-    plain = sweep.build_config(_parse(["sweep"]))
+    plain = sweep.config_from_args(_parse(["sweep"]))
     assert plain == SweepConfig()
     with pytest.raises(UserError, match=r"proxy: budget must be >= 1, got 0"):
-        sweep.build_config(_parse(["sweep", "--budget", "0"]))
+        sweep.config_from_args(_parse(["sweep", "--budget", "0"]))
 
 
 def _validate_args(*extra):

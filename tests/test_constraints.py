@@ -106,10 +106,10 @@ def test_recommend_cli_and_http_take_the_constraints(model, tmp_path, capsys):
 
 
 def test_validation_mixtures_respect_the_constraints(model):
-    from causalmix.actors.validation import ValidateConfig
+    from causalmix.actors.validate.driver import ValidateConfig
     from causalmix.commands.constraints import constraint_overrides
     from causalmix.core.config import load_config
-    from causalmix.causal.candidates import candidate_mixtures
+    from causalmix.validation.candidates import candidate_mixtures
 
     world, fitted = model
     bounds = MixtureBounds.build(world.domains, domain_tokens={"d0": 10, "d1": 1000, "d2": 1000},

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from causalmix.causal.doc_features import (ScoredDoc, hes_from_entropies, hes_k, score_documents,
+from causalmix.features.doc_features import (ScoredDoc, hes_from_entropies, hes_k, score_documents,
                                  token_budget_batches)
 
 
@@ -93,7 +93,7 @@ def test_features_equal_direct_log_softmax(proxy, pool_docs):
 
 
 def test_logit_chunks_do_not_change_the_features(proxy, pool_docs, monkeypatch):
-    import causalmix.causal.doc_features as doc_features
+    import causalmix.features.doc_features as doc_features
 
     model, _ = proxy
     whole = score_documents(model, pool_docs, batch_tokens=10**6)

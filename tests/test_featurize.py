@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import causalmix.actors.featurize as featurize_cmd
+import causalmix.actors.featurize.driver as featurize_cmd
 from causalmix.causal.covariates import pool_covariates
-from causalmix.causal.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
-from causalmix.causal.features_io import FEATURE_COLUMNS, MANIFEST, load_features
-from causalmix.actors.featurize import FeaturizeConfig, featurize
+from causalmix.features.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
+from causalmix.features.features_io import FEATURE_COLUMNS, MANIFEST, load_features
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
 from causalmix.core.errors import UserError
 from causalmix.datapool.pool import Pool
 
@@ -126,7 +126,7 @@ def test_empty_shard_is_a_user_error(tiny_env, tmp_path):
 
 @pytest.mark.ray
 def test_actor_pool_takes_every_cpu(ray_local):
-    from causalmix.actors.featurizer import resolve_pool_size
+    from causalmix.actors.featurize.featurizer import resolve_pool_size
 
     assert resolve_pool_size(None, "cpu", 1) == (2, "cpu")
     assert resolve_pool_size(None, "cpu", 2) == (1, "cpu")

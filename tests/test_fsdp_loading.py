@@ -1,4 +1,4 @@
-"""proxy/fsdp_train.py load_sharded in a 2-process gloo group (no Ray): rank 0 alone loads the
+"""target/fsdp_train.py load_sharded in a 2-process gloo group (no Ray): rank 0 alone loads the
 weights, the others build on the meta device, and after the broadcast the sharded model holds
 exactly the pretrained weights and buffers on every rank."""
 from __future__ import annotations
@@ -18,8 +18,8 @@ def _rank(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> Non
     import causalmix.proxy.run
     from causalmix import proxy
     from causalmix.proxy.config import ProxyConfig
-    from causalmix.proxy.distributed import TargetTrainConfig
-    from causalmix.proxy.fsdp_train import full_state_dict, load_sharded
+    from causalmix.target.distributed import TargetTrainConfig
+    from causalmix.target.fsdp_train import full_state_dict, load_sharded
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)

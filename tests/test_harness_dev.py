@@ -79,11 +79,11 @@ def test_sweep_writes_harness_metrics_and_fit_refits_on_them(ray_local, tiny_env
 
 @pytest.mark.ray
 def test_a_validation_run_evaluates_the_harness_tasks(ray_local, tiny_env, tmp_path):
-    """The validation task (`actors.validation.train_candidate`) on the target model."""
+    """The validation task (`actors.validate.driver.train_candidate`) on the target model."""
     import ray
 
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
-    from causalmix.actors.validation import ValidateConfig, train_candidate
+    from causalmix.actors.validate.driver import ValidateConfig, train_candidate
     from causalmix.causal.covariates import DEFAULT_FEATURES
 
     pool = harness_pool(tiny_env.pool_large, tmp_path / "demo-large")

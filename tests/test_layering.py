@@ -20,18 +20,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own package and packages of lower layers only; packages
 # of one layer do not import each other, so each can be read (and tested) without its siblings.
-# Why this order: core is plumbing without domain logic; the simplex and model loading need only
-# core; causal/ is arithmetic on arrays and tables; proxy training, reporting and the HTTP schemas
-# each read causal/'s tables; datapool/ reads pools with proxy's and causal's helpers; design/
-# decides which runs to make from a pool; actors/ is the Ray layer that places all of it on a
-# cluster; the CLI (commands/) and the Python API (causalmix/) call the stages; launch.py and the
+# Why this order: core is plumbing without domain logic; the simplex, model loading and the
+# per-document features need only core; causal/ is arithmetic on arrays and tables (its covariates
+# read the features); validation/ compares outcomes with causal/'s objective; proxy training,
+# reporting (which shows validation/'s comparison) and the HTTP schemas each read causal/'s tables;
+# datapool/ reads pools with proxy's and causal's helpers, and target/ spreads proxy's training
+# loop over data-parallel ranks; design/ decides which runs to make from a pool and how a run of
+# several workers is placed (target/'s settings); actors/ is the Ray layer that places all of it on
+# a cluster; the CLI (commands/) and the Python API (causalmix/) call the stages; launch.py and the
 # cluster install script sit on top, with testing/ (harnesses for tests and benchmarks).
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
-    ("mixture_space", "lm"),
+    ("mixture_space", "lm", "features"),
     ("causal",),
+    ("validation",),
     ("proxy", "reporting", "service"),
-    ("datapool",),
+    ("datapool", "target"),
     ("design",),
     ("actors",),
     ("commands", "causalmix"),
@@ -40,7 +44,8 @@ LAYERS: list[tuple[str, ...]] = [
 LAYER = {package: i for i, packages in enumerate(LAYERS) for package in packages}
 
 # Packages that never import Ray at module level: what an actor calls, tested without Ray.
-PURE = ("core", "mixture_space", "lm", "causal", "proxy", "reporting", "service", "datapool", "design")
+PURE = ("core", "mixture_space", "lm", "features", "causal", "validation", "proxy", "reporting", "service",
+        "datapool", "target", "design")
 
 
 NAMESPACE = "causalmix"

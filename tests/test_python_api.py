@@ -15,8 +15,8 @@ import pytest
 
 import causalmix
 from causalmix import launch
-from causalmix.causal.doc_features import FEATURE_VERSION
-from causalmix.causal.features_io import FEATURE_COLUMNS, ShardKey, shard_output_path, write_feature_shard, write_manifest
+from causalmix.features.doc_features import FEATURE_VERSION
+from causalmix.features.features_io import FEATURE_COLUMNS, ShardKey, shard_output_path, write_feature_shard, write_manifest
 from structural import StructuralModel
 
 DOMAINS = ["arithmetic", "code", "dialog", "docs_qa"]

@@ -10,8 +10,8 @@ import pytest
 
 from causalmix import launch
 from causalmix.core.errors import UserError
-from causalmix.causal.candidates import natural_mixture
-from causalmix.reporting.validation import summarize
+from causalmix.validation.candidates import natural_mixture
+from causalmix.validation.comparison import summarize
 
 DOMAINS = ["a", "b", "c"]
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from causalmix.causal.style import STYLE_COLUMNS, style_row, style_stats, writing_style
+from causalmix.features.style import STYLE_COLUMNS, style_row, style_stats, writing_style
 
 
 def test_stats_of_a_hand_counted_text():

@@ -10,7 +10,7 @@ import pytest
 
 from causalmix import launch
 from causalmix.core.errors import UserError
-from causalmix.proxy.distributed import (TargetTrainConfig, micro_batches_per_rank, rank_micro_batches,
+from causalmix.target.distributed import (TargetTrainConfig, micro_batches_per_rank, rank_micro_batches,
                                should_checkpoint)
 from causalmix.proxy.memory_plan import (GiB, ModelShape, PlanInputs, check_plan, detect_gpu_type,
                                layer_activation_bytes_per_token, plan_memory, read_model_config)
@@ -126,7 +126,7 @@ def test_dry_run_prints_the_plan_and_refuses(capsys):
 
 
 def test_longcot_preset(capsys):
-    from causalmix.actors.featurize import FeaturizeConfig
+    from causalmix.actors.featurize.driver import FeaturizeConfig
     from causalmix.core.config import load_config
 
     preset = REPO / "configs" / "longcot.yaml"
@@ -141,7 +141,7 @@ def test_longcot_preset(capsys):
 def test_a_command_reads_its_section_and_names_it_in_errors(tmp_path):
     import yaml
 
-    from causalmix.actors.validation import ValidateConfig
+    from causalmix.actors.validate.driver import ValidateConfig
     from causalmix.core.config import load_config
 
     data = yaml.safe_load((REPO / "configs" / "longcot.yaml").read_text())
@@ -155,7 +155,7 @@ def test_a_command_reads_its_section_and_names_it_in_errors(tmp_path):
 def test_long_documents_featurized_in_chunks_match_one_pass(tiny_env):
     """A document longer than batch_tokens runs in KV-cached chunks; its features equal
     those of scoring it in one pass (float rounding of differently shaped products)."""
-    from causalmix.causal.doc_features import ScoredDoc, score_documents
+    from causalmix.features.doc_features import ScoredDoc, score_documents
     from causalmix.lm.loading import load_causal_lm
 
     model = load_causal_lm(str(tiny_env.proxy_model), device="cpu")

@@ -10,7 +10,7 @@ import pytest
 
 from causalmix.causal.covariates import DEFAULT_FEATURES
 from causalmix.proxy.config import ProxyConfig
-from causalmix.proxy.distributed import TargetTrainConfig
+from causalmix.target.distributed import TargetTrainConfig
 from sweep_helpers import synthetic_features
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -37,10 +37,10 @@ def runs(ray_local, tiny_env, tmp_path_factory):
     """The same run on the single-device path (proxy.run.run_proxy, in this process), and with
     2 Ray Train workers, activation checkpointing on, where the last rank fails once right
     after the checkpoint of step 2 (every rank traces the rows it trains)."""
-    from causalmix.actors.ray_train import train_distributed
+    from causalmix.actors.target.ray_train import train_distributed
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
     from causalmix.proxy.curves import LearningCurve
-    from causalmix.proxy.fsdp_train import FaultDrill
+    from causalmix.target.fsdp_train import FaultDrill
     from causalmix.proxy.run import run_proxy
 
     ray = ray_local

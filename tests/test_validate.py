@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from causalmix import launch
-from causalmix.actors.validation import ValidateConfig, run_validation, train_candidate
+from causalmix.actors.validate.driver import ValidateConfig, run_validation, train_candidate
 from causalmix.causal.covariates import DEFAULT_FEATURES, covariate_names, pool_covariates
 from causalmix.causal.fitting import FitConfig
 from causalmix.causal.fitting import fit_and_save

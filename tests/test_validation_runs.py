@@ -1,7 +1,7 @@
-"""Landed validation runs and the resume check over them (reporting/validation_runs.py, no Ray)."""
+"""Landed validation runs and the resume check over them (validation/runs.py, no Ray)."""
 import pytest
 
-from causalmix.reporting.validation_runs import LandedRuns, settings_differences
+from causalmix.validation.runs import LandedRuns, settings_differences
 from causalmix.core.errors import UserError
 
 SETTINGS = {"target_model": "abc", "pool_shards": {"code/shard-0": "h1"}, "proxy": {"budget": 16}}

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from causalmix.core.errors import UserError
-from causalmix.causal.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
-from causalmix.reporting.validation import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
+from causalmix.validation.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
+from causalmix.validation.comparison import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
                                   power_sentences, spread_factor, table_markdown, validation_table,
                                   verdict_sentences)
 
@@ -198,7 +198,7 @@ def test_paired_verdict_rule():
 
 
 def test_seeds_needed_matches_the_rule():
-    from causalmix.reporting.validation import seeds_needed
+    from causalmix.validation.comparison import seeds_needed
 
     need = seeds_needed(0.02, 0.02)
     assert need is not None

@@ -1,7 +1,7 @@
 """The mixtures a validation compares on the target pool: CausalMix's two policies
 (CausalMix-A, analytic; CausalMix-S, search), the ablations no-dml and no-covariates, RegMix,
 equal, the pool's natural token share, the best proxy run's mixture, a grid over the simplex,
-or mixtures from files. `reporting/validation.py` compares their outcomes.
+or mixtures from files. `validation/comparison.py` compares their outcomes.
 """
 from __future__ import annotations
 

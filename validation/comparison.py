@@ -1,7 +1,7 @@
 """Validation of recommended mixtures: how the outcomes of the competing mixtures compare.
 
 The miniature of the paper's target experiment: train the target model on the target pool
-with each competing mixture (`causal/candidates.py`) over a few seeds, evaluate the same dev
+with each competing mixture (`validation/candidates.py`) over a few seeds, evaluate the same dev
 suite, and compare.
 
 AvgDev, the score every comparison uses, weighs each dev task the same whatever its scale:

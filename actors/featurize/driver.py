@@ -1,8 +1,8 @@
 """The featurize stage: per-document features (normalized_loss, hes, style.*, writing_style)
-of a pool, computed by the featurizer actor pool (actors/featurizer.py).
+of a pool, computed by the featurizer actor pool (actors/featurize/featurizer.py).
 
 Writes FEATURES_DIR/shards/<domain>/<shard>.parquet (one per pool shard) and
-FEATURES_DIR/features.json last; see causal/features_io.py and docs/featurize.md.
+FEATURES_DIR/features.json last; see features/features_io.py and docs/featurize.md.
 A rerun skips the shards already featurized with the same model and feature
 version, so an interrupted run resumes. `launch.py featurize`, the demo and the
 Python API call `featurize`.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from causalmix.causal.doc_features import FEATURE_VERSION
-from causalmix.causal.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
+from causalmix.features.doc_features import FEATURE_VERSION
+from causalmix.features.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
                                 shard_output_path, write_feature_shard, write_manifest)
 from causalmix.core.atomic import check_not_input
 from causalmix.core.errors import UserError
@@ -99,7 +99,7 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
 
 def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: int):
     """(every shard with its output path and key, the jobs still to run)."""
-    from causalmix.actors.featurizer import ShardJob
+    from causalmix.actors.featurize.featurizer import ShardJob
 
     domains = list(cfg.domains) if cfg.domains else pool.domains
     lacking = [d for d in domains if d not in pool.domains]
@@ -137,7 +137,7 @@ def check_features_out(cfg: FeaturizeConfig) -> None:
 
 def featurize(cfg: FeaturizeConfig) -> dict:
     """Featurize (or finish featurizing) a pool; returns the manifest record."""
-    from causalmix.actors.featurizer import FeaturizerPool
+    from causalmix.actors.featurize.featurizer import FeaturizerPool
     from causalmix.core.ray_setup import init_ray
     from causalmix.datapool.pool import Pool
 

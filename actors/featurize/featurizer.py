@@ -14,7 +14,7 @@ CPU instead of leaving one to read tasks that finish early and then idle (on 2 C
 two scoring actors instead of one). The price, on GPU actors: tokenizing a shard no
 longer overlaps the forward passes of the previous one.
 
-The math lives in `causal.doc_features` and `causal.style`; this module only
+The math lives in `features.doc_features` and `features.style`; this module only
 places it. Batches are formed within one source shard, so a shard's values do
 not depend on which other shards run beside it (a resumed run reproduces an
 uninterrupted one).
@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from causalmix.causal.doc_features import ScoredDoc, score_documents
-from causalmix.causal.style import style_row
+from causalmix.features.doc_features import ScoredDoc, score_documents
+from causalmix.features.style import style_row
 from causalmix.core.errors import UserError
 from causalmix.core.logs import quiet_ray_data
 from causalmix.core.ray_setup import check_resources

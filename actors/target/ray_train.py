@@ -1,5 +1,5 @@
 """One target-model run on Ray Train: a `TorchTrainer` with N workers (one GPU each on a GPU
-cluster, gloo processes on CPU), each running proxy/fsdp_train.py's rank loop. Checkpoints
+cluster, gloo processes on CPU), each running target/fsdp_train.py's rank loop. Checkpoints
 go through `ray.train.report`, so a lost worker restarts the group (FailureConfig) from the
 last checkpoint instead of from step 0. Rank 0 evaluates the dev suite on the gathered
 weights and reports the runs-table row with the run's learning curve (`proxy.log_every`).
@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from causalmix.proxy.config import ProxyConfig
-from causalmix.proxy.distributed import TargetTrainConfig
+from causalmix.target.distributed import TargetTrainConfig
 
 CURVE_FILE = "curve.json"
 """Rank 0's learning-curve points so far, in each checkpoint: a resumed run keeps them."""
@@ -29,7 +29,7 @@ def _train_loop_per_worker(config: dict) -> None:
     import torch
 
     from causalmix.proxy.curves import curve_hook
-    from causalmix.proxy.fsdp_train import full_state_dict, load_sharded, train_rank
+    from causalmix.target.fsdp_train import full_state_dict, load_sharded, train_rank
     from causalmix.proxy.run import load_for_training, prepare_run, result_row
 
     ctx = ray.train.get_context()

@@ -1,7 +1,7 @@
 """`validate` on Ray: one task per (candidate mixture, seed) trains the target model on the
 target pool and evaluates the dev suite. Shards go into the object store once.
 
-Each run lands in VAL_DIR/runs/ as it finishes (reporting/validation_runs.py); a run that fails
+Each run lands in VAL_DIR/runs/ as it finishes (validation/runs.py); a run that fails
 after its retries is reported while the others land, and `--resume` trains only what did not
 land. `train_candidate` is the one function a validation run is: the scheduling around it
 (retries, landing, resume) does not depend on how it trains."""
@@ -15,8 +15,8 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from causalmix.actors.ray_train import train_distributed
-from causalmix.causal.candidates import parse_mixture_list
+from causalmix.actors.target.ray_train import train_distributed
+from causalmix.validation.candidates import parse_mixture_list
 from causalmix.core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from causalmix.core.config import build_config
 from causalmix.core.errors import RunsFailed, UserError
@@ -25,7 +25,7 @@ from causalmix.core.provenance import provenance
 from causalmix.core.tracking import parse_tracking, track_runs
 from causalmix.mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from causalmix.proxy.config import ProxyConfig, TargetRunConfig
-from causalmix.proxy.distributed import TargetTrainConfig, check_memory_plan
+from causalmix.target.distributed import TargetTrainConfig, check_memory_plan
 
 log = get_logger(__name__)
 
@@ -84,9 +84,9 @@ class ValidateConfig:
     """Training settings (fields of proxy.config.ProxyConfig, budget 1200 unless given; `model`
     is `target_model`). A mapping of those fields is accepted too."""
     train: TargetTrainConfig = field(default_factory=TargetTrainConfig)
-    """How one run is spread over workers (fields of proxy.distributed.TargetTrainConfig:
+    """How one run is spread over workers (fields of target.distributed.TargetTrainConfig:
     workers, gpu_type, activation_checkpointing, max_failures, checkpoint_every, ...); workers > 1
-    trains each run through Ray Train with FSDP (actors/ray_train.py). A mapping is accepted too."""
+    trains each run through Ray Train with FSDP (actors/target/ray_train.py). A mapping is accepted too."""
     address: str | None = None
     """Ray address (None: RAY_ADDRESS or a local Ray)."""
     resume: bool = False
@@ -178,7 +178,7 @@ def _plain(value):
 
 def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
     """What decides a run's result besides its mixture and seed (recorded with each landed run)."""
-    from causalmix.causal.features_io import model_fingerprint
+    from causalmix.features.features_io import model_fingerprint
     from causalmix.causal.streaming import frame_sha256
 
     return json.loads(json.dumps({
@@ -193,7 +193,7 @@ def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
 def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
     """Refused before hours of training: a resume needs an unfinished (or finished) validation
     folder; a fresh start may not silently discard the landed runs of an unfinished one."""
-    from causalmix.reporting.validation_runs import SETTINGS_FILE, LandedRuns
+    from causalmix.validation.runs import SETTINGS_FILE, LandedRuns
 
     if cfg.resume:
         if not (Path(cfg.out) / SETTINGS_FILE).is_file():
@@ -248,7 +248,7 @@ def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]],
     """Train every (name, candidate, seed) of `jobs` as a Ray task; land each row as it comes.
     A lost worker or node is retried (max_retries); an exception raised by the training code is
     not (it would fail again) and is returned as a failure, the other runs going on. With
-    `train.workers` > 1 each task drives a Ray Train run (actors/ray_train.py), whose workers
+    `train.workers` > 1 each task drives a Ray Train run (actors/target/ray_train.py), whose workers
     hold the resources and whose checkpoints, not the task, survive a lost worker. Each run's
     learning curve goes into `curves` ({run_id: points}) rather than into the landed row."""
     import ray
@@ -287,9 +287,9 @@ def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]],
 
 
 def _candidates(cfg: ValidateConfig, model, covariates: dict, domain_tokens, bounds) -> dict:
-    """The mixtures the validation compares (causal/candidates.py), with the baseline models and
+    """The mixtures the validation compares (validation/candidates.py), with the baseline models and
     the runs table the config names."""
-    from causalmix.causal.candidates import candidate_mixtures
+    from causalmix.validation.candidates import candidate_mixtures
     from causalmix.causal.model_dir import load_model_dir
     from causalmix.causal.runs_table import read_frame
 
@@ -309,9 +309,9 @@ def _write_results(cfg: ValidateConfig, out: Path, results: pd.DataFrame, candid
                    covariates: dict, runs: dict) -> dict:
     """The tables, figure and summary of the landed runs; summary.json, which marks the folder
     finished, last. Each file is replaced atomically."""
-    from causalmix.reporting.validation import (add_avgdev, caps_sentences, plot_validation, power_sentences,
+    from causalmix.validation.comparison import (add_avgdev, caps_sentences, plot_validation, power_sentences,
                                       summarize, table_markdown, validation_table, verdict_sentences)
-    from causalmix.reporting.validation_runs import FAILURES_FILE
+    from causalmix.validation.runs import FAILURES_FILE
 
     results = add_avgdev(results.sort_values(["candidate", "seed"]).reset_index(drop=True))
     table = summarize(results)
@@ -345,7 +345,7 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
     signature)."""
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
-    from causalmix.reporting.validation_runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
+    from causalmix.validation.runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
     from causalmix.causal.covariates import features_in, pool_covariates
     from causalmix.causal.model_dir import load_model_dir
 
