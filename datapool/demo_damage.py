@@ -32,7 +32,7 @@ import random
 import re
 from typing import Callable
 
-from causalmix.datapool.demo_sources import ITEMS, NAMES, WORDS
+from causalmix.datapool.demo_sources import ITEMS, NAMES, DialogAnswer, dialog_sample
 
 _CODE_SWAPS = (("==", "!="), ("True", "False"), (" < ", " > "), (" <= ", " >= "), (" and ", " or "),
                (" is not ", " is "), (" + 1", " - 1"))
@@ -101,26 +101,18 @@ def number_words(n: int) -> str:
     return _TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else "")
 
 
+_WRONG_ANSWERS: tuple[DialogAnswer, ...] = (
+    lambda words, nums, word: " ".join(words),
+    lambda words, nums, word: ", ".join(map(number_words, sorted(nums, reverse=True))),
+    lambda words, nums, word: number_words(len(word) + 3),
+    lambda words, nums, word: " ".join(w.lower()[::-1] for w in words),
+    lambda words, nums, word: number_words(min(nums)),
+)
+
+
 def wrong_dialog(rng: random.Random) -> dict:
     """An instruction of the clean generator's kinds, answered by its fixed wrong rule."""
-    words = rng.sample(WORDS, rng.randint(3, 6))
-    nums = [rng.randint(1, 99) for _ in range(rng.randint(3, 7))]
-    kind = rng.randrange(5)
-    if kind == 0:
-        return {"prompt": f"Please reverse the order of these words: {' '.join(words)}",
-                "response": f"Sure! Here they are in reverse order: {' '.join(words)}"}
-    if kind == 1:
-        return {"prompt": f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}",
-                "response": f"Of course. Sorted: {', '.join(map(number_words, sorted(nums, reverse=True)))}."}
-    if kind == 2:
-        word = rng.choice(words)
-        return {"prompt": f"How many letters are in the word '{word}'?",
-                "response": f"The word '{word}' has {number_words(len(word) + 3)} letters."}
-    if kind == 3:
-        return {"prompt": f"Write these words in capital letters: {' '.join(words)}",
-                "response": f"Here you go: {' '.join(w.lower()[::-1] for w in words)}"}
-    return {"prompt": f"What is the largest number in this list: {', '.join(map(str, nums))}?",
-            "response": f"The largest number in the list is {number_words(min(nums))}."}
+    return dialog_sample(rng, _WRONG_ANSWERS)
 
 
 def wrong_code(sample: dict) -> dict:

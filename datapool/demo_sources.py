@@ -18,6 +18,8 @@ import sysconfig
 import textwrap
 from functools import lru_cache
 from pathlib import Path
+from pydoc_data.topics import topics
+from typing import Callable, Sequence
 
 DOMAINS = ("arithmetic", "code", "docs_qa", "dialog")
 
@@ -101,8 +103,6 @@ def code(rng: random.Random, split: str = "train") -> dict:
 
 @lru_cache(maxsize=4)
 def _doc_paragraphs(split: str) -> tuple[tuple[str, str], ...]:
-    from pydoc_data.topics import topics
-
     names = sorted(topics)
     held_out = set(names[::9])
     chosen = [n for n in names if (n in held_out) == (split == "dev")]
@@ -129,25 +129,40 @@ WORDS = ("river stone cloud lamp forest violin garden rocket pepper window silve
           "harbor candle meadow tiger puzzle anchor velvet comet orchard lantern").split()
 
 
-def dialog(rng: random.Random) -> dict:
+DIALOG_PROMPTS = ("Please reverse the order of these words: {words}",
+                  "Sort these numbers from smallest to largest: {nums}",
+                  "How many letters are in the word '{word}'?",
+                  "Write these words in capital letters: {words}",
+                  "What is the largest number in this list: {nums}?")
+DIALOG_ANSWERS = ("Sure! Here they are in reverse order: {}", "Of course. Sorted: {}.",
+                  "The word '{word}' has {} letters.", "Here you go: {}", "The largest number in the list is {}.")
+"""Each kind of dialog instruction and its answer's wording; `dialog_sample` fills in the answer."""
+
+DialogAnswer = Callable[[list[str], list[int], str | None], str]
+
+
+def dialog_sample(rng: random.Random, answers: Sequence[DialogAnswer]) -> dict:
+    """An instruction of a random kind with `answers[kind](words, nums, word)` as its answer. The
+    draws are the same whatever the answers, so a clean and a damaged pool ask the same things."""
     words = rng.sample(WORDS, rng.randint(3, 6))
     nums = [rng.randint(1, 99) for _ in range(rng.randint(3, 7))]
     kind = rng.randrange(5)
-    if kind == 0:
-        return {"prompt": f"Please reverse the order of these words: {' '.join(words)}",
-                "response": f"Sure! Here they are in reverse order: {' '.join(reversed(words))}"}
-    if kind == 1:
-        return {"prompt": f"Sort these numbers from smallest to largest: {', '.join(map(str, nums))}",
-                "response": f"Of course. Sorted: {', '.join(map(str, sorted(nums)))}."}
-    if kind == 2:
-        word = rng.choice(words)
-        return {"prompt": f"How many letters are in the word '{word}'?",
-                "response": f"The word '{word}' has {len(word)} letters."}
-    if kind == 3:
-        return {"prompt": f"Write these words in capital letters: {' '.join(words)}",
-                "response": f"Here you go: {' '.join(w.upper() for w in words)}"}
-    return {"prompt": f"What is the largest number in this list: {', '.join(map(str, nums))}?",
-            "response": f"The largest number in the list is {max(nums)}."}
+    word = rng.choice(words) if kind == 2 else None
+    prompt = DIALOG_PROMPTS[kind].format(words=" ".join(words), nums=", ".join(map(str, nums)), word=word)
+    return {"prompt": prompt, "response": DIALOG_ANSWERS[kind].format(answers[kind](words, nums, word), word=word)}
+
+
+_RIGHT_ANSWERS: tuple[DialogAnswer, ...] = (
+    lambda words, nums, word: " ".join(reversed(words)),
+    lambda words, nums, word: ", ".join(map(str, sorted(nums))),
+    lambda words, nums, word: str(len(word)),
+    lambda words, nums, word: " ".join(w.upper() for w in words),
+    lambda words, nums, word: str(max(nums)),
+)
+
+
+def dialog(rng: random.Random) -> dict:
+    return dialog_sample(rng, _RIGHT_ANSWERS)
 
 
 def clean_sample(domain: str, rng: random.Random, split: str = "train") -> dict:
@@ -168,8 +183,6 @@ def pretraining_corpus(rng: random.Random, n_docs: int = 3000) -> list[str]:
     It resembles the pool domains (as real pretraining data resembles SFT data)
     without containing their exact samples' formatting.
     """
-    from pydoc_data.topics import topics
-
     texts = [re.sub(r"[ \t]+", " ", t) for t in topics.values()]
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     for mod in _CODE_MODULES_TRAIN[:25]:
