@@ -30,6 +30,7 @@ from causalmix.actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 from causalmix.actors.sweep_progress import SweepProgress, trial_name
 from causalmix.actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
 from causalmix.actors.trainer import proxy_trial
+from causalmix.actors.tune_train import distributed_trial
 from causalmix.causal.runs_table import COV
 from causalmix.core.atomic import atomic_write_json, atomic_write_text, check_not_input
 from causalmix.core.errors import UserError
@@ -142,9 +143,6 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
         # the Ray Train run's memory per worker, refused before any trial starts (as validate's)
         check_memory_plan(plan.proxy, plan.train, ray.cluster_resources())
     if trainable is None and plan.train is not None:
-        # deferred: Ray Train's Tune integration takes about 2 s to import; only such runs need it
-        from causalmix.actors.tune_train import distributed_trial
-
         trainable = distributed_trial
     run_fn = tune.with_resources(
         tune.with_parameters(trainable or proxy_trial, data=put_sweep_data(inputs, cfg.feature_names), proxy=plan.proxy,

@@ -7,9 +7,10 @@ import json
 import sys
 
 from ray.tune import Callback
+from tqdm.auto import tqdm
 
-from causalmix.design.trial_protocol import ROW_KEY
 from causalmix.causal.runs_table import RunsTableWriter
+from causalmix.design.trial_protocol import ROW_KEY
 
 
 def trial_name(trial) -> str:
@@ -41,8 +42,6 @@ class SweepProgress(Callback):
         return state
 
     def setup(self, **info) -> None:
-        from tqdm.auto import tqdm
-
         self._writer = RunsTableWriter(self.runs_path, max_write_share=self.WRITE_SHARE)
         self._bar = tqdm(total=self.total, initial=len(self._writer.rows), desc="sweep", unit="run",
                          file=sys.stderr, disable=not self.show, dynamic_ncols=True)

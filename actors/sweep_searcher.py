@@ -14,6 +14,8 @@ import json
 import math
 import pickle
 
+import ray
+
 from ray.tune.search import Searcher
 
 from causalmix.design.run_proposer import PENDING, RunProposer
@@ -102,8 +104,6 @@ class ActorRoundSnapshots:
         return {"actor_name": self.actor_name, "namespace": self.namespace, "_pending": {}}
 
     def request(self, round_index: int, rows: list[dict]) -> None:
-        import ray
-
         try:
             actor = ray.get_actor(self.actor_name, namespace=self.namespace)
         except ValueError:  # no fit actor: the round's adaptive runs use the prior
@@ -112,8 +112,6 @@ class ActorRoundSnapshots:
         self._pending[round_index] = actor.round_snapshot.remote(rows, round_index)
 
     def poll(self, round_index: int):
-        import ray
-
         if round_index not in self._pending:
             return PENDING
         ref = self._pending[round_index]

@@ -18,11 +18,15 @@ import json
 import time
 
 import numpy as np
+import ray
+from ray import tune
 
 from causalmix.actors.trainer import report_if_finished
 from causalmix.causal.runs_table import MIX
 from causalmix.design.trial_protocol import SweepData, final_result, spec_from_config
+from causalmix.lm.loading import load_tokenizer
 from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.run import draw_run, run_covariates
 
 SYNTHETIC_MODEL = "synthetic"
 
@@ -30,8 +34,6 @@ SYNTHETIC_MODEL = "synthetic"
 @functools.lru_cache(maxsize=4)
 def _tokenizer(model: str):
     """One tokenizer per trial actor (Tune reuses actors), as a proxy run loads one per run."""
-    from causalmix.lm.loading import load_tokenizer
-
     return load_tokenizer(model)
 
 
@@ -47,10 +49,6 @@ def known_outcome(mixture: dict[str, float], covariates: dict[str, float], seed:
 
 def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
-    import ray
-
-    from causalmix.proxy.run import draw_run, run_covariates
-
     began = time.time()
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
@@ -72,8 +70,6 @@ def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
 def synthetic_trial(config: dict, *, data: SweepData, proxy: ProxyConfig, finished=None,
                     trial_s: float = 1.0) -> None:
     """A Tune trainable with `proxy_trial`'s signature (plus `trial_s`); reports one final result."""
-    from ray import tune
-
     if report_if_finished(config, finished):
         return
     row = synthetic_row(config, data=data, proxy=proxy)

@@ -13,6 +13,9 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from causalmix.causal.runs_table import MIX
 from causalmix.core.tracking import Tracking, row_tags, start_parent
 
+# Deferred on purpose, so that importing this module does not load wandb: the function-local imports
+# (of these libraries or of this project's modules that import them).
+
 
 def run_tags(config: Mapping) -> dict[str, str]:
     """Tags of one proxy run from its trial config (actors.sweep_searcher's suggestion)."""

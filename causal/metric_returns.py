@@ -15,6 +15,11 @@ import numpy as np
 import pandas as pd
 
 from causalmix.causal.objective import Objective, default_metrics
+from causalmix.causal.runs_table import validate_runs_frame
+from causalmix.core.figure import subplots
+
+# Deferred on purpose, so that importing this module does not load scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 
 def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: Sequence[str] | None = None,
@@ -24,7 +29,6 @@ def metric_returns(runs: pd.DataFrame, target: Mapping[str, float], *, metrics: 
     `target`: covariates of the target pool (those of the fitted model's covariate names)."""
     from causalmix.causal.fitting import FitConfig, fit_runs_table
     from causalmix.causal.model_dir import FittedMixtureModel
-    from causalmix.causal.runs_table import validate_runs_frame
     from causalmix.causal.streaming import domain_returns
 
     config = config or FitConfig()
@@ -60,8 +64,6 @@ def domain_ordered(metrics: Sequence[str], domains: Sequence[str]) -> list[str]:
 def plot_metric_returns(estimates: pd.DataFrame, path: Path) -> "matplotlib.figure.Figure":
     """Heatmap of the domain x metric returns, each column scaled by its largest |value| (metrics
     have different units), the estimate printed in each cell."""
-    from causalmix.core.figure import subplots
-
     values = estimates.to_numpy(dtype=float)
     scale = np.abs(values).max(axis=0, keepdims=True)
     scaled = values / np.where(scale > 0, scale, 1.0)

@@ -40,6 +40,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from causalmix.core.config import read_yaml_mapping
 from causalmix.core.errors import UserError
 
 METRIC = "metric."
@@ -174,8 +175,6 @@ class Objective:
     @classmethod
     def load(cls, path: str | Path) -> "Objective":
         """An objective file (YAML or JSON); errors name the file and the field."""
-        from causalmix.core.config import read_yaml_mapping
-
         path = Path(path)
         data = read_yaml_mapping(path, what="objective")  # JSON is YAML too
         try:

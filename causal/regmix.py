@@ -15,6 +15,9 @@ import numpy as np
 
 from causalmix.causal.estimators import MixtureEstimator
 
+# Deferred on purpose, so that importing this module does not load lightgbm: the function-local
+# imports (of these libraries or of this project's modules that import them).
+
 
 class RegMixEstimator(MixtureEstimator):
     def __init__(self, *, n_estimators: int = 1000, learning_rate: float = 0.01, n_bootstrap: int = 4,

@@ -24,6 +24,7 @@ import pandas as pd
 
 from causalmix.causal.objective import Objective, ObjectiveTerm
 from causalmix.causal.runs_table import METRIC, MIX, read_frame, validate_runs_frame
+from causalmix.core.config import read_yaml_mapping
 from causalmix.core.errors import UserError
 
 RUN_COLUMN_CANDIDATES = ("run", "run_id", "run_name", "id")
@@ -217,8 +218,6 @@ def olmix_family_objective(config_path: str | Path, metric_names: Sequence[str])
     (`filtering.obj_weights`, default 1 as in Olmix) of an Olmix fit config, checked against the
     swarm's metric names. MMLU subjects share OLMIX_MMLU_TASKS task slots of their family equally
     (Olmix weights them by question count inside each category, in code, not in the config)."""
-    from causalmix.core.config import read_yaml_mapping
-
     where = f"Olmix fit config {config_path}"
     config = read_yaml_mapping(config_path, what="Olmix fit config")
     families = (config.get("eval") or {}).get("tasks")

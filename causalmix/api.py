@@ -10,7 +10,17 @@ from typing import Mapping
 
 import pandas as pd
 
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize as run_featurize
+from causalmix.causal.covariates import covariates_from_features, pool_covariates as means
+from causalmix.causal.predict import predict_table
+from causalmix.causal.runs_table import import_regmix as convert, read_runs_table, validate_runs_frame
+from causalmix.core.config import load_config, read_json_file
 from causalmix.core.errors import SweepIncomplete, UserError
+from causalmix.design.sweep_config import SweepConfig
+from causalmix.features.features_io import read_features
+
+# Deferred on purpose, so that importing this module does not load ray, scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 PathLike = str | Path
 
@@ -52,8 +62,6 @@ class Model:
         if pool_features is not None:
             covariates = pool_covariates(pool_features, self.covariate_names)
         elif not isinstance(covariates, Mapping):
-            from causalmix.core.config import read_json_file
-
             covariates = read_json_file(str(covariates), "covariates")
         return self.fitted.recommend(covariates, policy=policy, trust_radius=trust_radius,
                                      reference=reference, alpha=alpha, top_k=top_k, seed=seed,
@@ -61,19 +69,14 @@ class Model:
 
     def predict(self, runs: PathLike | pd.DataFrame) -> pd.DataFrame:
         """Predicted y of every row (mixture + covariates) of a runs table: run_id, y_pred."""
-        from causalmix.causal.runs_table import read_runs_table, validate_runs_frame
-
         table = (validate_runs_frame(runs, where="runs", require_y=False) if isinstance(runs, pd.DataFrame)
                  else read_runs_table(runs, require_y=False))
-        from causalmix.causal.predict import predict_table
 
         return predict_table(self.fitted, table, where=f"runs {table.source}")
 
 
 def config_from_settings(cls, settings: Mapping, what: str):
     """`cls` from the API's keyword settings; unlike the CLI's namespace, every key must be a field."""
-
-    from causalmix.core.config import load_config
 
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(settings) - fields)
@@ -96,7 +99,6 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
     `settings` are FitConfig fields (causal/fitting.py: estimator, seed, treatment_featurizer,
     objective, ...). With `out` the model directory is written too."""
     from causalmix.causal.fitting import FitConfig
-    from causalmix.causal.runs_table import validate_runs_frame
     from causalmix.causal.fitting import fit_and_save
 
     config = config_from_settings(FitConfig, settings, "fit")
@@ -117,10 +119,6 @@ def fit(runs: PathLike | pd.DataFrame, *, out: PathLike | None = None, overwrite
 def pool_covariates(features: PathLike, names: list[str] | None = None) -> dict[str, float]:
     """A pool's covariates (per-domain means of its document features) from a `featurize` folder
     or a features Parquet file; `names` (a model's covariate_names) picks and checks them."""
-    from causalmix.causal.covariates import pool_covariates as means
-    from causalmix.features.features_io import read_features
-    from causalmix.causal.covariates import covariates_from_features
-
     if names is not None:
         return covariates_from_features(str(features), list(names))
     frame = read_features(features, "pool features")
@@ -133,8 +131,6 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
     """Per-document features of a pool (Ray Data actor pool, as `featurize`); returns `out`.
     `settings`: FeaturizeConfig fields (commands/featurize.py). Starts a local Ray unless one
     is up or RAY_ADDRESS is set; it stays up for the next call (`ray.shutdown()` ends it)."""
-    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize as run_featurize
-
     run_featurize(config_from_settings(FeaturizeConfig, {**settings, "pool": str(pool), "model": model,
                                                  "out": str(out)}, "featurize"))
     return Path(out)
@@ -147,7 +143,6 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
     adaptive=0.5) and `proxy={...}` (ProxyConfig fields). Raises SweepIncomplete (with the
     summary) when runs failed or the sweep was interrupted."""
     from causalmix.actors.sweep import run_sweep
-    from causalmix.design.sweep_config import SweepConfig
 
     proxy = dict(settings.pop("proxy", {}) or {})
     cfg = config_from_settings(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),
@@ -160,15 +155,11 @@ def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs
 
 def read_runs(path: PathLike) -> pd.DataFrame:
     """A runs table (Parquet or CSV) after the checks every command applies."""
-    from causalmix.causal.runs_table import read_runs_table
-
     return read_runs_table(path).frame
 
 
 def import_regmix(mixtures: PathLike, losses: PathLike, *, target: str = "mean") -> pd.DataFrame:
     """RegMix's released CSVs as a runs table (y = -loss of `target`, or the mean of all)."""
-    from causalmix.causal.runs_table import import_regmix as convert
-
     return convert(str(mixtures), str(losses), target=target)
 
 

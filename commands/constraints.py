@@ -9,6 +9,9 @@ from causalmix.core.config import read_json_file
 from causalmix.core.errors import UserError
 from causalmix.mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 
+# Deferred on purpose, so that importing this module does not load pandas and pyarrow: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 
 def _weight_pair(text: str) -> tuple[str, float]:
     domain, sep, value = text.partition("=")

@@ -30,14 +30,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from causalmix.commands.demo_stages import Stage, run_stages
-from causalmix.core.atomic import atomic_write_json
-from causalmix.core.cli_config import ConfigFlags
+import pandas as pd
+
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
+from causalmix.causal.runs_table import COV
 from causalmix.commands import demo_targets
+from causalmix.commands.demo_stages import Stage, run_stages
+from causalmix.core.atomic import atomic_write_json, atomic_write_parquet
+from causalmix.core.cli_config import ConfigFlags
+from causalmix.core.errors import UserError
+from causalmix.core.ray_setup import init_ray
 from causalmix.datapool.demo import SMALL, TARGET_POOLS, DemoPoolSpec, demo_texts_for_tokenizer, write_demo_pool
 from causalmix.datapool.demo_sources import pretraining_corpus
 from causalmix.datapool.pool import Pool
+from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
+from causalmix.features.features_io import MANIFEST, model_fingerprint
 from causalmix.lm.tiny import TinyModelSpec, build_model_family
+from causalmix.mixture_space.state import StateSamplerConfig
+from causalmix.proxy.config import ProxyConfig
+
+# Deferred on purpose, so that importing this module does not load ray, transformers, scikit-learn
+# and scipy: the function-local imports (of these libraries or of this project's modules that import
+# them).
 
 POOLS = (SMALL, *TARGET_POOLS)
 FEATURES = ("normalized_loss",)
@@ -138,8 +152,6 @@ def _run_models(cfg: DemoConfig, work: Path) -> dict:
 
 
 def _features_done(cfg: DemoConfig, work: Path) -> bool:
-    from causalmix.features.features_io import MANIFEST, model_fingerprint
-
     fingerprint = model_fingerprint(str((work / "models" / "proxy").resolve()))
     for name in POOLS:
         manifest = work / "features" / name / MANIFEST
@@ -149,8 +161,6 @@ def _features_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_features(cfg: DemoConfig, work: Path) -> dict:
-    from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
-
     out = {}
     for name in POOLS:
         record = featurize(FeaturizeConfig(pool=str(work / "pools" / name),
@@ -168,9 +178,6 @@ def _sweep_done(cfg: DemoConfig, work: Path) -> bool:
 def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     """Dirichlet sweep of proxy SFT runs on demo-small; an interrupted one is resumed."""
     from causalmix.actors.sweep import run_sweep
-    from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
-    from causalmix.mixture_space.state import StateSamplerConfig
-    from causalmix.proxy.config import ProxyConfig
 
     out = work / "runs"
     summary = run_sweep(SweepConfig(
@@ -208,11 +215,6 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     (model/, the estimator `auto` picks: recommend, validate and report all read it), RegMix,
     and the ablations no-dml (the regression estimator) and no-covariates (model/'s estimator
     on the runs without their x.* columns, i.e. a state-agnostic fit)."""
-    import pandas as pd
-
-    from causalmix.causal.runs_table import COV  # deferred: heavy import (pandas), not for `demo --help`
-    from causalmix.core.atomic import atomic_write_parquet
-
     runs = work / "runs" / "runs.parquet"
     frame = pd.read_parquet(runs)
     atomic_write_parquet(work / "runs" / NO_COVARIATES_RUNS,
@@ -228,7 +230,6 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
 
 def _fit_one(source: Path, out_dir: Path, est: str, seed: int) -> dict:
     from causalmix.causal.fitting import FitConfig, fit_and_save
-    from causalmix.core.errors import UserError
 
     try:
         return fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed))
@@ -323,8 +324,6 @@ KIND_FILE = "demo_kind.json"
 
 def _claim_workdir(cfg: DemoConfig) -> Path:
     """The workdir, refusing one that holds the other kind of demo (quick vs full)."""
-    from causalmix.core.errors import UserError
-
     work = Path(cfg.workdir or ("causalmix-demo-quick" if cfg.quick else "causalmix-demo")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     marker = work / KIND_FILE
@@ -337,8 +336,6 @@ def _claim_workdir(cfg: DemoConfig) -> Path:
 
 def run(args) -> int:
     import ray
-
-    from causalmix.core.ray_setup import init_ray
 
     cfg = FLAGS.load(args)
     work = _claim_workdir(cfg)

@@ -10,8 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from causalmix.actors.validate.driver import ValidateConfig, run_validation
+from causalmix.causal.covariates import covariates_from_features
 from causalmix.core.atomic import atomic_write_json
 from causalmix.datapool.demo import TARGET_POOLS
+from causalmix.features.features_io import read_features
+from causalmix.reporting.report import write_report
+from causalmix.validation.runs import SETTINGS_FILE
+
+# Deferred on purpose, so that importing this module does not load scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 RECOMMENDATION = "recommendation.json"
 VALIDATION = "validation"
@@ -28,7 +36,6 @@ def recommend_done(cfg, work: Path) -> bool:
 
 def run_recommend(cfg, work: Path) -> dict:
     """CausalMix-A and -S for each target pool, from its features alone (no proxy run on it)."""
-    from causalmix.causal.covariates import covariates_from_features
     from causalmix.causal.model_dir import load_model_dir
 
     model = load_model_dir(work / "model")
@@ -45,8 +52,6 @@ def run_recommend(cfg, work: Path) -> dict:
 def run_tokens(features_dir: Path, budget_docs: int) -> float:
     """Tokens a validation run of `budget_docs` documents trains on at the pool's mean document
     length: the budget the validated mixtures' epoch caps are meant for."""
-    from causalmix.features.features_io import read_features
-
     tokens = read_features(features_dir)["n_tokens"]
     return float(budget_docs * tokens.mean())
 
@@ -57,9 +62,6 @@ def validate_done(cfg, work: Path) -> bool:
 
 def run_validate(cfg, work: Path, quick_proxy: dict) -> dict:
     """The target model trained on each target pool with each mixture, paired seeds."""
-    from causalmix.actors.validate.driver import ValidateConfig, run_validation
-    from causalmix.validation.runs import SETTINGS_FILE
-
     out = {}
     for pool in TARGET_POOLS:
         vdir = validation_dir(work, pool)
@@ -95,8 +97,6 @@ def report_done(cfg, work: Path) -> bool:
 
 
 def run_report(cfg, work: Path) -> dict:
-    from causalmix.reporting.report import write_report
-
     summary = write_report(work / "runs", work / "report", model_dir=work / "model",
                            validation_dir=[validation_dir(work, pool) for pool in TARGET_POOLS])
     return {"report": str(work / "report" / "report.md"), "figures": summary["figures"],

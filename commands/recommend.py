@@ -13,6 +13,7 @@ from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.config import read_json_file
 from causalmix.core.errors import UserError
 from causalmix.core.logs import get_logger
+from causalmix.service import schemas
 
 log = get_logger(__name__)
 
@@ -111,8 +112,6 @@ def pool_covariates(args, names: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from causalmix.service import schemas
-
     cfg = FLAGS.load(args)
     labels = _labels(args, cfg)
     payload = {"policy": cfg.policy, "trust_radius": cfg.trust_radius, "alpha": cfg.alpha, "top_k": cfg.top_k,

@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from causalmix.core import reaper
 from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.errors import ClusterLost, UserError
 from causalmix.core.logs import get_logger
 from causalmix.core.ports import check_port_free
-from causalmix.core.ray_setup import is_local
+from causalmix.core.ray_setup import check_resources, init_ray, is_local, shutdown_ray
 
 log = get_logger(__name__)
 
@@ -139,13 +140,9 @@ def run(args) -> int:
 def _end_local_ray(env: dict[str, str]) -> None:
     """Stop this command's local Ray, then whatever of it outlived the stop: after a raylet
     death, HAProxy is reparented to init and keeps the port (the next serve there failed)."""
-    from causalmix.core.ray_setup import shutdown_ray
-
     shutdown_ray()
     marker = "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"
     if marker in env and sys.platform.startswith("linux"):
-        from causalmix.core import reaper
-
         left = reaper.with_environment(marker, env[marker])
         if left:
             log.warning("ending %d process(es) the local Ray left behind: %s", len(left), sorted(left))
@@ -158,7 +155,6 @@ def _serve(settings, args, *, local: bool, address: str | None, model_dir: Path,
     from ray import serve
 
     from causalmix.actors.serve.deployment import apply
-    from causalmix.core.ray_setup import check_resources, init_ray
 
     init_ray(address)
     check_resources({"CPU": settings.replica_cpus}, "a recommender replica")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from causalmix.actors.sweep import run_sweep
-from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
 from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.tracking import add_tracking_argument
+from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig
 
 
 FLAGS = ConfigFlags(

@@ -2,6 +2,9 @@
 never changes the matplotlib backend of the process (a notebook keeps its inline backend)."""
 from __future__ import annotations
 
+# Deferred on purpose, so that importing this module does not load matplotlib: the function-local
+# imports (of these libraries or of this project's modules that import them).
+
 
 def subplots(*args, figsize, **kwargs):
     """(Figure, axes) like `pyplot.subplots`, but a bare `matplotlib.figure.Figure`: no pyplot

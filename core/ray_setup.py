@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from causalmix.core.errors import UserError
+from causalmix.core.logs import ray_init_kwargs
 
 # The folder that holds the project's top package: a checkout's root (where a `--working-dir .`
 # job and the cluster image have it too), or site-packages once installed. Found from the top
@@ -118,7 +119,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
     if ray.is_initialized():
         return ray
     os.environ["PYTHONPATH"] = repo_pythonpath()
-    from causalmix.core.logs import ray_init_kwargs
 
     for key, value in ray_init_kwargs().items():
         kwargs.setdefault(key, value)

@@ -10,6 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from causalmix.core.extras import require_extra
+
+# Deferred on purpose, so that importing this module does not load mlflow and wandb (optional
+# extras): the function-local imports (of these libraries or of this project's modules that import
+# them).
+
 # causal.runs_table.MIX, the runs table's mixture prefix: core/ imports no package above it
 MIX = "mix."
 TRACKERS = ("mlflow", "wandb")
@@ -55,7 +61,6 @@ def parse_tracking(text: str | None, directory: str | Path) -> Tracking | None:
         raise ValueError(f"tracking: unknown tracker {kind!r} in {text!r}; use mlflow[=URI] or wandb[=PROJECT]")
     if "=" in text and not value:
         raise ValueError(f"tracking: {text!r} gives no value after '='")
-    from causalmix.core.extras import require_extra
 
     require_extra(kind, f"--tracking {kind}")
     directory = str(Path(directory).resolve())

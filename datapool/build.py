@@ -31,6 +31,9 @@ from causalmix.core.provenance import provenance, sha256_file
 from causalmix.datapool.layout import POOL_INDEX, POOL_PARTS
 from causalmix.datapool.manifest import PoolManifest, SourceSpec, load_manifest
 
+# Deferred on purpose, so that importing this module does not load datasets: the function-local
+# imports (of these libraries or of this project's modules that import them).
+
 DOC_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text", "source"]
 
 

@@ -32,9 +32,10 @@ import yaml
 
 from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from causalmix.datapool.build import build_pool
-from causalmix.datapool.demo_harness import HARNESS_ENTRY, write_harness_task
 from causalmix.datapool.demo_damage import damaged
+from causalmix.datapool.demo_harness import HARNESS_ENTRY, write_harness_task
 from causalmix.datapool.demo_sources import DOMAINS, clean_sample
+from causalmix.datapool.pool import Pool
 
 SMALL = "demo-small"
 TARGET_POOLS = ("demo-large", "demo-large-flip")
@@ -164,7 +165,5 @@ def write_demo_pool(pools_dir: str | Path, pool: str, spec: DemoPoolSpec) -> Pat
 
 def demo_texts_for_tokenizer(pool_dir: str | Path) -> list[str]:
     """Every prompt and response of a built demo pool (tokenizer training material)."""
-    from causalmix.datapool.pool import Pool
-
     frame = Pool.open(pool_dir).read()
     return [t for pair in zip(frame["prompt"], frame["response"]) for t in pair]

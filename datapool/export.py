@@ -44,6 +44,9 @@ from causalmix.datapool.export_stream import ExportPlan, plan_rows, quiet_datase
 from causalmix.datapool.pool import Pool, read_shard
 from causalmix.mixture_space import DEFAULT_MAX_EPOCHS
 
+# Deferred on purpose, so that importing this module does not load transformers and datasets: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 FORMAT = "causalmix-export/1"
 COLUMN_FORMATS = ("trl", "raw")
 DEFAULT_SHARD_ROWS = 50_000

@@ -22,6 +22,9 @@ import pandas as pd
 from causalmix.core.atomic import atomic_directory, atomic_write_json, atomic_write_parquet, temporary_sibling_dir
 from causalmix.datapool.pool import Pool, read_shard
 
+# Deferred on purpose, so that importing this module does not load datasets: the function-local
+# imports (of these libraries or of this project's modules that import them).
+
 PLACE = "_place"  # a bucket row's place in training order (dropped from the output)
 
 

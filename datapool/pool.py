@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from causalmix.core.errors import UserError
+from causalmix.core.extras import require_extra
 from causalmix.core.provenance import sha256_file
 from causalmix.datapool.layout import POOL_INDEX
+from causalmix.proxy.harness import HarnessSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,9 +108,6 @@ class Pool:
 
     def harness(self):
         """The pool's lm-evaluation-harness dev entries (proxy.harness.HarnessSpec)."""
-        from causalmix.core.extras import require_extra
-        from causalmix.proxy.harness import HarnessSpec
-
         entries = self.index.get("harness", [])
         if entries:  # said before any run starts, not by the first proxy run's evaluation
             require_extra("lm_eval", f"pool {self.name!r}'s lm_eval dev task")

@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from causalmix.features.features_io import read_features
 from causalmix.core.errors import UserError
 from causalmix.datapool.pool import Pool, read_shard
+from causalmix.features.features_io import read_features
 
 SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
 

@@ -20,9 +20,9 @@ from causalmix.core.errors import UserError
 from causalmix.design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, TUNE_DIR, SweepConfig
 from causalmix.design.sweep_design import config_yaml
 from causalmix.proxy.config import ProxyConfig
-from causalmix.target.distributed import TargetTrainConfig
 from causalmix.proxy.memory import ModelShape, gpus_per_trial, max_trials_per_gpu, trial_memory_bytes
 from causalmix.proxy.memory_plan import read_model_config
+from causalmix.target.distributed import TargetTrainConfig
 
 MIN_PENDING = 16
 DRIVER_MEMORY = 512 * 1024**2

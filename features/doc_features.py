@@ -32,6 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
+# Deferred on purpose, so that importing this module does not load torch and transformers: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 FEATURE_VERSION = "causalmix-doc-features-v1"
 """Bump whenever a definition here or in `features/style.py` changes: featurized
 shards carry it, and a rerun recomputes shards made under another version."""

@@ -22,9 +22,9 @@ from typing import Iterable
 import pandas as pd
 import pyarrow.parquet as pq
 
-from causalmix.features.style import STYLE_COLUMNS
 from causalmix.core.atomic import atomic_write_json, atomic_write_parquet
 from causalmix.core.errors import UserError
+from causalmix.features.style import STYLE_COLUMNS
 
 MANIFEST = "features.json"
 FEATURE_COLUMNS = ("doc_id", "domain", "n_tokens", "truncated", "normalized_loss", "hes",

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from causalmix.core.errors import UserError
 
+# Deferred on purpose, so that importing this module does not load torch and transformers: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 
 def pick_device(device: str = "auto") -> str:
     import torch

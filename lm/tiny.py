@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from tqdm.auto import tqdm
+
 from causalmix.core.atomic import atomic_directory, atomic_write_json
 from causalmix.core.provenance import provenance
+
+# Deferred on purpose, so that importing this module does not load torch, transformers and
+# tokenizers: the function-local imports (of these libraries or of this project's modules that
+# import them).
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML_TEMPLATE = (
@@ -101,7 +107,6 @@ def pretrain(model, tokenizer, texts: list[str], spec: TinyModelSpec, *, seed: i
              desc: str = "pretrain") -> list[float]:
     """Plain next-token training on a token stream cut into fixed blocks; returns losses."""
     import torch
-    from tqdm.auto import tqdm
 
     # Tokenise only what the step budget can use (twice over, so sampling still varies).
     wanted = 2 * max(1, spec.pretrain_steps) * spec.pretrain_batch * spec.pretrain_seq_len

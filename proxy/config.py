@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+# Deferred on purpose, so that importing this module does not load pandas and pyarrow: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 
 @dataclass(frozen=True)
 class ProxyConfig:

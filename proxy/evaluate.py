@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from causalmix.causal.objective import Objective
 from causalmix.core.errors import UserError
 from causalmix.lm.formatting import encode_document, prompt_text
 from causalmix.proxy.answers import AnswerPattern
@@ -26,6 +27,9 @@ from causalmix.proxy.config import ProxyConfig
 from causalmix.proxy.harness import HarnessSpec, harness_metrics
 from causalmix.proxy.packing import pack_documents
 from causalmix.proxy.train import autocast_for, token_nll_sum
+
+# Deferred on purpose, so that importing this module does not load torch: the function-local imports
+# (of these libraries or of this project's modules that import them).
 
 LOWER_IS_BETTER = {"nll"}
 METRIC_SUFFIX = {"nll": "nll", "exact_match": "em"}
@@ -81,8 +85,6 @@ def metric_name(domain: str, kind: str) -> str:
 def outcome(metrics: Mapping[str, float], objective=None) -> float:
     """`y` of one run from its `metric.*` values under `objective` (causal.objective.Objective;
     None: the default, the mean with loss-type metrics negated and stderr columns left out)."""
-    from causalmix.causal.objective import Objective
-
     return (objective or Objective()).row_value(metrics)
 
 

@@ -37,6 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from causalmix.core.errors import UserError
+from causalmix.core.extras import require_extra
+
+# Deferred on purpose, so that importing this module does not load lm-eval (an optional extra),
+# torch, transformers and datasets: the function-local imports (of these libraries or of this
+# project's modules that import them).
 
 HARNESS_KEYS = {"tasks", "include_path", "limit", "num_fewshot", "batch_size", "apply_chat_template",
                 "bootstrap_iters"}
@@ -215,8 +220,6 @@ def metric_columns(results: dict) -> dict[str, float]:
 
 def harness_metrics(model, tokenizer, spec: HarnessSpec, *, seed: int = 0) -> dict[str, float]:
     """Run `spec`'s tasks on the in-memory `model` (its own device) and return its metric columns."""
-    from causalmix.core.extras import require_extra
-
     require_extra("lm_eval", "an lm_eval dev task")
     import lm_eval
     from lm_eval.models.huggingface import HFLM

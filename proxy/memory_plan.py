@@ -32,6 +32,9 @@ from typing import Mapping
 
 from causalmix.core.errors import UserError
 
+# Deferred on purpose, so that importing this module does not load transformers: the function-local
+# imports (of these libraries or of this project's modules that import them).
+
 GiB = 1024**3
 
 GPU_MEMORY_GIB: dict[str, float] = {

@@ -13,6 +13,9 @@ import pandas as pd
 from causalmix.causal.runs_table import COV, MIX
 from causalmix.core.figure import subplots
 
+# Deferred on purpose, so that importing this module does not load scipy and matplotlib: the
+# function-local imports (of these libraries or of this project's modules that import them).
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 

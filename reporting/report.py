@@ -14,10 +14,17 @@ import numpy as np
 import pandas as pd
 
 from causalmix.causal.covariates import covariate_name
-from causalmix.causal.runs_table import COV, MIX
+from causalmix.causal.metric_returns import metric_returns, plot_metric_returns
+from causalmix.causal.objective import default_metrics
+from causalmix.causal.runs_table import COV, MIX, validate_runs_frame
 from causalmix.core.atomic import atomic_directory, atomic_write_text
 from causalmix.core.errors import UserError
 from causalmix.reporting import figures
+from causalmix.validation.comparison import (plot_validation, power_sentences, seeds_outlook, table_markdown,
+                                             validation_table, verdict_sentences)
+
+# Deferred on purpose, so that importing this module does not load scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 RETURN_CURVE_POINTS = 15
 
@@ -93,7 +100,6 @@ def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list
 
 def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict) -> list[str]:
     from causalmix.causal.selection import cross_fitted_predictions
-    from causalmix.causal.runs_table import validate_runs_frame
 
     lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]
     target = target or dict(zip(model.covariate_names, runs[model.covariate_names].mean().tolist()))
@@ -175,8 +181,6 @@ def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> li
 def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:
     """Domain x metric returns at the target pool: one fit per metric (causal/metric_returns.py)."""
     from causalmix.causal.fitting import FitConfig
-    from causalmix.causal.metric_returns import metric_returns, plot_metric_returns
-    from causalmix.causal.objective import default_metrics
 
     if not default_metrics(runs.columns):
         return []
@@ -198,9 +202,6 @@ def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summar
 def _validation_section(vdir: Path, tmp: Path, summary: dict, pool: str | None = None) -> list[str]:
     """The validation folder's table, verdict, caps and power; `pool`: the target pool's name
     when the report has several (its figure is then validation-POOL.png)."""
-    from causalmix.validation.comparison import (plot_validation, power_sentences, seeds_outlook, table_markdown,
-                                      validation_table, verdict_sentences)
-
     if not (vdir / "validation.parquet").is_file():
         raise UserError(f"validation folder {vdir} has no validation.parquet (run `launch.py validate`)")
     results = pd.read_parquet(vdir / "validation.parquet")

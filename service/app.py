@@ -18,10 +18,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from causalmix.core.errors import UserError
 from causalmix.service import schemas
 from causalmix.service.schemas import (Health, ModelInfo, PredictRequest, PredictResponse,
                                   RecommendRequest, RecommendResponse, error)
-from causalmix.core.errors import UserError
+
+# Deferred on purpose, so that importing this module does not load scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
+import numpy as np
+
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, FiniteFloat, Strict, StrictInt,
                       Tag, ValidationError, field_validator, model_validator)
 
 from causalmix.causal.covariates import covariate_name
 from causalmix.core.errors import UserError
-from causalmix.mixture_space import MAX_TRUST_RADIUS
+from causalmix.mixture_space import MAX_TRUST_RADIUS, MixtureBounds
 
 # Mixture weights and a reference must sum to 1 within this tolerance.
 SUM_TOLERANCE = 1e-6
@@ -240,10 +242,6 @@ def recommend(model, request: RecommendRequest, *, bounds=None,
     options = request.policy_options()
     try:  # infeasible constraints are a bad request too, named like any other
         if request.constraints is not None:
-            import numpy as np
-
-            from causalmix.mixture_space import MixtureBounds
-
             lower, upper = request.constraints.lower, request.constraints.upper
             bounds = MixtureBounds(domains=tuple(model.domains),
                                    lower=np.array([lower.get(d, 0.0) for d in model.domains]),

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 from causalmix.proxy.config import ProxyConfig
 from causalmix.proxy.memory_plan import (GPU_MEMORY_GIB, MemoryPlan, ModelShape, check_plan, detect_gpu_type, plan_for_run,
-                               read_model_config)
+                                         read_model_config)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from causalmix.proxy.config import ProxyConfig
-from causalmix.target.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
-                               should_checkpoint)
 from causalmix.proxy.packing import PackedBatch
 from causalmix.proxy.train import (StepInfo, TrainStats, accumulate, autocast_for, build_optimizer,
-                         optimizer_step, step_orders, step_rows)
+                                   optimizer_step, step_orders, step_rows)
+from causalmix.target.distributed import (ResumePoint, TargetTrainConfig, loss_scale, rank_micro_batches,
+                                          should_checkpoint)
 
 POSITION_FILE = "position.json"
 """Rank 0's part of a checkpoint: optimiser steps applied, the loss curve, the LR schedule."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from causalmix.features.doc_features import (ScoredDoc, hes_from_entropies, hes_k, score_documents,
-                                 token_budget_batches)
+                                             token_budget_batches)
 
 
 @pytest.mark.parametrize("n, k", [(1, 1), (199, 1), (200, 1), (201, 2), (400, 2), (401, 3)])

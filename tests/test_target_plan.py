@@ -11,9 +11,9 @@ import pytest
 from causalmix import launch
 from causalmix.core.errors import UserError
 from causalmix.target.distributed import (TargetTrainConfig, micro_batches_per_rank, rank_micro_batches,
-                               should_checkpoint)
+                                          should_checkpoint)
 from causalmix.proxy.memory_plan import (GiB, ModelShape, PlanInputs, check_plan, detect_gpu_type,
-                               layer_activation_bytes_per_token, plan_memory, read_model_config)
+                                         layer_activation_bytes_per_token, plan_memory, read_model_config)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ import pytest
 from causalmix.core.errors import UserError
 from causalmix.validation.candidates import candidate_mixtures, grid_mixtures, parse_mixture_list, read_mixture_file
 from causalmix.validation.comparison import (add_avgdev, caps_sentences, detectable_gain, paired_verdict, power,
-                                  power_sentences, spread_factor, table_markdown, validation_table,
-                                  verdict_sentences)
+                                             power_sentences, spread_factor, table_markdown, validation_table,
+                                             verdict_sentences)
 
 DOMAINS = ["a", "b", "c"]
 

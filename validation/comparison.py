@@ -27,7 +27,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from causalmix.causal.objective import default_metrics, lower_is_better
 from causalmix.causal.runs_table import MIX
+from causalmix.core.figure import subplots
+
+# Deferred on purpose, so that importing this module does not load scipy: the function-local imports
+# (of these libraries or of this project's modules that import them).
 
 BASELINES = ("equal", "regmix", "no-covariates")
 SCORE = "avgdev"
@@ -35,8 +40,6 @@ SPREAD_ALPHA = 0.05
 def add_avgdev(results: pd.DataFrame) -> pd.DataFrame:
     """`results` with column `avgdev` (module docstring): per task, the signed metric (NLLs
     negated) standardised over all rows, then the mean over tasks."""
-    from causalmix.causal.objective import default_metrics, lower_is_better
-
     # tasks only: a harness metric's `_stderr` column is its standard error, not a task
     metrics = default_metrics(results.columns)
     out = results.copy()
@@ -185,8 +188,6 @@ def validation_table(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's table in numbers: per method, its mixture, mean and std over seeds of every
     `metric.*` column, of AvgDev and of y, and the paired AvgDev gain against each baseline
     present (equal, regmix, no-covariates)."""
-    from causalmix.causal.objective import default_metrics
-
     results = add_avgdev(results)
     metrics = default_metrics(results.columns) + [SCORE, "y"]
     grouped = results.groupby("candidate", sort=False)
@@ -306,8 +307,6 @@ def plot_validation(results: pd.DataFrame, path) -> "matplotlib.figure.Figure":
     """Left: paired gain over equal per method (bars from 0 = equal; error bars: 90 % t-interval,
     so a bar whose whole bar clears 0 passes the one-sided 5 % test; dots: seeds).
     Right: each method's outcome per seed (one colour per seed: the pairing)."""
-    from causalmix.core.figure import subplots
-
     results = add_avgdev(results)
     table = validation_table(results)
     fig, (ax_gain, ax_seed) = subplots(1, 2, figsize=(max(11.0, 1.1 * len(results['candidate'].unique())), 3.8))

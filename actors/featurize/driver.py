@@ -16,13 +16,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from causalmix.features.doc_features import FEATURE_VERSION
-from causalmix.features.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
-                                shard_output_path, write_feature_shard, write_manifest)
+from causalmix.actors.featurize.featurizer import FeaturizerPool, ShardJob
 from causalmix.core.atomic import check_not_input
 from causalmix.core.errors import UserError
 from causalmix.core.logs import get_logger
 from causalmix.core.provenance import provenance, sha256_file
+from causalmix.core.ray_setup import init_ray
+from causalmix.datapool.build import pool_parts
+from causalmix.datapool.pool import Pool
+from causalmix.features.doc_features import FEATURE_VERSION
+from causalmix.features.features_io import (MANIFEST, ShardKey, model_fingerprint, read_manifest,
+                                            shard_output_path, write_feature_shard, write_manifest)
+from causalmix.lm.loading import load_tokenizer, max_context
 
 log = get_logger(__name__)
 
@@ -78,8 +83,6 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
     """The model id as recorded, and the context length; fails early on a model that does not load."""
     from transformers import AutoConfig
 
-    from causalmix.lm.loading import load_tokenizer, max_context
-
     local = Path(cfg.model)
     model = str(local.resolve()) if local.exists() else cfg.model
     if not local.exists() and cfg.model.startswith(("/", ".", "~")):
@@ -99,8 +102,6 @@ def _reference_model(cfg: FeaturizeConfig) -> tuple[str, int]:
 
 def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: int):
     """(every shard with its output path and key, the jobs still to run)."""
-    from causalmix.actors.featurize.featurizer import ShardJob
-
     domains = list(cfg.domains) if cfg.domains else pool.domains
     lacking = [d for d in domains if d not in pool.domains]
     if lacking:
@@ -127,8 +128,6 @@ def _plan(cfg: FeaturizeConfig, pool, model: str, fingerprint: str, max_length: 
 def check_features_out(cfg: FeaturizeConfig) -> None:
     """The features folder is written shard by shard: it may not be a file, nor be, hold or lie
     inside the pool or a local reference model (a pool's shards would be overwritten)."""
-    from causalmix.datapool.build import pool_parts
-
     model = [cfg.model] if Path(cfg.model).exists() else []
     check_not_input(cfg.out, [*pool_parts(cfg.pool), *model], kind="features folder")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -137,10 +136,6 @@ def check_features_out(cfg: FeaturizeConfig) -> None:
 
 def featurize(cfg: FeaturizeConfig) -> dict:
     """Featurize (or finish featurizing) a pool; returns the manifest record."""
-    from causalmix.actors.featurize.featurizer import FeaturizerPool
-    from causalmix.core.ray_setup import init_ray
-    from causalmix.datapool.pool import Pool
-
     start = time.perf_counter()
     check_features_out(cfg)
     pool = Pool.open(cfg.pool)

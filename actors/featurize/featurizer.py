@@ -29,12 +29,19 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
-from causalmix.features.doc_features import ScoredDoc, score_documents
-from causalmix.features.style import style_row
 from causalmix.core.errors import UserError
 from causalmix.core.logs import quiet_ray_data
 from causalmix.core.ray_setup import check_resources
+from causalmix.features.doc_features import ScoredDoc, score_documents
+from causalmix.features.style import style_row
+from causalmix.lm.formatting import encode_document
+from causalmix.lm.loading import load_causal_lm, load_tokenizer
+
+# Deferred on purpose, so that importing this module does not load ray and torch: the function-local
+# imports (of these libraries or of this project's modules that import them).
 
 READ_COLUMNS = ["doc_id", "domain", "prompt", "response", "is_text"]
 
@@ -45,8 +52,6 @@ def _path_key(path: str) -> str:
 
 def prepare_documents(frame: pd.DataFrame, *, path: str, tokenizer, max_length: int) -> pd.DataFrame:
     """Token ids, scored span, truncation flag and style columns of one shard's rows."""
-    from causalmix.lm.formatting import encode_document
-
     rows = []
     for doc_id, domain, prompt, response, is_text in zip(
             frame["doc_id"], frame["domain"], frame["prompt"], frame["response"], frame["is_text"]):
@@ -66,8 +71,6 @@ class FeaturizerActor:
     def __init__(self, model: str, device: str, batch_tokens: int, cpu_threads: int, max_length: int):
         import torch
 
-        from causalmix.lm.loading import load_causal_lm, load_tokenizer
-
         if device == "cpu":
             torch.set_num_threads(cpu_threads)
         self.model = load_causal_lm(model, device=device)
@@ -77,8 +80,6 @@ class FeaturizerActor:
         self.max_length = max_length
 
     def featurize_shard(self, path: str) -> pd.DataFrame:
-        import pyarrow.parquet as pq
-
         rows = prepare_documents(pq.read_table(path, columns=READ_COLUMNS).to_pandas(), path=path,
                                  tokenizer=self.tokenizer, max_length=self.max_length)
         rows = rows.sort_values("doc_id", kind="stable", ignore_index=True)
@@ -174,8 +175,6 @@ class FeaturizerPool:
 
     def featurize(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[ShardJob, pd.DataFrame]]:
         """Yield (shard, its feature rows) as each shard completes, in completion order."""
-        from tqdm.auto import tqdm
-
         if not jobs:
             return
         by_path = {_path_key(str(j.path)): j for j in jobs}

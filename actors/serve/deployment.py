@@ -30,8 +30,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from causalmix.service.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
 from causalmix.core.errors import UserError
+from causalmix.core.ports import free_port
+from causalmix.service.app import DEFAULT_MAX_BODY_BYTES, ModelSlot, build_app
 
 APP_NAME = "causalmix"
 DEPLOYMENT_NAME = "Recommender"
@@ -84,8 +85,6 @@ def local_haproxy_env(private_dir: Path) -> dict[str, str]:
     of the names leaves that module, tests/test_serve_cli.py when Serve stops honouring them
     (it checks HAProxy's sockets and listening ports).
     """
-    from causalmix.core.ports import free_port
-
     folder = str(Path(private_dir).resolve())
     if len(folder) > _MAX_HAPROXY_DIR_CHARS:
         raise UserError(f"HAProxy's sockets would go under {folder}, longer than "

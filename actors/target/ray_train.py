@@ -14,7 +14,9 @@ import uuid
 from pathlib import Path
 
 from causalmix.proxy.config import ProxyConfig
+from causalmix.proxy.curves import curve_hook
 from causalmix.target.distributed import TargetTrainConfig
+from causalmix.target.fsdp_train import full_state_dict, load_sharded, train_rank
 
 CURVE_FILE = "curve.json"
 """Rank 0's learning-curve points so far, in each checkpoint: a resumed run keeps them."""
@@ -28,8 +30,6 @@ def _train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch
 
-    from causalmix.proxy.curves import curve_hook
-    from causalmix.target.fsdp_train import full_state_dict, load_sharded, train_rank
     from causalmix.proxy.run import load_for_training, prepare_run, result_row
 
     ctx = ray.train.get_context()

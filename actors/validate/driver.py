@@ -14,18 +14,33 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from causalmix.actors.target.ray_train import train_distributed
-from causalmix.validation.candidates import parse_mixture_list
+from causalmix.causal.covariates import features_in, pool_covariates
+from causalmix.causal.runs_table import read_frame
 from causalmix.core.atomic import atomic_directory, check_output_path, atomic_write_json, atomic_write_parquet, atomic_write_text
 from causalmix.core.config import build_config
 from causalmix.core.errors import RunsFailed, UserError
 from causalmix.core.logs import get_logger
 from causalmix.core.provenance import provenance
+from causalmix.core.ray_setup import check_resources, init_ray
 from causalmix.core.tracking import parse_tracking, track_runs
+from causalmix.datapool.build import pool_parts
+from causalmix.datapool.sweep_inputs import load_sweep_inputs
+from causalmix.features.features_io import model_fingerprint
 from causalmix.mixture_space import DEFAULT_MAX_EPOCHS, MixtureBounds
 from causalmix.proxy.config import ProxyConfig, TargetRunConfig
+from causalmix.proxy.curves import curve_hook
+from causalmix.proxy.run import RunSpec, run_proxy
 from causalmix.target.distributed import TargetTrainConfig, check_memory_plan
+from causalmix.validation.candidates import candidate_mixtures, parse_mixture_list
+from causalmix.validation.comparison import (add_avgdev, caps_sentences, plot_validation, power_sentences, summarize,
+                                             table_markdown, validation_table, verdict_sentences)
+from causalmix.validation.runs import FAILURES_FILE, LandedRuns, SETTINGS_FILE, run_name, write_failures
+
+# Deferred on purpose, so that importing this module does not load ray, scikit-learn and scipy: the
+# function-local imports (of these libraries or of this project's modules that import them).
 
 log = get_logger(__name__)
 
@@ -144,9 +159,6 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
     `train.workers` > 1 the task drives one Ray Train run instead of training itself."""
     import ray
 
-    from causalmix.proxy.curves import curve_hook
-    from causalmix.proxy.run import RunSpec, run_proxy
-
     spec = RunSpec(run_id=f"{name}-seed{seed}", mixture=mixture, state=state, seed=seed,
                    sampler="validation")
     curve: list[dict] = []
@@ -166,8 +178,6 @@ def train_candidate(proxy: ProxyConfig, name: str, mixture: dict, seed: int, sta
 
 
 def _validation_inputs(cfg: ValidateConfig) -> list:
-    from causalmix.datapool.build import pool_parts
-
     return [cfg.model, cfg.regmix_model, cfg.no_dml_model, cfg.no_covariates_model, cfg.runs,
             *(pool_parts(cfg.pool) if cfg.pool else []), cfg.features]
 
@@ -178,7 +188,6 @@ def _plain(value):
 
 def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
     """What decides a run's result besides its mixture and seed (recorded with each landed run)."""
-    from causalmix.features.features_io import model_fingerprint
     from causalmix.causal.streaming import frame_sha256
 
     return json.loads(json.dumps({
@@ -193,8 +202,6 @@ def _run_settings(cfg: ValidateConfig, proxy: ProxyConfig, inputs) -> dict:
 def _check_out(cfg: ValidateConfig, overwrite: bool) -> Path:
     """Refused before hours of training: a resume needs an unfinished (or finished) validation
     folder; a fresh start may not silently discard the landed runs of an unfinished one."""
-    from causalmix.validation.runs import SETTINGS_FILE, LandedRuns
-
     if cfg.resume:
         if not (Path(cfg.out) / SETTINGS_FILE).is_file():
             raise UserError(f"--resume: {cfg.out} holds no validation to resume (no {SETTINGS_FILE}); "
@@ -215,8 +222,6 @@ def _check_cluster(cfg: ValidateConfig, proxy: ProxyConfig, train) -> float:
     """Start or join Ray and refuse, before anything is written, a run whose memory plan does not
     fit or whose resources the cluster lacks. Returns the GPUs of one worker (0 or 1)."""
     import ray
-
-    from causalmix.core.ray_setup import check_resources, init_ray
 
     init_ray(cfg.address)
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -252,7 +257,6 @@ def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]],
     hold the resources and whose checkpoints, not the task, survive a lost worker. Each run's
     learning curve goes into `curves` ({run_id: points}) rather than into the landed row."""
     import ray
-    from tqdm.auto import tqdm
 
     inputs = setup.inputs
     shard_refs = {name: ray.put(frame) for name, frame in inputs.shards.items()}
@@ -289,9 +293,7 @@ def _train_missing(setup: RunSetup, train_fn, jobs: list[tuple[str, dict, int]],
 def _candidates(cfg: ValidateConfig, model, covariates: dict, domain_tokens, bounds) -> dict:
     """The mixtures the validation compares (validation/candidates.py), with the baseline models and
     the runs table the config names."""
-    from causalmix.validation.candidates import candidate_mixtures
     from causalmix.causal.model_dir import load_model_dir
-    from causalmix.causal.runs_table import read_frame
 
     def optional_model(path):
         return load_model_dir(path) if path else None
@@ -309,10 +311,6 @@ def _write_results(cfg: ValidateConfig, out: Path, results: pd.DataFrame, candid
                    covariates: dict, runs: dict) -> dict:
     """The tables, figure and summary of the landed runs; summary.json, which marks the folder
     finished, last. Each file is replaced atomically."""
-    from causalmix.validation.comparison import (add_avgdev, caps_sentences, plot_validation, power_sentences,
-                                      summarize, table_markdown, validation_table, verdict_sentences)
-    from causalmix.validation.runs import FAILURES_FILE
-
     results = add_avgdev(results.sort_values(["candidate", "seed"]).reset_index(drop=True))
     table = summarize(results)
     paper_table = validation_table(results)
@@ -344,9 +342,6 @@ def run_validation(cfg: ValidateConfig, *, overwrite: bool = False,
     """Train what is missing, land each run, then write the tables; raises RunsFailed (the
     others landed) when a run failed. `train_fn`: the function one run is (train_candidate's
     signature)."""
-    from causalmix.datapool.sweep_inputs import load_sweep_inputs
-    from causalmix.validation.runs import SETTINGS_FILE, LandedRuns, run_name, write_failures
-    from causalmix.causal.covariates import features_in, pool_covariates
     from causalmix.causal.model_dir import load_model_dir
 
     out = _check_out(cfg, overwrite)
