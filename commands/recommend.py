@@ -118,6 +118,7 @@ def run(args) -> int:
                "seed": cfg.seed,
                "reference": "equal" if cfg.reference == "equal" else read_json_file(cfg.reference, "reference mixture")}
     if args.endpoint:
+        # deferred: the HTTP client, needed only with --endpoint
         from causalmix.service.client import model_info_via_endpoint, recommend_via_endpoint
 
         info = model_info_via_endpoint(args.endpoint)
