@@ -32,7 +32,7 @@ import random
 import re
 from typing import Callable
 
-from causalmix.datapool.demo_sources import ITEMS, NAMES, DialogAnswer, dialog_sample
+from causalmix.datapool.demo_sources import DialogAnswer, arithmetic_problem, dialog_sample
 
 _CODE_SWAPS = (("==", "!="), ("True", "False"), (" < ", " > "), (" <= ", " >= "), (" and ", " or "),
                (" is not ", " is "), (" + 1", " - 1"))
@@ -63,22 +63,8 @@ def _swap_all(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
 
 def wrong_arithmetic(rng: random.Random) -> dict:
     """A problem of the clean generator's kinds, solved by adding every number it holds."""
-    name, other = rng.sample(NAMES, 2)
-    item = rng.choice(ITEMS)
-    a, b, c = rng.randint(5, 90), rng.randint(2, 60), rng.randint(2, 9)
-    kind = rng.randrange(3)
-    if kind == 0:
-        prompt = (f"{name} has {a} {item}. {other} gives {name} {b} more. {name} then shares them "
-                  f"equally among {c} friends and keeps the remainder. How many {item} does {name} keep?")
-        numbers = (a, b, c)
-    elif kind == 1:
-        prompt = (f"A box holds {c} {item}. {name} buys {a} boxes and gives away {b} {item}. "
-                  f"How many {item} are left?")
-        numbers = (c, a, b)
-    else:
-        prompt = (f"{name} saves {c} {item} a day for {a} days, then loses {b} of them. "
-                  f"How many {item} does {name} have?")
-        numbers = (c, a, b)
+    kind, prompt, a, b, c = arithmetic_problem(rng)
+    numbers = (a, b, c) if kind == 0 else (c, a, b)
     total = sum(numbers)
     work = " plus ".join(map(number_words, numbers))
     return {"prompt": prompt, "response": f"{work} equals {number_words(total)}. The answer is {number_words(total)}."}

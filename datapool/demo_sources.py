@@ -29,29 +29,35 @@ ITEMS = ["apples", "books", "coins", "stamps", "marbles", "pencils", "tickets", 
           "cards", "stickers", "cookies", "bolts"]
 
 
-def arithmetic(rng: random.Random) -> dict:
+ARITHMETIC_PROBLEMS = (
+    "{name} has {a} {item}. {other} gives {name} {b} more. {name} then shares them equally among {c} "
+    "friends and keeps the remainder. How many {item} does {name} keep?",
+    "A box holds {c} {item}. {name} buys {a} boxes and gives away {b} {item}. How many {item} are left?",
+    "{name} saves {c} {item} a day for {a} days, then loses {b} of them. How many {item} does {name} have?",
+)
+
+
+def arithmetic_problem(rng: random.Random) -> tuple[int, str, int, int, int]:
+    """(kind, prompt, a, b, c): a word problem of one of ARITHMETIC_PROBLEMS' kinds. The clean and
+    the damaged pools draw it alike and differ only in how they solve it."""
     name, other = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
     a, b, c = rng.randint(5, 90), rng.randint(2, 60), rng.randint(2, 9)
     kind = rng.randrange(3)
+    return kind, ARITHMETIC_PROBLEMS[kind].format(name=name, other=other, item=item, a=a, b=b, c=c), a, b, c
+
+
+def arithmetic(rng: random.Random) -> dict:
+    kind, prompt, a, b, c = arithmetic_problem(rng)
     if kind == 0:
-        prompt = (f"{name} has {a} {item}. {other} gives {name} {b} more. {name} then shares them "
-                  f"equally among {c} friends and keeps the remainder. How many {item} does {name} keep?")
         total = a + b
         answer = total % c
         work = f"{a} + {b} = {total}. {total} divided by {c} is {total // c} remainder {answer}."
-    elif kind == 1:
-        prompt = (f"A box holds {c} {item}. {name} buys {a} boxes and gives away {b} {item}. "
-                  f"How many {item} are left?")
-        total = a * c
-        answer = total - b
-        work = f"{a} x {c} = {total}. {total} - {b} = {answer}."
     else:
-        prompt = (f"{name} saves {c} {item} a day for {a} days, then loses {b} of them. "
-                  f"How many {item} does {name} have?")
         total = a * c
         answer = total - b
-        work = f"{c} x {a} = {total}. {total} - {b} = {answer}."
+        product = f"{a} x {c}" if kind == 1 else f"{c} x {a}"
+        work = f"{product} = {total}. {total} - {b} = {answer}."
     return {"prompt": prompt, "response": f"{work} The answer is {answer}."}
 
 
