@@ -1,6 +1,6 @@
 """Estimator and policy quality on known-truth worlds (benchmarks/truth_worlds.py): five
 outcome families, confounded assignment, at 512 runs and at 64 noisy runs, 5 shifted target
-pools per seed, 2 seeds by default; the worlds run in parallel, one process per core.
+pools per seed, 3 seeds by default; the worlds run in parallel, one process per core.
 
 For every method (the default `fit` + `recommend`, each named estimator with the auto
 radius, RegMix with its top-k policy, and the no-covariates ablation) it prints per family:
@@ -10,7 +10,7 @@ radius, RegMix with its top-k policy, and the no-covariates ablation) it prints 
             reference (a straight step of the best length): estimator error, apart from the
             policy's choice of where to stop.
 
-    python benchmarks/bench_truth.py [--seeds 2] [--families log,flip] [--methods default,regression]
+    python benchmarks/bench_truth.py [--seeds 3] [--families log,flip] [--methods default,regression]
 
 By default the methods are the default, RegMix (the baseline a user would pick instead) and
 the no-covariates ablation (the paper's premise); `--methods all` adds every named estimator
@@ -122,7 +122,7 @@ def run_world(job):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated, or 'all'")
     parser.add_argument("--sizes", default=",".join(SIZES))

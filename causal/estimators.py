@@ -182,7 +182,14 @@ class MixtureEstimator(BaseEstimator):
         var = np.maximum(var_fn(d), 0.0)
         error = self.__dict__.get("model_error_")
         if error:  # the held-out error of predicted differences (causal.evidence.attach_model_error)
-            var = var + 0.5 * error["pair_mse"] * (np.linalg.norm(d, axis=1) / error["pair_phi_distance"]) ** 2
+            var = var + error["per_phi2"] * (d ** 2).sum(axis=1)
+        rival = self.__dict__.get("rival_")
+        if rival is not None:
+            # `auto`'s runner-up form (causal.selection): the gain is the two forms' mean and their
+            # spread adds to the variance, as for an even mixture of the two models (docs/causal.md)
+            half = 0.5 * (point - rival.gain_interval(x, T0, T1, alpha=alpha)[0])
+            point = point - half
+            var = var + half ** 2
         se = np.sqrt(var)
         z = NormalDist().inv_cdf(1 - alpha / 2)
         return point, point - z * se, point + z * se

@@ -7,6 +7,7 @@ most of y. Measured: docs/causal.md ("Evidence that the mixture matters").
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import nnls
 from scipy.stats import ttest_rel
 
 
@@ -42,6 +43,15 @@ def no_evidence_reason(estimator, alpha: float = 0.1) -> str | None:
     return None
 
 
+def _covariate_distances(covariates: np.ndarray) -> np.ndarray:
+    """Squared distances between runs in standardised covariates, inf on the diagonal."""
+    sd = covariates.std(axis=0)
+    Z = (covariates - covariates.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    d2 = (Z ** 2).sum(axis=1)[:, None] + (Z ** 2).sum(axis=1)[None, :] - 2.0 * Z @ Z.T
+    np.fill_diagonal(d2, np.inf)
+    return d2
+
+
 def pair_partners(covariates: np.ndarray, seed: int = 0) -> np.ndarray:
     """For each run, the other run nearest it in standardised covariates (without covariates:
     a fixed random other run)."""
@@ -49,11 +59,7 @@ def pair_partners(covariates: np.ndarray, seed: int = 0) -> np.ndarray:
     if covariates.shape[1] == 0:
         perm = np.random.default_rng(seed).permutation(n)
         return perm[(np.argsort(perm) + 1) % n]
-    sd = covariates.std(axis=0)
-    Z = (covariates - covariates.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    d2 = (Z ** 2).sum(axis=1)[:, None] + (Z ** 2).sum(axis=1)[None, :] - 2.0 * Z @ Z.T
-    np.fill_diagonal(d2, np.inf)
-    return np.argmin(d2, axis=1)
+    return np.argmin(_covariate_distances(covariates), axis=1)
 
 
 def pair_difference_mse(y: np.ndarray, predicted: np.ndarray, partners: np.ndarray) -> float:
@@ -61,19 +67,47 @@ def pair_difference_mse(y: np.ndarray, predicted: np.ndarray, partners: np.ndarr
     return float(np.mean(((predicted - predicted[partners]) - (y - y[partners])) ** 2))
 
 
+def neighbour_pairs(covariates: np.ndarray, k: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j): each run i with its k nearest other runs j in standardised covariates (without
+    covariates: k fixed random others), so a pair's outcome difference is mostly the mixture's."""
+    n = len(covariates)
+    k = max(1, min(k, n - 1))
+    if covariates.shape[1] == 0:
+        offsets = 1 + np.random.default_rng(seed).permutation(n - 1)[:k]  # k distinct others for every run
+        return np.repeat(np.arange(n), k), ((np.arange(n)[:, None] + offsets[None, :]) % n).ravel()
+    nearest = np.argsort(_covariate_distances(covariates), axis=1, kind="stable")[:, :k]
+    return np.repeat(np.arange(n), k), nearest.ravel()
+
+
+def difference_error(phi: np.ndarray, y: np.ndarray, heldout: np.ndarray, pairs) -> dict:
+    """Split the held-out squared error of predicted differences between runs at similar
+    covariates, e_ij^2 = ((f(i) - f(j)) - (y_i - y_j))^2, into a part that does not grow with the
+    pair's distance in treatment features |phi_i - phi_j| (the run-to-run noise of both runs and
+    what the covariates miss of the baseline: neither is an error of the returns) and a part per
+    unit of squared distance (the error of the returns), by non-negative least squares
+    e^2 = c0 + c1 |dphi|^2. The slope is raised by one standard error (pairs of one run share
+    it: the error is counted once per run, not per pair), so a log that says little about it
+    keeps the interval wide."""
+    i, j = pairs
+    squared = ((heldout[i] - heldout[j]) - (y[i] - y[j])) ** 2
+    distance2 = ((phi[i] - phi[j]) ** 2).sum(axis=1)
+    design = np.column_stack([np.ones_like(distance2), distance2])
+    (intercept, slope), _ = nnls(design, squared)
+    residual = squared - design @ np.array([intercept, slope])
+    per_run = len(i) / max(len(np.unique(i)), 1)
+    covariance = np.linalg.pinv(design.T @ design) * float(np.mean(residual ** 2)) * per_run
+    return {"per_phi2": float(slope + np.sqrt(max(covariance[1, 1], 0.0))), "slope": float(slope),
+            "intercept": float(intercept), "pairs": int(len(i)), "pair_mse": float(squared.mean())}
+
+
 def attach_model_error(estimator, mixtures: np.ndarray, y: np.ndarray, heldout: np.ndarray,
-                       partners: np.ndarray) -> None:
-    """Give a fitted estimator the error of its held-out predictions of *differences*
-    between runs at similar covariates, which its gain intervals then add to the variance
-    of its own parameters (`MixtureEstimator.gain_interval`): the parameters' variance assumes
-    the model's form is right, and on a small noisy log or a shape the form misses it is not
-    (benchmarks/bench_truth.py: 64 noisy runs stepped to three times equal's regret with
-    intervals above 0). The error is scaled per unit of the treatment features' distance
-    between the paired runs, so a longer step carries a wider interval."""
-    featurizer = estimator.featurizer_
-    phi = featurizer.transform(estimator._coords(mixtures))
-    distance = float(np.median(np.linalg.norm(phi - phi[partners], axis=1)))
-    # the pair's difference carries the run-to-run noise of both runs: half its squared error
-    # is what one predicted difference is off by, noise included (the conservative side)
-    estimator.model_error_ = {"pair_mse": pair_difference_mse(y, heldout, partners),
-                              "pair_phi_distance": max(distance, 1e-12)}
+                       covariates: np.ndarray, seed: int = 0) -> None:
+    """Give a fitted estimator the error of its held-out predictions of *differences* between
+    runs at similar covariates per unit of squared treatment-feature distance
+    (`difference_error`), which its gain intervals add to the variance of its own parameters
+    (`MixtureEstimator.gain_interval`): the parameters' variance assumes the model's form is
+    right, and on a small noisy log or a shape the form misses it is not. Scaled by the step's
+    squared length in treatment features, so a longer step carries a wider interval.
+    Measured: docs/causal.md ("Trust radius")."""
+    phi = estimator.featurizer_.transform(estimator._coords(mixtures))
+    estimator.model_error_ = difference_error(phi, y, heldout, neighbour_pairs(covariates, seed=seed))

@@ -13,6 +13,9 @@ is what the mixtures did, which is what the policies compare; the plain outcome 
 criterion before) is dominated by how well a candidate predicts g(X), and picked models
 whose returns were wrong (docs/causal.md, "Beyond the log form").
 
+The runner-up is refitted on all runs too (`rival_`): the winner's gain intervals average the
+two forms' gains and widen by their disagreement (MixtureEstimator.gain_interval).
+
 The same out-of-fold errors then decide whether the winner may move the mixture
 (`no_evidence_reason`): not when it predicts held-out runs no better than their mean, nor when
 it does not beat the covariates alone by a paired test (`mixture_evidence`).
@@ -95,10 +98,16 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
                         f"{table.n_runs} runs: {skipped}")
     chosen = min(scores, key=lambda k: scores[k]["pair_mse"])
     estimator = make(chosen).fit(table.mixtures(), table.covariates(), table.y)
-    attach_model_error(estimator, table.mixtures(), table.y, predictions[chosen], partners)
+    attach_model_error(estimator, table.mixtures(), table.y, predictions[chosen], table.covariates(), seed)
+    runner_up = min((name for name in scores if name != chosen), key=lambda k: scores[k]["pair_mse"], default=None)
+    if runner_up is not None:
+        # the other functional form, fitted on the same runs: where the two disagree on a gain,
+        # the chosen form's own variance cannot say which is right (MixtureEstimator.gain_interval)
+        estimator.rival_ = make(runner_up).fit(table.mixtures(), table.covariates(), table.y)
+        estimator.rival_.__dict__.pop("model_error_", None)
     estimator.selection_ = {
         "criterion": "out-of-fold error of the outcome difference between runs at similar covariates",
-        "folds": folds, "chosen": chosen, "scores": scores, "skipped": skipped,
+        "folds": folds, "chosen": chosen, "rival": runner_up, "scores": scores, "skipped": skipped,
         "mixture_evidence": mixture_evidence(table, errors[chosen], folds=scores[chosen]["folds"], seed=seed)}
     return estimator
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from causalmix.causal.estimators import MixtureEstimator, _cross, poly_ridge
-from causalmix.causal.evidence import attach_model_error, pair_partners, paired_evidence
+from causalmix.causal.evidence import attach_model_error, paired_evidence
 from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer
 
 SIEVE_FEATURIZERS = ("log-only", "log", "log-quad")
@@ -217,7 +217,7 @@ class SieveDMLEstimator(MixtureEstimator):
         self.x_scale_ = np.where(sd > 0, sd, 1.0)
         super().fit(mixtures, covariates, y)
         attach_model_error(self, np.atleast_2d(np.asarray(mixtures, dtype=float)), np.ravel(y),
-                           self.heldout_predictions_, pair_partners(X, self.random_state))
+                           self.heldout_predictions_, X, self.random_state)
         return self
 
     def _evidence(self, y, covariates_only_errors, model_errors) -> dict:

@@ -1,4 +1,5 @@
 """Model directory (checksums before unpickling) and the FittedMixtureModel API."""
+import copy
 import json
 import pickle
 
@@ -154,3 +155,24 @@ def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp
     assert loaded.estimator_name == result["estimator"] != "auto"
     rec = loaded.recommend({c: 0.0 for c in loaded.covariate_names})
     assert sum(rec["mixture"].values()) == pytest.approx(1.0)
+
+
+def test_auto_gain_is_the_mean_of_the_chosen_and_the_runner_up_form(tmp_path):
+    """`auto` keeps its runner-up fitted on all runs (through save and load); a gain is the two
+    forms' mean, and their disagreement widens the interval (causal/selection.py)."""
+    from causalmix.causal.fitting import fit_and_save
+
+    runs = tmp_path / "runs.parquet"
+    validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)).frame.to_parquet(runs)
+    model = load_model_dir(fit_and_save(str(runs), str(tmp_path / "model"), FitConfig())["model_dir"])
+    chosen = model.estimator
+    assert chosen.selection_["rival"] not in (None, chosen.selection_["chosen"])
+    alone = copy.copy(chosen)
+    del alone.rival_
+    x = np.zeros(len(model.covariate_names))
+    T0, T1 = np.full((1, 3), 1 / 3), np.array([[0.6, 0.2, 0.2]])
+    point, lo, hi = chosen.gain_interval(x, T0, T1)
+    own, own_lo, own_hi = alone.gain_interval(x, T0, T1)
+    other = chosen.rival_.gain_interval(x, T0, T1)[0]
+    assert point[0] == pytest.approx((own[0] + other[0]) / 2)
+    assert hi[0] - lo[0] >= own_hi[0] - own_lo[0]
