@@ -185,11 +185,12 @@ class MixtureEstimator(BaseEstimator):
             var = var + error["per_phi2"] * (d ** 2).sum(axis=1)
         rival = self.__dict__.get("rival_")
         if rival is not None:
-            # `auto`'s runner-up form (causal.selection): the gain is the two forms' mean and their
-            # spread adds to the variance, as for an even mixture of the two models (docs/causal.md)
-            half = 0.5 * (point - rival.gain_interval(x, T0, T1, alpha=alpha)[0])
-            point = point - half
-            var = var + half ** 2
+            # `auto`'s runner-up form (causal.selection), blended by its held-out share: the gain is
+            # the blend's, and the spread of the two forms adds to the variance as for a two-model
+            # mixture with those weights (docs/causal.md, "Trust radius")
+            spread = rival.gain_interval(x, T0, T1, alpha=alpha)[0] - point
+            point = point + self.rival_share_ * spread
+            var = var + self.rival_share_ * (1.0 - self.rival_share_) * spread ** 2
         se = np.sqrt(var)
         z = NormalDist().inv_cdf(1 - alpha / 2)
         return point, point - z * se, point + z * se
@@ -198,8 +199,13 @@ class MixtureEstimator(BaseEstimator):
         """(K,) derivative of y along e_j - e_ref at mixture `at`; 0 for the reference domain."""
         theta, _ = self._cached_theta(x)
         jac = self.featurizer_.jac(self._coords(np.atleast_2d(at)))[0]
-        coords = jac @ theta
-        return np.insert(coords, self.reference_index_, 0.0)
+        returns = np.insert(jac @ theta, self.reference_index_, 0.0)
+        rival = self.__dict__.get("rival_")
+        if rival is not None:  # the blend's returns (gain_interval); centred, as the forms' references may differ
+            other = rival.marginal_returns(x, at)
+            returns = returns + self.rival_share_ * ((other - other.mean()) - (returns - returns.mean()))
+            returns = returns - returns[self.reference_index_]
+        return returns
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -13,8 +13,10 @@ is what the mixtures did, which is what the policies compare; the plain outcome 
 criterion before) is dominated by how well a candidate predicts g(X), and picked models
 whose returns were wrong (docs/causal.md, "Beyond the log form").
 
-The runner-up is refitted on all runs too (`rival_`): the winner's gain intervals average the
-two forms' gains and widen by their disagreement (MixtureEstimator.gain_interval).
+The runner-up is refitted on all runs too (`rival_`), with the share `rival_share_` that its
+held-out predictions get in the blend with the winner's that best predicts the near pairs'
+differences: the winner's gains and returns are the blend's, and the two forms' disagreement
+widens the gain intervals (MixtureEstimator.gain_interval).
 
 The same out-of-fold errors then decide whether the winner may move the mixture
 (`no_evidence_reason`): not when it predicts held-out runs no better than their mean, nor when
@@ -105,11 +107,24 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
         # the chosen form's own variance cannot say which is right (MixtureEstimator.gain_interval)
         estimator.rival_ = make(runner_up).fit(table.mixtures(), table.covariates(), table.y)
         estimator.rival_.__dict__.pop("model_error_", None)
+        estimator.rival_share_ = rival_share(table.y, predictions[chosen], predictions[runner_up], partners)
     estimator.selection_ = {
         "criterion": "out-of-fold error of the outcome difference between runs at similar covariates",
-        "folds": folds, "chosen": chosen, "rival": runner_up, "scores": scores, "skipped": skipped,
+        "folds": folds, "chosen": chosen, "rival": runner_up,
+        "rival_share": estimator.__dict__.get("rival_share_", 0.0), "scores": scores, "skipped": skipped,
         "mixture_evidence": mixture_evidence(table, errors[chosen], folds=scores[chosen]["folds"], seed=seed)}
     return estimator
+
+
+def rival_share(y: np.ndarray, chosen: np.ndarray, rival: np.ndarray, partners: np.ndarray) -> float:
+    """The weight in [0, 1] of the runner-up's out-of-fold predictions in the blend
+    (1 - s) chosen + s rival that best predicts the held-out near pairs' differences (the
+    selection criterion, in closed form: least squares in one weight, then clipped)."""
+    dy, da, db = y - y[partners], chosen - chosen[partners], rival - rival[partners]
+    denominator = float(np.sum((db - da) ** 2))
+    if denominator <= 0:
+        return 0.0
+    return float(np.clip(np.sum((dy - da) * (db - da)) / denominator, 0.0, 1.0))
 
 
 def _covariates_only_models(n_covariates: int) -> dict:

@@ -157,9 +157,10 @@ def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp
     assert sum(rec["mixture"].values()) == pytest.approx(1.0)
 
 
-def test_auto_gain_is_the_mean_of_the_chosen_and_the_runner_up_form(tmp_path):
+def test_auto_gain_blends_the_chosen_and_the_runner_up_form(tmp_path):
     """`auto` keeps its runner-up fitted on all runs (through save and load); a gain is the two
-    forms' mean, and their disagreement widens the interval (causal/selection.py)."""
+    forms' blend at the runner-up's held-out share, and their disagreement widens the interval
+    (causal/selection.py)."""
     from causalmix.causal.fitting import fit_and_save
 
     runs = tmp_path / "runs.parquet"
@@ -174,5 +175,6 @@ def test_auto_gain_is_the_mean_of_the_chosen_and_the_runner_up_form(tmp_path):
     point, lo, hi = chosen.gain_interval(x, T0, T1)
     own, own_lo, own_hi = alone.gain_interval(x, T0, T1)
     other = chosen.rival_.gain_interval(x, T0, T1)[0]
-    assert point[0] == pytest.approx((own[0] + other[0]) / 2)
+    share = chosen.rival_share_
+    assert 0.0 <= share <= 1.0 and point[0] == pytest.approx((1 - share) * own[0] + share * other[0])
     assert hi[0] - lo[0] >= own_hi[0] - own_lo[0]

@@ -38,3 +38,16 @@ def test_neighbour_pairs_without_covariates_are_distinct_others():
     i, j = neighbour_pairs(np.empty((10, 0)), k=3, seed=1)
     assert len(i) == 30 and not np.any(i == j)
     assert all(len(set(j[i == r])) == 3 for r in range(10))
+
+
+def test_rival_share_is_the_blend_weight_that_predicts_pair_differences():
+    from causalmix.causal.selection import rival_share
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=200)
+    chosen, rival = truth + rng.normal(size=200), truth + rng.normal(size=200)
+    partners = (np.arange(200) + 1) % 200
+    assert 0.35 < rival_share(truth, chosen, rival, partners) < 0.65  # equally wrong: about even
+    assert rival_share(truth, truth, rival, partners) == 0.0  # the chosen is exact
+    assert rival_share(truth, chosen, truth, partners) == 1.0
+    assert rival_share(truth, chosen, chosen, partners) == 0.0  # the same predictions: nothing to blend
