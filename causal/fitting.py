@@ -158,6 +158,8 @@ def fit_and_save(runs: str, out: str, config: FitConfig, *, overwrite: bool = Fa
             pairs = f"out-of-fold error of near pairs' differences {score['pair_mse']:.4g}, " if "pair_mse" in score else ""
             log.debug("  %s: %soutcome MSE %.4g, Spearman %.3f%s", candidate, pairs, score["oof_mse"],
                      score["oof_spearman"], "  <- chosen" if candidate == name else "")
+        if selection.get("rival"):
+            log.debug("  gains blend in %s at a held-out share of %.2f", selection["rival"], selection["rival_share"])
         evidence = selection["mixture_evidence"]
         log.debug("  covariates alone (%s): out-of-fold MSE %.4g; the mixture helps with p = %.3g "
                  "(one-sided paired t-test; recommend does not move at p >= alpha)",
