@@ -100,6 +100,12 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
     figures = {"runs": len(rows), "trial_s_mean": rows["wall_s"].mean(), "draw_s_mean": rows["draw_s"].mean(),
                "overhead_per_trial_s": (slots * span - rows["wall_s"].sum()) / len(rows),
                "runs_per_min": 60 * len(rows) / span}
+    # the draw's wall and CPU seconds over the sweep's quarters (in start order): wall growing while
+    # CPU stays flat is contention for the CPUs, not work that grows with the runs
+    quarter = rows["began"].rank(method="first").sub(1).mul(4 / len(rows)).astype(int)
+    for column in ("draw_s", "draw_cpu_s"):
+        if column in rows:
+            figures[f"{column}_by_quarter"] = rows.groupby(quarter)[column].mean().round(3).tolist()
     path = run_dir / "policy.jsonl"
     snaps = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     figures["refits"] = len(snaps)
