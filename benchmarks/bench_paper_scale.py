@@ -22,7 +22,10 @@ worker, the object store's peak (benchmarks/scale_monitor.py). For the sweep als
 overhead per trial = (slots x first start to last end - the trials' own seconds) / runs, the
 idle slot time around each trial; and the fit actor's lag: `refits_behind_max`, the most refits
 that began after a run landed before a snapshot included it (1 = it waited only for the next
-refit), `snapshot_lag_runs_max` (landed runs not yet in the newest snapshot) and the refit times.
+refit), `snapshot_lag_runs_max` (landed runs not yet in the newest snapshot) and the refit times
+(wall, and CPU: `refit_cpu_s_sum`); the sweep's CPU seconds by process (`sweep_cpu_trials_s`,
+`sweep_cpu_fit_actor_s`, `sweep_cpu_driver_s`) and the trials' draw seconds, wall and CPU, by
+quarter of the sweep (in the JSON), which tell work that grows from contention for the cores.
 Baseline, same run: one run's draw from a domain's whole state (all its shards) row by row, as
 `draw_sample` now does, against the way it drew before (the state concatenated and turned into
 Python lists), `draw_s` / `draw_whole_state_s`.
@@ -127,6 +130,8 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
                    refit_s_mean=float(np.mean([s["fit_s"] for s in snaps])),
                    refit_s_max=float(np.max([s["fit_s"] for s in snaps])),
                    last_snapshot_runs=int(n_runs.max()))
+    if all("fit_cpu_s" in s for s in snaps):  # (runs fitted, CPU seconds) of every refit
+        figures["refit_cpu_s"] = [(int(s["n_runs"]), s["fit_cpu_s"]) for s in snaps]
     return figures
 
 
@@ -246,6 +251,9 @@ def result_line(out: dict) -> str:
     parts = {"scale": out["scale"], "docs": out["docs"], "runs": out["runs"], "features": out["featurize"]["mode"],
              **{f"{s}_s": out[s]["wall_s"] for s in stages},
              **{f"{s}_cpu_s": out[s]["cpu_s"] for s in stages},
+             **{f"sweep_cpu_{name}_s": sweep["cpu_by_kind"].get(kind, 0.0) for name, kind in
+                (("trials", "ray::ImplicitFunc"), ("fit_actor", "ray::FitActor"), ("driver", "driver"))},
+             "refit_cpu_s_sum": round(sum(cpu for _, cpu in sweep.get("refit_cpu_s", [])), 1),
              "featurize_docs_per_s": out["featurize"]["docs_per_s"],
              "sweep_runs_per_min": round(sweep["runs_per_min"], 1),
              "overhead_per_trial_s": round(sweep["overhead_per_trial_s"], 2),

@@ -60,7 +60,10 @@ class StagePeaks:
     def cpu_by_kind(self) -> dict[str, float]:
         """CPU seconds of the stage per kind of process (driver, ray::FitActor, raylet, ...)."""
         totals: dict[str, float] = {}
+        kinds = {kind for *_, kind in self.cpu_seen.values()}
         for first, last, kind in self.cpu_seen.values():
+            # a title the system cut short ("ray::ImplicitFu") counts with the whole one
+            kind = next((k for k in sorted(kinds) if k != kind and k.startswith(kind)), kind)
             totals[kind] = totals.get(kind, 0.0) + last - first
         return {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
