@@ -203,7 +203,8 @@ def stage_serve(model_dir: Path, requests: int) -> dict:
     return dict(re.findall(r"(\w+)=(\S+)", line))
 
 
-def run_stages(args, root: Path, monitor) -> dict:
+def run_stages(args, root: Path, monitor, out: dict) -> dict:
+    """Runs every stage, filling `out` stage by stage (what finished is kept when a later stage fails)."""
     import ray
 
     from causalmix.causal.covariates import DEFAULT_FEATURES
@@ -214,7 +215,7 @@ def run_stages(args, root: Path, monitor) -> dict:
 
     names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
     docs, runs = round(FULL_DOCS * args.scale), max(MIN_RUNS, round(FULL_RUNS * args.scale))
-    out: dict = {"scale": args.scale, "docs": docs, "runs": runs}
+    out.update(scale=args.scale, docs=docs, runs=runs)
     with monitor.stage("pool") as peaks:
         pool = stage_pool(root, docs, args.shard_size)
     out["pool"] = {**peaks.as_dict(), "shards": pool["shards"], "mean_chars": round(pool["mean_chars"]),
@@ -294,12 +295,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="paper_scale.") as tmp, ScaleMonitor() as monitor:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        out = run_stages(args, root, monitor)
-    for stage in ("pool", "featurize", "sweep", "fit", "serve"):
-        if stage in out:
-            print(f"{stage:>9}: " + json.dumps(out[stage], default=str), file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        out: dict = {}
+        try:
+            run_stages(args, root, monitor, out)
+        finally:  # the stages that finished, also when a later one failed
+            for stage in ("pool", "featurize", "sweep", "fit", "serve"):
+                if stage in out:
+                    print(f"{stage:>9}: " + json.dumps(out[stage], default=str), file=sys.stderr)
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     print(result_line(out))
     return 0
 
