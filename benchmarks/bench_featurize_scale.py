@@ -11,7 +11,7 @@ actor start included, after a one-shard warm-up:
 The two must give the same features (max |difference| reported). Also: CPU seconds per document
 of one actor scoring one shard in this process (tokenize + style, then the model), the preparation
 (tokens + style columns) of the shard in one tokenizer call (`prepare_documents`) against one
-document at a time (`prepare_one_by_one_ms_per_doc`, the path until the second pass of issue 27),
+document at a time (`prepare_one_by_one_ms_per_doc`, the path before `encode_documents`),
 and the extrapolation of the pool's documents/s to 800K documents.
 
     python benchmarks/bench_featurize_scale.py [--docs 6000] [--cpus 2]
@@ -47,8 +47,8 @@ def run_pool(pool_dir: Path, model: Path, *, start_all: bool, limit: int | None 
 
 def actor_cpu_per_doc(pool_dir: Path, model: Path) -> dict:
     """CPU seconds per document of one shard in this process, by part, and the preparation
-    (tokens + style columns) one document at a time, two tokenizer calls each, as before issue 27's
-    second pass, against the shard's texts in one tokenizer call (`prepare_documents`)."""
+    (tokens + style columns) one document at a time, two tokenizer calls each, as before
+    `encode_documents`, against the shard's texts in one tokenizer call (`prepare_documents`)."""
     import pyarrow.parquet as pq
 
     from causalmix.actors.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
