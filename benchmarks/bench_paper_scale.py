@@ -252,8 +252,8 @@ def result_line(out: dict) -> str:
     parts = {"scale": out["scale"], "docs": out["docs"], "runs": out["runs"], "features": out["featurize"]["mode"],
              **{f"{s}_s": out[s]["wall_s"] for s in stages},
              **{f"{s}_cpu_s": out[s]["cpu_s"] for s in stages},
-             **{f"sweep_cpu_{name}_s": sweep["cpu_by_kind"].get(kind, 0.0) for name, kind in
-                (("trials", "ray::ImplicitFunc"), ("fit_actor", "ray::FitActor"), ("driver", "driver"))},
+             **{f"sweep_cpu_{name}_s": round(sum(v for k, v in sweep["cpu_by_kind"].items() if k.startswith(kind)), 1)
+                for name, kind in (("trials", "ray::ImplicitFu"), ("fit_actor", "ray::FitActor"), ("driver", "driver"))},
              "refit_cpu_s_sum": round(sum(cpu for _, cpu in sweep.get("refit_cpu_s", [])), 1),
              "featurize_docs_per_s": out["featurize"]["docs_per_s"],
              "sweep_runs_per_min": round(sweep["runs_per_min"], 1),
