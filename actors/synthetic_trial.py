@@ -9,7 +9,8 @@ function of the mixture and the covariates, and a sleep up to `trial_s` seconds 
 start (a sleep does not compete with the other trials for a small machine's CPUs, so what a
 benchmark measures is the sweep's machinery, not the proxy model). The row has the columns of a
 proxy run's row that the runs table, the fit and the progress bar read, plus `began`/`ended`
-(wall clock) and `draw_s` (the data draw's seconds).
+(wall clock), `draw_s` (the data draw's seconds) and `draw_cpu_s` (its CPU seconds, the trial
+thread's: wall growing with CPU flat is contention for the CPUs, not more work).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def known_outcome(mixture: dict[str, float], covariates: dict[str, float], seed:
 
 def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
-    began = time.time()
+    began, began_cpu = time.time(), time.thread_time()
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     shards = dict(zip(names, ray.get([data.shards[n] for n in names])))
@@ -60,7 +61,8 @@ def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     row = {"run_id": spec.run_id, **{f"{MIX}{d}": float(w) for d, w in spec.mixture.items()}, **covariates,
            "y": known_outcome(spec.mixture, covariates, spec.seed), "seed": int(spec.seed),
            "model": SYNTHETIC_MODEL, "tokens": int(sum(sample.tokens.values())), "status": "ok",
-           "sampler": spec.sampler, "draw_s": round(time.time() - began, 3), "began": began}
+           "sampler": spec.sampler, "draw_s": round(time.time() - began, 3),
+           "draw_cpu_s": round(time.thread_time() - began_cpu, 3), "began": began}
     row.update({f"docs.{d}": int(n) for d, n in sample.counts.items()})
     row.update({f"state.{d}": ",".join(ns) for d, ns in spec.state.items()})
     row.update(spec.extra)

@@ -9,8 +9,10 @@ actor start included, after a one-shard warm-up:
             until issue 27);
   pool      every actor (one per CPU) started at once (`start_all=True`, the default).
 The two must give the same features (max |difference| reported). Also: CPU seconds per document
-of one actor scoring one shard in this process (tokenize + style, then the model), and the
-extrapolation of the pool's documents/s to 800K documents.
+of one actor scoring one shard in this process (tokenize + style, then the model), the preparation
+(tokens + style columns) of the shard in one tokenizer call (`prepare_documents`) against one
+document at a time (`prepare_one_by_one_ms_per_doc`, the path before `encode_documents`),
+and the extrapolation of the pool's documents/s to 800K documents.
 
     python benchmarks/bench_featurize_scale.py [--docs 6000] [--cpus 2]
 Ends with `RESULT featurize_scale ...`.
@@ -44,22 +46,33 @@ def run_pool(pool_dir: Path, model: Path, *, start_all: bool, limit: int | None 
 
 
 def actor_cpu_per_doc(pool_dir: Path, model: Path) -> dict:
-    """CPU seconds per document of one shard in this process, by part."""
+    """CPU seconds per document of one shard in this process, by part, and the preparation
+    (tokens + style columns) one document at a time, two tokenizer calls each, as before
+    `encode_documents`, against the shard's texts in one tokenizer call (`prepare_documents`)."""
     import pyarrow.parquet as pq
 
     from causalmix.actors.featurize.featurizer import READ_COLUMNS, FeaturizerActor, prepare_documents
     from causalmix.datapool.pool import Pool
+    from causalmix.features.style import style_row
+    from causalmix.lm.formatting import encode_document
 
     actor = FeaturizerActor(str(model), "cpu", 8192, 1, 512)
     path = str(Pool.open(pool_dir).shards()[0].path)
     frame = pq.read_table(path, columns=READ_COLUMNS).to_pandas()
+    start = time.process_time()
+    for row in frame.itertuples():
+        encode_document(actor.tokenizer, row.prompt or "", row.response or "", is_text=bool(row.is_text),
+                        max_length=512)
+        style_row(row.response or "")
+    one_by_one = time.process_time() - start
     start = time.process_time()
     prepare_documents(frame, path=path, tokenizer=actor.tokenizer, max_length=512)
     prepare = time.process_time() - start
     start = time.process_time()
     actor.featurize_shard(path)
     total = time.process_time() - start
-    return {"prepare_ms_per_doc": 1000 * prepare / len(frame), "cpu_ms_per_doc": 1000 * total / len(frame)}
+    return {"prepare_ms_per_doc": 1000 * prepare / len(frame), "cpu_ms_per_doc": 1000 * total / len(frame),
+            "prepare_one_by_one_ms_per_doc": 1000 * one_by_one / len(frame)}
 
 
 def main(argv=None) -> int:
@@ -96,6 +109,7 @@ def main(argv=None) -> int:
               "speedup": round(base_s / pool_s, 2),
               "cpu_ms_per_doc": round(per_doc["cpu_ms_per_doc"], 2),
               "prepare_ms_per_doc": round(per_doc["prepare_ms_per_doc"], 2),
+              "prepare_one_by_one_ms_per_doc": round(per_doc["prepare_one_by_one_ms_per_doc"], 2),
               "paper_h": round(PAPER_DOCS / (docs / pool_s) / 3600, 2),
               "paper_h_baseline": round(PAPER_DOCS / (docs / base_s) / 3600, 2), "max_abs_diff": f"{diff:.1e}"}
     print("RESULT featurize_scale " + " ".join(f"{k}={v}" for k, v in result.items()))

@@ -22,7 +22,10 @@ worker, the object store's peak (benchmarks/scale_monitor.py). For the sweep als
 overhead per trial = (slots x first start to last end - the trials' own seconds) / runs, the
 idle slot time around each trial; and the fit actor's lag: `refits_behind_max`, the most refits
 that began after a run landed before a snapshot included it (1 = it waited only for the next
-refit), `snapshot_lag_runs_max` (landed runs not yet in the newest snapshot) and the refit times.
+refit), `snapshot_lag_runs_max` (landed runs not yet in the newest snapshot) and the refit times
+(wall, and CPU: `refit_cpu_s_sum`); the sweep's CPU seconds by process (`sweep_cpu_trials_s`,
+`sweep_cpu_fit_actor_s`, `sweep_cpu_driver_s`) and the trials' draw seconds, wall and CPU, by
+quarter of the sweep (in the JSON), which tell work that grows from contention for the cores.
 Baseline, same run: one run's draw from a domain's whole state (all its shards) row by row, as
 `draw_sample` now does, against the way it drew before (the state concatenated and turned into
 Python lists), `draw_s` / `draw_whole_state_s`.
@@ -100,6 +103,12 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
     figures = {"runs": len(rows), "trial_s_mean": rows["wall_s"].mean(), "draw_s_mean": rows["draw_s"].mean(),
                "overhead_per_trial_s": (slots * span - rows["wall_s"].sum()) / len(rows),
                "runs_per_min": 60 * len(rows) / span}
+    # the draw's wall and CPU seconds over the sweep's quarters (in start order): wall growing while
+    # CPU stays flat is contention for the CPUs, not work that grows with the runs
+    quarter = rows["began"].rank(method="first").sub(1).mul(4 / len(rows)).astype(int)
+    for column in ("draw_s", "draw_cpu_s"):
+        if column in rows:
+            figures[f"{column}_by_quarter"] = rows.groupby(quarter)[column].mean().round(3).tolist()
     path = run_dir / "policy.jsonl"
     snaps = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     figures["refits"] = len(snaps)
@@ -121,6 +130,8 @@ def sweep_figures(run_dir: Path, slots: int) -> dict:
                    refit_s_mean=float(np.mean([s["fit_s"] for s in snaps])),
                    refit_s_max=float(np.max([s["fit_s"] for s in snaps])),
                    last_snapshot_runs=int(n_runs.max()))
+    if all("fit_cpu_s" in s for s in snaps):  # (runs fitted, CPU seconds) of every refit
+        figures["refit_cpu_s"] = [(int(s["n_runs"]), s["fit_cpu_s"]) for s in snaps]
     return figures
 
 
@@ -192,7 +203,8 @@ def stage_serve(model_dir: Path, requests: int) -> dict:
     return dict(re.findall(r"(\w+)=(\S+)", line))
 
 
-def run_stages(args, root: Path, monitor) -> dict:
+def run_stages(args, root: Path, monitor, out: dict) -> dict:
+    """Runs every stage, filling `out` stage by stage (what finished is kept when a later stage fails)."""
     import ray
 
     from causalmix.causal.covariates import DEFAULT_FEATURES
@@ -203,7 +215,7 @@ def run_stages(args, root: Path, monitor) -> dict:
 
     names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
     docs, runs = round(FULL_DOCS * args.scale), max(MIN_RUNS, round(FULL_RUNS * args.scale))
-    out: dict = {"scale": args.scale, "docs": docs, "runs": runs}
+    out.update(scale=args.scale, docs=docs, runs=runs)
     with monitor.stage("pool") as peaks:
         pool = stage_pool(root, docs, args.shard_size)
     out["pool"] = {**peaks.as_dict(), "shards": pool["shards"], "mean_chars": round(pool["mean_chars"]),
@@ -240,6 +252,9 @@ def result_line(out: dict) -> str:
     parts = {"scale": out["scale"], "docs": out["docs"], "runs": out["runs"], "features": out["featurize"]["mode"],
              **{f"{s}_s": out[s]["wall_s"] for s in stages},
              **{f"{s}_cpu_s": out[s]["cpu_s"] for s in stages},
+             **{f"sweep_cpu_{name}_s": round(sum(v for k, v in sweep["cpu_by_kind"].items() if k.startswith(kind)), 1)
+                for name, kind in (("trials", "ray::ImplicitFu"), ("fit_actor", "ray::FitActor"), ("driver", "driver"))},
+             "refit_cpu_s_sum": round(sum(cpu for _, cpu in sweep.get("refit_cpu_s", [])), 1),
              "featurize_docs_per_s": out["featurize"]["docs_per_s"],
              "sweep_runs_per_min": round(sweep["runs_per_min"], 1),
              "overhead_per_trial_s": round(sweep["overhead_per_trial_s"], 2),
@@ -280,12 +295,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="paper_scale.") as tmp, ScaleMonitor() as monitor:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        out = run_stages(args, root, monitor)
-    for stage in ("pool", "featurize", "sweep", "fit", "serve"):
-        if stage in out:
-            print(f"{stage:>9}: " + json.dumps(out[stage], default=str), file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        out: dict = {}
+        try:
+            run_stages(args, root, monitor, out)
+        finally:  # the stages that finished, also when a later one failed
+            for stage in ("pool", "featurize", "sweep", "fit", "serve"):
+                if stage in out:
+                    print(f"{stage:>9}: " + json.dumps(out[stage], default=str), file=sys.stderr)
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     print(result_line(out))
     return 0
 

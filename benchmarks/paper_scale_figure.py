@@ -40,6 +40,11 @@ def draw(runs: list[dict], out: Path) -> None:
         cpu_ax.plot(scales, [cpu[0] * x / scales[0] for x in scales], ":", color=line.get_color())
         scales, rss = series(runs, stage, lambda s: max(s["driver_rss_mib"], s["worker_rss_mib"]) / 1024)
         mem_ax.plot(scales, rss, "o-", color=line.get_color(), label=f"{stage} peak RSS")
+    for kind, label in (("ray::ImplicitFu", "sweep: trials"), ("ray::FitActor", "sweep: fit actor"),
+                        ("driver", "sweep: driver")):  # where the sweep's CPU seconds go (titles may be cut short)
+        scales, cpu = series(runs, "sweep", lambda s: sum(v for k, v in s.get("cpu_by_kind", {}).items()
+                                                          if k.startswith(kind)) or float("nan"))
+        cpu_ax.plot(scales, cpu, "x--", label=label)
     scales, walls = series(runs, "fit", lambda s: s.get("fit_1thread_s", float("nan")))
     time_ax.plot(scales, walls, "x--", color="gray", label="fit, 1 BLAS thread")
     scales, store = series(runs, "sweep", lambda s: s["object_store_mib"] / 1024)

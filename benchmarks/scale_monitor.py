@@ -53,15 +53,26 @@ class StagePeaks:
     worker_uss_mib: float = 0.0
     store_mib: float = 0.0
     cpu_s: float = 0.0
-    # (pid, create_time) -> CPU seconds at its first and its latest sample in this stage
+    # (pid, create_time) -> CPU seconds at its first and its latest sample in this stage, and the
+    # process's kind (`process_kind`)
     cpu_seen: dict = field(default_factory=dict)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        """CPU seconds of the stage per kind of process (driver, ray::FitActor, raylet, ...)."""
+        totals: dict[str, float] = {}
+        kinds = {kind for *_, kind in self.cpu_seen.values()}
+        for first, last, kind in self.cpu_seen.values():
+            # a title the system cut short ("ray::ImplicitFu") counts with the whole one
+            kind = next((k for k in sorted(kinds) if k != kind and k.startswith(kind)), kind)
+            totals[kind] = totals.get(kind, 0.0) + last - first
+        return {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
     def as_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 2), "cpu_s": round(self.cpu_s, 1),
                 "driver_rss_mib": round(self.driver_mib),
                 "worker_rss_mib": round(self.worker_mib), "largest_worker": self.worker,
                 "worker_uss_mib": round(self.worker_uss_mib),
-                "object_store_mib": round(self.store_mib)}
+                "object_store_mib": round(self.store_mib), "cpu_by_kind": self.cpu_by_kind()}
 
 
 class ScaleMonitor:
@@ -97,7 +108,7 @@ class ScaleMonitor:
                 peaks = monitor._current
                 monitor._sample(store=True)
                 peaks.wall_s = time.perf_counter() - peaks.started
-                peaks.cpu_s = sum(last - first for first, last in peaks.cpu_seen.values())
+                peaks.cpu_s = sum(last - first for first, last, _ in peaks.cpu_seen.values())
                 monitor._current = None
 
         return _Stage()
@@ -105,8 +116,9 @@ class ScaleMonitor:
     def _workers(self, peaks: StagePeaks):
         for child in self._me.children(recursive=True):
             try:
-                _count_cpu(peaks, child, started_before=child.create_time() < peaks.started_unix)
                 title = " ".join(child.cmdline())
+                _count_cpu(peaks, child, started_before=child.create_time() < peaks.started_unix,
+                           kind=process_kind(title, child.name()))
                 if title.startswith("ray::"):
                     yield title.split()[0], child.memory_info().rss, child.memory_full_info().uss
             except psutil.Error:
@@ -117,7 +129,7 @@ class ScaleMonitor:
         if peaks is None:
             return
         peaks.driver_mib = max(peaks.driver_mib, self._me.memory_info().rss / 2**20)
-        _count_cpu(peaks, self._me, started_before=True)
+        _count_cpu(peaks, self._me, started_before=True, kind="driver")
         for title, rss, uss in self._workers(peaks):
             if rss / 2**20 > peaks.worker_mib:
                 peaks.worker_mib, peaks.worker = rss / 2**20, title
@@ -137,11 +149,21 @@ class ScaleMonitor:
                 continue
 
 
-def _count_cpu(peaks: StagePeaks, process: psutil.Process, *, started_before: bool) -> None:
-    """Record `process`'s CPU seconds; one that started during the stage counts from zero (a
-    process that ends between samples loses its last half second)."""
+def process_kind(title: str, name: str) -> str:
+    """What a process under the driver is: a Ray worker by the actor class or task in its title
+    ("ray::FitActor.add_runs" -> "ray::FitActor"; an idle worker is "ray::IDLE"), any other by its
+    executable's name (raylet, gcs_server, ...)."""
+    if title.startswith("ray::"):
+        return title.split()[0].split(".")[0]
+    return name
+
+
+def _count_cpu(peaks: StagePeaks, process: psutil.Process, *, started_before: bool, kind: str) -> None:
+    """Record `process`'s CPU seconds and kind; one that started during the stage counts from zero
+    (a process that ends between samples loses its last half second). A worker keeps the last kind
+    it showed other than idle, the actor it became."""
     times = process.cpu_times()
     used = times.user + times.system
     key = (process.pid, process.create_time())
-    first = peaks.cpu_seen.get(key, (used if started_before else 0.0, used))[0]
-    peaks.cpu_seen[key] = (first, used)
+    first, _, seen_kind = peaks.cpu_seen.get(key, (used if started_before else 0.0, used, kind))
+    peaks.cpu_seen[key] = (first, used, seen_kind if kind == "ray::IDLE" else kind)

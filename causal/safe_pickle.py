@@ -56,6 +56,13 @@ ALLOWED = frozenset({
     "sklearn.preprocessing._data.StandardScaler", "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "sklearn.preprocessing._polynomial.PolynomialFeatures", "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.tree._tree.Tree", "sklearn.dummy.DummyRegressor", "sklearn.linear_model._base.LinearRegression",
+    # sieve-dml's "boosting" nuisance (HistGradientBoostingRegressor) and its parts
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfSquaredError", "sklearn._loss._loss.CyHalfSquaredError",
+    "sklearn._loss.link.IdentityLink", "sklearn._loss.link.Interval",
+    "numpy.random.bit_generator.SeedSequence", "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
 })
 
 

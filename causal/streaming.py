@@ -175,11 +175,13 @@ class PolicyTracker:
             try:
                 table = runs_from_rows(rows, where="fit actor runs")
                 table.sha256 = frame_sha256(table.frame)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 estimator = fit_runs_table(table, self.config)
                 model = FittedMixtureModel.from_runs_table(estimator, self.config.estimator, table)
                 snapshot = self._make_snapshot(model, table, time.perf_counter() - start)
-                snapshot["rows_unix"] = round(rows_unix, 3)
+                # this thread's CPU seconds (the fit runs at FitConfig.threads, one by default):
+                # what the refit cost, where fit_s also counts waiting for a busy machine's cores
+                snapshot.update(rows_unix=round(rows_unix, 3), fit_cpu_s=round(time.thread_time() - start_cpu, 3))
             except UserError as exc:  # e.g. too few runs yet: keep the previous snapshot
                 with self._lock:
                     self._rows_at_fit = len(rows)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 CODE_SYMBOLS = frozenset("{}[]()<>=;_#$\\|&*+/^~`@%")
 STYLE_NAMES = ("chars", "words", "mean_word_len", "mean_sentence_len", "type_token_ratio",
@@ -40,16 +41,17 @@ def style_stats(text: str) -> dict[str, float]:
     words = text.split()
     n_words = len(words)
     alnum = punct = digits = code = 0
-    for ch in text:
+    # one category lookup per distinct character, not per character: a third of the CPU time
+    for ch, count in Counter(text).items():
         category = unicodedata.category(ch)
         if ch in CODE_SYMBOLS:
-            code += 1
+            code += count
         elif category[0] == "P":
-            punct += 1
+            punct += count
         if category == "Nd":
-            digits += 1
+            digits += count
         if category[0] in "LN":
-            alnum += 1
+            alnum += count
     sentences = max(len(_SENTENCE_END.findall(text)), 1) if n_words else 0
     rate = (lambda count: count / n_chars) if n_chars else (lambda count: 0.0)
     return {

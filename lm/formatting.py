@@ -11,6 +11,7 @@ context and scored tokens is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 FALLBACK_PROMPT = "### Prompt:\n{prompt}\n\n### Response:\n"
 
@@ -47,19 +48,39 @@ def encode_document(tokenizer, prompt: str, response: str, *, is_text: bool = Fa
                     max_length: int) -> EncodedDoc:
     """Tokens of one document, cut to `max_length` (prompt cut from the left, at most
     half the window, then the response from the right); at least one scored token."""
+    return encode_documents(tokenizer, [prompt], [response], [is_text], max_length=max_length)[0]
+
+
+def encode_documents(tokenizer, prompts: Sequence[str], responses: Sequence[str],
+                     is_text: Sequence[bool], *, max_length: int) -> list[EncodedDoc]:
+    """`encode_document` of many documents, with one tokenizer call for all the prompts and one
+    for all the responses (a fast tokenizer's per-call overhead was a third of tokenizing a
+    featurizer shard); the same tokens as one call per document."""
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2, got {max_length}")
-    if is_text:
-        ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-        if not ids:
-            ids = [tokenizer.eos_token_id]
-        bos = tokenizer.eos_token_id if len(ids) == 1 else None
-        if bos is not None:
-            ids = [bos, *ids]
-        truncated = len(ids) > max_length
-        return EncodedDoc(ids[:max_length], 1, truncated)
-    p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(response + _end_of_turn(tokenizer), add_special_tokens=False)["input_ids"]
+    chat = [i for i, text in enumerate(is_text) if not text]
+    end = _end_of_turn(tokenizer) if chat else ""
+    texts = [response if text else response + end for response, text in zip(responses, is_text)]
+    r_all = _token_ids(tokenizer, texts)
+    p_all = _token_ids(tokenizer, [prompt_text(tokenizer, prompts[i]) for i in chat])
+    p_of = dict(zip(chat, p_all))
+    return [_cut_chat(tokenizer, p_of[i], r_ids, max_length) if i in p_of
+            else _cut_text(tokenizer, r_ids, max_length) for i, r_ids in enumerate(r_all)]
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def _cut_text(tokenizer, ids: list[int], max_length: int) -> EncodedDoc:
+    if not ids:
+        ids = [tokenizer.eos_token_id]
+    if len(ids) == 1:
+        ids = [tokenizer.eos_token_id, *ids]
+    return EncodedDoc(ids[:max_length], 1, len(ids) > max_length)
+
+
+def _cut_chat(tokenizer, p_ids: list[int], r_ids: list[int], max_length: int) -> EncodedDoc:
     if not r_ids:
         r_ids = [tokenizer.eos_token_id]
     truncated = False

@@ -145,3 +145,30 @@ def test_any_unicode_and_empty_responses_give_finite_features(proxy, is_text):
     assert (got.n_tokens >= 1).all()
     assert np.isfinite(got.normalized_loss).all() and np.isfinite(got.hes).all()
     assert (got.normalized_loss > 0).all() and (got.hes >= 0).all()
+
+
+def test_a_shard_prepared_in_one_tokenizer_call_equals_each_document_alone(proxy, tiny_env):
+    """The featurizer tokenizes a shard's prompts and responses in one call each: the same tokens,
+    cut, flags and style columns as one document at a time, chat and plain-text rows mixed."""
+    import pandas as pd
+
+    from causalmix.actors.featurize.featurizer import prepare_documents
+    from causalmix.features.style import style_row
+    from causalmix.datapool.pool import Pool
+    from causalmix.lm.formatting import encode_document
+
+    _, tokenizer = proxy
+    frame = pd_concat_first_rows(Pool.open(tiny_env.pool_small), per_domain=3)
+    edge = pd.DataFrame({"doc_id": ["e1", "e2", "e3", "e4"], "domain": "edge",
+                         "prompt": ["", "", "long " * 80, "q"], "response": ["", "x", "y " * 90, ""],
+                         "is_text": [True, True, False, False]})
+    frame = pd.concat([frame[edge.columns], edge], ignore_index=True)
+    rows = prepare_documents(frame, path="shard", tokenizer=tokenizer, max_length=64)
+    assert rows["truncated"].any() and (rows["path"] == "shard").all()
+    for i, doc in enumerate(frame.itertuples()):
+        alone = encode_document(tokenizer, doc.prompt or "", doc.response or "", is_text=doc.is_text,
+                                max_length=64)
+        assert rows.loc[i, "doc_id"] == doc.doc_id
+        assert list(rows.loc[i, "input_ids"]) == alone.input_ids
+        assert (rows.loc[i, "response_start"], rows.loc[i, "truncated"]) == (alone.response_start, alone.truncated)
+        assert rows.loc[i, list(style_row(""))].to_dict() == style_row(doc.response or "")

@@ -93,6 +93,22 @@ def test_the_private_ray_call_the_scale_monitor_reads_still_exists():
     assert {"address", "stats_only"} <= set(params)
 
 
+def test_scale_monitor_splits_cpu_seconds_by_kind_of_process():
+    """A worker counts as the actor it became (not as idle), and a title the system cut short
+    counts with the whole one."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from scale_monitor import StagePeaks, process_kind
+
+    assert process_kind("ray::FitActor.add_runs extra", "python") == "ray::FitActor"
+    assert process_kind("/usr/bin/raylet --x", "raylet") == "raylet"
+    peaks = StagePeaks("sweep")
+    peaks.cpu_seen = {1: (0.0, 2.0, "ray::ImplicitFunc"), 2: (1.0, 4.0, "ray::ImplicitFu"), 3: (0.0, 1.0, "driver")}
+    assert peaks.cpu_by_kind() == {"ray::ImplicitFunc": 5.0, "driver": 1.0}
+
+
 def test_refits_wait_for_the_runs_to_grow_by_refit_growth():
     from causalmix.causal.streaming import PolicyTracker
 

@@ -2,7 +2,7 @@
 
   shard paths (from_items, one block each)  ->  map_batches(FeaturizerActor,
   ActorPoolStrategy, one shard per call): the actor reads the shard, tokenizes it
-  (lm.formatting.encode_document), computes the style columns and scores the
+  (lm.formatting.encode_documents), computes the style columns and scores the
   documents with the reference model, loaded once per actor (one GPU each on a
   cluster, bf16 + SDPA; CPU here), in token-budget, length-sorted batches  ->  the
   driver, which writes each shard as it arrives.
@@ -21,6 +21,7 @@ uninterrupted one).
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from causalmix.core.logs import quiet_ray_data
 from causalmix.core.ray_setup import check_resources
 from causalmix.features.doc_features import ScoredDoc, score_documents
 from causalmix.features.style import style_row
-from causalmix.lm.formatting import encode_document
+from causalmix.lm.formatting import encode_documents
 from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
 # Deferred on purpose, so that importing this module does not load ray and torch: the function-local
@@ -52,17 +53,15 @@ def _path_key(path: str) -> str:
 
 def prepare_documents(frame: pd.DataFrame, *, path: str, tokenizer, max_length: int) -> pd.DataFrame:
     """Token ids, scored span, truncation flag and style columns of one shard's rows."""
-    rows = []
-    for doc_id, domain, prompt, response, is_text in zip(
-            frame["doc_id"], frame["domain"], frame["prompt"], frame["response"], frame["is_text"]):
-        response = response or ""
-        encoded = encode_document(tokenizer, prompt or "", response, is_text=bool(is_text),
-                                  max_length=max_length)
-        rows.append({"doc_id": doc_id, "domain": domain, "path": path,
-                     "input_ids": np.asarray(encoded.input_ids, dtype=np.int64),
-                     "response_start": encoded.response_start, "truncated": encoded.truncated,
-                     **style_row(response)})
-    return pd.DataFrame(rows)
+    responses = [response or "" for response in frame["response"]]
+    encoded = encode_documents(tokenizer, [prompt or "" for prompt in frame["prompt"]], responses,
+                               [bool(t) for t in frame["is_text"]], max_length=max_length)
+    style = pd.DataFrame([style_row(response) for response in responses])
+    return pd.DataFrame({
+        "doc_id": frame["doc_id"].to_numpy(), "domain": frame["domain"].to_numpy(), "path": path,
+        "input_ids": [np.asarray(e.input_ids, dtype=np.int64) for e in encoded],
+        "response_start": [e.response_start for e in encoded],
+        "truncated": [e.truncated for e in encoded], **{c: style[c].to_numpy() for c in style}})
 
 
 class FeaturizerActor:
@@ -73,6 +72,10 @@ class FeaturizerActor:
 
         if device == "cpu":
             torch.set_num_threads(cpu_threads)
+            if cpu_threads == 1:
+                # a shard's texts go to the tokenizer in one call, which would spread over every
+                # core of the node, on top of the other actors
+                os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.model = load_causal_lm(model, device=device)
         self.tokenizer = load_tokenizer(model)
         self.pad_id = int(self.model.config.pad_token_id or 0)
