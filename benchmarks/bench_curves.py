@@ -1,5 +1,5 @@
 """Cost of learning curves and tracking: the real sweep driver (run_sweep) on trials of fixed
-synthetic steps that report through the real curve hook (proxy/curves.py, actors/trainer.py),
+synthetic steps that report through the real curve hook (proxy/curves.py, actors/sweep/trainer.py),
 against the strongest baseline, the same sweep reporting only its final result (log_every 0).
 
 Each trial runs `--steps` optimiser "steps" of `--step-ms` (a sleep: fixed work that does not
@@ -59,7 +59,7 @@ def main() -> int:
     import ray
     from tqdm.auto import tqdm
 
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
     from causalmix.design.sweep_config import SweepConfig
     from bench_sweep import small_pool
     from causalmix.core.ray_setup import init_ray

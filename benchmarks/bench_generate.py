@@ -81,7 +81,7 @@ def write_features(pool_dir: Path, out: Path) -> Path:
 def sweep_plan_path(cfg) -> list[dict]:
     """What the sweep does to decide the same runs: read its inputs, build its Searcher, ask it."""
     from causalmix.design.sweep_design import proposer_settings
-    from causalmix.actors.sweep_searcher import MixtureSearcher
+    from causalmix.actors.sweep.searcher import MixtureSearcher
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
 
     inputs = load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         cfg = GenerateConfig(pool=str(pool), features=str(features), out=str(root / "plan"), runs=args.runs,
                              proxy=ProxyConfig(model="tokenizer-not-read-without---export"))
         load_sweep_inputs(cfg.pool, cfg.features, cfg.feature_names)  # warm the page cache, untimed
-        importlib.import_module("causalmix.actors.sweep_searcher")  # Ray Tune's import is not the sweep's planning
+        importlib.import_module("causalmix.actors.sweep.searcher")  # Ray Tune's import is not the sweep's planning
 
         sweep_times, generate_times = [], []
         for k, path in enumerate(("sweep", "generate", "generate", "sweep")):  # ABBA: drift cancels

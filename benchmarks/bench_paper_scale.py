@@ -9,7 +9,7 @@ Stages (one local Ray of `--cpus` CPUs for all but serve):
              scales whose featurize would not fit the time: featurize is linear in documents, its
              docs/s at a smaller scale extrapolates);
   sweep      `run_sweep` (driver, Tune, MixtureSearcher, fit actor, runs-table writer, progress
-             bar) with `--trial synthetic` (actors/synthetic_trial.py: each run's data drawn
+             bar) with `--trial synthetic` (actors/sweep/synthetic_trial.py: each run's data drawn
              exactly as a proxy run draws it, scored by a known function, `--trial-s` seconds per
              trial) over every feature column (normalized_loss, hes, writing_style, style.*);
   fit        `fit_and_save` with the default FitConfig (estimator auto) on the sweep's runs, then
@@ -82,9 +82,9 @@ def stage_features(root: Path, pool_dir: Path, model: Path, mode: str, feature_n
 
 def stage_sweep(root: Path, pool_dir: Path, features: Path, model: Path, runs: int, trial_s: float,
                 feature_names, refit_every: int, progress: bool) -> dict:
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
     from causalmix.design.sweep_config import SweepConfig
-    from causalmix.actors.synthetic_trial import synthetic_trial
+    from causalmix.actors.sweep.synthetic_trial import synthetic_trial
     from causalmix.proxy.config import ProxyConfig
 
     cfg = SweepConfig(pool=str(pool_dir), features=str(features), out=str(root / "sweep"), runs=runs,
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shard-size", type=int, default=4000, help="documents per pool shard")
     parser.add_argument("--features", choices=("model", "synthetic"), default="model")
     parser.add_argument("--trial", choices=("synthetic",), default="synthetic",
-                        help="what a trial does (actors/synthetic_trial.py)")
+                        help="what a trial does (actors/sweep/synthetic_trial.py)")
     parser.add_argument("--trial-s", type=float, default=2.0, help="wall seconds of one synthetic trial")
     parser.add_argument("--refit-every", type=int, default=4, help="the fit actor refits after this many runs")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (trial slots)")

@@ -67,7 +67,7 @@ def main() -> int:
 
     import ray
 
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
     from causalmix.design.sweep_config import SweepConfig
     from causalmix.core.ray_setup import init_ray
     from causalmix.proxy.config import ProxyConfig

@@ -1,4 +1,4 @@
-"""Refit-as-runs-land: the pure logic behind actors/fit_actor.py (threads, no Ray).
+"""Refit-as-runs-land: the pure logic behind actors/sweep/fit_actor.py (threads, no Ray).
 
 `PolicyTracker` collects run rows, refits every `refit_every` new rows in a background
 thread (or on demand), and publishes versioned policy snapshots: the estimated return of each

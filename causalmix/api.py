@@ -139,10 +139,10 @@ def featurize(pool: PathLike, model: str, out: PathLike, **settings) -> Path:
 def sweep(pool: PathLike, features: PathLike, model: str, out: PathLike, *, runs: int = 24,
           **settings) -> Path:
     """The proxy-run sweep (Ray Tune, as `sweep`); returns the run directory (runs.parquet,
-    sweep.json, ...). `settings`: SweepConfig fields (actors/sweep.py, e.g. tracking="mlflow",
+    sweep.json, ...). `settings`: SweepConfig fields (actors/sweep/driver.py, e.g. tracking="mlflow",
     adaptive=0.5) and `proxy={...}` (ProxyConfig fields). Raises SweepIncomplete (with the
     summary) when runs failed or the sweep was interrupted."""
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
 
     proxy = dict(settings.pop("proxy", {}) or {})
     cfg = config_from_settings(SweepConfig, {**settings, "pool": str(pool), "features": str(features), "out": str(out),

@@ -177,7 +177,7 @@ def _sweep_done(cfg: DemoConfig, work: Path) -> bool:
 
 def _run_sweep(cfg: DemoConfig, work: Path) -> dict:
     """Dirichlet sweep of proxy SFT runs on demo-small; an interrupted one is resumed."""
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
 
     out = work / "runs"
     summary = run_sweep(SweepConfig(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.core.cli_config import ConfigFlags
 from causalmix.core.tracking import add_tracking_argument
 from causalmix.design.sweep_config import CONFIG_FILE, SweepConfig

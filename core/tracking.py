@@ -1,6 +1,6 @@
 """Experiment tracking settings (`--tracking mlflow[=URI]` / `--tracking wandb[=PROJECT]`) and the
 MLflow parent run of a sweep or validation. No Ray here: the per-run Tune callbacks are in
-actors/tracking.py."""
+actors/sweep/tracking.py."""
 from __future__ import annotations
 
 import json

@@ -12,7 +12,7 @@ or from the prior when that fit fails (too few runs yet). So what run i trains o
 only on the seed, the settings and the outcomes of runs before its round, never on how many
 trials run at once or in which order they finish (docs/architecture.md: where reproducibility is defined).
 
-The sweep's Tune Searcher (actors/sweep_searcher.py) and `generate` (design/swarm_plan.py)
+The sweep's Tune Searcher (actors/sweep/searcher.py) and `generate` (design/swarm_plan.py)
 both propose through `RunProposer`, so a generated plan holds the sweep's runs.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The settings of `launch.py sweep` and the names of what it writes in RUN_DIR: what the driver
-(actors/sweep.py), its plan (design/sweep_plan.py), the CLI and the Python API share."""
+(actors/sweep/driver.py), its plan (design/sweep_plan.py), the CLI and the Python API share."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ class SweepConfig(SweepDesign):
     gpus_per_run: int = 1
     """Ray Train workers per proxy run (one GPU each on a GPU cluster, a CPU process of
     `cpus_per_trial` CPUs each on CPU); > 1 trains each trial's run through Ray Train with FSDP
-    (actors/tune_train.py), the trial only driving it. 1: the run trains in the trial."""
+    (actors/sweep/tune_train.py), the trial only driving it. 1: the run trains in the trial."""
     trials_per_gpu: int = 1
     """Proxy trials sharing one GPU (each asks Tune for 1/k of a GPU); refused when
     the memory plan (proxy/memory.py) says k trials of the proxy model do not fit the GPU's memory

@@ -87,7 +87,7 @@ class ResumeState:
 
 
 def train_kwargs(gpus_per_run: int, cpus_per_trial: float) -> dict:
-    """The trainable's `train` keyword (actors.trainer.proxy_trial) for Ray Train trials; {}
+    """The trainable's `train` keyword (actors.sweep.trainer.proxy_trial) for Ray Train trials; {}
     for one-process trials, whose trainables need not take it."""
     if gpus_per_run <= 1:
         return {}
@@ -192,7 +192,7 @@ class SweepPlan:
 
     def __post_init__(self):
         asks = self.trial_resources
-        # a Ray Train trial asks for memory only: its workers hold the CPUs (actors/tune_train.py)
+        # a Ray Train trial asks for memory only: its workers hold the CPUs (actors/sweep/tune_train.py)
         if (self.gpus_per_trial < 0 or self.run_needs.get("CPU", 0) <= 0
                 or not (asks.get("CPU", 0) > 0 or asks.get("memory", 0) > 0)):
             raise ValueError(f"a trial needs CPU > 0 (a Ray Train trial: memory) and GPU >= 0, got "

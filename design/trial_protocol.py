@@ -1,6 +1,6 @@
 """What a sweep trial reports to Tune and what it is handed, shared by every trainable (the
-one-process proxy trial, actors/trainer.py; the Ray Train trial, actors/tune_train.py; the
-synthetic trial, actors/synthetic_trial.py) and by what reads their results (the progress
+one-process proxy trial, actors/sweep/trainer.py; the Ray Train trial, actors/sweep/tune_train.py; the
+synthetic trial, actors/sweep/synthetic_trial.py) and by what reads their results (the progress
 callback, the Searcher). Plain data: no Ray.
 
 Every `proxy.log_every` optimiser steps a trial reports a learning-curve point; the finished row
@@ -48,7 +48,7 @@ class SweepData:
 
 
 def spec_from_config(config: dict) -> RunSpec:
-    """The Searcher's suggestion (see actors.sweep_searcher) as a RunSpec."""
+    """The Searcher's suggestion (see actors.sweep.searcher) as a RunSpec."""
     return RunSpec(run_id=config["run_id"], mixture=dict(config["mixture"]),
                    state={d: tuple(names) for d, names in config["state"].items()},
                    seed=int(config["seed"]), sampler=config.get("sampler", "dirichlet"),

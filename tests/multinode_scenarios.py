@@ -48,7 +48,7 @@ def paced_proxy_trial(config, *, pace_s: float = 0.0, **trial_kwargs):
     """The sweep's real trial after `pace_s` of waiting (see module docstring)."""
     import time as _time
 
-    from causalmix.actors.trainer import proxy_trial
+    from causalmix.actors.sweep.trainer import proxy_trial
 
     _time.sleep(pace_s)
     proxy_trial(config, **trial_kwargs)
@@ -56,7 +56,7 @@ def paced_proxy_trial(config, *, pace_s: float = 0.0, **trial_kwargs):
 
 def run_driver(argv: list[str]) -> int:
     """`launch.py sweep` with the paced trainable; RAY_ADDRESS names the cluster."""
-    from causalmix.actors.sweep import run_sweep
+    from causalmix.actors.sweep.driver import run_sweep
     from causalmix.commands import sweep as sweep_command
 
     parser = argparse.ArgumentParser()
@@ -279,7 +279,7 @@ def fit_actor_scenario(args) -> dict:
     with the runs it had been given."""
     import ray
 
-    from causalmix.actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
+    from causalmix.actors.sweep.fit_actor import FIT_ACTOR_NAME, FitActorGroup
 
     work = Path(args.workdir)
     rows = [{"run_id": f"run-{i:05d}", "mix.a": p, "mix.b": 1.0 - p, "y": -abs(p - 0.3), "status": "ok"}

@@ -66,7 +66,7 @@ def test_adaptive_rounds_recommend_for_each_target_pool_in_turn():
 
 @pytest.mark.ray
 def test_fit_actor_refits_in_background_with_increasing_versions(ray_local, tmp_path):
-    from causalmix.actors.fit_actor import FitActor
+    from causalmix.actors.sweep.fit_actor import FitActor
 
     rows = _rows(120, seed=2)
     actor = FitActor.remote(config={"estimator": "regression", "treatment_featurizer": "log-only"},

@@ -35,7 +35,7 @@ def plan_config(tiny_env, features, out, **overrides) -> GenerateConfig:
 
 
 def test_plan_holds_the_searchers_runs_and_their_state_covariates(tiny_env, features, tmp_path):
-    from causalmix.actors.sweep_searcher import MixtureSearcher
+    from causalmix.actors.sweep.searcher import MixtureSearcher
 
     cfg = plan_config(tiny_env, features, tmp_path / "plan", export=True)
     generate(cfg, export_runs=export_runs)

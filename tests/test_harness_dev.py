@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.design.sweep_config import SweepConfig
 from causalmix.datapool.pool import Pool
 from harness_tasks import write_harness_tasks

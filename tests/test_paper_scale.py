@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalmix.actors.synthetic_trial import known_outcome
+from causalmix.actors.sweep.synthetic_trial import known_outcome
 from causalmix.causal.runs_table import RunsTableWriter
 from causalmix.core.errors import UserError
 from causalmix.proxy.data import _StateDocuments

@@ -12,7 +12,7 @@ from ray.tune import Callback
 
 from causalmix import launch
 import sweep_helpers
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.design.sweep_config import SweepConfig
 from causalmix.design.trial_protocol import ROW_KEY
 from causalmix.causal.model_dir import load_model_dir

@@ -12,7 +12,7 @@ import yaml
 from causalmix.design.sweep_config import CONFIG_FILE, RUNS_FILE, TRACKING_FILE, SweepConfig
 from causalmix.design.sweep_design import config_yaml
 from causalmix.design.sweep_plan import ResumeState, SweepPlan, check_sweep_out, plan_sweep
-from causalmix.actors.sweep_progress import SweepProgress, trial_name
+from causalmix.actors.sweep.progress import SweepProgress, trial_name
 from causalmix.design.trial_protocol import ROW_KEY
 from causalmix.core.errors import UserError
 from causalmix.proxy.config import ProxyConfig

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from ray.tune import Callback
 
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.design.sweep_config import SweepConfig
 from causalmix.design.trial_protocol import ROW_KEY
 from sweep_helpers import synthetic_features, tiny_proxy_config

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.design.sweep_config import SweepConfig
 import sweep_helpers
 from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config

@@ -1,6 +1,6 @@
 """A resumed sweep runs with the callbacks and the progress setting of the call that resumes it,
 not with those Tune pickled when the sweep started (Tuner.restore takes no RunConfig; the
-driver sets the restored RunConfig's callbacks, actors/sweep.py: restore_tuner). Synthetic
+driver sets the restored RunConfig's callbacks, actors/sweep/driver.py: restore_tuner). Synthetic
 trials (no training) on the real driver and Tune."""
 import dataclasses
 import json
@@ -10,7 +10,7 @@ import pytest
 from ray.tune import Callback
 
 import sweep_helpers
-from causalmix.actors.sweep import run_sweep
+from causalmix.actors.sweep.driver import run_sweep
 from causalmix.design.sweep_config import SweepConfig
 from causalmix.design.trial_protocol import ROW_KEY
 from causalmix.proxy.config import ProxyConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ray.tune.search import Searcher
 
-from causalmix.actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
+from causalmix.actors.sweep.searcher import ActorRoundSnapshots, MixtureSearcher
 from causalmix.design.run_proposer import PENDING, LocalRoundSnapshots, recommended_mixture
 from causalmix.mixture_space.dirichlet import DirichletMixtureSampler
 from causalmix.mixture_space.state import DataStateSampler

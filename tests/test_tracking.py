@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from causalmix import launch
-from causalmix.actors.sweep_progress import SweepProgress
+from causalmix.actors.sweep.progress import SweepProgress
 from causalmix.design.trial_protocol import ROW_KEY, curve_result, final_result
 from causalmix.core.tracking import MlflowParent, parse_tracking
 from causalmix.proxy.curves import LearningCurve, expected_points

@@ -1,4 +1,4 @@
-"""How a sweep places Ray Train trials (actors/tune_train.py), without Ray."""
+"""How a sweep places Ray Train trials (actors/sweep/tune_train.py), without Ray."""
 import pytest
 
 from causalmix.design.sweep_config import SweepConfig

@@ -12,8 +12,8 @@ Outputs in RUN_DIR: runs.parquet (one row per finished run_id), sweep_config.yam
 
 The driver in parts (docs/sweep.md), each with one job: `SweepInputs` (what is read),
 `SweepPlan` (every decision taken before the first trial, design/sweep_plan.py), `SweepData`
-(what the object store holds), `FitActorGroup` (the fit actor, actors/fit_actor.py),
-`SweepProgress` (the one writer of the runs table, actors/sweep_progress.py) and the Tuner.
+(what the object store holds), `FitActorGroup` (the fit actor, actors/sweep/fit_actor.py),
+`SweepProgress` (the one writer of the runs table, actors/sweep/progress.py) and the Tuner.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from typing import Callable
 import ray
 from ray import tune
 
-from causalmix.actors.fit_actor import FIT_ACTOR_NAME, FitActorGroup
-from causalmix.actors.sweep_progress import SweepProgress, trial_name
-from causalmix.actors.sweep_searcher import ActorRoundSnapshots, MixtureSearcher
-from causalmix.actors.trainer import proxy_trial
-from causalmix.actors.tune_train import distributed_trial
+from causalmix.actors.sweep.fit_actor import FIT_ACTOR_NAME, FitActorGroup
+from causalmix.actors.sweep.progress import SweepProgress, trial_name
+from causalmix.actors.sweep.searcher import ActorRoundSnapshots, MixtureSearcher
+from causalmix.actors.sweep.trainer import proxy_trial
+from causalmix.actors.sweep.tune_train import distributed_trial
 from causalmix.causal.runs_table import COV
 from causalmix.core.atomic import atomic_write_json, atomic_write_text, check_not_input
 from causalmix.core.errors import UserError
@@ -121,7 +121,7 @@ def run_sweep(cfg: SweepConfig, *, trainable: Callable | None = None, trainable_
     `trainable`: the function one trial is; default: the one the plan needs (a one-process
     proxy run, or a Ray Train run when the runs have several workers)."""
     # deferred: the tracker callbacks import MLflow (about 2.7 s), which a sweep needs only here
-    from causalmix.actors.tracking import start_tracking
+    from causalmix.actors.sweep.tracking import start_tracking
 
     if not cfg.pool or not cfg.features or not cfg.out or not cfg.proxy.model:
         raise UserError("sweep needs --pool, --features, --model and --out")

@@ -20,7 +20,7 @@ def trial_name(trial) -> str:
 
 class SweepProgress(Callback):
     """Picklable (Tune saves it with the experiment): live state is rebuilt in `setup`.
-    `fit`: the sweep's FitActorGroup (actors/fit_actor.py), fed every row that lands."""
+    `fit`: the sweep's FitActorGroup (actors/sweep/fit_actor.py), fed every row that lands."""
 
     # A landing rewrites runs.parquet only while rewriting takes under this share of the time;
     # rows landed in between are written at the next rewrite, at the experiment's end, or by

@@ -1,7 +1,7 @@
 """`--trial synthetic`: a sweep trial that draws its run's data exactly as a proxy run does and
 scores it with a known function instead of training, in a controlled wall time.
 
-What it shares with `actors.trainer.proxy_trial`: the shards of its data state and their features
+What it shares with `actors.sweep.trainer.proxy_trial`: the shards of its data state and their features
 fetched from the object store, the sample drawn by `proxy.run.draw_run` (same seed, same
 documents, the tokenizer of `proxy.model`) and the covariates averaged over what it drew
 (`proxy.run.run_covariates`). What replaces training and the dev suite: `known_outcome`, a fixed
@@ -22,7 +22,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from causalmix.actors.trainer import report_if_finished
+from causalmix.actors.sweep.trainer import report_if_finished
 from causalmix.causal.runs_table import MIX
 from causalmix.design.trial_protocol import SweepData, final_result, spec_from_config
 from causalmix.lm.loading import load_tokenizer

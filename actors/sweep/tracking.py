@@ -18,7 +18,7 @@ from causalmix.core.tracking import Tracking, row_tags, start_parent
 
 
 def run_tags(config: Mapping) -> dict[str, str]:
-    """Tags of one proxy run from its trial config (actors.sweep_searcher's suggestion)."""
+    """Tags of one proxy run from its trial config (actors.sweep.searcher's suggestion)."""
     row = {"run_id": config.get("run_id", ""), "seed": config.get("seed", ""), "sampler": config.get("sampler", "")}
     row.update({f"{MIX}{d}": w for d, w in (config.get("mixture") or {}).items()})
     row.update({f"state.{d}": ",".join(map(str, names)) for d, names in (config.get("state") or {}).items()})
@@ -26,7 +26,7 @@ def run_tags(config: Mapping) -> dict[str, str]:
 
 
 def finite_numbers(result: Mapping) -> dict:
-    """A result without its NaNs: a curve report's placeholder y (actors/trainer.py) and a grad
+    """A result without its NaNs: a curve report's placeholder y (actors/sweep/trainer.py) and a grad
     norm with clipping off are no points of a curve."""
     return {k: v for k, v in result.items() if not (isinstance(v, float) and math.isnan(v))}
 

@@ -39,7 +39,7 @@ def proxy_trial(config: dict, *, data: SweepData, proxy: ProxyConfig,
                 finished: dict[str, str] | None = None,
                 on_step: Callable[[int, float, StepInfo], None] | None = None) -> None:
     """Run one proxy run and report its row (`finished`: see report_if_finished). A run of
-    several Ray Train workers is another trainable (actors/tune_train.py: distributed_trial),
+    several Ray Train workers is another trainable (actors/sweep/tune_train.py: distributed_trial),
     which the sweep's plan picks."""
     # deferred: transformers takes seconds to import, which only a trial process needs
     import transformers

@@ -5,7 +5,7 @@ Tune"): the Tune trial is a function that builds and fits a `TorchTrainer`; the 
 only drives it and reserves no CPU or GPU (the N workers reserve theirs when the Train run
 starts), and Tune's concurrency is capped at the runs the cluster fits at once, so that no
 more driver processes start than Train runs can. The trial reports what a one-process trial
-reports (actors/trainer.py): a learning-curve point every `proxy.log_every` steps, then the
+reports (actors/sweep/trainer.py): a learning-curve point every `proxy.log_every` steps, then the
 runs-table row; both come from rank 0 through a Ray Train callback that forwards them to Tune.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from causalmix.actors.target.ray_train import CURVE_POINT_KEY, train_distributed
-from causalmix.actors.trainer import report_if_finished
+from causalmix.actors.sweep.trainer import report_if_finished
 from causalmix.design.trial_protocol import curve_result, final_result, spec_from_config
 from causalmix.proxy.config import ProxyConfig
 from causalmix.target.distributed import TargetTrainConfig
@@ -43,9 +43,9 @@ class ForwardToTune(TuneReportCallback):
 def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTrainConfig,
                       finished: dict[str, str] | None = None) -> None:
     """The trainable of a sweep whose runs have `train.workers` > 1, reporting what
-    actors.trainer.proxy_trial reports: the proxy run as a Ray Train run. Its checkpoints live in
+    actors.sweep.trainer.proxy_trial reports: the proxy run as a Ray Train run. Its checkpoints live in
     the trial's folder under a name fixed by the run, so a retried trial resumes its Train run
-    from the last checkpoint. `finished`: see actors.trainer.report_if_finished."""
+    from the last checkpoint. `finished`: see actors.sweep.trainer.report_if_finished."""
     if report_if_finished(config, finished):
         return
     spec = spec_from_config(config)

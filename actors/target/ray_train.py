@@ -109,7 +109,7 @@ def train_distributed(cfg: ProxyConfig, tcfg: TargetTrainConfig, spec, *, shard_
     run's learning-curve points. name: the Ray Train run's name (a run restarted under the same
     name and storage_path resumes from its checkpoint; default: unique). callbacks: Ray Train
     UserCallbacks; report_curve: also report each curve point through `ray.train.report` (for
-    a callback that forwards it, actors/tune_train.py)."""
+    a callback that forwards it, actors/sweep/tune_train.py)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
