@@ -22,7 +22,8 @@ from statistics import NormalDist
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from causalmix.causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES, MixtureFeaturizer, select_featurizer
+from causalmix.causal.featurizers import (AUTO_CANDIDATES, EPS_CANDIDATES, SATURATION_SCALES, MixtureFeaturizer,
+                                          select_featurizer)
 from causalmix.causal.forest_inference import grf_point_and_cov, grf_projection_var
 from causalmix.core.errors import UserError
 
@@ -101,7 +102,9 @@ class MixtureEstimator(BaseEstimator):
         kind = kind or self.treatment_featurizer
         return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains,
                 "log-pairs": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2,
-                "log-quad": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2}.get(kind, 2 * n_domains - 1)
+                "log-quad": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2,
+                "sat-quad": (2 + len(SATURATION_SCALES)) * n_domains - 1 + n_domains * (n_domains - 1) // 2,
+                }.get(kind, 2 * n_domains - 1)
 
     def _coords(self, mixtures: np.ndarray) -> np.ndarray:
         return np.delete(np.asarray(mixtures, dtype=float), self.reference_index_, axis=1)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs", "log-quad")
+TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs", "log-quad", "sat-quad")
+# sat-quad's saturation scales: a domain's return 1 - exp(-w / tau) saturates near w = 3 tau, so
+# these span a return that is spent by a few percent of the mixture to one still rising at w = 1
+SATURATION_SCALES = (0.03, 0.1, 0.3, 1.0)
 # "auto" (the default) picks among AUTO_CANDIDATES by cross-validation: select_featurizer
 AUTO_CANDIDATES = ("log", "log-only", "log-pairs")
 # featurizer_eps="auto" picks among these by the same CV (RegMix's Pile-CC: 0.003 with log-pairs)
@@ -36,6 +39,9 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
     quadratic in the mixture (w_j^2 = w_j - sum_i w_i w_j on the simplex), so saturating
     returns, synergy and competition between domains and exponential mixing laws are
     approximated without their form being assumed (docs/causal.md, "Beyond the log form").
+    kind="sat-quad": "log-quad" plus 1 - exp(-w_j / tau) for every domain at each scale of
+    SATURATION_SCALES: returns that level off at a weight of their own (a quadratic and a log
+    keep rising or turn down), mixed by the final stage's coefficients of either sign.
     """
 
     def __init__(self, *, kind: str = "log", eps: float = 0.01):
@@ -48,6 +54,11 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         self.n_features_in_ = np.asarray(T).shape[1]
         return self
 
+    @property
+    def curve_blocks(self) -> int:
+        """How many K-column blocks of per-domain curves follow the K - 1 linear columns."""
+        return 1 + len(SATURATION_SCALES) if self.kind == "sat-quad" else 1
+
     def _full(self, T: np.ndarray) -> np.ndarray:
         T = np.asarray(T, dtype=float)
         return np.clip(np.hstack([1.0 - T.sum(axis=1, keepdims=True), T]), 0.0, None)
@@ -58,9 +69,11 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
             return T
         w = self._full(T)
         curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
-        if self.kind in ("log-pairs", "log-quad"):
+        if self.kind == "sat-quad":
+            curve = np.hstack([curve, saturation_curves(w)])
+        if self.kind in ("log-pairs", "log-quad", "sat-quad"):
             i, j = np.triu_indices(w.shape[1], k=1)
-            factor = curve if self.kind == "log-pairs" else w
+            factor = np.log(w + self.eps) if self.kind == "log-pairs" else w
             return np.hstack([T, curve, factor[:, i] * factor[:, j]])
         return curve if self.kind == "log-only" else np.hstack([T, curve])
 
@@ -73,23 +86,36 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
             return eye.copy()
         w = self._full(T)
         slope = 0.5 / np.sqrt(w + self.eps) if self.kind == "sqrt" else 1.0 / (w + self.eps)
-        # d w_0 / d T_i = -1, d w_j / d T_i = [i == j-1]
-        curve = np.zeros((n, d, d + 1))
-        curve[:, :, 0] = -slope[:, [0]]
-        curve[:, np.arange(d), np.arange(1, d + 1)] = slope[:, 1:]
-        if self.kind in ("log-pairs", "log-quad"):
+        curve = _per_domain_jac(slope)
+        if self.kind == "sat-quad":
+            curve = np.concatenate([curve] + [_per_domain_jac(np.exp(-w / tau) / tau) for tau in SATURATION_SCALES],
+                                   axis=2)
+        if self.kind in ("log-pairs", "log-quad", "sat-quad"):
             if self.kind == "log-pairs":
                 c, dc = np.log(w + self.eps), curve
-            else:  # d w_0 / d T_i = -1, d w_j / d T_i = [i == j-1]
-                c = w
-                dc = np.zeros((n, d, d + 1))
-                dc[:, :, 0] = -1.0
-                dc[:, np.arange(d), np.arange(1, d + 1)] = 1.0
+            else:
+                c, dc = w, _per_domain_jac(np.ones_like(w))
             i, j = np.triu_indices(d + 1, k=1)
             # d(c_i c_j)/dT = c_j dc_i/dT + c_i dc_j/dT
             pairs = dc[:, :, i] * c[:, None, j] + c[:, None, i] * dc[:, :, j]
             return np.concatenate([eye, curve, pairs], axis=2)
         return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
+
+
+def saturation_curves(w: np.ndarray) -> np.ndarray:
+    """1 - exp(-w_j / tau) of every domain of the full mixtures w (n, K), one K-column block
+    per scale of SATURATION_SCALES: sat-quad's columns after its log block."""
+    return np.hstack([1.0 - np.exp(-w / tau) for tau in SATURATION_SCALES])
+
+
+def _per_domain_jac(slope: np.ndarray) -> np.ndarray:
+    """d f(w_j) / d T_i for a per-domain curve f with slope f'(w_j) (n, K): w_0 = 1 - sum T, so
+    d w_0 / d T_i = -1, and d w_j / d T_i = [i == j - 1]."""
+    n, k = slope.shape
+    out = np.zeros((n, k - 1, k))
+    out[:, :, 0] = -slope[:, [0]]
+    out[:, np.arange(k - 1), np.arange(1, k)] = slope[:, 1:]
+    return out
 
 
 def _interaction_design(phi: np.ndarray, X: np.ndarray) -> np.ndarray:
