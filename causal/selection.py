@@ -13,10 +13,10 @@ is what the mixtures did, which is what the policies compare; the plain outcome 
 criterion before) is dominated by how well a candidate predicts g(X), and picked models
 whose returns were wrong (docs/causal.md, "Beyond the log form").
 
-The runner-up is refitted on all runs too (`rival_`), with the share `rival_share_` that its
-held-out predictions get in the blend with the winner's that best predicts the near pairs'
-differences: the winner's gains and returns are the blend's, and the two forms' disagreement
-widens the gain intervals (MixtureEstimator.gain_interval).
+The runner-up gets the share `rival_share_` that its held-out predictions get in the blend
+with the winner's that best predicts the near pairs' differences; where that share is above 0
+it is refitted on all runs too (`rival_`): the winner's gains and returns are the blend's, and
+the two forms' disagreement widens the gain intervals (MixtureEstimator.gain_interval).
 
 The same out-of-fold errors then decide whether the winner may move the mixture
 (`no_evidence_reason`): not when it predicts held-out runs no better than their mean, nor when
@@ -102,16 +102,17 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
     estimator = make(chosen).fit(table.mixtures(), table.covariates(), table.y)
     attach_model_error(estimator, table.mixtures(), table.y, predictions[chosen], table.covariates(), seed)
     runner_up = min((name for name in scores if name != chosen), key=lambda k: scores[k]["pair_mse"], default=None)
-    if runner_up is not None:
+    share = 0.0 if runner_up is None else rival_share(table.y, predictions[chosen], predictions[runner_up], partners)
+    if share > 0:
         # the other functional form, fitted on the same runs: where the two disagree on a gain,
-        # the chosen form's own variance cannot say which is right (MixtureEstimator.gain_interval)
+        # the chosen form's own variance cannot say which is right (MixtureEstimator.gain_interval).
+        # At share 0 the blend is the chosen form alone, so the runner-up is not refitted.
         estimator.rival_ = make(runner_up).fit(table.mixtures(), table.covariates(), table.y)
         estimator.rival_.__dict__.pop("model_error_", None)
-        estimator.rival_share_ = rival_share(table.y, predictions[chosen], predictions[runner_up], partners)
+        estimator.rival_share_ = share
     estimator.selection_ = {
         "criterion": "out-of-fold error of the outcome difference between runs at similar covariates",
-        "folds": folds, "chosen": chosen, "rival": runner_up,
-        "rival_share": estimator.__dict__.get("rival_share_", 0.0), "scores": scores, "skipped": skipped,
+        "folds": folds, "chosen": chosen, "rival": runner_up, "rival_share": share, "scores": scores, "skipped": skipped,
         "mixture_evidence": mixture_evidence(table, errors[chosen], folds=scores[chosen]["folds"], seed=seed)}
     return estimator
 

@@ -179,3 +179,13 @@ def test_auto_gain_blends_the_chosen_and_the_runner_up_form(tmp_path):
     share = chosen.rival_share_
     assert 0.0 <= share <= 1.0 and point[0] == pytest.approx((1 - share) * own[0] + share * other[0])
     assert hi[0] - lo[0] >= own_hi[0] - own_lo[0]
+
+
+def test_auto_does_not_refit_a_runner_up_whose_share_is_0():
+    """Seed 5: the runner-up's held-out share is 0, so the blend is the chosen form alone and
+    the runner-up is neither refitted nor saved; model.json still names it."""
+    from causalmix.causal.fitting import fit_runs_table
+
+    estimator = fit_runs_table(validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)), FitConfig())
+    assert estimator.selection_["rival"] not in (None, estimator.selection_["chosen"])
+    assert estimator.selection_["rival_share"] == 0.0 and "rival_" not in estimator.__dict__
