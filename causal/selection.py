@@ -112,7 +112,8 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
         estimator.rival_share_ = share
     estimator.selection_ = {
         "criterion": "out-of-fold error of the outcome difference between runs at similar covariates",
-        "folds": folds, "chosen": chosen, "rival": runner_up, "rival_share": share, "scores": scores, "skipped": skipped,
+        "folds": folds, "chosen": chosen, "rival": runner_up, "rival_share": share,
+        "scores": scores, "skipped": skipped,
         "mixture_evidence": mixture_evidence(table, errors[chosen], folds=scores[chosen]["folds"], seed=seed)}
     return estimator
 
