@@ -42,8 +42,13 @@ class SweepData:
     """{shard name: ObjectRef of its frame (doc_id, prompt, response, is_text)}."""
     dev_sets: object
     """ObjectRef of {domain: (metric kind, dev frame)}."""
-    shard_features: dict
-    """{shard name: ObjectRef of the features of its documents (doc_id, domain, feature columns)}."""
+    shard_sizes: dict
+    """{shard name: its documents}: a trial draws its rows before it fetches a shard."""
+    features: dict
+    """{domain: ObjectRef of its documents' feature columns, in pool order}
+    (`proxy.run.DomainFeatures.frames`)."""
+    shard_start: dict
+    """{shard name: the row of its first document in its domain's features}."""
     feature_names: tuple[str, ...]
 
 

@@ -123,23 +123,3 @@ def test_refits_wait_for_the_runs_to_grow_by_refit_growth():
     assert tracker._due()
     tracker._rows, tracker._rows_at_fit = [{}] * 8, 4
     assert tracker._due()                           # small tables: refit_every rules
-
-
-def test_covariates_from_the_filtered_state_features_equal_those_of_the_whole_state():
-    from types import SimpleNamespace
-
-    import pandas as pd
-
-    from causalmix.proxy.run import covariate_features, run_covariates
-
-    rng = np.random.default_rng(0)
-    shard_features = {f"{d}-{k}": pd.DataFrame({"doc_id": [f"{d}{k}-{i}" for i in range(50)], "domain": d,
-                                                "hes": rng.random(50)}) for d in "ab" for k in range(2)}
-    shards = {n: f[["doc_id"]] for n, f in shard_features.items()}
-    spec = SimpleNamespace(mixture={"a": 1.0, "b": 0.0}, state={"a": ("a-0", "a-1"), "b": ("b-0", "b-1")})
-    sample = SimpleNamespace(doc_ids=["a0-3", "a1-7", "a0-3"], counts={"a": 3, "b": 0})
-    filtered = covariate_features(shard_features, spec, sample)
-    assert len(filtered) == 2 + 100                   # the drawn rows, and b's whole state
-    whole = pd.concat(shard_features.values(), ignore_index=True)
-    assert (run_covariates(spec, sample, shards=shards, features=filtered, feature_names=["hes"])
-            == run_covariates(spec, sample, shards=shards, features=whole, feature_names=["hes"]))

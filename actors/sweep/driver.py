@@ -54,12 +54,13 @@ def build_searcher(cfg: SweepConfig, inputs: SweepInputs) -> MixtureSearcher:
 
 
 def put_sweep_data(inputs: SweepInputs, feature_names) -> SweepData:
-    """The features of each shard's documents and the dev sets in the object store, once, next to
-    the shards `load_sweep_inputs(keep_shard=ray.put)` put there as it read them."""
-    return SweepData(shards=dict(inputs.shards),
+    """Each domain's features (numbers only, by position) and the dev sets in the object store,
+    once, next to the shards `load_sweep_inputs(keep_shard=ray.put)` put there as it read them."""
+    features = inputs.by_position
+    return SweepData(shards=dict(inputs.shards), shard_sizes=dict(features.sizes),
                      dev_sets=ray.put(inputs.dev_sets),
-                     shard_features={name: ray.put(frame) for name, frame in inputs.shard_features.items()},
-                     feature_names=tuple(feature_names))
+                     features={domain: ray.put(frame) for domain, frame in features.frames.items()},
+                     shard_start=dict(features.start), feature_names=tuple(feature_names))
 
 
 def restore_tuner(tune_dir: Path, run_fn, callbacks: list):
