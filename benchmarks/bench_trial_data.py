@@ -2,12 +2,13 @@
 fetching its data state from the object store, drawing its documents and averaging its covariates.
 
 Two paths on the same runs, interleaved run by run in one Ray worker (as a trial runs):
-  now       `actors.sweep.trainer.trial_inputs`: the shards fetched when the draw first falls in
-            them (`proxy.data.LazyShards`), the covariates read by (shard, row) from each domain's
-            numeric features (`proxy.run.DomainFeatures`, mapped by Ray without a copy);
-  baseline  the path before it: every shard of the run's state and the features of each
-            (doc_id, domain, feature columns) fetched up front, the features filtered to the drawn
-            doc_ids (Arrow `is_in`), the covariates looked up by doc_id.
+  now       `actors.sweep.trainer.trial_inputs`: the shards its draw falls in, fetched at once
+            (`proxy.data.LazyShards`) as Arrow tables (`actors.sweep.driver.put_documents`), the
+            covariates read by (shard, row) from each domain's numeric features
+            (`proxy.run.DomainFeatures`, mapped by Ray without a copy);
+  baseline  the path before it: every shard of the run's state (pandas frames) and the features
+            of each (doc_id, domain, feature columns) fetched up front, the features filtered to
+            the drawn doc_ids (Arrow `is_in`), the covariates looked up by doc_id.
 Both must draw the same documents and give the same covariates, to the bit (`equal`).
 
 The pool: benchmarks/paper_scale_pool.py's generated text at `--scale` x 800K documents in shards
@@ -40,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 WARMUP = 2  # runs left out of the means: the tokenizer's and the imports' first calls
 
 
-def baseline_covariates(data, shard_features: dict, spec, proxy, tokenizer):
+def baseline_covariates(data, frames: dict, shard_features: dict, spec, proxy, tokenizer):
     """The trial's data path before `trial_inputs`: the whole state and its features fetched."""
     import pandas as pd
     import ray
@@ -49,7 +50,7 @@ def baseline_covariates(data, shard_features: dict, spec, proxy, tokenizer):
     from causalmix.proxy.run import draw_run, run_covariates
 
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
-    shards = dict(zip(names, ray.get([data.shards[n] for n in names])))
+    shards = dict(zip(names, ray.get([frames[n] for n in names])))
     sample, _ = draw_run(proxy, spec, shards, tokenizer)
     features = dict(zip(names, ray.get([shard_features[n] for n in names])))
     drawn = pd.Index(sample.doc_ids)
@@ -74,7 +75,7 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
 
 
-def measure(configs: list[dict], data, shard_features: dict, proxy) -> list[dict]:
+def measure(configs: list[dict], data, frames: dict, shard_features: dict, proxy) -> list[dict]:
     """Per run: CPU seconds of both paths, in alternating order, and whether they agree."""
     from causalmix.design.trial_protocol import spec_from_config
     from causalmix.lm.loading import load_tokenizer
@@ -89,7 +90,7 @@ def measure(configs: list[dict], data, shard_features: dict, proxy) -> list[dict
             if path == "now":
                 got[path] = covariates_now(data, spec, proxy, tokenizer)
             else:
-                got[path] = baseline_covariates(data, shard_features, spec, proxy, tokenizer)
+                got[path] = baseline_covariates(data, frames, shard_features, spec, proxy, tokenizer)
             got[f"{path}_cpu_s"] = time.process_time() - start
         (old_sample, old_cov, state_shards), (sample, cov, fetched) = got["baseline"], got["now"]
         out.append({"baseline_cpu_s": got["baseline_cpu_s"], "cpu_s": got["now_cpu_s"],
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     import numpy as np
     import ray
 
-    from causalmix.actors.sweep.driver import put_sweep_data
+    from causalmix.actors.sweep.driver import put_documents, put_sweep_data
     from causalmix.core.ray_setup import init_ray, shutdown_ray
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
     from causalmix.mixture_space.state import DataStateSampler, StateSamplerConfig
@@ -132,7 +133,14 @@ def main(argv=None) -> int:
         pool_dir, features_path, model, names = build(Path(tmp), args.scale)
         init_ray("local", num_cpus=2, object_store_memory=2 * 2**30, log_to_driver=False)
         try:
-            inputs = load_sweep_inputs(pool_dir, features_path, names, keep_shard=ray.put)
+            frames = []
+
+            def keep(frame):  # the baseline's shards are frames, as the sweep put them before
+                frames.append(ray.put(frame))
+                return put_documents(frame)
+
+            inputs = load_sweep_inputs(pool_dir, features_path, names, keep_shard=keep)
+            frames = dict(zip(inputs.shards, frames))
             data = put_sweep_data(inputs, names)
             shard_features = {n: ray.put(f) for n, f in inputs.shard_features.items()}
             states = DataStateSampler(inputs.shard_names, config=StateSamplerConfig(seed=0),
@@ -143,7 +151,7 @@ def main(argv=None) -> int:
                         "mixture": dict(zip(domains, rng.dirichlet(np.ones(len(domains))).tolist()))}
                        for i in range(args.runs)]
             trial = ray.remote(num_cpus=1)(measure)
-            runs = ray.get(trial.remote(configs, data, shard_features, ProxyConfig(model=str(model))))
+            runs = ray.get(trial.remote(configs, data, frames, shard_features, ProxyConfig(model=str(model))))
         finally:
             shutdown_ray()
     if args.json:

@@ -45,7 +45,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                       feature_names: Sequence[str], *,
                       keep_shard: Callable[[pd.DataFrame], object] | None = None) -> SweepInputs:
     """`keep_shard`: what is kept of each shard's documents once read (default: the frame). The
-    sweep driver passes `ray.put`, so that it holds one shard's text at a time, not the pool's."""
+    sweep driver passes `put_documents` (into the object store), so that it holds one shard's text at a time, not the pool's."""
     pool = Pool.open(pool_path)
     feature_names = tuple(feature_names)
     features = read_features(features_path)

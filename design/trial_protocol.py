@@ -39,7 +39,8 @@ class SweepData:
     """Object-store references of what every trial reads (picklable; refs resolved in the trial)."""
 
     shards: dict
-    """{shard name: ObjectRef of its frame (doc_id, prompt, response, is_text)}."""
+    """{shard name: ObjectRef of its documents (doc_id, prompt, response, is_text), an Arrow table
+    (`actors.sweep.driver.put_documents`)}."""
     dev_sets: object
     """ObjectRef of {domain: (metric kind, dev frame)}."""
     shard_sizes: dict

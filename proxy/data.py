@@ -9,6 +9,7 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from causalmix.core.errors import UserError
 from causalmix.lm.formatting import EncodedDoc, encode_document
@@ -103,10 +104,14 @@ class _StateDocuments:
         self._columns: dict[int, tuple] = {}
 
     def _part_columns(self, j: int) -> tuple:
+        """The shard's doc_id, prompt, response and is_text (None without it) columns: a frame's
+        Series or an Arrow table's arrays (what the sweep puts in the object store: Ray reads a
+        table's buffers in place, a frame it rebuilds, 5x the CPU a shard)."""
         if j not in self._columns:
             part = self.shards[self.names[j]]
+            has_flag = "is_text" in (part.column_names if isinstance(part, pa.Table) else part)
             self._columns[j] = (part["doc_id"], part["prompt"], part["response"],
-                                part["is_text"] if "is_text" in part else None)
+                                part["is_text"] if has_flag else None)
         return self._columns[j]
 
     def __len__(self) -> int:
@@ -119,9 +124,12 @@ class _StateDocuments:
         """((shard name, row in it), doc_id, prompt, response, is_text) of the state's i-th document."""
         j = int(np.searchsorted(self.ends, i, side="right"))
         local = int(i - (self.ends[j - 1] if j else 0))
-        doc_ids, prompts, responses, is_text = self._part_columns(j)
-        return ((self.names[j], local), str(doc_ids.iat[local]), prompts.iat[local], responses.iat[local],
-                bool(is_text.iat[local]) if is_text is not None else False)
+        doc_id, prompt, response, is_text = (None if c is None else _cell(c, local) for c in self._part_columns(j))
+        return (self.names[j], local), str(doc_id), prompt, response, bool(is_text) if is_text is not None else False
+
+
+def _cell(column, i: int):
+    return column[i].as_py() if isinstance(column, pa.ChunkedArray) else column.iat[i]
 
 
 def _cycled_order(n: int, rng: np.random.Generator):

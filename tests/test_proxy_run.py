@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from causalmix.core.errors import UserError
@@ -148,15 +149,16 @@ def test_a_lazy_draw_reads_only_its_shards_and_its_features_by_position(tiny_env
                            tokenizer=tokenizer, max_length=128, rng=np.random.default_rng(3))
 
     eager = draw(shards, 20)
+    tables = {n: pa.Table.from_pandas(f, preserve_index=False) for n, f in shards.items()}  # as the sweep puts them
     calls = []
     lazy = LazyShards({n: len(f) for n, f in shards.items()},
-                      lambda names: calls.append(names) or [shards[n] for n in names])
+                      lambda names: calls.append(names) or [tables[n] for n in names])
     sample = draw(lazy, 20)
     assert sample.doc_ids == eager.doc_ids and sample.rows == eager.rows
     assert [shards[n]["doc_id"].iat[r] for n, r in sample.rows] == sample.doc_ids
     assert set(lazy.fetched()) == {n for n, _ in sample.rows} and len(calls) == 1  # at once, before the draw
     by_tokens = {"budget": 600, "budget_unit": "tokens", "tokenizer": tokenizer, "max_length": 128}
-    assert (draw_sample(LazyShards(lazy.sizes, lambda names: [shards[n] for n in names]), state, spec.mixture,
+    assert (draw_sample(LazyShards(lazy.sizes, lambda names: [tables[n] for n in names]), state, spec.mixture,
                         rng=np.random.default_rng(3), **by_tokens).doc_ids
             == draw_sample(shards, state, spec.mixture, rng=np.random.default_rng(3), **by_tokens).doc_ids)
     one = LazyShards(lazy.sizes, lambda names: [shards[n] for n in names])
