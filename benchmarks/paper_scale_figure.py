@@ -25,6 +25,12 @@ def series(runs: list[dict], stage: str, value) -> tuple[list[float], list[float
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def stage_label(runs: list[dict], stage: str) -> str:
+    """The featurize stage says whether the model featurized or synthetic features were written."""
+    modes = sorted({r[stage].get("mode", "") for r in runs if stage in r} - {""})
+    return f"{stage} ({', '.join(modes)})" if stage == "featurize" and modes else stage
+
+
 def draw(runs: list[dict], out: Path) -> None:
     from causalmix.core.figure import subplots
 
@@ -34,10 +40,10 @@ def draw(runs: list[dict], out: Path) -> None:
         scales, walls = series(runs, stage, lambda s: s["fit_s"] if stage == "fit" else s["wall_s"])
         if not scales:
             continue
-        line, = time_ax.plot(scales, walls, "o-", label=stage)
+        line, = time_ax.plot(scales, walls, "o-", label=stage_label(runs, stage))
         time_ax.plot(scales, [walls[0] * x / scales[0] for x in scales], ":", color=line.get_color())
         scales, cpu = series(runs, stage, lambda s: s.get("cpu_s", float("nan")))
-        cpu_ax.plot(scales, cpu, "o-", color=line.get_color(), label=stage)
+        cpu_ax.plot(scales, cpu, "o-", color=line.get_color(), label=stage_label(runs, stage))
         cpu_ax.plot(scales, [cpu[0] * x / scales[0] for x in scales], ":", color=line.get_color())
         scales, rss = series(runs, stage, lambda s: max(s["driver_rss_mib"], s["worker_rss_mib"]) / 1024)
         mem_ax.plot(scales, rss, "o-", color=line.get_color(), label=f"{stage} peak RSS")

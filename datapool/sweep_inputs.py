@@ -45,7 +45,8 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                       feature_names: Sequence[str], *,
                       keep_shard: Callable[[pd.DataFrame], object] | None = None) -> SweepInputs:
     """`keep_shard`: what is kept of each shard's documents once read (default: the frame). The
-    sweep driver passes `put_documents` (into the object store), so that it holds one shard's text at a time, not the pool's."""
+    sweep driver passes `put_documents` (into the object store), so that it holds one shard's
+    text at a time, not the pool's."""
     pool = Pool.open(pool_path)
     feature_names = tuple(feature_names)
     features = read_features(features_path)
@@ -59,7 +60,7 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     tokens, doc_ids, frames, start, sizes = {}, [], {}, {}, {}
     for domain in pool.domains:
         shard_names[domain] = []
-        rows, values = [], []
+        rows, values, offset = [], [], 0
         for shard in pool.shards(domain):
             frame = read_shard(shard.path)
             frame = frame.assign(doc_id=frame["doc_id"].astype(str))
@@ -78,7 +79,8 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
             shard_names[domain].append(shard.name)
             joined = by_id.loc[frame["doc_id"].drop_duplicates(), ["domain", *feature_names]]
             shard_features[shard.name] = joined.reset_index()
-            start[shard.name], sizes[shard.name] = sum(map(len, values)), len(frame)
+            start[shard.name], sizes[shard.name] = offset, len(frame)
+            offset += len(frame)
             values.append(by_id.loc[frame["doc_id"], list(feature_names)].reset_index(drop=True))
             rows.append(values[-1].mean().to_numpy(dtype=float))
             tokens[domain] = tokens.get(domain, 0.0) + (
