@@ -1,24 +1,33 @@
-"""What a sweep trial fetches of the features: the features of its data state's shards (joined
-once on the driver and put once per shard, datapool/sweep_inputs.py) against the pool's whole
-features table (what every trial fetched before issue 20, item 4).
+"""What a sweep trial's data costs it, per run, against the size of the pool: the CPU seconds of
+fetching its data state from the object store, drawing its documents and averaging its covariates.
 
-Same pool, same data states: demo-small (`DemoPoolSpec()`), features in the featurizer's schema
-(values synthetic: sizes do not depend on them), and the data states of a sweep's first
-`--runs` runs as the sweep's state sampler draws them (default settings, seed 0). For each run it
-measures the bytes a trial deserialises (pickle protocol 5, what Ray's object store does for a
-pandas frame) and the time to deserialise them, both ways; then the covariates the run's
-sample gets both ways are compared (they must be equal).
+Two paths on the same runs, interleaved run by run in one Ray worker (as a trial runs):
+  now       `actors.sweep.trainer.trial_inputs`: the shards its draw falls in, fetched at once
+            (`proxy.data.LazyShards`) as Arrow tables (`actors.sweep.driver.put_documents`), the
+            covariates read by (shard, row) from each domain's numeric features
+            (`proxy.run.DomainFeatures`, mapped by Ray without a copy);
+  baseline  the path before it: every shard of the run's state (pandas frames) and the features
+            of each (doc_id, domain, feature columns) fetched up front, the features filtered to
+            the drawn doc_ids (Arrow `is_in`), the covariates looked up by doc_id.
+Both must draw the same documents and give the same covariates, to the bit (`equal`).
 
-    python benchmarks/bench_trial_data.py [--workdir DEMO] [--runs 56]
-    python benchmarks/bench_trial_data.py --docs-per-shard 5000       # a pool 50 x the demo's
+The pool: benchmarks/paper_scale_pool.py's generated text at `--scale` x 800K documents in shards
+of 4000 (the sweep of bench_paper_scale.py), features in the featurizer's schema (synthetic
+values, every feature column of the paper-scale sweep), the data states of a sweep's first `--runs`
+runs as its state sampler draws them (a domain's state: 1 to all of its shards), Dirichlet
+mixtures, the default budget (400 samples). The trial's CPU is the worker's process CPU (Ray's
+threads that read the object store included).
 
-Ends with `RESULT trial_data bytes_ratio=... time_ratio=...` (whole table / per-shard, means over
-the runs; above 1: the per-shard features are smaller).
+    python benchmarks/bench_trial_data.py --scale 0.125
+    python benchmarks/bench_trial_data.py --scale 1          # 800K documents, 200 shards
+
+Ends with `RESULT trial_data scale=... state_shards=... fetched_shards=... baseline_cpu_ms=...
+cpu_ms=... speedup=... equal=...` (means per run over the runs after the first two).
 """
 from __future__ import annotations
 
 import argparse
-import pickle
+import json
 import statistics
 import sys
 import tempfile
@@ -27,79 +36,137 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+WARMUP = 2  # runs left out of the means: the tokenizer's and the imports' first calls
 
 
-def fetch(blobs: list[bytes]) -> tuple[int, float]:
-    """(bytes, seconds) of deserialising `blobs` as a trial's ray.get would."""
-    start = time.perf_counter()
-    for blob in blobs:
-        pickle.loads(blob)
-    return sum(map(len, blobs)), time.perf_counter() - start
+def baseline_covariates(data, frames: dict, shard_features: dict, spec, proxy, tokenizer):
+    """The trial's data path before `trial_inputs`: the whole state and its features fetched."""
+    import pandas as pd
+    import ray
+
+    from causalmix.causal.covariates import _isin
+    from causalmix.proxy.run import draw_run, run_covariates
+
+    names = sorted({n for shard_names in spec.state.values() for n in shard_names})
+    shards = dict(zip(names, ray.get([frames[n] for n in names])))
+    sample, _ = draw_run(proxy, spec, shards, tokenizer)
+    features = dict(zip(names, ray.get([shard_features[n] for n in names])))
+    drawn = pd.Index(sample.doc_ids)
+    whole = {n for d, k in sample.counts.items() if k == 0 for n in spec.state.get(d, ())}
+    parts = [f if n in whole else f[_isin(f["doc_id"], drawn)] for n, f in features.items()]
+    covariates = run_covariates(spec, sample, shards=shards, features=pd.concat(parts, ignore_index=True),
+                                feature_names=data.feature_names)
+    return sample, covariates, len(names)
+
+
+def covariates_now(data, spec, proxy, tokenizer):
+    from causalmix.actors.sweep.trainer import trial_inputs
+    from causalmix.proxy.run import draw_run, run_covariates
+
+    shards, features = trial_inputs(data, spec)
+    sample, _ = draw_run(proxy, spec, shards, tokenizer)
+    covariates = run_covariates(spec, sample, shards=shards, features=features, feature_names=data.feature_names)
+    return sample, covariates, len(shards.fetched())
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+
+
+def measure(configs: list[dict], data, frames: dict, shard_features: dict, proxy) -> list[dict]:
+    """Per run: CPU seconds of both paths, in alternating order, and whether they agree."""
+    from causalmix.design.trial_protocol import spec_from_config
+    from causalmix.lm.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(proxy.model)
+    out = []
+    for i, config in enumerate(configs):
+        spec = spec_from_config(config)
+        got = {}
+        for path in (("baseline", "now") if i % 2 else ("now", "baseline")):
+            start = time.process_time()
+            if path == "now":
+                got[path] = covariates_now(data, spec, proxy, tokenizer)
+            else:
+                got[path] = baseline_covariates(data, frames, shard_features, spec, proxy, tokenizer)
+            got[f"{path}_cpu_s"] = time.process_time() - start
+        (old_sample, old_cov, state_shards), (sample, cov, fetched) = got["baseline"], got["now"]
+        out.append({"baseline_cpu_s": got["baseline_cpu_s"], "cpu_s": got["now_cpu_s"],
+                    "state_shards": state_shards, "fetched_shards": fetched,
+                    "equal": old_sample.doc_ids == sample.doc_ids and same(old_cov, cov)})
+    return out
+
+
+def build(root: Path, scale: float):
+    from bench_paper_scale import FULL_DOCS, stage_pool
+    from causalmix.causal.covariates import DEFAULT_FEATURES
+    from causalmix.features.style import STYLE_COLUMNS
+    from paper_scale_pool import tiny_proxy_model, write_synthetic_features
+
+    names = (*DEFAULT_FEATURES, *STYLE_COLUMNS)
+    pool = stage_pool(root, round(FULL_DOCS * scale), 4000)
+    features = write_synthetic_features(pool["pool_dir"], root / "features.parquet", names)
+    return pool["pool_dir"], features, tiny_proxy_model(root), names
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=None, help="demo work directory (pools/demo-small); default: "
-                        "write demo-small in a temporary folder")
-    parser.add_argument("--runs", type=int, default=56, help="data states measured (the demo sweep's runs)")
-    parser.add_argument("--docs-per-shard", type=int, default=None, help="documents per shard of the "
-                        "written demo-small (default: DemoPoolSpec's); not with --workdir")
+    parser.add_argument("--scale", type=float, default=0.125, help="fraction of 800K documents")
+    parser.add_argument("--runs", type=int, default=24, help="runs measured (data states of a sweep)")
+    parser.add_argument("--json", help="also write the per-run figures here")
     args = parser.parse_args(argv)
-    if args.runs < 1 or (args.docs_per_shard is not None and args.docs_per_shard < 1):
-        parser.error("--runs and --docs-per-shard must be >= 1")
-    if args.workdir and args.docs_per_shard:
-        parser.error("--docs-per-shard writes its own pool: give it without --workdir")
+    if not 0 < args.scale <= 1 or args.runs <= WARMUP:
+        parser.error(f"--scale must be in (0, 1] and --runs above {WARMUP}")
 
     import numpy as np
-    import pandas as pd
+    import ray
 
+    from causalmix.actors.sweep.driver import put_documents, put_sweep_data
+    from causalmix.core.ray_setup import init_ray, shutdown_ray
     from causalmix.datapool.sweep_inputs import load_sweep_inputs
-    from causalmix.causal.covariates import DEFAULT_FEATURES, sample_covariates
-    from causalmix.datapool.demo import DemoPoolSpec, write_demo_pool
-    from causalmix.datapool.pool import Pool
     from causalmix.mixture_space.state import DataStateSampler, StateSamplerConfig
+    from causalmix.proxy.config import ProxyConfig
 
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(args.workdir) if args.workdir else Path(tmp.name)
-    pool_dir = root / "pools" / "demo-small"
-    if not args.workdir:
-        size = {"small_docs_per_shard": args.docs_per_shard} if args.docs_per_shard else {}
-        write_demo_pool(root / "pools", "demo-small", DemoPoolSpec(**size))
-    docs = pd.concat([pd.read_parquet(s.path) for s in Pool.open(pool_dir).shards()], ignore_index=True)
-    rng = np.random.default_rng(0)
-    features = docs[["doc_id", "domain"]].assign(
-        n_tokens=rng.integers(20, 400, len(docs)), **{f: rng.random(len(docs)) for f in DEFAULT_FEATURES})
-    features.to_parquet(Path(tmp.name) / "features.parquet")
-    inputs = load_sweep_inputs(pool_dir, Path(tmp.name) / "features.parquet", DEFAULT_FEATURES)
-    states = DataStateSampler(inputs.shard_names, config=StateSamplerConfig(seed=0), shard_means=inputs.shard_means)
+    with tempfile.TemporaryDirectory(prefix="trial_data.") as tmp:
+        pool_dir, features_path, model, names = build(Path(tmp), args.scale)
+        init_ray("local", num_cpus=2, object_store_memory=2 * 2**30, log_to_driver=False)
+        try:
+            frames = []
 
-    whole_blob = pickle.dumps(inputs.features, protocol=5)
-    shard_blobs = {n: pickle.dumps(f, protocol=5) for n, f in inputs.shard_features.items()}
-    whole, per_shard, equal = [], [], 0
-    for i in range(args.runs):
-        state = states.state(i)
-        names = sorted({n for shards in state.values() for n in shards})
-        whole.append(fetch([whole_blob]))
-        per_shard.append(fetch([shard_blobs[n] for n in names]))
-        part = pd.concat([inputs.shard_features[n] for n in names], ignore_index=True)
-        drawn = [i for n in names for i in inputs.shards[n]["doc_id"][::3]]
-        domains = list(inputs.shard_names)
-        equal += sample_covariates(part, drawn, domains, DEFAULT_FEATURES) == sample_covariates(
-            inputs.features, drawn, domains, DEFAULT_FEATURES)
+            def keep(frame):  # the baseline's shards are frames, as the sweep put them before
+                frames.append(ray.put(frame))
+                return put_documents(frame)
 
-    whole_bytes = statistics.mean(b for b, _ in whole)
-    shard_bytes = statistics.mean(b for b, _ in per_shard)
-    whole_s = statistics.mean(s for _, s in whole)
-    shard_s = statistics.mean(s for _, s in per_shard)
-    print(f"{len(inputs.features)} documents, {sum(map(len, inputs.shard_names.values()))} shards; per run: "
-          f"whole table {whole_bytes / 1024:.0f} KiB in {whole_s * 1e3:.2f} ms, its state's shards "
-          f"{shard_bytes / 1024:.0f} KiB in {shard_s * 1e3:.2f} ms; covariates equal in {equal} of {args.runs} runs")
-    result = {"bytes_ratio": f"{whole_bytes / shard_bytes:.2f}", "time_ratio": f"{whole_s / shard_s:.2f}",
-              "whole_kib": f"{whole_bytes / 1024:.0f}", "per_shard_kib": f"{shard_bytes / 1024:.0f}",
-              "runs": args.runs, "equal": f"{equal}/{args.runs}"}
-    tmp.cleanup()
+            inputs = load_sweep_inputs(pool_dir, features_path, names, keep_shard=keep)
+            frames = dict(zip(inputs.shards, frames))
+            data = put_sweep_data(inputs, names)
+            shard_features = {n: ray.put(f) for n, f in inputs.shard_features.items()}
+            states = DataStateSampler(inputs.shard_names, config=StateSamplerConfig(seed=0),
+                                      shard_means=inputs.shard_means)
+            rng = np.random.default_rng(0)
+            domains = list(inputs.shard_names)
+            configs = [{"run_id": f"r{i}", "seed": i, "state": states.state(i),
+                        "mixture": dict(zip(domains, rng.dirichlet(np.ones(len(domains))).tolist()))}
+                       for i in range(args.runs)]
+            trial = ray.remote(num_cpus=1)(measure)
+            runs = ray.get(trial.remote(configs, data, frames, shard_features, ProxyConfig(model=str(model))))
+        finally:
+            shutdown_ray()
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+    kept = runs[WARMUP:]
+    mean = {k: statistics.mean(r[k] for r in kept)
+            for k in ("baseline_cpu_s", "cpu_s", "state_shards", "fetched_shards")}
+    result = {"scale": args.scale, "docs": sum(map(len, inputs.by_position.frames.values())),
+              "shards": len(inputs.shards), "runs": len(kept),
+              "state_shards": f"{mean['state_shards']:.1f}", "fetched_shards": f"{mean['fetched_shards']:.1f}",
+              "baseline_cpu_ms": f"{1e3 * mean['baseline_cpu_s']:.0f}", "cpu_ms": f"{1e3 * mean['cpu_s']:.0f}",
+              "speedup": f"{mean['baseline_cpu_s'] / mean['cpu_s']:.2f}",
+              "equal": f"{sum(r['equal'] for r in runs)}/{len(runs)}"}
     print("RESULT trial_data " + " ".join(f"{k}={v}" for k, v in result.items()))
-    return 0
+    return 0 if all(r["equal"] for r in runs) else 1
 
 
 if __name__ == "__main__":

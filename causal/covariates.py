@@ -86,8 +86,17 @@ def sample_covariates(features: pd.DataFrame, doc_ids: Iterable[str], domains: I
     if unknown:
         raise UserError(f"{where}: {len(unknown)} drawn doc_id(s) have no features, e.g. {unknown[:3]}; "
                         "featurize the pool first")
-    drawn = indexed.loc[doc_ids].reset_index()
-    means = drawn.groupby("domain", sort=False)[feature_names].mean()
+    return domain_means(indexed.loc[doc_ids].reset_index(), domains, feature_names, fallback=fallback)
+
+
+def domain_means(rows: pd.DataFrame, domains: Iterable[str], feature_names: Iterable[str], *,
+                 fallback: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Covariates from the rows of a run's documents (a domain column and the features, one row per
+    drawn document in draw order): each feature's mean per domain; a domain without rows takes
+    `fallback`'s value, else NaN. Every way of gathering the rows ends here, so the same rows give
+    the same bits."""
+    feature_names = list(feature_names)
+    means = rows.groupby("domain", sort=False)[feature_names].mean()
     out = {}
     for domain in domains:
         for feature in feature_names:

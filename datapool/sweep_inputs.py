@@ -13,6 +13,7 @@ import pandas as pd
 from causalmix.core.errors import UserError
 from causalmix.datapool.pool import Pool, read_shard
 from causalmix.features.features_io import read_features
+from causalmix.proxy.run import DomainFeatures
 
 SHARD_COLUMNS = ["doc_id", "prompt", "response", "is_text"]
 
@@ -36,13 +37,16 @@ class SweepInputs:
     """{domain: (n_shards, n_features)} feature means per shard."""
     domain_tokens: dict[str, float]
     """Tokens per domain (features' n_tokens; characters / 4 without it): the prior's base."""
+    by_position: DomainFeatures | None = None
+    """The same features by (shard, row): what a sweep trial reads its covariates from."""
 
 
 def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
                       feature_names: Sequence[str], *,
                       keep_shard: Callable[[pd.DataFrame], object] | None = None) -> SweepInputs:
     """`keep_shard`: what is kept of each shard's documents once read (default: the frame). The
-    sweep driver passes `ray.put`, so that it holds one shard's text at a time, not the pool's."""
+    sweep driver passes `put_documents` (into the object store), so that it holds one shard's
+    text at a time, not the pool's."""
     pool = Pool.open(pool_path)
     feature_names = tuple(feature_names)
     features = read_features(features_path)
@@ -53,10 +57,10 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
     features = features[keep].assign(doc_id=features["doc_id"].astype(str))
     by_id = features.drop_duplicates("doc_id").set_index("doc_id")
     shards, shard_names, shard_means, shard_features = {}, {}, {}, {}
-    tokens, doc_ids = {}, []
+    tokens, doc_ids, frames, start, sizes = {}, [], {}, {}, {}
     for domain in pool.domains:
         shard_names[domain] = []
-        rows = []
+        rows, values, offset = [], [], 0
         for shard in pool.shards(domain):
             frame = read_shard(shard.path)
             frame = frame.assign(doc_id=frame["doc_id"].astype(str))
@@ -75,15 +79,19 @@ def load_sweep_inputs(pool_path: str | Path, features_path: str | Path,
             shard_names[domain].append(shard.name)
             joined = by_id.loc[frame["doc_id"].drop_duplicates(), ["domain", *feature_names]]
             shard_features[shard.name] = joined.reset_index()
-            rows.append(by_id.loc[frame["doc_id"], list(feature_names)].mean().to_numpy(dtype=float))
+            start[shard.name], sizes[shard.name] = offset, len(frame)
+            offset += len(frame)
+            values.append(by_id.loc[frame["doc_id"], list(feature_names)].reset_index(drop=True))
+            rows.append(values[-1].mean().to_numpy(dtype=float))
             tokens[domain] = tokens.get(domain, 0.0) + (
                 float(by_id.loc[frame["doc_id"], "n_tokens"].sum()) if "n_tokens" in by_id
                 else float((frame["prompt"].str.len() + frame["response"].str.len()).sum()) / 4)
         shard_means[domain] = np.vstack(rows)
+        frames[domain] = pd.concat(values, ignore_index=True)
     dev_sets = pool.dev_tasks()
     if not dev_sets:
         raise UserError(f"pool {pool.root} has no dev sets; the sweep needs them for its outcome y")
     pool_ids = pd.Index(pd.concat(doc_ids).unique())
     features = features[pool_ids.get_indexer(features["doc_id"]) >= 0].reset_index(drop=True)
     return SweepInputs(pool, shards, shard_names, dev_sets, features, shard_features, feature_names,
-                       shard_means, tokens)
+                       shard_means, tokens, DomainFeatures(frames, start, sizes))

@@ -39,11 +39,17 @@ class SweepData:
     """Object-store references of what every trial reads (picklable; refs resolved in the trial)."""
 
     shards: dict
-    """{shard name: ObjectRef of its frame (doc_id, prompt, response, is_text)}."""
+    """{shard name: ObjectRef of its documents (doc_id, prompt, response, is_text), an Arrow table
+    (`actors.sweep.driver.put_documents`)}."""
     dev_sets: object
     """ObjectRef of {domain: (metric kind, dev frame)}."""
-    shard_features: dict
-    """{shard name: ObjectRef of the features of its documents (doc_id, domain, feature columns)}."""
+    shard_sizes: dict
+    """{shard name: its documents}: a trial draws its rows before it fetches a shard."""
+    features: dict
+    """{domain: ObjectRef of its documents' feature columns, in pool order}
+    (`proxy.run.DomainFeatures.frames`)."""
+    shard_start: dict
+    """{shard name: the row of its first document in its domain's features}."""
     feature_names: tuple[str, ...]
 
 

@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from causalmix.causal.covariates import DEFAULT_FEATURES, _isin, sample_covariates
+from causalmix.causal.covariates import DEFAULT_FEATURES, domain_means, sample_covariates
 from causalmix.causal.runs_table import MIX
 from causalmix.lm.loading import load_causal_lm, load_tokenizer, pick_device
 from causalmix.mixture_space.state import DataState
@@ -136,30 +136,61 @@ def draw_run(cfg: ProxyConfig, spec: RunSpec, shards: Mapping[str, pd.DataFrame]
     return sample, rng
 
 
+@dataclass(frozen=True)
+class DomainFeatures:
+    """The pool's per-document features by position, not by doc_id: what a sweep trial reads
+    its covariates from (datapool/sweep_inputs.py builds it, the driver puts each domain's frame
+    once). A run's covariates then cost what its drawn rows cost, not what its state holds."""
+
+    frames: Mapping[str, pd.DataFrame]
+    """{domain: its feature columns, one row per document of its shards in pool order}."""
+    start: Mapping[str, int]
+    """{shard name: the row of its first document in its domain's frame}."""
+    sizes: Mapping[str, int]
+    """{shard name: its documents}."""
+
+    def rows(self, domain: str, positions) -> pd.DataFrame:
+        """The domain's rows at `positions` (in that order), with the domain column."""
+        return self.frames[domain].take(np.asarray(positions, dtype=np.int64)).assign(domain=domain)
+
+    def state_positions(self, names) -> np.ndarray:
+        """Positions of every document of these shards, shard after shard."""
+        return np.concatenate([np.arange(self.start[n], self.start[n] + self.sizes[n]) for n in names]
+                              or [np.empty(0, dtype=np.int64)])
+
+
 def run_covariates(spec: RunSpec, sample, *, shards: Mapping[str, pd.DataFrame],
-                   features: pd.DataFrame | Mapping[str, pd.DataFrame],
+                   features: pd.DataFrame | DomainFeatures,
                    feature_names: Sequence[str]) -> dict[str, float]:
     """The run's covariates: means over the documents it drew; a domain it drew nothing from
-    takes its state's means (`state_fallback`). `features`: one table, or {shard name: the
-    features of its documents} for the state's shards (`covariate_features` keeps what is read)."""
-    if not isinstance(features, pd.DataFrame):
-        features = covariate_features(features, spec, sample)
+    takes its state's means (`state_fallback`). `features`: one table keyed by doc_id, or
+    `DomainFeatures` (the drawn rows read by position: the same rows, so the same values)."""
     domains = list(spec.mixture)
+    if isinstance(features, DomainFeatures):
+        return domain_means(positional_rows(features, spec, sample, feature_names), domains, feature_names)
     return sample_covariates(
         features, sample.doc_ids, domains, feature_names,
         fallback=state_fallback(features, shards, spec.state,
                                 [d for d in domains if sample.counts[d] == 0], feature_names))
 
 
-def covariate_features(shard_features: Mapping[str, pd.DataFrame], spec: RunSpec, sample) -> pd.DataFrame:
-    """The rows of its state's per-shard features that `run_covariates` reads: the drawn
-    documents', and every row of a domain's state when the run drew nothing from it. The same
-    covariates as from all the state's rows, without concatenating a state that may hold most of
-    the pool (0.18 s a trial for a domain's 136K rows at 800K documents, 0.02 s filtered)."""
-    drawn = pd.Index(sample.doc_ids)
-    whole = {n for d, k in sample.counts.items() if k == 0 for n in spec.state.get(d, ())}
-    parts = [f if n in whole else f[_isin(f["doc_id"], drawn)] for n, f in shard_features.items()]
-    return pd.concat(parts, ignore_index=True)
+def positional_rows(features: DomainFeatures, spec: RunSpec, sample,
+                    feature_names: Sequence[str]) -> pd.DataFrame:
+    """The feature rows `run_covariates` averages, in draw order: the drawn documents' rows, and
+    every row of a domain's state when the run drew nothing from that domain."""
+    if len(sample.rows) != len(sample.doc_ids):
+        raise ValueError(f"run {spec.run_id}: the sample records no shard rows for its documents "
+                         "(draw it with proxy.data.draw_sample)")
+    parts = []
+    for domain in spec.mixture:
+        if sample.counts[domain]:
+            positions = [features.start[name] + row for (name, row), d in zip(sample.rows, sample.domains)
+                         if d == domain]
+        else:
+            positions = features.state_positions(spec.state.get(domain, ()))
+        if len(positions):
+            parts.append(features.rows(domain, positions))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["domain", *feature_names])
 
 
 def result_row(cfg: ProxyConfig, spec: RunSpec, model, tokenizer, sample, stats, *,

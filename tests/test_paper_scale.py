@@ -3,6 +3,7 @@ documents read row by row from its state's shards in their concatenation order, 
 rewrites coalesced once they get slow, and the synthetic trial's known outcome."""
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from causalmix.actors.sweep.synthetic_trial import known_outcome
@@ -17,15 +18,17 @@ def shard(prefix: str, n: int, is_text: bool | None = None) -> pd.DataFrame:
     return frame if is_text is None else frame.assign(is_text=is_text)
 
 
-def test_state_documents_read_rows_in_the_order_of_the_concatenated_shards():
-    shards = {"a": shard("a", 3, True), "b": shard("b", 0), "c": shard("c", 4)}
+@pytest.mark.parametrize("arrow", [False, True], ids=["frames", "arrow-tables"])
+def test_state_documents_read_rows_in_the_order_of_the_concatenated_shards(arrow):
+    frames = {"a": shard("a", 3, True), "b": shard("b", 0), "c": shard("c", 4)}
+    shards = {n: pa.Table.from_pandas(f, preserve_index=False) for n, f in frames.items()} if arrow else frames
     documents = _StateDocuments(shards, ["c", "b", "a"], "d")
-    whole = pd.concat([shards[n] for n in ("c", "b", "a")], ignore_index=True)
+    whole = pd.concat([frames[n] for n in ("c", "b", "a")], ignore_index=True)
     assert len(documents) == len(whole) == 7
     for i in range(len(whole)):
-        doc_id, prompt, response, is_text = documents.row(i)
+        where, doc_id, prompt, response, is_text = documents.row(i)
         assert (doc_id, prompt, response) == tuple(whole.loc[i, ["doc_id", "prompt", "response"]])
-        assert is_text == (i >= 4)
+        assert is_text == (i >= 4) and where == (("c", i) if i < 4 else ("a", i - 4))
     with pytest.raises(UserError, match="unknown shard"):
         _StateDocuments(shards, ["a", "z"], "d")
     with pytest.raises(UserError, match="holds no documents"):
@@ -123,23 +126,3 @@ def test_refits_wait_for_the_runs_to_grow_by_refit_growth():
     assert tracker._due()
     tracker._rows, tracker._rows_at_fit = [{}] * 8, 4
     assert tracker._due()                           # small tables: refit_every rules
-
-
-def test_covariates_from_the_filtered_state_features_equal_those_of_the_whole_state():
-    from types import SimpleNamespace
-
-    import pandas as pd
-
-    from causalmix.proxy.run import covariate_features, run_covariates
-
-    rng = np.random.default_rng(0)
-    shard_features = {f"{d}-{k}": pd.DataFrame({"doc_id": [f"{d}{k}-{i}" for i in range(50)], "domain": d,
-                                                "hes": rng.random(50)}) for d in "ab" for k in range(2)}
-    shards = {n: f[["doc_id"]] for n, f in shard_features.items()}
-    spec = SimpleNamespace(mixture={"a": 1.0, "b": 0.0}, state={"a": ("a-0", "a-1"), "b": ("b-0", "b-1")})
-    sample = SimpleNamespace(doc_ids=["a0-3", "a1-7", "a0-3"], counts={"a": 3, "b": 0})
-    filtered = covariate_features(shard_features, spec, sample)
-    assert len(filtered) == 2 + 100                   # the drawn rows, and b's whole state
-    whole = pd.concat(shard_features.values(), ignore_index=True)
-    assert (run_covariates(spec, sample, shards=shards, features=filtered, feature_names=["hes"])
-            == run_covariates(spec, sample, shards=shards, features=whole, feature_names=["hes"]))

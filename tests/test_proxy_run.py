@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from causalmix.core.errors import UserError
@@ -125,3 +126,43 @@ def test_covariates_are_means_of_the_documents_drawn(tiny_env, pool_data):
     shard_ids = set(shards[state[first][0]]["doc_id"])
     lo, hi = by_id.loc[list(shard_ids), "hes"].agg(["min", "max"])
     assert lo <= row[f"x.{first}.hes"] <= hi
+
+
+def test_a_lazy_draw_reads_only_its_shards_and_its_features_by_position(tiny_env, pool_data, tmp_path):
+    """A trial's path (shards fetched on first use, features read by (shard, row)) draws the same
+    documents and gives the same covariates, to the bit, as the whole state read up front and
+    the features looked up by doc_id, a domain with nothing drawn included."""
+    from causalmix.datapool.sweep_inputs import load_sweep_inputs
+    from causalmix.proxy.data import LazyShards
+    from causalmix.proxy.run import run_covariates
+
+    pool, shards, _, features, _ = pool_data
+    features.to_parquet(tmp_path / "f.parquet")
+    names = ("normalized_loss", "hes")
+    by_position = load_sweep_inputs(tiny_env.pool_small, tmp_path / "f.parquet", names).by_position
+    tokenizer = load_tokenizer(str(tiny_env.proxy_model))
+    state = {d: tuple(s.name for s in pool.shards(d)) for d in pool.domains}
+    spec = RunSpec("r", dict(zip(pool.domains, [0.6, 0.3, 0.1, 0.0])), state, seed=3)
+
+    def draw(source, budget):
+        return draw_sample(source, state, spec.mixture, budget=budget, budget_unit="samples",
+                           tokenizer=tokenizer, max_length=128, rng=np.random.default_rng(3))
+
+    eager = draw(shards, 20)
+    tables = {n: pa.Table.from_pandas(f, preserve_index=False) for n, f in shards.items()}  # as the sweep puts them
+    calls = []
+    lazy = LazyShards({n: len(f) for n, f in shards.items()},
+                      lambda names: calls.append(names) or [tables[n] for n in names])
+    sample = draw(lazy, 20)
+    assert sample.doc_ids == eager.doc_ids and sample.rows == eager.rows
+    assert [shards[n]["doc_id"].iat[r] for n, r in sample.rows] == sample.doc_ids
+    assert set(lazy.fetched()) == {n for n, _ in sample.rows} and len(calls) == 1  # at once, before the draw
+    by_tokens = {"budget": 600, "budget_unit": "tokens", "tokenizer": tokenizer, "max_length": 128}
+    assert (draw_sample(LazyShards(lazy.sizes, lambda names: [tables[n] for n in names]), state, spec.mixture,
+                        rng=np.random.default_rng(3), **by_tokens).doc_ids
+            == draw_sample(shards, state, spec.mixture, rng=np.random.default_rng(3), **by_tokens).doc_ids)
+    one = LazyShards(lazy.sizes, lambda names: [shards[n] for n in names])
+    assert len(draw(one, 1).doc_ids) == 1 and len(one.fetched()) == 1
+    got = run_covariates(spec, sample, shards=lazy, features=by_position, feature_names=names)
+    assert got == run_covariates(spec, sample, shards=shards, features=features, feature_names=names)
+    assert all(np.isfinite(v) for v in got.values()) and sample.counts[pool.domains[3]] == 0

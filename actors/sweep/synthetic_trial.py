@@ -1,8 +1,8 @@
 """`--trial synthetic`: a sweep trial that draws its run's data exactly as a proxy run does and
 scores it with a known function instead of training, in a controlled wall time.
 
-What it shares with `actors.sweep.trainer.proxy_trial`: the shards of its data state and their features
-fetched from the object store, the sample drawn by `proxy.run.draw_run` (same seed, same
+What it shares with `actors.sweep.trainer.proxy_trial`: what it reads of the object store
+(`trial_inputs`: the shards its draw falls in, its documents' features by position), the sample drawn by `proxy.run.draw_run` (same seed, same
 documents, the tokenizer of `proxy.model`) and the covariates averaged over what it drew
 (`proxy.run.run_covariates`). What replaces training and the dev suite: `known_outcome`, a fixed
 function of the mixture and the covariates, and a sleep up to `trial_s` seconds from the trial's
@@ -19,10 +19,9 @@ import json
 import time
 
 import numpy as np
-import ray
 from ray import tune
 
-from causalmix.actors.sweep.trainer import report_if_finished
+from causalmix.actors.sweep.trainer import report_if_finished, trial_inputs
 from causalmix.causal.runs_table import MIX
 from causalmix.design.trial_protocol import SweepData, final_result, spec_from_config
 from causalmix.lm.loading import load_tokenizer
@@ -52,10 +51,8 @@ def synthetic_row(config: dict, *, data: SweepData, proxy: ProxyConfig) -> dict:
     """The run's row: its data drawn as `proxy_trial` draws it, y from `known_outcome`."""
     began, began_cpu = time.time(), time.thread_time()
     spec = spec_from_config(config)
-    names = sorted({n for shard_names in spec.state.values() for n in shard_names})
-    shards = dict(zip(names, ray.get([data.shards[n] for n in names])))
+    shards, features = trial_inputs(data, spec)
     sample, _ = draw_run(proxy, spec, shards, _tokenizer(proxy.model))
-    features = dict(zip(names, ray.get([data.shard_features[n] for n in names])))
     covariates = run_covariates(spec, sample, shards=shards, features=features,
                                 feature_names=data.feature_names)
     row = {"run_id": spec.run_id, **{f"{MIX}{d}": float(w) for d, w in spec.mixture.items()}, **covariates,

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from causalmix.actors.target.ray_train import CURVE_POINT_KEY, train_distributed
-from causalmix.actors.sweep.trainer import report_if_finished
+from causalmix.actors.sweep.trainer import report_if_finished, trial_inputs
 from causalmix.design.trial_protocol import curve_result, final_result, spec_from_config
 from causalmix.proxy.config import ProxyConfig
 from causalmix.target.distributed import TargetTrainConfig
@@ -51,8 +50,8 @@ def distributed_trial(config: dict, *, data, proxy: ProxyConfig, train: TargetTr
     spec = spec_from_config(config)
     names = sorted({n for shard_names in spec.state.values() for n in shard_names})
     trial_dir = Path(tune.get_context().get_trial_dir())
-    # the run's own documents' features, put once for its workers (data holds them per shard)
-    features_ref = ray.put(pd.concat(ray.get([data.shard_features[n] for n in names]), ignore_index=True))
+    # the features by position, as references: each worker reads its drawn rows' domains
+    features_ref = ray.put(trial_inputs(data, spec)[1])
     train_distributed(proxy, train, spec, shard_refs={n: data.shards[n] for n in names},
                       dev_sets_ref=data.dev_sets, features_ref=features_ref,
                       feature_names=data.feature_names,
