@@ -133,6 +133,8 @@ def test_the_progress_callback_is_the_one_writer_of_the_runs_table(tmp_path):
     table = pd.read_parquet(path)
     assert table["run_id"].tolist() == ["run-00000", "run-00001"] and table["y"].tolist() == [1.0, 2.0]
     assert table["attempts"].iloc[0] == 2 and np.isnan(table["attempts"].iloc[1])
+    # the row that landed only here reaches the fit actor too, the one it had already got does not again
+    assert [row["run_id"] for row in fit.rows] == ["run-00000", "run-00001"]
 
 
 def test_a_trial_gets_the_features_of_its_state_shards_only(tmp_path):

@@ -83,18 +83,23 @@ class SweepProgress(Callback):
 
     def land_results(self, results) -> list[dict]:
         """After `Tuner.fit`: land the row of every result whose run is not in the table yet (a
-        trial finished in an earlier session whose row never landed); returns the errored runs
-        as {run_id, error}."""
-        errors, added = [], False
+        trial finished in an earlier session whose row never landed, or one whose result came as
+        the experiment stopped) and feed it to the fit actor; returns the errored runs as
+        {run_id, error}."""
+        errors, added = [], []
         for result in results:
             row_json = (result.metrics or {}).get(ROW_KEY)
             if row_json:
                 row = json.loads(row_json)
                 if row["run_id"] not in self.writer.rows:
                     self.writer.rows[row["run_id"]] = row
-                    added = True
+                    added.append(row)
             elif result.error is not None:
                 errors.append({"run_id": (result.config or {}).get("run_id"), "error": str(result.error)[:500]})
         if added or self.writer.pending:
             self.writer.write()
+        if self.fit is not None:
+            # a row Tune reported but whose callback never ran (the experiment stopped first):
+            # the fit actor counts every landed run, so the sweep's final model holds it too
+            self.fit.feed(added)
         return errors
