@@ -59,15 +59,12 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         """How many K-column blocks of per-domain curves follow the K - 1 linear columns."""
         return 1 + len(SATURATION_SCALES) if self.kind == "sat-quad" else 1
 
-    def _full(self, T: np.ndarray) -> np.ndarray:
-        T = np.asarray(T, dtype=float)
-        return np.clip(np.hstack([1.0 - T.sum(axis=1, keepdims=True), T]), 0.0, None)
 
     def transform(self, T):
         T = np.atleast_2d(np.asarray(T, dtype=float))
         if self.kind == "linear":
             return T
-        w = self._full(T)
+        w = full_mixture(T)
         curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
         if self.kind == "sat-quad":
             curve = np.hstack([curve, saturation_curves(w)])
@@ -84,7 +81,7 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         eye = np.broadcast_to(np.eye(d), (n, d, d))
         if self.kind == "linear":
             return eye.copy()
-        w = self._full(T)
+        w = full_mixture(T)
         slope = 0.5 / np.sqrt(w + self.eps) if self.kind == "sqrt" else 1.0 / (w + self.eps)
         curve = _per_domain_jac(slope)
         if self.kind == "sat-quad":
@@ -100,6 +97,13 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
             pairs = dc[:, :, i] * c[:, None, j] + c[:, None, i] * dc[:, :, j]
             return np.concatenate([eye, curve, pairs], axis=2)
         return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
+
+
+def full_mixture(T: np.ndarray) -> np.ndarray:
+    """The full mixtures (n, K) of coordinates T without the reference domain (column 0 is
+    rebuilt as 1 - sum T), clipped at 0."""
+    T = np.asarray(T, dtype=float)
+    return np.clip(np.hstack([1.0 - T.sum(axis=1, keepdims=True), T]), 0.0, None)
 
 
 def saturation_curves(w: np.ndarray) -> np.ndarray:

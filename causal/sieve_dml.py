@@ -27,7 +27,7 @@ import numpy as np
 
 from causalmix.causal.estimators import MixtureEstimator, _cross, poly_ridge
 from causalmix.causal.evidence import attach_model_error, paired_evidence
-from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer, saturation_curves
+from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer, full_mixture, saturation_curves
 
 SIEVE_FEATURIZERS = ("log-only", "log", "log-quad", "sat-quad")
 NUISANCE_FOLDS = 5
@@ -131,6 +131,9 @@ class SieveDMLEstimator(MixtureEstimator):
         self._y_res, self._y_res_target = y - y_pred, y
         k = T.shape[1] + 1
         kinds = SIEVE_FEATURIZERS if self.treatment_featurizer == "auto" else (self.treatment_featurizer,)
+        # a basis wider than half the runs is skipped below whatever its covariates (the smallest
+        # excepted): its residuals are not fitted at all (sat-quad's 4K curves for RegMix's 64 domains)
+        kinds = [kind for i, kind in enumerate(kinds) if not i or self._phi(k, kind) <= len(y) / 2]
         eps_grid = EPS_CANDIDATES if self.featurizer_eps == "auto" else (float(self.featurizer_eps),)
         log_only = MixtureFeaturizer(kind="log-only", eps=eps_grid[len(eps_grid) // 2]).fit(T).transform(T)
         # boosting fits one output at a time: E[phi|X] keeps to the multi-output learners
@@ -142,8 +145,7 @@ class SieveDMLEstimator(MixtureEstimator):
             return phi - cross_val_predict(clone(learner), _nuisance_X(X), phi, cv=folds).reshape(phi.shape)
 
         # sat-quad is log-quad with the saturation curves (which do not depend on eps) after its log block
-        full = np.clip(np.hstack([1.0 - T.sum(axis=1, keepdims=True), T]), 0.0, None)
-        sat_res = residual(saturation_curves(full)) if "sat-quad" in kinds else None
+        sat_res = residual(saturation_curves(full_mixture(T))) if "sat-quad" in kinds else None
         self._fits, scores, best = {}, {}, None
         for eps in eps_grid:
             res = residual(MixtureFeaturizer(kind="log-quad", eps=eps).fit(T).transform(T))
