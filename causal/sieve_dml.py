@@ -8,9 +8,10 @@ mixture, shrunk by ridge) instead of one assumed functional form.
   baseline that bends with the state (a run-level factor that drives both the outcome and the
   mixture drawn) is partialled out instead of leaking into theta.
 - phi(T) is chosen among `log-only`, `log`, `log-quad` (every quadratic in the mixture plus
-  the log terms) and `sat-quad` (log-quad plus saturation curves at four scales), with eps, by
-  the final stage's leave-one-out error on the residuals: a saturating, an exponential
-  (data-mixing-law) or an interacting return is approximated without being assumed.
+  the log terms), `sat-quad` (log-quad plus saturation curves at four scales) and `log-pairs`
+  (the log terms and their pairwise products), with eps, by the final stage's leave-one-out
+  error on the residuals: a saturating, an exponential (data-mixing-law) or an interacting
+  return is approximated without being assumed.
 - z(X): the covariates that modify the returns, chosen by forward selection on the same
   leave-one-out error (a log with 24 covariates of which 3 matter keeps those 3), so theta
   does not spend its runs on covariates that only move the baseline.
@@ -29,7 +30,7 @@ from causalmix.causal.estimators import MixtureEstimator, _cross, poly_ridge
 from causalmix.causal.evidence import attach_model_error, paired_evidence
 from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer, full_mixture, saturation_curves
 
-SIEVE_FEATURIZERS = ("log-only", "log", "log-quad", "sat-quad")
+SIEVE_FEATURIZERS = ("log-only", "log", "log-quad", "sat-quad", "log-pairs")
 NUISANCE_FOLDS = 5
 RIDGE_ALPHAS = np.logspace(-4, 3, 15)
 # A covariate joins theta's modifiers when it lowers the final stage's leave-one-out error by
@@ -144,7 +145,8 @@ class SieveDMLEstimator(MixtureEstimator):
         def residual(phi):
             return phi - cross_val_predict(clone(learner), _nuisance_X(X), phi, cv=folds).reshape(phi.shape)
 
-        # sat-quad is log-quad with the saturation curves (which do not depend on eps) after its log block
+        # sat-quad is log-quad with the saturation curves (which do not depend on eps) after its log
+        # block; log-pairs is log with the products of the log terms after it
         sat_res = residual(saturation_curves(full_mixture(T))) if "sat-quad" in kinds else None
         self._fits, scores, best = {}, {}, None
         for eps in eps_grid:
@@ -152,6 +154,9 @@ class SieveDMLEstimator(MixtureEstimator):
             columns = {"log-only": res[:, k - 1:2 * k - 1], "log": res[:, :2 * k - 1], "log-quad": res}
             if sat_res is not None:
                 columns["sat-quad"] = np.hstack([res[:, :2 * k - 1], sat_res, res[:, 2 * k - 1:]])
+            if "log-pairs" in kinds:
+                pairs = MixtureFeaturizer(kind="log-pairs", eps=eps).fit(T).transform(T)[:, 2 * k - 1:]
+                columns["log-pairs"] = np.hstack([res[:, :2 * k - 1], residual(pairs)])
             screened = self._screen(columns["log-only"], X)
             for kind in kinds:
                 part = columns.get(kind)

@@ -1,6 +1,6 @@
 """Quality figures, measured and printed (run with -s to see them):
 - RegMix's released runs: Spearman of the default estimator's predicted vs actual y on the 256
-  held-out runs (target Pile-CC) >= 0.989, beside the RegMix LightGBM's in the same run.
+  held-out runs (target Pile-CC) >= 0.990, beside the RegMix LightGBM's in the same run.
 - Issue 12, regime (a): a confounded structural model over 5 domains whose log covers the
   simplex (256 runs) and whose target pool's optimum lies ~0.36 L2 from equal: normalized
   regret of the default fit + recommend <= 0.2 on every seed.
@@ -44,7 +44,8 @@ def test_regmix_heldout_spearman_of_default_estimator():
     print(f"\nFIGURE regmix_heldout_spearman default={estimator_label(estimator, config)} "
           f"featurizer={estimator.featurizer_kind_}@{estimator.featurizer_eps_} rho={rho:.4f} "
           f"regmix_lightgbm_rho={rho_lgbm:.4f} (n_test={test.n_runs})")
-    assert rho >= 0.989
+    # sieve-dml with log-pairs: 0.9904 against LightGBM's 0.9902 (benchmarks/bench_real_swarms.py)
+    assert rho >= 0.990
 
 
 @pytest.mark.slow
