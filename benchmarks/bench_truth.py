@@ -8,7 +8,9 @@ radius, RegMix with its top-k policy, and the no-covariates ablation) it prints 
   covers    of the targets where the method moved, how many 90 % intervals held the true gain;
   own-dir   the best regret reachable along the method's own estimated returns at the
             reference (a straight step of the best length): estimator error, apart from the
-            policy's choice of where to stop.
+            policy's choice of where to stop;
+  path-cov  of the points along that direction inside the runs' support, the share whose 90 %
+            interval holds the true gain (calibration at every radius the policy weighs).
 
     python benchmarks/bench_truth.py [--seeds 3] [--first-seed 0] [--families log,flip] [--methods default,regression]
 
@@ -98,8 +100,20 @@ def evaluate(world, table, method, targets, seed):
         path = steps_along(equal, direction, farthest_reach(equal) * np.arange(1, 97) / 96)
         rows.append({"regret": float(target.regret(mixture)[0]), "moved": moved,
                      "covered": lo - 1e-9 <= true_gain <= hi + 1e-9,
-                     "own_direction": float(target.regret(path).min())})
+                     "own_direction": float(target.regret(path).min()),
+                     **path_coverage(model, x, equal, path, target)})
     return rows, model.estimator_name
+
+
+def path_coverage(model, x, equal, path, target) -> dict:
+    """Of the points along the method's own direction that lie inside the runs' support (where
+    the auto radius may stop), how many 90 % intervals hold the true gain: the calibration the
+    policy leans on at every radius, not only at the one it chose."""
+    inside = model.run_support.supported(path, x) if model.run_support is not None else np.ones(len(path), bool)
+    _, lo, hi = model.estimator.gain_interval(x, np.repeat(equal[None, :], len(path), axis=0), path, alpha=0.1)
+    true = target.value(path) - target.value(equal)[0]
+    held = (lo - 1e-9 <= true) & (true <= hi + 1e-9)
+    return {"path_points": int(inside.sum()), "path_covered": int(held[inside].sum())}
 
 
 def run_world(job):
@@ -159,7 +173,8 @@ def report(results, families, sizes, methods) -> dict:
     all_covered = all_moved = 0
     for size in sizes:
         print(f"\n== {size} ==")
-        print(f"{'family':11s} {'method':14s} {'regret mean/worst':>18s} {'own-dir':>8s} {'covers':>7s}  fit s  chose")
+        print(f"{'family':11s} {'method':14s} {'regret mean/worst':>18s} {'own-dir':>8s} {'covers':>7s} "
+              f"{'path-cov':>8s}  fit s  chose")
         for family in families:
             for method in methods:
                 runs = results[(family, size, method)]
@@ -173,13 +188,16 @@ def report(results, families, sizes, methods) -> dict:
                 covered = sum(r["covered"] for r in moved)
                 names = sorted({name for rs, name, _ in runs if rs})
                 fit_s = np.mean([t for _, _, t in runs])
+                points = sum(r["path_points"] for r in rows)
+                path_share = sum(r["path_covered"] for r in rows) / max(points, 1)
                 print(f"{family:11s} {method:14s} {regret.mean():8.2f} / {regret.max():5.2f}  "
                       f"{np.mean([r['own_direction'] for r in rows]):7.2f} {covered:3d}/{len(moved):<3d} "
-                      f"{fit_s:6.1f}  {','.join(names)}{' FAILED x' + str(len(failed)) if failed else ''}")
+                      f"{path_share:8.2f} {fit_s:6.1f}  {','.join(names)}{' FAILED x' + str(len(failed)) if failed else ''}")
                 if method == "default":
                     summary[f"{family}.{size}.mean"] = round(float(regret.mean()), 3)
                     summary[f"{family}.{size}.worst"] = round(float(regret.max()), 3)
                     summary[f"{family}.{size}.failed"] = len(failed)
+                    summary[f"{family}.{size}.path_coverage"] = round(path_share, 3)
                     all_covered += covered
                     all_moved += len(moved)
             others = [np.mean([r["regret"] for rs, _, _ in results[(family, size, m)] if rs for r in rs])
