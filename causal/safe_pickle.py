@@ -63,6 +63,9 @@ ALLOWED = frozenset({
     "sklearn._loss.loss.HalfSquaredError", "sklearn._loss._loss.CyHalfSquaredError",
     "sklearn._loss.link.IdentityLink", "sklearn._loss.link.Interval",
     "numpy.random.bit_generator.SeedSequence", "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    # sieve-dml's "mlp" nuisance: the network inside a target-standardising wrapper
+    "sklearn.compose._target.TransformedTargetRegressor",
+    "sklearn.neural_network._multilayer_perceptron.MLPRegressor",
 })
 
 

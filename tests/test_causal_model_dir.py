@@ -4,6 +4,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from causalmix.causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES
@@ -189,3 +190,31 @@ def test_auto_does_not_refit_a_runner_up_whose_share_is_0():
     estimator = fit_runs_table(validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)), FitConfig())
     assert estimator.selection_["rival"] not in (None, estimator.selection_["chosen"])
     assert estimator.selection_["rival_share"] == 0.0 and "rival_" not in estimator.__dict__
+
+
+def test_a_sieve_whose_baseline_is_the_network_saves_and_loads(tmp_path):
+    """A baseline that bends along a combination of covariates (a run-level factor u that every
+    second reading carries, mixed with its domain's state, and that also tilts the mixtures
+    drawn): sieve-dml's E[y|X] is the small network, and the directory it writes loads through
+    the same loader as recommend / predict / serve, giving the same predictions."""
+    from causalmix.causal.fitting import fit_and_save
+
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    s, u = rng.normal(size=(n, k)), rng.normal(size=n)
+    X = np.column_stack([s, 0.6 * s + 0.8 * u[:, None] + 0.1 * rng.normal(size=(n, k))])
+    lean = np.exp(0.6 * s + 0.8 * np.array([1.0, -1.0, 1.0]) * u[:, None])
+    W = np.vstack([rng.dirichlet(3 * row / row.sum()) for row in lean])
+    y = 1.5 * np.sin(2 * u) + 0.8 * u ** 2 + (np.log(W + 0.01) * (1.0 + 0.3 * s)).sum(axis=1) + 0.1 * rng.normal(size=n)
+    frame = {"run_id": [f"r{i}" for i in range(n)], "y": y}
+    frame.update({f"mix.d{j}": W[:, j] for j in range(k)})
+    frame.update({f"x.d{j}.{f}": X[:, c * k + j] for c, f in enumerate(("quality", "mixed")) for j in range(k)})
+    runs = tmp_path / "runs.parquet"
+    validate_runs_frame(pd.DataFrame(frame)).frame.to_parquet(runs)
+    result = fit_and_save(str(runs), str(tmp_path / "model"), FitConfig(estimator="sieve-dml"))
+    loaded = load_model_dir(result["model_dir"])
+    assert loaded.estimator.model_y_name_ == "mlp"
+    table = validate_runs_frame(pd.read_parquet(runs))
+    fitted = fit_runs_table(table, FitConfig(estimator="sieve-dml"))
+    assert np.allclose(loaded.estimator.predict(table.mixtures(), table.covariates()),
+                       fitted.predict(table.mixtures(), table.covariates()))
