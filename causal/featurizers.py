@@ -59,7 +59,6 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         """How many K-column blocks of per-domain curves follow the K - 1 linear columns."""
         return 1 + len(SATURATION_SCALES) if self.kind == "sat-quad" else 1
 
-
     def transform(self, T):
         T = np.atleast_2d(np.asarray(T, dtype=float))
         if self.kind == "linear":

@@ -217,7 +217,7 @@ class SieveDMLEstimator(MixtureEstimator):
 
     def _screen(self, phi_res, X) -> list[int]:
         """Forward selection of the covariates theta depends on: add the one whose interaction
-        block lowers the final stage's leave-one-out error most, while it lowers it by 1 %."""
+        block lowers the final stage's leave-one-out error most, while it lowers it by SCREEN_MIN_GAIN."""
         chosen: list[int] = []
         current = _ridge_loo(self._design(phi_res, X, chosen), self._y_res)[0]
         limit = min(X.shape[1], self.max_covariates, max(0, len(X) // (3 * phi_res.shape[1]) - 1))
