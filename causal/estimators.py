@@ -22,7 +22,7 @@ from statistics import NormalDist
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from causalmix.causal.featurizers import (AUTO_CANDIDATES, EPS_CANDIDATES, SATURATION_SCALES, MixtureFeaturizer,
+from causalmix.causal.featurizers import (AUTO_CANDIDATES, EPS_CANDIDATES, MixtureFeaturizer, n_treatment_features,
                                           select_featurizer)
 from causalmix.causal.forest_inference import grf_point_and_cov, grf_projection_var
 from causalmix.core.errors import UserError
@@ -100,11 +100,7 @@ class MixtureEstimator(BaseEstimator):
     def _phi(self, n_domains: int, kind: str | None = None) -> int:
         """Treatment features for `kind` (default: the configured one; "auto": its smallest)."""
         kind = kind or self.treatment_featurizer
-        return {"linear": n_domains - 1, "log-only": n_domains, "auto": n_domains,
-                "log-pairs": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2,
-                "log-quad": 2 * n_domains - 1 + n_domains * (n_domains - 1) // 2,
-                "sat-quad": (2 + len(SATURATION_SCALES)) * n_domains - 1 + n_domains * (n_domains - 1) // 2,
-                }.get(kind, 2 * n_domains - 1)
+        return n_domains if kind == "auto" else n_treatment_features(kind, n_domains)
 
     def _coords(self, mixtures: np.ndarray) -> np.ndarray:
         return np.delete(np.asarray(mixtures, dtype=float), self.reference_index_, axis=1)

@@ -98,6 +98,21 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         return curve if self.kind == "log-only" else np.concatenate([eye, curve], axis=2)
 
 
+def n_treatment_features(kind: str, n_domains: int) -> int:
+    """Columns of phi(T) for `kind` over K = n_domains domains, as `MixtureFeaturizer.transform`
+    returns them, without building them: the estimators size their final stages (and refuse a
+    table too small for one) from this."""
+    k = n_domains
+    pairs = k * (k - 1) // 2
+    curves = MixtureFeaturizer(kind=kind).curve_blocks * k
+    counts = {"linear": k - 1, "log-only": k, "log": k - 1 + curves, "sqrt": k - 1 + curves,
+              "log-pairs": k - 1 + curves + pairs, "log-quad": k - 1 + curves + pairs,
+              "sat-quad": k - 1 + curves + pairs}
+    if kind not in counts:
+        raise ValueError(f"unknown treatment featurizer {kind!r}; choose from {TREATMENT_FEATURIZERS}")
+    return counts[kind]
+
+
 def full_mixture(T: np.ndarray) -> np.ndarray:
     """The full mixtures (n, K) of coordinates T without the reference domain (column 0 is
     rebuilt as 1 - sum T), clipped at 0."""

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
-from causalmix.causal.featurizers import TREATMENT_FEATURIZERS, MixtureFeaturizer, select_featurizer
+from causalmix.causal.featurizers import (TREATMENT_FEATURIZERS, MixtureFeaturizer, n_treatment_features,
+                                          select_featurizer)
 from causalmix.causal.forest_inference import FlatForest, grf_point_and_cov
 from causalmix.causal.regmix import RegMixEstimator
 from causalmix.core.errors import UserError
@@ -126,6 +127,20 @@ def test_featurizer_jacobian_matches_finite_differences(kind):
         step[i] = h
         numeric = (f.transform(T + step) - f.transform(T - step)) / (2 * h)
         assert np.allclose(jac[:, i, :], numeric, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", TREATMENT_FEATURIZERS)
+@pytest.mark.parametrize("k", [2, 5, 17])
+def test_the_counted_treatment_features_are_the_ones_built(kind, k):
+    """The estimators size their final stages (and refuse small tables) by the count, never by
+    building phi: it must match what transform returns for every kind."""
+    T = np.random.default_rng(k).dirichlet(np.ones(k), 4)[:, 1:]
+    assert n_treatment_features(kind, k) == MixtureFeaturizer(kind=kind).fit(T).transform(T).shape[1]
+
+
+def test_an_unknown_treatment_featurizer_is_named():
+    with pytest.raises(ValueError, match="unknown treatment featurizer 'cubic'"):
+        n_treatment_features("cubic", 4)
 
 
 def test_featurizer_selection_prefers_the_true_form():
