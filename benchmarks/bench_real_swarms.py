@@ -119,17 +119,16 @@ def cv_spearman(table: RunsTable, parts: LossParts, folds: int, seed: int) -> di
 
 
 def small_swarm_spearman(table: RunsTable, parts: LossParts, n_runs: int, draws: int, folds: int
-                         ) -> dict[str, float]:
-    """Out-of-fold Spearman per method, averaged over `draws` random subsets of `n_runs` runs
-    (draw d: subset and folds from seed d), and on how many draws the default is at least LightGBM."""
+                         ) -> tuple[dict[str, float], int]:
+    """(out-of-fold Spearman per method averaged over `draws` random subsets of `n_runs` runs, on
+    how many draws the default is at least LightGBM); draw d takes its subset and folds from seed d."""
     per_draw = []
     for draw in range(draws):
         rows = np.sort(np.random.default_rng(draw).choice(table.n_runs, n_runs, replace=False))
         print(f" draw {draw + 1}/{draws}", file=sys.stderr)
         per_draw.append(cv_spearman(subset(table, rows), parts, folds, draw))
-    out = {m: float(np.mean([d[m] for d in per_draw])) for m in METHODS}
-    out["default_at_least_lightgbm"] = sum(d["default"] >= d["lightgbm"] for d in per_draw)
-    return out
+    mean = {m: float(np.mean([d[m] for d in per_draw])) for m in METHODS}
+    return mean, sum(d["default"] >= d["lightgbm"] for d in per_draw)
 
 
 def heldout_spearman(train: RunsTable, test: RunsTable, parts: LossParts) -> dict[str, float]:
@@ -191,12 +190,13 @@ def main() -> None:
           file=sys.stderr)
     scores["olmix_cv"] = cv_spearman(olmix, olmix_parts, args.folds, args.seed)
 
-    small = {}
-    for name, table, parts, n_runs in (("regmix", regmix_train, own_loss, 64), ("regmix", regmix_train, own_loss, 128),
-                                       ("olmix", olmix, olmix_parts, 64)):
-        if args.small_draws > 0:
-            print(f"{name} subsets of {n_runs} runs, {args.small_draws} draws", file=sys.stderr)
-            small[f"{name}_{n_runs}runs"] = small_swarm_spearman(table, parts, n_runs, args.small_draws, args.folds)
+    small_wins = {}
+    small = ((("regmix", regmix_train, own_loss, 64), ("regmix", regmix_train, own_loss, 128),
+              ("olmix", olmix, olmix_parts, 64)) if args.small_draws > 0 else ())
+    for name, table, parts, n_runs in small:
+        print(f"{name} subsets of {n_runs} runs, {args.small_draws} draws", file=sys.stderr)
+        key = f"{name}_{n_runs}runs"
+        scores[key], small_wins[key] = small_swarm_spearman(table, parts, n_runs, args.small_draws, args.folds)
 
     swarm = synthetic_swarm(args.timing_runs, args.timing_domains)
     fit_s, fit_cpu = timed_fit(swarm, "auto")
@@ -208,11 +208,7 @@ def main() -> None:
     for name, by_method in scores.items():
         fields += [f"{name}_{m}={v:.4f}" for m, v in by_method.items()]
         fields += [f"{name}_default_{k}={v:.3f}" for k, v in ratios(by_method).items()]
-    for name, by_method in small.items():
-        wins = by_method.pop("default_at_least_lightgbm")
-        fields += [f"{name}_{m}={v:.4f}" for m, v in by_method.items()]
-        fields += [f"{name}_default_{k}={v:.3f}" for k, v in ratios(by_method).items()]
-        fields.append(f"{name}_default_at_least_lightgbm={wins}/{args.small_draws}")
+    fields += [f"{name}_default_at_least_lightgbm={wins}/{args.small_draws}" for name, wins in small_wins.items()]
     size = f"{swarm.n_runs}x{len(swarm.domains)}"
     fields += [f"fit_{size}_default_s={fit_s:.1f}", f"fit_{size}_default_cpu_s={fit_cpu:.1f}",
                f"fit_{size}_lightgbm_s={lgbm_s:.1f}", f"fit_{size}_lightgbm_cpu_s={lgbm_cpu:.1f}",

@@ -50,7 +50,7 @@ from truth_worlds import FAMILIES, WORLDS  # noqa: E402
 
 SIZES = {"512": dict(n=512, noise=0.2), "64-noisy": dict(n=64, noise=1.0),
          # four times the log, at its noise: which misses shrink with more runs (the
-         # estimate's variance) and which stay (its bias); not run by default (5 min a family)
+         # estimate's variance) and which stay; not run by default (5 min a family)
          "2048": dict(n=2048, noise=0.2)}
 DEFAULT_SIZES = ("512", "64-noisy")
 # label -> (FitConfig fields, recommend options, drop covariates)

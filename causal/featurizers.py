@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 TREATMENT_FEATURIZERS = ("linear", "log", "log-only", "sqrt", "log-pairs", "log-quad", "sat-quad")
+# the kinds that append the pairwise products of a per-domain factor after their curves
+PAIRWISE = ("log-pairs", "log-quad", "sat-quad")
 # sat-quad's saturation scales: a domain's return 1 - exp(-w / tau) saturates near w = 3 tau, so
 # these span a return that is spent by a few percent of the mixture to one still rising at w = 1
 SATURATION_SCALES = (0.03, 0.1, 0.3, 1.0)
@@ -67,7 +69,7 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         curve = np.sqrt(w + self.eps) if self.kind == "sqrt" else np.log(w + self.eps)
         if self.kind == "sat-quad":
             curve = np.hstack([curve, saturation_curves(w)])
-        if self.kind in ("log-pairs", "log-quad", "sat-quad"):
+        if self.kind in PAIRWISE:
             i, j = np.triu_indices(w.shape[1], k=1)
             factor = np.log(w + self.eps) if self.kind == "log-pairs" else w
             return np.hstack([T, curve, factor[:, i] * factor[:, j]])
@@ -86,7 +88,7 @@ class MixtureFeaturizer(TransformerMixin, BaseEstimator):
         if self.kind == "sat-quad":
             curve = np.concatenate([curve] + [_per_domain_jac(np.exp(-w / tau) / tau) for tau in SATURATION_SCALES],
                                    axis=2)
-        if self.kind in ("log-pairs", "log-quad", "sat-quad"):
+        if self.kind in PAIRWISE:
             if self.kind == "log-pairs":
                 c, dc = np.log(w + self.eps), curve
             else:
@@ -102,15 +104,13 @@ def n_treatment_features(kind: str, n_domains: int) -> int:
     """Columns of phi(T) for `kind` over K = n_domains domains, as `MixtureFeaturizer.transform`
     returns them, without building them: the estimators size their final stages (and refuse a
     table too small for one) from this."""
-    k = n_domains
-    pairs = k * (k - 1) // 2
-    curves = MixtureFeaturizer(kind=kind).curve_blocks * k
-    counts = {"linear": k - 1, "log-only": k, "log": k - 1 + curves, "sqrt": k - 1 + curves,
-              "log-pairs": k - 1 + curves + pairs, "log-quad": k - 1 + curves + pairs,
-              "sat-quad": k - 1 + curves + pairs}
-    if kind not in counts:
+    if kind not in TREATMENT_FEATURIZERS:
         raise ValueError(f"unknown treatment featurizer {kind!r}; choose from {TREATMENT_FEATURIZERS}")
-    return counts[kind]
+    k = n_domains
+    if kind in ("linear", "log-only"):
+        return k - 1 if kind == "linear" else k
+    width = k - 1 + MixtureFeaturizer(kind=kind).curve_blocks * k
+    return width + k * (k - 1) // 2 if kind in PAIRWISE else width
 
 
 def full_mixture(T: np.ndarray) -> np.ndarray:
