@@ -158,7 +158,7 @@ def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> li
         rows = pd.DataFrame([{"candidate": name, "out-of-fold MSE": s["oof_mse"], "out-of-fold R²": s["oof_r2"],
                               "Spearman": s["oof_spearman"], "chosen": "yes" if name == selection["chosen"] else ""}
                              for name, s in selection["scores"].items()])
-        lines += [f"Estimator (`fit --estimator auto`): **{selection['chosen']}**, scored by "
+        lines += [f"Estimator: **{selection['chosen']}**, scored by "
                   f"{selection['criterion']}.", "", _markdown_table(rows), ""]
         lines += [f"Skipped: {name}: {why}." for name, why in selection["skipped"].items()] + [""]
         evidence = selection.get("mixture_evidence")

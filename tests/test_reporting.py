@@ -104,7 +104,7 @@ def test_report_with_model_and_validation_has_every_figure(tmp_path, capsys, mon
     assert "40 proxy runs" in text and "3 seed(s)" in text and "Spread:" in text
     assert "Verdict: causalmix-A, causalmix-S beat equal and regmix" in text
     chosen = out["selection"]["chosen"]
-    assert f"Estimator (`fit --estimator auto`): **{chosen}**" in text and out["selection"]["scores"]
+    assert f"Estimator: **{chosen}**, scored by out-of-fold error" in text and out["selection"]["scores"]
     assert "Does the mixture matter beyond the covariates?" in text
     assert out["selection"]["mixture_evidence"]["p_value"] < 0.01  # y is the mixture's, not the covariates'
 
