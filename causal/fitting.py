@@ -23,12 +23,11 @@ from causalmix.core.logs import get_logger
 
 log = get_logger(__name__)
 
-# Named estimators fast enough to be fitted four more times out of fold, so that they carry
-# what an auto-selected model does: the held-out model error in their intervals and the
-# evidence guard (causal.selection.attach_held_out_evidence). sieve-dml has its own (leave-one-out
-# final stage); the causal forest takes 30 to 90 s a fit of 512 runs (its intervals are econml's),
+# Named estimators fitted four more times out of fold, so that they carry what an auto-selected
+# model does: the held-out model error in their intervals and the evidence guard
+# (causal.selection.attach_held_out_evidence). sieve-dml has its own (leave-one-out final stage),
 # and RegMix's top-k policy reads no interval.
-CROSS_FITTED_ERROR = ("regression", "linear-dml")
+CROSS_FITTED_ERROR = ("causal-forest", "linear-dml", "regression")
 
 @dataclasses.dataclass
 class FitConfig:

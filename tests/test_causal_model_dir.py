@@ -158,9 +158,9 @@ def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp
     assert sum(rec["mixture"].values()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("estimator", ["regression", "linear-dml"])
-def test_a_named_fast_estimator_carries_its_held_out_model_error(estimator, tmp_path):
-    """`--estimator regression` (or linear-dml) adds the held-out error of its predicted
+@pytest.mark.parametrize("estimator", ["regression", "linear-dml", "causal-forest"])
+def test_a_named_estimator_carries_its_held_out_model_error(estimator, tmp_path):
+    """`--estimator regression` (linear-dml, causal-forest) adds the held-out error of its predicted
     differences to its gain intervals, as `auto` does, from its own out-of-fold fits; it survives
     save and load, widens the interval and leaves the point where it was (causal/fitting.py:
     without it regression's intervals held the true gain on 2 of 15 saturating targets)."""
@@ -169,6 +169,8 @@ def test_a_named_fast_estimator_carries_its_held_out_model_error(estimator, tmp_
     runs = tmp_path / "runs.parquet"
     validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120)).frame.to_parquet(runs)
     fields = {"nuisance_model": "linear"} if estimator == "linear-dml" else {}
+    if estimator == "causal-forest":
+        fields = {"nuisance_model": "linear", "n_estimators": 40}
     model = load_model_dir(fit_and_save(str(runs), str(tmp_path / "model"),
                                         FitConfig(estimator=estimator, **fields))["model_dir"])
     error = model.estimator.model_error_
