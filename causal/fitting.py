@@ -36,7 +36,9 @@ class FitConfig:
     are best, among sieve-dml and regression), sieve-dml (DML with a ridge-shrunk basis expansion of the
     mixture, screened covariates and flexible nuisances), causal-forest (CausalForestDML, the
     paper's), linear-dml, regression (no orthogonalisation), or regmix (the RegMix LightGBM
-    baseline)."""
+    baseline). Every one but regmix carries its held-out model error in its gain intervals and
+    keeps the reference without held-out evidence that the mixture matters (the forest,
+    linear-dml and regression from four more out-of-fold fits)."""
     seed: int = 0
     """Random state of the estimator (forest, cross-fitting folds, LightGBM)."""
     treatment_featurizer: str = "auto"
