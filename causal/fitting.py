@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from causalmix.causal.estimators import CausalForestEstimator, LinearDMLEstimator, RegressionEstimator
@@ -128,11 +129,10 @@ def fit_runs_table(table: RunsTable, config: FitConfig):
     with threadpool_limits(limits=config.threads):
         names = tuple(table.covariate_names)
         if config.estimator != "auto":
-            estimator = make_estimator(config, table.domains, covariate_names=names).fit(
-                table.mixtures(), table.covariates(), table.y)
+            unfitted = make_estimator(config, table.domains, covariate_names=names)
+            estimator = clone(unfitted).fit(table.mixtures(), table.covariates(), table.y)
             if config.estimator in CROSS_FITTED_ERROR:
-                attach_held_out_evidence(estimator, table, make_estimator(config, table.domains, covariate_names=names),
-                                         name=config.estimator, seed=config.seed)
+                attach_held_out_evidence(estimator, table, unfitted, name=config.estimator, seed=config.seed)
             return estimator
         return select_estimator(table, lambda name: make_estimator(config, table.domains, name, names),
                                 seed=config.seed)
