@@ -43,6 +43,7 @@ ALLOWED = frozenset({
     "econml.sklearn_extensions.linear_model.WeightedLassoWrapper",
     "econml.sklearn_extensions.linear_model.WeightedMultiTaskLasso",
     "econml.sklearn_extensions.linear_model.WeightedMultiTaskLassoCV",
+    "econml.sklearn_extensions.model_selection.FixedModelSelector",
     "econml.sklearn_extensions.model_selection.ListSelector",
     "econml.sklearn_extensions.model_selection.SklearnCVSelector",
     "econml.tree._tree.Tree", "econml.utilities._TransformerWrapper", "econml.utilities.add_intercept",

@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from causalmix.causal.estimators import MixtureEstimator, _cross, poly_ridge
+from causalmix.causal.estimators import MixtureEstimator, _cross, nuisance_forest, poly_ridge
 from causalmix.causal.evidence import attach_model_error, paired_evidence
 from causalmix.causal.featurizers import EPS_CANDIDATES, MixtureFeaturizer, full_mixture, saturation_curves
 
@@ -48,7 +48,7 @@ SCREEN_MIN_GAIN = 0.001
 
 def _nuisance_learners(n_covariates: int) -> dict:
     from sklearn.dummy import DummyRegressor
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
 
     if n_covariates == 0:
@@ -56,8 +56,7 @@ def _nuisance_learners(n_covariates: int) -> dict:
     return {"linear": RidgeCV(alphas=np.logspace(-2, 4, 7)), "poly": poly_ridge(),
             "boosting": HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, min_samples_leaf=10,
                                                       random_state=0),
-            "forest": RandomForestRegressor(n_estimators=60, min_samples_leaf=5, max_features=0.5,
-                                            random_state=0, n_jobs=1),
+            "forest": nuisance_forest(),
             "mlp": _mlp()}
 
 

@@ -158,6 +158,18 @@ def test_every_estimator_name_writes_a_directory_its_loaders_read(estimator, tmp
     assert sum(rec["mixture"].values()) == pytest.approx(1.0)
 
 
+def test_a_causal_forest_directory_with_the_default_nuisance_models_loads(tmp_path):
+    """The default nuisance choice pickles econml's selectors of every candidate (a
+    FixedModelSelector for our forest, ...): the loader's allow-list must know each one."""
+    from causalmix.causal.fitting import fit_and_save
+
+    runs = tmp_path / "runs.parquet"
+    validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(80)).frame.to_parquet(runs)
+    config = FitConfig(estimator="causal-forest", n_estimators=8)
+    loaded = load_model_dir(fit_and_save(str(runs), str(tmp_path / "model"), config)["model_dir"])
+    assert loaded.estimator_name == "causal-forest" and loaded.covariate_names
+
+
 @pytest.mark.parametrize("estimator", ["regression", "linear-dml", "causal-forest"])
 def test_a_named_estimator_carries_its_held_out_model_error(estimator, tmp_path):
     """`--estimator regression` (linear-dml, causal-forest) adds the held-out error of its predicted
