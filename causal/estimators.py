@@ -65,7 +65,9 @@ def _selector(name: str, n_covariates: int):
         return "linear"
     if name == "auto":
         return ["linear", poly_ridge(), nuisance_forest()]
-    return {"poly": poly_ridge, "forest": nuisance_forest}.get(name, lambda: name)()
+    if name == "poly":
+        return poly_ridge()
+    return nuisance_forest() if name == "forest" else name
 
 
 def _cross(phi: np.ndarray, x1: np.ndarray) -> np.ndarray:
