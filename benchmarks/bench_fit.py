@@ -73,12 +73,12 @@ def main() -> None:
         warnings.simplefilter("ignore")
         times = {name: timed_fit(table, name, args.repeats)
                  for name in ("auto", "causal-forest", "linear-dml", "regmix")}
+    keys = {name: name.replace("-", "_") for name in times}
     regmix_s = times["regmix"][0]
-    fields = " ".join(f"{name.replace('-', '_')}_s={wall:.2f} {name.replace('-', '_')}_cpu_s={cpu:.2f}"
-                      for name, (wall, cpu) in times.items())
-    ratios = " ".join(f"{name.replace('-', '_')}_vs_regmix={wall / regmix_s:.2f}"
-                      for name, (wall, _) in times.items() if name != "regmix")
-    slowest = max(wall for name, (wall, _) in times.items() if name != "regmix")
+    fields = " ".join(f"{keys[name]}_s={wall:.2f} {keys[name]}_cpu_s={cpu:.2f}" for name, (wall, cpu) in times.items())
+    ours = {name: wall for name, (wall, _) in times.items() if name != "regmix"}
+    ratios = " ".join(f"{keys[name]}_vs_regmix={wall / regmix_s:.2f}" for name, wall in ours.items())
+    slowest = max(ours.values())
     print(f"RESULT fit runs={table.n_runs} domains={len(table.domains)} covariates={len(table.covariate_names)} "
           f"{fields} {ratios} limit_s=30 within_limit={slowest <= 30} load_avg_1m={os.getloadavg()[0]:.1f}")
 

@@ -38,10 +38,8 @@ NUISANCE_MODELS = ("auto", "linear", "poly", "forest")
 
 def nuisance_forest():
     """The random forest every nuisance choice weighs (econml's and sieve-dml's). econml's own
-    "forest" (a grid search of 100 fully grown trees) was most of a causal forest's fit on the
-    quick demo's 24 runs (the fit and its four held-out fits: 4.9 to 7.3 s; with this one 3.6
-    to 4.2 s) and half of it on 512 runs (benchmarks/bench_fit.py: 13.7 -> 7.2 s; linear-dml
-    10.5 -> 4.4 s); smaller and leafier, as sieve-dml's always was."""
+    "forest", a grid search of 100 fully grown trees, was about half of a causal forest's fit
+    (benchmarks/bench_fit.py, 512 runs: 13.7 -> 7.2 s; linear-dml 10.5 -> 4.4 s)."""
     from sklearn.ensemble import RandomForestRegressor
 
     return RandomForestRegressor(n_estimators=60, min_samples_leaf=5, max_features=0.5, random_state=0, n_jobs=1)
