@@ -82,15 +82,21 @@ class Target:
         return (self.best - self.value(mixtures)) / (self.best - self.equal)
 
 
-def evaluate(world, table, method, targets, seed):
-    fit_fields, options, drop = METHODS[method]
+def fit_method(table, method, seed) -> FittedMixtureModel:
+    """`method` (a METHODS label) fitted on the runs table, as `fit` would."""
+    fit_fields, _, drop = METHODS[method]
     if drop:
         table = validate_runs_frame(table.frame.drop(columns=[c for c in table.frame if c.startswith("x.")]))
     config = FitConfig(seed=seed, **fit_fields)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimator = fit_runs_table(table, config)
-    model = FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
+    return FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
+
+
+def evaluate(world, table, method, targets, seed):
+    _, options, drop = METHODS[method]
+    model = fit_method(table, method, seed)
     equal = np.full(world.k, 1 / world.k)
     rows = []
     for target in targets:
@@ -121,6 +127,12 @@ def path_coverage(model, x, equal, path, target) -> dict:
     return {"path_points": int(inside.sum()), "path_covered": int(held[inside].sum())}
 
 
+def draw_world(kind, size, seed):
+    """(world, its log of runs as a validated runs table) for a world class at a size of SIZES."""
+    world = kind(seed=seed, noise=SIZES[size]["noise"])
+    return world, validate_runs_frame(world.runs(SIZES[size]["n"]))
+
+
 def run_world(job):
     """Every method on one world: (family, size, seed, {method: (rows, chosen name, seconds)})."""
     family, size, seed, methods = job
@@ -128,8 +140,7 @@ def run_world(job):
     # and BLAS's thread pools spin against each other and against the other worlds' processes
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        world = WORLDS[family](seed=seed, noise=SIZES[size]["noise"])
-        table = validate_runs_frame(world.runs(SIZES[size]["n"]))
+        world, table = draw_world(WORLDS[family], size, seed)
         targets = [Target(world, s) for s in world.targets(N_TARGETS)]
         out = {}
         for method in methods:

@@ -18,6 +18,10 @@ here except `log`:
                run-level factor u that drives both the baseline (non-linearly) and the
                assignment: confounding a linear baseline cannot remove.
 
+Two more worlds, `null` (the five-domain states) and `null-many-cov` (many-cov's covariates
+and confounder), keep the assignment and drop the returns: every mixture is as good as any
+other, so a method that moves claims a gain that is not there (benchmarks/bench_null.py).
+
 Run-to-run noise grows toward the simplex's corners (sd x (1 + 2 max_j w_j)), as repeat runs
 at extreme mixtures vary more in published swarms.
 """
@@ -240,5 +244,29 @@ class ManyCovariateWorld(SaturatingWorld):
         return amp
 
 
+class _NoReturns:
+    """The mixture does nothing: y is the run's baseline plus noise. There is no mixture effect
+    to scale the noise to, so it is scaled to the baseline's spread instead."""
+
+    def __init__(self, *, seed: int = 0, noise: float = 0.1):
+        super().__init__(seed=seed, noise=noise)
+        s, u, _ = self._draw_states(4096, np.random.default_rng(7))
+        self.effect_sd = float(np.std(self._baseline(s, u)))
+        self.noise = noise * self.effect_sd
+
+    def _mean(self, w, s):
+        return np.zeros(len(w))
+
+
+class NullWorld(_NoReturns, TruthWorld):
+    pass
+
+
+class NullManyCovariateWorld(_NoReturns, ManyCovariateWorld):
+    pass
+
+
 WORLDS = {"log": LogWorld, "mixing-law": MixingLawWorld, "saturating": SaturatingWorld,
           "flip": FlipWorld, "many-cov": ManyCovariateWorld}
+# worlds where no mixture beats another (benchmarks/bench_null.py): a method should not move
+NULL_WORLDS = {"null": NullWorld, "null-many-cov": NullManyCovariateWorld}
