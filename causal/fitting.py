@@ -69,6 +69,12 @@ class FitConfig:
     covariates fitted in 20 s at 1 thread and 151 s at the libraries' default on a 2-core machine
     with other work running (benchmarks/bench_real_swarms.py times the fit)."""
 
+    jobs: int = 1
+    """Processes fitting the out-of-fold fits (`auto`'s candidates, and the held-out fits of an
+    estimator fitted by name) side by side, each at `threads` threads; the model is the same
+    whatever the number. A fit is otherwise one process: set this to the cores the fit may use
+    (the sweep's fit actor reserves one)."""
+
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {self.estimator!r}")
@@ -84,6 +90,8 @@ class FitConfig:
             raise ValueError(f"n_estimators must be >= 4, got {self.n_estimators}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.nuisance_model not in ("auto", "linear", "poly", "forest"):
             raise ValueError(f"nuisance_model must be auto, linear, poly or forest, got {self.nuisance_model!r}")
         if self.objective is not None:
@@ -132,10 +140,11 @@ def fit_runs_table(table: RunsTable, config: FitConfig):
             unfitted = make_estimator(config, table.domains, covariate_names=names)
             estimator = clone(unfitted).fit(table.mixtures(), table.covariates(), table.y)
             if config.estimator in CROSS_FITTED_ERROR:
-                attach_held_out_evidence(estimator, table, unfitted, name=config.estimator, seed=config.seed)
+                attach_held_out_evidence(estimator, table, unfitted, name=config.estimator, seed=config.seed,
+                                         jobs=config.jobs, threads=config.threads)
             return estimator
         return select_estimator(table, lambda name: make_estimator(config, table.domains, name, names),
-                                seed=config.seed)
+                                seed=config.seed, jobs=config.jobs, threads=config.threads)
 
 
 def estimator_label(estimator, config: FitConfig) -> str:

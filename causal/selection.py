@@ -52,14 +52,26 @@ def _skip_reason(estimator, table: RunsTable, folds: int) -> str | None:
     return None
 
 
+def _fold_predictions(estimator, W, X, y, train, test, threads: int | None) -> np.ndarray:
+    from sklearn.base import clone
+    from threadpoolctl import threadpool_limits
+
+    # a worker process does not inherit the caller's thread limits, and more BLAS threads would
+    # also change the sums' order, so a fold's predictions would differ from one process's
+    with threadpool_limits(limits=threads):
+        return clone(estimator).fit(W[train], X[train], y[train]).predict(W[test], X[test])
+
+
 def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, seed: int = 0,
-                             label: str = "") -> tuple[np.ndarray, int]:
+                             label: str = "", jobs: int = 1, threads: int | None = None) -> tuple[np.ndarray, int]:
     """Out-of-fold predicted y for every run: `estimator` (cloned, unfitted) is fitted on the
     other folds and predicts the held-out one. More folds than asked are used when a training
-    split would hold fewer runs than the estimator needs. Returns (predictions, folds used)."""
+    split would hold fewer runs than the estimator needs. With `jobs` > 1 the folds are fitted
+    in that many processes (joblib), each at `threads` library threads (None: the libraries' own
+    setting); the predictions are the same as in one process. Returns (predictions, folds used)."""
     import sys
 
-    from sklearn.base import clone
+    from joblib import Parallel, delayed
     from sklearn.model_selection import KFold
     from tqdm.auto import tqdm
 
@@ -73,14 +85,17 @@ def cross_fitted_predictions(table: RunsTable, estimator, *, folds: int = 4, see
                         f"the runs table has {n}")
     W, X, y = table.mixtures(), table.covariates(), table.y
     predicted = np.empty(n)
-    splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(W)
-    for train, test in tqdm(splits, total=k, desc=f"cross-fit {label}".rstrip(), unit="fold", file=sys.stderr, leave=False):
-        fold = clone(estimator).fit(W[train], X[train], y[train])
-        predicted[test] = fold.predict(W[test], X[test])
+    splits = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(W))
+    tasks = (delayed(_fold_predictions)(estimator, W, X, y, train, test, threads) for train, test in splits)
+    parts = Parallel(n_jobs=min(jobs, k), return_as="generator")(tasks)  # in order, as each fold ends
+    for (_, test), part in tqdm(zip(splits, parts), total=k, desc=f"cross-fit {label}".rstrip(), unit="fold",
+                                file=sys.stderr, leave=False):
+        predicted[test] = part
     return predicted, k
 
 
-def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, seed: int = 0):
+def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, seed: int = 0, jobs: int = 1,
+                     threads: int | None = None):
     """Fit every candidate (built by `make(name)`) out of fold, then the winner on all runs.
     Returns the fitted winner; its `selection_` holds every candidate's scores, the skipped
     ones with the reason, the choice and the mixture evidence."""
@@ -92,7 +107,8 @@ def select_estimator(table: RunsTable, make, *, folds: int = SELECTION_FOLDS, se
         if reason:
             skipped[name] = reason
             continue
-        predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed, label=name)
+        predicted, used = cross_fitted_predictions(table, candidate, folds=folds, seed=seed, label=name,
+                                                   jobs=jobs, threads=threads)
         errors[name], predictions[name] = (predicted - table.y) ** 2, predicted
         scores[name] = _held_out_scores(table.y, predicted, partners, used)
     if not scores:
@@ -126,7 +142,7 @@ def _held_out_scores(y: np.ndarray, predicted: np.ndarray, partners: np.ndarray,
 
 
 def attach_held_out_evidence(estimator, table: RunsTable, unfitted, *, name: str, folds: int = SELECTION_FOLDS,
-                             seed: int = 0) -> None:
+                             seed: int = 0, jobs: int = 1, threads: int | None = None) -> None:
     """Give an estimator fitted by name on `table` what an auto-selected one carries, from
     out-of-fold fits of `unfitted`: the held-out error of its predicted differences in its gain
     intervals (`attach_model_error`) and its `selection_` (held-out scores and the evidence
@@ -135,7 +151,8 @@ def attach_held_out_evidence(estimator, table: RunsTable, unfitted, *, name: str
     noisy runs its mean regret was 1.4 to 4.1 per family (equal: 1) (docs/causal.md, "Named
     estimators"). A table too small to hold a run out keeps the parameters' variance alone."""
     try:
-        predicted, used = cross_fitted_predictions(table, unfitted, folds=folds, seed=seed, label=name)
+        predicted, used = cross_fitted_predictions(table, unfitted, folds=folds, seed=seed, label=name,
+                                                   jobs=jobs, threads=threads)
     except UserError as exc:
         log.warning("%s: the gain intervals carry the parameters' variance only (no held-out model error): %s",
                     name, exc)

@@ -16,7 +16,7 @@ from causalmix.core.logs import get_logger
 log = get_logger(__name__)
 
 
-FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain"),
+FLAGS = ConfigFlags(FitConfig, ("estimator", "seed", "treatment_featurizer", "reference_domain", "jobs"),
                     options={"estimator": {"choices": sorted(ESTIMATORS)},
                              "treatment_featurizer": {"choices": ["auto", *TREATMENT_FEATURIZERS]}})
 

@@ -263,6 +263,19 @@ def test_auto_does_not_refit_a_runner_up_whose_share_is_0():
     assert estimator.selection_["rival_share"] == 0.0 and "rival_" not in estimator.__dict__
 
 
+def test_auto_with_its_held_out_fits_in_two_processes_is_the_one_process_model():
+    """`fit --jobs 2` fits auto's out-of-fold candidates in two processes (causal.selection.
+    cross_fitted_predictions); the choice, the held-out scores, the model error and the
+    recommendation are exactly those of one process."""
+    table = validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120))
+    one, two = (fit_runs_table(table, FitConfig(jobs=jobs)) for jobs in (1, 2))
+    assert two.selection_ == one.selection_ and two.model_error_ == one.model_error_
+    x, T0, T1 = np.zeros(len(table.covariate_names)), np.full((1, 3), 1 / 3), np.array([[0.6, 0.2, 0.2]])
+    assert np.array_equal(np.array(two.gain_interval(x, T0, T1)), np.array(one.gain_interval(x, T0, T1)))
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        FitConfig(jobs=0)
+
+
 def test_a_sieve_whose_baseline_is_the_network_saves_and_loads(tmp_path):
     """A baseline that bends along a combination of covariates (a run-level factor u that every
     second reading carries, mixed with its domain's state, and that also tilts the mixtures
