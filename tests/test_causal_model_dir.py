@@ -267,7 +267,7 @@ def test_auto_with_its_held_out_fits_in_two_processes_is_the_one_process_model()
     """`fit --jobs 2` fits auto's out-of-fold candidates in two processes (causal.selection.
     cross_fitted_predictions); the choice, the held-out scores, the model error and the
     recommendation are exactly those of one process."""
-    table = validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(120))
+    table = validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(64))
     one, two = (fit_runs_table(table, FitConfig(jobs=jobs)) for jobs in (1, 2))
     assert two.selection_ == one.selection_ and two.model_error_ == one.model_error_
     x, T0, T1 = np.zeros(len(table.covariate_names)), np.full((1, 3), 1 / 3), np.array([[0.6, 0.2, 0.2]])
