@@ -251,8 +251,7 @@ class _NoReturns:
     def __init__(self, *, seed: int = 0, noise: float = 0.1):
         super().__init__(seed=seed, noise=noise)
         s, u, _ = self._draw_states(4096, np.random.default_rng(7))
-        self.effect_sd = float(np.std(self._baseline(s, u)))
-        self.noise = noise * self.effect_sd
+        self.noise = noise * float(np.std(self._baseline(s, u)))
 
     def _mean(self, w, s):
         return np.zeros(len(w))
