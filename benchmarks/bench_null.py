@@ -39,8 +39,8 @@ DEFAULT_METHODS = ("default", "regmix", "no-covariates")
 def target_states(world, n: int) -> list[np.ndarray]:
     """Shifted target pools drawn as bench_truth's are (without its filter on the optimum's
     distance from equal: here there is no optimum)."""
-    rng = np.random.default_rng(2000 + world.seed)
-    return [np.clip(rng.normal(size=world.n_latent) * 1.2, -1.8, 1.8) for _ in range(n)]
+    rng = world.target_rng()
+    return [world.shifted_state(rng) for _ in range(n)]
 
 
 def run_world(job):

@@ -109,16 +109,24 @@ class TruthWorld:
         """Latent states of n shifted target pools (within the logged states' range), each
         with an optimum well away from the equal mixture (its gain over equal at least a fifth
         of the spread the mixture causes); the same targets whatever the noise."""
-        rng = np.random.default_rng(2000 + self.seed)
+        rng = self.target_rng()
         out = []
         for _ in range(50 * n):
-            s = np.clip(rng.normal(size=self.n_latent) * 1.2, -1.8, 1.8)
+            s = self.shifted_state(rng)
             gap = self.best(s)[1] - float(self.outcome(np.full(self.k, 1 / self.k), s)[0])
             if gap > 0.2 * self.effect_sd:
                 out.append(s)
             if len(out) == n:
                 return out
         raise RuntimeError(f"{type(self).__name__}: fewer than {n} targets with an optimum away from equal")
+
+    def target_rng(self) -> np.random.Generator:
+        return np.random.default_rng(2000 + self.seed)
+
+    def shifted_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A target pool's latent state: wider than the runs' (sd 1.2 against 1), clipped to
+        their range."""
+        return np.clip(rng.normal(size=self.n_latent) * 1.2, -1.8, 1.8)
 
     def covariates(self, s) -> dict[str, float]:
         x = self._observe(np.atleast_2d(s), np.zeros(1))[0]

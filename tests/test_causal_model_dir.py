@@ -265,8 +265,8 @@ def test_auto_does_not_refit_a_runner_up_whose_share_is_0():
 
 def test_auto_with_its_held_out_fits_in_two_processes_is_the_one_process_model():
     """`fit --jobs 2` fits auto's out-of-fold candidates in two processes (causal.selection.
-    cross_fitted_predictions); the choice, the held-out scores, the model error and the
-    recommendation are exactly those of one process."""
+    cross_fitted_predictions); the choice, the held-out scores, the model error and a gain
+    interval are exactly those of one process."""
     table = validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(64))
     one, two = (fit_runs_table(table, FitConfig(jobs=jobs)) for jobs in (1, 2))
     assert two.selection_ == one.selection_ and two.model_error_ == one.model_error_
