@@ -1,11 +1,13 @@
 """Model directory (checksums before unpickling) and the FittedMixtureModel API."""
 import copy
 import json
+import os
 import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 
 from causalmix.causal.featurizers import AUTO_CANDIDATES, EPS_CANDIDATES
 from causalmix.causal.fitting import FitConfig, fit_runs_table
@@ -263,17 +265,55 @@ def test_auto_does_not_refit_a_runner_up_whose_share_is_0():
     assert estimator.selection_["rival_share"] == 0.0 and "rival_" not in estimator.__dict__
 
 
-def test_auto_with_its_held_out_fits_in_two_processes_is_the_one_process_model():
+def test_auto_with_its_held_out_fits_in_two_processes_is_the_one_process_model(monkeypatch):
     """`fit --jobs 2` fits auto's out-of-fold candidates in two processes (causal.selection.
     cross_fitted_predictions); the choice, the held-out scores, the model error and a gain
-    interval are exactly those of one process."""
+    interval are exactly those of one process. The jobs reach every out-of-fold fit (that they
+    run in other processes is the next test's)."""
+    from causalmix.causal import selection
+
+    asked = []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["jobs"])
+        return cross_fitted(*args, **kwargs)
+
+    cross_fitted = selection.cross_fitted_predictions
+    monkeypatch.setattr(selection, "cross_fitted_predictions", recording)
     table = validate_runs_frame(StructuralModel(n_domains=3, seed=5).runs(64))
     one, two = (fit_runs_table(table, FitConfig(jobs=jobs)) for jobs in (1, 2))
     assert two.selection_ == one.selection_ and two.model_error_ == one.model_error_
     x, T0, T1 = np.zeros(len(table.covariate_names)), np.full((1, 3), 1 / 3), np.array([[0.6, 0.2, 0.2]])
     assert np.array_equal(np.array(two.gain_interval(x, T0, T1)), np.array(one.gain_interval(x, T0, T1)))
+    fit_runs_table(table, FitConfig(estimator="regression", jobs=2))  # by name: its held-out fits
+    candidates = len(selection.AUTO_CANDIDATES)
+    assert asked == [1] * candidates + [2] * candidates + [2]
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         FitConfig(jobs=0)
+
+
+class _ReportsItsProcess(BaseEstimator):
+    """Predicts the id of the process that fitted it."""
+
+    def min_runs(self, *args):
+        return 2
+
+    def fit(self, W, X, y):
+        self.pid_ = os.getpid()
+        return self
+
+    def predict(self, W, X):
+        return np.full(len(W), float(self.pid_))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cross_fitting_with_jobs_fits_the_folds_in_worker_processes(table, jobs):
+    from causalmix.causal.selection import cross_fitted_predictions
+
+    predicted, folds = cross_fitted_predictions(table, _ReportsItsProcess(), folds=4, jobs=jobs)
+    fitted_in = set(predicted.astype(int))
+    assert folds == 4
+    assert fitted_in == {os.getpid()} if jobs == 1 else os.getpid() not in fitted_in
 
 
 def test_a_sieve_whose_baseline_is_the_network_saves_and_loads(tmp_path):
