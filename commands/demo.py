@@ -97,6 +97,9 @@ class DemoConfig:
     validate_grid) can be added."""
     validate_grid: int = 0
     """Grid baseline points in validation (0: none; `validate --grid N` on the demo's artifacts)."""
+    fit_jobs: int = 2
+    """Processes for the out-of-fold fits of the fit and report stages (`fit --jobs`, `report
+    --jobs`); the models and the report are the same whatever the number."""
 
     def __post_init__(self):
         # a size not given takes the quick or the full demo's; one given is kept either way
@@ -107,7 +110,7 @@ class DemoConfig:
             raise ValueError(f"sweep_adaptive must lie in [0, 1], got {self.sweep_adaptive}")
         if self.until is not None and self.until not in STAGE_NAMES:
             raise ValueError(f"until: unknown stage {self.until!r}; stages are {list(STAGE_NAMES)}")
-        for name in ("sweep_runs", "validate_seeds", "validate_budget", "sweep_round"):
+        for name in ("sweep_runs", "validate_seeds", "validate_budget", "sweep_round", "fit_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.tokenizer_vocab < 300:
@@ -222,28 +225,29 @@ def _run_fit(cfg: DemoConfig, work: Path) -> dict:
     out = {}
     for name, est in FITTED.items():
         source = work / "runs" / (NO_COVARIATES_RUNS if name == "model-no-covariates" else "runs.parquet")
-        record = _fit_one(source, work / name, est or out["model"]["estimator"], cfg.seed)
+        record = _fit_one(source, work / name, est or out["model"]["estimator"], cfg.seed, cfg.fit_jobs)
         out[name] = {k: v for k, v in record.items()
                      if k in ("estimator", "n_runs", "fit_s", "model_version", "treatment_featurizer", "fallback")}
     return out
 
 
-def _fit_one(source: Path, out_dir: Path, est: str, seed: int) -> dict:
+def _fit_one(source: Path, out_dir: Path, est: str, seed: int, jobs: int) -> dict:
     from causalmix.causal.fitting import FitConfig, fit_and_save
 
     try:
-        return fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed))
+        return fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed, jobs=jobs))
     except UserError as exc:
         if est == "auto":
             # too few runs to cross-validate the candidates (the quick demo's 24 with 4
             # covariates): the sweep's estimator, which fits on them
-            record = fit_and_save(str(source), str(out_dir), FitConfig(estimator=SWEEP_FIT, seed=seed))
+            record = fit_and_save(str(source), str(out_dir), FitConfig(estimator=SWEEP_FIT, seed=seed, jobs=jobs))
             return {**record, "fallback": str(exc)}
         if est != "regression":
             raise
     # One OLS with theta linear in 12 covariates needs 66 runs for the log treatment
     # features; the linear ones (K-1 per domain) fit on 53, within the demo's sweep.
-    record = fit_and_save(str(source), str(out_dir), FitConfig(estimator=est, seed=seed, treatment_featurizer="linear"))
+    record = fit_and_save(str(source), str(out_dir),
+                          FitConfig(estimator=est, seed=seed, treatment_featurizer="linear", jobs=jobs))
     return {**record, "treatment_featurizer": "linear"}
 
 
@@ -309,7 +313,7 @@ def _pool_sizes(work: Path) -> dict:
 
 
 FLAGS = ConfigFlags(DemoConfig, ("workdir", "until", "seed", "quick", "sweep_runs", "validate_seeds",
-                                  "validate_mixtures", "validate_grid"),
+                                  "validate_mixtures", "validate_grid", "fit_jobs"),
                     options={"until": {"choices": STAGE_NAMES}, "validate_grid": {"metavar": "N"}})
 
 

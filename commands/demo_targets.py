@@ -98,7 +98,7 @@ def report_done(cfg, work: Path) -> bool:
 
 def run_report(cfg, work: Path) -> dict:
     summary = write_report(work / "runs", work / "report", model_dir=work / "model",
-                           validation_dir=[validation_dir(work, pool) for pool in TARGET_POOLS])
+                           validation_dir=[validation_dir(work, pool) for pool in TARGET_POOLS], jobs=cfg.fit_jobs)
     return {"report": str(work / "report" / "report.md"), "figures": summary["figures"],
             "verdict_per_pool": summary.get("verdict_per_pool", {})}
 

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import json
 
+from causalmix.causal.fitting import FitConfig
+from causalmix.core.cli_config import ConfigFlags
+
+FLAGS = ConfigFlags(FitConfig, ("jobs",))
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", dest="run_dir", required=True, help="sweep output folder")
@@ -18,12 +23,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="report folder (default: RUN_DIR/report)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even when it exists and is not a report folder")
+    FLAGS.add_to(parser)
 
 
 def run(args) -> int:
     from causalmix.reporting.report import write_report  # deferred: heavy import (pandas, matplotlib)
 
     summary = write_report(args.run_dir, args.out, validation_dir=args.validation, model_dir=args.model,
-                           cv_folds=args.folds, overwrite=args.overwrite)
+                           cv_folds=args.folds, overwrite=args.overwrite, jobs=FLAGS.load({"jobs": args.jobs}).jobs)
     print(json.dumps(summary))
     return 0

@@ -98,7 +98,8 @@ def _runs_section(runs: pd.DataFrame, domains: list[str], run_dir: Path) -> list
     return lines
 
 
-def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict) -> list[str]:
+def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, summary: dict,
+                   jobs: int) -> list[str]:
     from causalmix.causal.selection import cross_fitted_predictions
 
     lines = [f"## Fitted model ({model.estimator_name}, {model.n_runs} runs)", ""]
@@ -110,11 +111,11 @@ def _model_section(model, runs: pd.DataFrame, target, tmp: Path, cv_folds: int, 
         lines += ["No return curves: the model has no covariates (e.g. an imported swarm without data-state "
                   "features), so each domain's return is one number, not a curve.", ""]
     lines += _selection_and_radius_section(model, target, tmp, summary)
-    lines += _metric_returns_section(model, runs, target, tmp, summary)
+    lines += _metric_returns_section(model, runs, target, tmp, summary, jobs)
     table = validate_runs_frame(runs[["run_id", *(f"{MIX}{d}" for d in model.domains),
                                       *model.covariate_names, "y"]], where="runs for cross-fitting")
     try:
-        predicted, folds = cross_fitted_predictions(table, model.estimator, folds=cv_folds)
+        predicted, folds = cross_fitted_predictions(table, model.estimator, folds=cv_folds, jobs=jobs)
     except UserError as exc:
         return lines + [f"Held-out prediction skipped: {exc}", ""]
     samplers = runs["sampler"] if "sampler" in runs else ["runs"] * len(runs)
@@ -178,14 +179,14 @@ def _selection_and_radius_section(model, target, tmp: Path, summary: dict) -> li
                     "", "![trust radius](radius_choice.png)", ""]
 
 
-def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict) -> list[str]:
+def _metric_returns_section(model, runs: pd.DataFrame, target, tmp: Path, summary: dict, jobs: int) -> list[str]:
     """Domain x metric returns at the target pool: one fit per metric (causal/metric_returns.py)."""
     from causalmix.causal.fitting import FitConfig
 
     if not default_metrics(runs.columns):
         return []
     try:
-        estimates, half = metric_returns(runs, target, config=FitConfig(estimator=model.estimator_name))
+        estimates, half = metric_returns(runs, target, config=FitConfig(estimator=model.estimator_name, jobs=jobs))
     except UserError as exc:
         return [f"Per-metric returns skipped: {exc}", ""]
     plot_metric_returns(estimates, tmp / "metric_returns.png")
@@ -252,9 +253,12 @@ def _validation_section(vdir: Path, tmp: Path, summary: dict, pool: str | None =
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *,
                  validation_dir: str | Path | Sequence[str | Path] | None = None,
-                 model_dir: str | Path | None = None, cv_folds: int = 4, overwrite: bool = False) -> dict:
+                 model_dir: str | Path | None = None, cv_folds: int = 4, overwrite: bool = False,
+                 jobs: int = 1) -> dict:
     """`validation_dir`: one validation folder, or several (one per target pool, each with its
-    own section and verdict, named after the folder; the return curves use the first's pool)."""
+    own section and verdict, named after the folder; the return curves use the first's pool).
+    `jobs`: processes for the out-of-fold fits (the held-out predictions, and each per-metric
+    fit's held-out error), as causal.fitting.FitConfig.jobs; the report is the same whatever it is."""
     from causalmix.causal.model_dir import load_model_dir
 
     run_dir = Path(run_dir)
@@ -295,7 +299,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *,
             sections += ["![covariate coverage](covariate_coverage.png)", ""]
             summary["figures"].append("covariate_coverage.png")
         if model is not None:
-            sections += _model_section(model, runs, target, tmp, cv_folds, summary)
+            sections += _model_section(model, runs, target, tmp, cv_folds, summary, jobs)
         if latest:
             figures.plot_policy_trace(snapshots, tmp / "policy_trace.png")
             figures.plot_returns(latest["returns"], tmp / "returns.png")

@@ -59,6 +59,7 @@ def test_pipeline_end_to_end_on_two_cpus(full_run, tiny_env):
     assert len(covariates) == 3 * len(pool.domains) and all(np.isfinite(list(covariates.values())))
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_killed_run_resumes_to_identical_output(full_run, tiny_env, tmp_path, monkeypatch):
     full_out, _ = full_run

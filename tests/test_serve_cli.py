@@ -160,6 +160,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+@pytest.mark.slow
 def test_serve_command_answers_on_loopback_and_reloads_a_refit_by_default(tmp_path):
     model = fit_synthetic_model_dir(tmp_path / "model", estimator="regression", seed=0)
     fixed = fit_synthetic_model_dir(tmp_path / "fixed", estimator="regression", seed=2)

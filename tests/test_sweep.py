@@ -46,6 +46,7 @@ def check_runs_table(path: Path, n: int, domains) -> pd.DataFrame:
     return runs
 
 
+@pytest.mark.slow
 def test_four_run_sweep_from_the_cli(ray_local, tiny_env, features, tmp_path, capsys):
     out = tmp_path / "sweep"
     config = tmp_path / "sweep.yaml"
@@ -91,6 +92,7 @@ def test_bad_input_names_the_problem(ray_local, tiny_env, tmp_path, capsys):
     assert launch.main(["sweep", "--out", str(tmp_path / "o"), "--resume"]) == 2
 
 
+@pytest.mark.slow
 def test_killed_trial_is_retried_and_lands_once(ray_local, tiny_env, features, tmp_path):
     marker = tmp_path / "killed-once"
 
@@ -132,6 +134,7 @@ class InterruptOnce(Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_only_what_is_missing(ray_local, tiny_env, features, tmp_path):
     out = tmp_path / "sweep"
     cfg = sweep_config(tiny_env, features, out, runs=3, max_concurrent=1)
@@ -145,6 +148,7 @@ def test_interrupted_sweep_resumes_only_what_is_missing(ray_local, tiny_env, fea
     assert kept["wall_s"].tolist() == before["wall_s"].tolist()  # finished runs were not rerun
 
 
+@pytest.mark.slow
 def test_resumed_adaptive_sweep_keeps_fitting_each_run_once(ray_local, tiny_env, features, tmp_path):
     """Issue 18 case 6: a sweep interrupted after enough runs to fit, then resumed. The trial
     running at the interruption had landed its row and reports it again on resume, beside the
