@@ -65,7 +65,7 @@ def _default_recommendation(world, n_runs, seed):
     table = validate_runs_frame(world.runs(n_runs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = FitConfig(seed=seed, jobs=2)  # the same model as one process, in about half the time
+        config = FitConfig(seed=seed, jobs=2)  # the same model as one process (test_causal_model_dir)
         estimator = fit_runs_table(table, config)
     model = FittedMixtureModel.from_runs_table(estimator, estimator_label(estimator, config), table)
     rec = model.recommend(world.target_covariates())

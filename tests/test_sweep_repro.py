@@ -16,6 +16,7 @@ from sweep_helpers import synthetic_features, synthetic_trial, tiny_proxy_config
 
 pytestmark = pytest.mark.ray
 
+
 @pytest.mark.slow
 def test_adaptive_sweep_gives_the_same_table_at_one_and_two_trials_at_a_time(ray_local, tiny_env, tmp_path):
     from ray import cloudpickle
