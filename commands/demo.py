@@ -32,7 +32,7 @@ from typing import Callable
 
 import pandas as pd
 
-from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize_pools
 from causalmix.causal.runs_table import COV
 from causalmix.commands import demo_targets
 from causalmix.commands.demo_stages import Stage, run_stages
@@ -164,13 +164,9 @@ def _features_done(cfg: DemoConfig, work: Path) -> bool:
 
 
 def _run_features(cfg: DemoConfig, work: Path) -> dict:
-    out = {}
-    for name in POOLS:
-        record = featurize(FeaturizeConfig(pool=str(work / "pools" / name),
-                                           model=str(work / "models" / "proxy"),
-                                           out=str(work / "features" / name)))
-        out[name] = {"docs": record["n_docs"], "wall_s": record["wall_s"]}
-    return out
+    records = featurize_pools([FeaturizeConfig(pool=str(work / "pools" / name), model=str(work / "models" / "proxy"),
+                                               out=str(work / "features" / name)) for name in POOLS])
+    return {name: {"docs": record["n_docs"], "wall_s": record["wall_s"]} for name, record in zip(POOLS, records)}
 
 
 def _sweep_done(cfg: DemoConfig, work: Path) -> bool:

@@ -13,7 +13,7 @@ import causalmix.actors.featurize.driver as featurize_cmd
 from causalmix.causal.covariates import pool_covariates
 from causalmix.features.doc_features import FEATURE_VERSION, ScoredDoc, score_documents
 from causalmix.features.features_io import FEATURE_COLUMNS, MANIFEST, load_features
-from causalmix.actors.featurize.driver import FeaturizeConfig, featurize
+from causalmix.actors.featurize.driver import FeaturizeConfig, featurize, featurize_pools
 from causalmix.core.errors import UserError
 from causalmix.datapool.pool import Pool
 
@@ -25,8 +25,18 @@ def config(tiny_env, out, **kw) -> FeaturizeConfig:
 
 @pytest.fixture(scope="module")
 def full_run(tiny_env, ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("features") / "demo-small"
-    return out, featurize(config(tiny_env, out))
+    """The small pool featurized together with a second pool (its copy, one domain), as the demo
+    featurizes its three pools: one actor pool for both. The killed-run test below featurizes
+    alone and compares shard by shard, so the two ways are checked to agree."""
+    root = tmp_path_factory.mktemp("features")
+    twin = root / "twin-pool"
+    shutil.copytree(tiny_env.pool_small, twin)
+    out = root / "demo-small"
+    record, twin_record = featurize_pools([config(tiny_env, out),
+                                           FeaturizeConfig(pool=str(twin), model=str(tiny_env.proxy_model),
+                                                           out=str(root / "twin"), batch_tokens=2048,
+                                                           domains=("dialog",))])
+    return out, record, root / "twin", twin_record
 
 
 @pytest.mark.ray
@@ -34,7 +44,7 @@ def test_pipeline_end_to_end_on_two_cpus(full_run, tiny_env):
     from causalmix.lm.formatting import encode_document
     from causalmix.lm.loading import load_causal_lm, load_tokenizer
 
-    out, record = full_run
+    out, record, *_ = full_run
     pool = Pool.open(tiny_env.pool_small)
     docs = pool.read()
     frame = load_features(out)
@@ -62,7 +72,7 @@ def test_pipeline_end_to_end_on_two_cpus(full_run, tiny_env):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_killed_run_resumes_to_identical_output(full_run, tiny_env, tmp_path, monkeypatch):
-    full_out, _ = full_run
+    full_out, *_ = full_run
     out = tmp_path / "features"
     cfg = config(tiny_env, out, domains=("dialog",))
     written = []
@@ -93,6 +103,25 @@ def test_killed_run_resumes_to_identical_output(full_run, tiny_env, tmp_path, mo
     assert frame["doc_id"].is_unique and set(frame["domain"]) == {"dialog"}
     with pytest.raises(UserError, match="has no domain"):
         load_features(out, domains=["arithmetic"])
+
+
+@pytest.mark.ray
+def test_pools_featurized_together_each_get_their_own_folder(full_run):
+    out, record, twin_out, twin_record = full_run
+    assert twin_record["domains"] == ["dialog"] and twin_record["shards_computed"] == 4
+    assert record["shards_computed"] == len(record["shards"]) > 4
+    twin = load_features(twin_out)
+    pd.testing.assert_frame_equal(twin, load_features(out, domains=["dialog"]), check_exact=True)
+
+
+def test_pools_featurized_together_must_share_the_actor_pool_settings(tiny_env, tmp_path):
+    small = config(tiny_env, tmp_path / "a")
+    with pytest.raises(ValueError, match=r"must share \['batch_tokens'\]"):
+        featurize_pools([small, FeaturizeConfig(pool=str(tiny_env.pool_large), model=str(tiny_env.proxy_model),
+                                                out=str(tmp_path / "b"))])
+    with pytest.raises(UserError, match="the same features folder"):
+        featurize_pools([small, config(tiny_env, tmp_path / "a")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_model_that_does_not_load_is_a_user_error(tiny_env, tmp_path):
