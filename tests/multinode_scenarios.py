@@ -14,9 +14,9 @@ the sweep resumed. The runs table must end with exactly `runs` unique run_ids.
 Every trial sleeps --pace seconds before its proxy run: the stand-in for the GPU-bound time
 of a real run, which on a cloud node does not compete for this machine's two CPU cores.
 
-featurize: `launch.py featurize` on three worker nodes (two actors, one CPU for reading);
-a node with an actor is killed after the first shard is written, and a fresh node joins.
-The output must equal a clean run's on an undisturbed cluster.
+featurize: `launch.py featurize` (one domain, one actor) on three worker nodes; the node with
+the actor is killed after the first shard is written, and a fresh node joins. The output must
+equal, bit for bit, the featurizer's own code run in this process with no Ray.
 
 fit-actor: the sweep's fit actor on a cluster whose head runs no work; its node is killed;
 it must still answer with the runs it had been given.
@@ -213,61 +213,85 @@ def sweep_scenario(args) -> dict:
 
 # ------------------------------------------------------------------ featurize scenario
 
+def featurize_in_process(pool: str, model: str, domain: str):
+    """The reference: one domain's feature rows from the featurizer's own code (the class each
+    actor holds, at the actor's one thread), in this process, with no Ray and no fault."""
+    import types
+
+    import pandas as pd
+    from transformers import AutoConfig
+
+    from causalmix.actors.featurize.driver import FeaturizeConfig
+    from causalmix.actors.featurize.featurizer import FeaturizerActor
+    from causalmix.datapool.pool import Pool
+    from causalmix.features.features_io import FEATURE_COLUMNS
+    from causalmix.lm.loading import load_tokenizer, max_context
+
+    defaults = FeaturizeConfig(pool=pool, model=model, out="unused")
+    limit = max_context(types.SimpleNamespace(config=AutoConfig.from_pretrained(model)), load_tokenizer(model))
+    actor = FeaturizerActor(model, "cpu", defaults.batch_tokens, int(defaults.cpus_per_actor), limit)
+    return pd.concat([actor.featurize_shard(str(shard.path)) for shard in Pool.open(pool).shards(domain)],
+                     ignore_index=True).loc[:, list(FEATURE_COLUMNS)]
+
+
+def same_values(a, b) -> bool:
+    """Equal row by row, bit for bit; the written shards read back with Arrow-backed dtypes."""
+    import pandas as pd
+
+    try:
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
 def featurize_scenario(args) -> dict:
     import pandas as pd
 
     work = Path(args.workdir)
-    extra = list(args.featurize_args or [])
-    base = [sys.executable, str(REPO / "launch.py"), "featurize", "--pool", args.pool,
-            "--model", args.model, *extra]
+    out = work / "features"
+    written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
+    from causalmix.datapool.pool import Pool
+
+    n_shards = len(Pool.open(args.pool).shards(args.domain))
     report: dict = {}
     t0 = time.monotonic()
-    outputs = {}
-    n_shards = 0
-    for label, kill in (("clean", False), ("node_killed", True)):
-        out = work / f"features-{label}"
-        written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
-        with LocalCluster(head_cpus=0, worker_cpus=1) as cluster, \
-                open(work / f"featurize-{label}.log", "w") as log:
-            # Three one-CPU nodes: the featurizer actor (one, as the test asks: an actor pool
-            # that starts every actor at once featurizes the four shards together, so none is
-            # left to lose a node in), a spare node for its restart, one CPU for shard reads.
-            cluster.add_workers(3)
-            proc = subprocess.Popen([*base, "--out", str(out)], env=subprocess_env(cluster.address),
-                                    stdout=log, stderr=subprocess.STDOUT)
-            try:
-                if kill:
-                    wait_for(lambda: written() >= 1, 240, "the first featurized shard", proc)
-                    actor_nodes = cluster.actor_node_ids("MapWorker")
-                    victim = next((n for n in cluster.workers if n.node_id in actor_nodes), None)
-                    if victim is None or written() >= n_shards or proc.poll() is not None:
-                        raise RuntimeError("featurize got too far before a node could be killed; "
-                                           "give it a larger pool")
-                    cluster.remove_worker(victim)
-                    report.update(killed_node_mid_featurize=True, shards_done_at_kill=written(),
-                                  shards_total=n_shards)
-                    cluster.add_workers(1)
-                proc.wait(timeout=300)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(30)
-            report[f"{label}_returncode"] = proc.returncode
-        outputs[label] = out
-        n_shards = n_shards or written()
-    frames = {}
-    for label, out in outputs.items():
-        files = sorted(out.glob("shards/*/*.parquet"))
-        frames[label] = (pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-                         .sort_values("doc_id").reset_index(drop=True)) if files else pd.DataFrame()
-    clean, faulty = frames["clean"], frames["node_killed"]
-    report.update(rows_clean=len(clean), rows_node_killed=len(faulty),
+    with LocalCluster(head_cpus=0, worker_cpus=1) as cluster, open(work / "featurize.log", "w") as log:
+        # Three one-CPU nodes: the featurizer actor (one: an actor pool that starts every actor
+        # at once featurizes the four shards together, so none is left to lose a node in), a
+        # spare node for its restart, one CPU for shard reads.
+        cluster.add_workers(3)
+        proc = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "featurize", "--pool", args.pool,
+                                 "--model", args.model, "--domains", args.domain, "--concurrency", "1",
+                                 "--out", str(out)],
+                                env=subprocess_env(cluster.address), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: written() >= 1, 240, "the first featurized shard", proc)
+            actor_nodes = cluster.actor_node_ids("MapWorker")
+            victim = next((n for n in cluster.workers if n.node_id in actor_nodes), None)
+            if victim is None or written() >= n_shards or proc.poll() is not None:
+                raise RuntimeError("featurize got too far before a node could be killed; give it a larger pool")
+            cluster.remove_worker(victim)
+            report.update(killed_node_mid_featurize=True, shards_done_at_kill=written())
+            cluster.add_workers(1)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        report["node_killed_returncode"] = proc.returncode
+    files = sorted(out.glob("shards/*/*.parquet"))
+    faulty = (pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+              .sort_values("doc_id").reset_index(drop=True)) if files else pd.DataFrame()
+    reference = featurize_in_process(args.pool, args.model, args.domain).sort_values("doc_id").reset_index(drop=True)
+    report.update(shards_written=len(files), shards_total=n_shards, rows_reference=len(reference),
+                  rows_node_killed=len(faulty),
                   duplicated=int(faulty["doc_id"].duplicated().sum()) if len(faulty) else 0,
-                  equal=bool(len(clean) and clean.equals(faulty)),
+                  equal=bool(len(reference)) and same_values(reference, faulty),
                   wall_s=round(time.monotonic() - t0, 1))
-    if not report["equal"] and len(clean) and len(clean) == len(faulty):
-        diff = [c for c in clean.columns if c in faulty and not clean[c].equals(faulty[c])]
-        report["differing_columns"] = diff
+    if not report["equal"] and len(reference) == len(faulty):
+        report["differing_columns"] = [c for c in reference.columns
+                                       if c in faulty and not same_values(reference[[c]], faulty[[c]])]
     return report
 
 
@@ -326,7 +350,7 @@ def main(argv=None) -> int:
     feat = sub.add_parser("featurize")
     feat.add_argument("--pool", required=True)
     feat.add_argument("--model", required=True)
-    feat.add_argument("--featurize-args", nargs=argparse.REMAINDER, default=[])
+    feat.add_argument("--domain", default="arithmetic", help="the one domain featurized")
     fit = sub.add_parser("fit-actor")
     for p in (sweep, feat, fit):
         p.add_argument("--workdir", required=True)
