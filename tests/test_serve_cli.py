@@ -50,8 +50,9 @@ def _first_json_line(proc: subprocess.Popen, timeout_s: float) -> dict:
     reader.join(timeout_s)
     if not found:
         proc.kill()
+        stderr = proc.stderr.read()[-3000:] if proc.stderr else "(not captured)"
         raise AssertionError(f"`launch.py serve` printed no URL within {timeout_s:.0f} s "
-                             f"(exit code {proc.poll()})")
+                             f"(exit code {proc.poll()}); its stderr ends:\n{stderr}")
     return found[0]
 
 
