@@ -248,11 +248,11 @@ def same_values(a, b) -> bool:
 def featurize_scenario(args) -> dict:
     import pandas as pd
 
+    from causalmix.datapool.pool import Pool
+
     work = Path(args.workdir)
     out = work / "features"
     written = lambda: len(list(out.glob("shards/*/*.parquet")))  # noqa: E731
-    from causalmix.datapool.pool import Pool
-
     n_shards = len(Pool.open(args.pool).shards(args.domain))
     report: dict = {}
     t0 = time.monotonic()
